@@ -1,0 +1,295 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultAddr is the server address used when neither --addr nor DURE_ADDR is set.
+const DefaultAddr = "http://127.0.0.1:7070"
+
+// Client talks to a dure server over HTTP. It is safe for concurrent use.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the server at addr ("http://host:port" or
+// "host:port").
+func NewClient(addr string) *Client {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	return &Client{base: strings.TrimRight(addr, "/"), http: &http.Client{Transport: tr}}
+}
+
+// Addr is the base URL the client talks to.
+func (c *Client) Addr() string { return c.base }
+
+// WatchOptions turn a read into a blocking query: the server answers when its
+// state index exceeds Index, or after Wait.
+type WatchOptions struct {
+	Index uint64
+	Wait  time.Duration
+}
+
+func (w WatchOptions) query(q url.Values) {
+	if w.Index > 0 {
+		q.Set("index", strconv.FormatUint(w.Index, 10))
+	}
+	if w.Wait > 0 {
+		q.Set("wait", w.Wait.String())
+	}
+}
+
+// do sends a JSON request and decodes a JSON answer into out (if non-nil). It
+// returns the state index the server reported.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) (uint64, error) {
+	resp, err := c.send(ctx, method, path, q, in)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	idx, _ := strconv.ParseUint(resp.Header.Get(IndexHeader), 10, 64)
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return idx, fmt.Errorf("decode %s %s answer: %w", method, path, err)
+		}
+	}
+	return idx, nil
+}
+
+// send issues the request and turns a non-2xx answer into an *Error.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	e := &Error{Status: resp.StatusCode}
+	if json.Unmarshal(b, e) != nil || e.Message == "" {
+		e.Code = CodeInternal
+		e.Message = fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return e
+}
+
+// IsNotFound reports whether err is a 404 from the server.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeNotFound
+}
+
+// SubmitJob submits a job and returns its ID.
+func (c *Client) SubmitJob(ctx context.Context, spec JobSpec) (uint64, error) {
+	var out SubmitResponse
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs", nil, spec, &out)
+	return out.ID, err
+}
+
+// JobFilter narrows ListJobs. Empty fields match everything.
+type JobFilter struct {
+	State string // pending, running, succeeded, failed, cancelled, or "active" (pending+running)
+	Queue string
+	Owner string
+	Limit int
+}
+
+// ListJobs lists jobs, newest first.
+func (c *Client) ListJobs(ctx context.Context, f JobFilter, w WatchOptions) ([]Job, uint64, error) {
+	q := url.Values{}
+	if f.State != "" {
+		q.Set("state", f.State)
+	}
+	if f.Queue != "" {
+		q.Set("queue", f.Queue)
+	}
+	if f.Owner != "" {
+		q.Set("owner", f.Owner)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	w.query(q)
+	var out []Job
+	idx, err := c.do(ctx, http.MethodGet, "/v1/jobs", q, nil, &out)
+	return out, idx, err
+}
+
+// GetJob returns one job with its allocations and events. With a WatchOptions
+// index it blocks until the job changes after that index (or Wait passes).
+func (c *Client) GetJob(ctx context.Context, id uint64, w WatchOptions) (Job, uint64, error) {
+	q := url.Values{}
+	w.query(q)
+	var out Job
+	idx, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/jobs/%d", id), q, nil, &out)
+	return out, idx, err
+}
+
+// CancelJob cancels a pending or running job.
+func (c *Client) CancelJob(ctx context.Context, id uint64) (Job, error) {
+	var out Job
+	_, err := c.do(ctx, http.MethodPost, fmt.Sprintf("/v1/jobs/%d/cancel", id), nil, struct{}{}, &out)
+	return out, err
+}
+
+// WaitJob blocks until the job reaches a final state or ctx ends.
+func (c *Client) WaitJob(ctx context.Context, id uint64) (Job, error) {
+	var idx uint64
+	for {
+		j, newIdx, err := c.GetJob(ctx, id, WatchOptions{Index: idx, Wait: 30 * time.Second})
+		if err != nil {
+			return j, err
+		}
+		if j.Terminal() {
+			return j, nil
+		}
+		idx = newIdx
+	}
+}
+
+// LogOptions select which log to read.
+type LogOptions struct {
+	Task   int    // task index within the job (default 0)
+	Stream string // "stdout" (default) or "stderr"
+	Follow bool   // keep streaming until the task ends
+	Offset int64  // start at this byte
+}
+
+// Logs opens a task's output. With Follow the stream ends when the task has
+// ended and all its output was sent. The caller closes the reader.
+func (c *Client) Logs(ctx context.Context, id uint64, o LogOptions) (io.ReadCloser, error) {
+	q := url.Values{}
+	q.Set("task", strconv.Itoa(o.Task))
+	if o.Stream != "" {
+		q.Set("stream", o.Stream)
+	}
+	if o.Follow {
+		q.Set("follow", "true")
+	}
+	if o.Offset > 0 {
+		q.Set("offset", strconv.FormatInt(o.Offset, 10))
+	}
+	resp, err := c.send(ctx, http.MethodGet, fmt.Sprintf("/v1/jobs/%d/logs", id), q, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// ListNodes lists every node the cluster knows.
+func (c *Client) ListNodes(ctx context.Context) ([]Node, error) {
+	var out []Node
+	_, err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, nil, &out)
+	return out, err
+}
+
+// GetNode returns one node.
+func (c *Client) GetNode(ctx context.Context, name string) (Node, error) {
+	var out Node
+	_, err := c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(name), nil, nil, &out)
+	return out, err
+}
+
+// DrainNode sets or clears a node's drain flag.
+func (c *Client) DrainNode(ctx context.Context, name string, drain bool, reason string) (Node, error) {
+	var out Node
+	_, err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/drain", nil, DrainRequest{Drain: drain, Reason: reason}, &out)
+	return out, err
+}
+
+// ListQueues lists queues with their current load.
+func (c *Client) ListQueues(ctx context.Context) ([]Queue, error) {
+	var out []Queue
+	_, err := c.do(ctx, http.MethodGet, "/v1/queues", nil, nil, &out)
+	return out, err
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Server   string `json:"server"` // name of the answering server
+	Leader   string `json:"leader"` // raft address of the leader, "" if none
+	IsLeader bool   `json:"is_leader"`
+	Index    uint64 `json:"index"` // last applied state index
+	Version  string `json:"version"`
+}
+
+// Status reports the answering server's view of the cluster.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var out Status
+	_, err := c.do(ctx, http.MethodGet, "/v1/status", nil, nil, &out)
+	return out, err
+}
+
+// RegisterNode is called by an agent when it starts and whenever the server
+// asks it to register again.
+func (c *Client) RegisterNode(ctx context.Context, r NodeRegistration) (RegisterResponse, error) {
+	var out RegisterResponse
+	_, err := c.do(ctx, http.MethodPost, "/v1/agent/register", nil, r, &out)
+	return out, err
+}
+
+// Heartbeat tells the server the agent is alive.
+func (c *Client) Heartbeat(ctx context.Context, h Heartbeat) (HeartbeatResponse, error) {
+	var out HeartbeatResponse
+	_, err := c.do(ctx, http.MethodPost, "/v1/agent/heartbeat", nil, h, &out)
+	return out, err
+}
+
+// NodeAllocations returns the allocations on a node that are not yet
+// terminal, blocking as a watch when w.Index is set.
+func (c *Client) NodeAllocations(ctx context.Context, node string, w WatchOptions) ([]Allocation, uint64, error) {
+	q := url.Values{}
+	q.Set("node", node)
+	w.query(q)
+	var out []Allocation
+	idx, err := c.do(ctx, http.MethodGet, "/v1/agent/allocations", q, nil, &out)
+	return out, idx, err
+}
+
+// UpdateAllocations reports a batch of task state changes.
+func (c *Client) UpdateAllocations(ctx context.Context, u []AllocUpdate) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/agent/updates", nil, AllocUpdates{Updates: u}, nil)
+	return err
+}

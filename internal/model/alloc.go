@@ -1,0 +1,91 @@
+package model
+
+import (
+	"fmt"
+	"time"
+)
+
+// DesiredStatus is what the control plane wants the agent to do with an allocation.
+type DesiredStatus string
+
+const (
+	DesiredRun  DesiredStatus = "run"
+	DesiredStop DesiredStatus = "stop"
+)
+
+// AllocStatus is the lifecycle of one placed task, as reported by its agent.
+type AllocStatus string
+
+const (
+	AllocAssigned AllocStatus = "assigned" // committed by the leader, not yet started
+	AllocRunning  AllocStatus = "running"  // process started
+	AllocExited   AllocStatus = "exited"   // process ended (see ExitCode, Signal, OOMKilled)
+	AllocFailed   AllocStatus = "failed"   // could not be started at all
+	AllocLost     AllocStatus = "lost"     // its node went down
+)
+
+// Terminal reports whether the allocation holds no resources any more.
+func (s AllocStatus) Terminal() bool {
+	return s == AllocExited || s == AllocFailed || s == AllocLost
+}
+
+// Allocation is one task placed on one node.
+type Allocation struct {
+	ID        string `json:"id"` // "<job>.<task>.<attempt>", unique for all time
+	JobID     JobID  `json:"job_id"`
+	Group     string `json:"group"`
+	TaskIndex int    `json:"task_index"` // 0-based over all groups of the job
+	Attempt   int    `json:"attempt"`
+	Node      string `json:"node"`
+
+	Resources  Resources `json:"resources"`
+	GPUIndices []int     `json:"gpu_indices,omitempty"`
+
+	// What to run. Copied from the job so an agent needs nothing else.
+	Command   []string          `json:"command"`
+	Env       map[string]string `json:"env,omitempty"`
+	WorkDir   string            `json:"workdir,omitempty"`
+	Walltime  time.Duration     `json:"walltime"`
+	JobName   string            `json:"job_name"`
+	Owner     string            `json:"owner"`
+	TaskCount int               `json:"task_count"` // tasks in the whole job, for DURE_NTASKS
+
+	// Fencing: the Raft term and index of the plan that created it. An agent
+	// starts an allocation at most once and reports on it by ID.
+	CreateTerm  uint64 `json:"create_term"`
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+
+	Desired       DesiredStatus `json:"desired"`
+	DesiredReason string        `json:"desired_reason,omitempty"`
+
+	Status     AllocStatus `json:"status"`
+	ExitCode   int         `json:"exit_code"`
+	Signal     string      `json:"signal,omitempty"`
+	OOMKilled  bool        `json:"oom_killed,omitempty"`
+	TimedOut   bool        `json:"timed_out,omitempty"` // walltime exceeded
+	Message    string      `json:"message,omitempty"`
+	CreatedAt  time.Time   `json:"created_at"`
+	StartedAt  time.Time   `json:"started_at"`
+	FinishedAt time.Time   `json:"finished_at"`
+}
+
+// AllocID builds the allocation ID for a job's task in a given attempt.
+func AllocID(job JobID, task, attempt int) string {
+	return fmt.Sprintf("%d.%d.%d", uint64(job), task, attempt)
+}
+
+// Copy returns a deep copy.
+func (a *Allocation) Copy() *Allocation {
+	c := *a
+	c.Resources = a.Resources.Copy()
+	c.GPUIndices = append([]int(nil), a.GPUIndices...)
+	c.Command = append([]string(nil), a.Command...)
+	if a.Env != nil {
+		c.Env = make(map[string]string, len(a.Env))
+		for k, v := range a.Env {
+			c.Env[k] = v
+		}
+	}
+	return &c
+}

@@ -1,0 +1,29 @@
+package model
+
+// Reason explains a decision: why a job is pending, why it failed, why it was
+// cancelled. Code is stable (scripts and tests match on it); Message is for
+// people and carries numbers.
+type Reason struct {
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Stable reason codes. Append only; never rename.
+const (
+	ReasonNone        = ""
+	ReasonPriority    = "Priority"        // higher-priority or earlier jobs are ahead
+	ReasonResources   = "Resources"       // no node has room now
+	ReasonNoFit       = "NoNodeFits"      // no ready node could ever hold a task
+	ReasonGang        = "GangUnplaceable" // not all tasks of the job fit at once
+	ReasonNoNodes     = "NoNodes"         // no schedulable node at all
+	ReasonConstraints = "Constraints"     // no node has the required labels
+	ReasonNewJob      = "NotYetScheduled" // submitted; the scheduler has not looked yet
+	ReasonRequeued    = "Requeued"        // work was lost and the job waits for a retry
+	ReasonNodeLost    = "NodeLost"        // terminal: node down and no retries left
+	ReasonTaskFailed  = "TaskFailed"      // terminal: a task exited non-zero
+	ReasonWalltime    = "TimeLimit"       // terminal: walltime exceeded
+	ReasonOOM         = "OutOfMemory"     // terminal: a task was OOM-killed
+	ReasonCancelled   = "Cancelled"       // terminal: a user cancelled it
+	ReasonStartFailed = "StartFailed"     // terminal: the agent could not start a task
+	ReasonCompleted   = "Completed"       // terminal: every task exited 0
+)
