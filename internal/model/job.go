@@ -62,6 +62,9 @@ type Job struct {
 	// MaxRetries is how many times the job is requeued after its work was
 	// lost (node down). Exits of the program itself are final.
 	MaxRetries int `json:"max_retries"`
+	// IdempotencyKey, if set, makes a retried submission with the same key
+	// (and owner) return this job instead of creating another.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 
 	State   JobState `json:"state"`
 	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal

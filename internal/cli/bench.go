@@ -1,0 +1,312 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/spec"
+)
+
+func (a *app) benchCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure a running cluster",
+	}
+	c.AddCommand(a.benchDispatchCommand())
+	return c
+}
+
+// benchOptions configure dure bench dispatch.
+type benchOptions struct {
+	jobs        int
+	concurrency int
+	cmd         string
+	cpus        string
+	queue       string
+	idle        bool
+	timeout     time.Duration
+}
+
+// benchResult is what dure bench dispatch reports (its -o json form).
+type benchResult struct {
+	Mode        string    `json:"mode"` // throughput or idle
+	Jobs        int       `json:"jobs"`
+	Concurrency int       `json:"concurrency"`
+	SubmitPerS  float64   `json:"submit_per_s"`
+	E2EJobsPerS float64   `json:"e2e_jobs_per_s"`
+	SubmitS     float64   `json:"submit_s"` // first submit to last submit answered
+	E2ES        float64   `json:"e2e_s"`    // first submit to last job seen final
+	LatencyMS   latencyMS `json:"latency_ms"`
+	Failed      int       `json:"failed"`
+}
+
+// latencyMS summarises submit→process-start latency in milliseconds.
+type latencyMS struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+func (a *app) benchDispatchCommand() *cobra.Command {
+	o := benchOptions{jobs: 100, concurrency: 8, cmd: "true", cpus: "100m", timeout: 10 * time.Minute}
+	c := &cobra.Command{
+		Use:   "dispatch",
+		Short: "Submit many trivial jobs and report throughput and start latency",
+		Long: "Submit --jobs trivial jobs through the API as fast as --concurrency submitters\n" +
+			"can, wait for all to finish, and report submit throughput, end-to-end\n" +
+			"throughput (jobs / time from the first submit until the last job was seen\n" +
+			"finished) and submit→process-start latency (allocation start minus job\n" +
+			"submit time, both server-side clocks). With --idle, submit one job at a time\n" +
+			"and wait for it to start before the next: the idle-cluster latency.",
+		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 50 --idle -o json",
+		Args:    args(cobra.NoArgs),
+	}
+	out := outputFlag(c, false)
+	fs := c.Flags()
+	fs.IntVar(&o.jobs, "jobs", o.jobs, "number of jobs to submit")
+	fs.IntVar(&o.concurrency, "concurrency", o.concurrency, "concurrent submitters")
+	fs.StringVar(&o.cmd, "cmd", o.cmd, "command each job runs, split on spaces")
+	fs.StringVar(&o.cpus, "cpus", o.cpus, "CPUs per job (small, so many fit at once)")
+	fs.StringVar(&o.queue, "queue", "", "queue to submit to")
+	fs.BoolVar(&o.idle, "idle", false, "one job at a time: wait for each to start before submitting the next")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "give up after this long")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if err := checkOutput(*out, false); err != nil {
+			return err
+		}
+		if o.jobs < 1 {
+			return fmt.Errorf("--jobs: must be at least 1 (got %d)", o.jobs)
+		}
+		if o.concurrency < 1 {
+			return fmt.Errorf("--concurrency: must be at least 1 (got %d)", o.concurrency)
+		}
+		argv := strings.Fields(o.cmd)
+		if len(argv) == 0 {
+			return fmt.Errorf("--cmd: must name a command (got %q)", o.cmd)
+		}
+		milli, err := spec.ParseCPU(o.cpus)
+		if err != nil {
+			return fmt.Errorf("--cpus: %w", err)
+		}
+		js, err := a.finishSpec(api.JobSpec{
+			Name:   "bench",
+			Queue:  o.queue,
+			Groups: []api.TaskGroupSpec{{Count: 1, Command: argv, Resources: api.Resources{MilliCPU: milli}}},
+		})
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(c.Context(), o.timeout)
+		defer cancel()
+		res, err := a.benchDispatch(ctx, js, o)
+		if err != nil {
+			return err
+		}
+		if *out == outJSON {
+			return writeJSON(a.stdout, res)
+		}
+		renderBench(a.stdout, res)
+		if res.Failed > 0 {
+			return &ExitError{Code: 1}
+		}
+		return nil
+	}
+	return c
+}
+
+// benchDispatch runs the benchmark. Errors of single jobs count as failures;
+// only a timeout or no job at all getting through is an error.
+func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions) (benchResult, error) {
+	cl := a.client()
+	res := benchResult{Mode: "throughput", Jobs: o.jobs, Concurrency: o.concurrency}
+	if o.idle {
+		res.Mode, res.Concurrency = "idle", 1
+	}
+	ids := make([]uint64, o.jobs) // 0: submit failed
+	var failed atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		failed.Add(1)
+		errOnce.Do(func() { firstErr = err })
+	}
+
+	start := time.Now()
+	if o.idle {
+		for i := range ids {
+			id, err := cl.SubmitJob(ctx, js)
+			if err != nil {
+				fail(err)
+				if ctx.Err() != nil {
+					return res, fmt.Errorf("bench: gave up after %s: %w", o.timeout, err)
+				}
+				continue
+			}
+			ids[i] = id
+			if err := waitStarted(ctx, cl, id); err != nil {
+				return res, fmt.Errorf("bench: job %d did not start: %w", id, err)
+			}
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range o.concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
+					id, err := cl.SubmitJob(ctx, js)
+					if err != nil {
+						fail(err)
+						continue
+					}
+					ids[i] = id
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	submitDur := time.Since(start)
+
+	// Wait for every job with a few concurrent blocking queries; a job that
+	// finished while we waited on another answers at once.
+	latencies := make([]time.Duration, 0, len(ids))
+	var mu sync.Mutex
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var waitErr error
+	for range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
+				if ids[i] == 0 {
+					continue
+				}
+				j, err := waitFinal(ctx, cl, ids[i])
+				mu.Lock()
+				switch {
+				case err != nil:
+					if waitErr == nil {
+						waitErr = fmt.Errorf("job %d: %w", ids[i], err)
+					}
+				case j.State != "succeeded":
+					fail(fmt.Errorf("job %d %s", j.ID, strings.TrimPrefix(outcome(&j), fmt.Sprint(j.ID)+" ")))
+				}
+				if l, ok := startLatency(&j); ok {
+					latencies = append(latencies, l)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	e2eDur := time.Since(start)
+	if waitErr != nil {
+		return res, fmt.Errorf("bench: waiting for jobs to finish: %w", waitErr)
+	}
+
+	res.Failed = int(failed.Load())
+	if firstErr != nil {
+		fmt.Fprintf(a.stderr, "dure: bench: %d of %d jobs failed; first: %s\n", res.Failed, o.jobs, describeError(firstErr))
+	}
+	res.SubmitS = submitDur.Seconds()
+	res.E2ES = e2eDur.Seconds()
+	ok := o.jobs - res.Failed
+	res.SubmitPerS = round(float64(o.jobs-countZero(ids)) / submitDur.Seconds())
+	res.E2EJobsPerS = round(float64(ok) / e2eDur.Seconds())
+	res.LatencyMS = summarize(latencies)
+	return res, nil
+}
+
+func countZero(ids []uint64) int {
+	n := 0
+	for _, id := range ids {
+		if id == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// waitStarted blocks until a task of the job has started (or the job is
+// final, e.g. it failed to start).
+func waitStarted(ctx context.Context, cl *api.Client, id uint64) error {
+	var idx uint64
+	for {
+		j, newIdx, err := cl.GetJob(ctx, id, api.WatchOptions{Index: idx, Wait: watchWait})
+		if err != nil {
+			return err
+		}
+		if _, ok := startLatency(&j); ok || j.Terminal() {
+			return nil
+		}
+		idx = newIdx
+	}
+}
+
+// startLatency is the time from submission to the first task process start.
+func startLatency(j *api.Job) (time.Duration, bool) {
+	var first time.Time
+	for _, al := range j.Allocations {
+		if !al.StartedAt.IsZero() && (first.IsZero() || al.StartedAt.Before(first)) {
+			first = al.StartedAt
+		}
+	}
+	if first.IsZero() || j.SubmitTime.IsZero() {
+		return 0, false
+	}
+	return first.Sub(j.SubmitTime), true
+}
+
+// summarize computes nearest-rank percentiles in milliseconds.
+func summarize(ls []time.Duration) latencyMS {
+	if len(ls) == 0 {
+		return latencyMS{}
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i] < ls[j] })
+	pct := func(p float64) float64 {
+		i := int(math.Ceil(p/100*float64(len(ls)))) - 1
+		return ms(ls[max(i, 0)])
+	}
+	return latencyMS{P50: pct(50), P90: pct(90), P99: pct(99), Max: ms(ls[len(ls)-1])}
+}
+
+func ms(d time.Duration) float64 { return round(float64(d) / float64(time.Millisecond)) }
+
+// round keeps three decimals, plenty for milliseconds and jobs per second.
+func round(v float64) float64 {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0
+	}
+	return math.Round(v*1000) / 1000
+}
+
+// renderBench prints the human form of a benchmark result.
+func renderBench(w io.Writer, r benchResult) {
+	t := newTable(w)
+	row(t, "mode", r.Mode)
+	row(t, "jobs", fmt.Sprintf("%d (concurrency %d)", r.Jobs, r.Concurrency))
+	row(t, "failed", fmt.Sprint(r.Failed))
+	row(t, "submit", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.SubmitPerS, r.Jobs, secs(r.SubmitS)))
+	row(t, "end-to-end", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.E2EJobsPerS, r.Jobs-r.Failed, secs(r.E2ES)))
+	l := r.LatencyMS
+	row(t, "submit→start", fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s",
+		fmtLatency(msDur(l.P50)), fmtLatency(msDur(l.P90)), fmtLatency(msDur(l.P99)), fmtLatency(msDur(l.Max))))
+	t.Flush()
+}
+
+func msDur(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+
+func secs(s float64) string { return fmtLatency(time.Duration(s * float64(time.Second))) }

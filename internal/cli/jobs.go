@@ -1,0 +1,290 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/model"
+)
+
+// defaultJobsLimit is how many jobs `dure jobs` shows unless --limit or --all.
+const defaultJobsLimit = 100
+
+func (a *app) jobsCommand() *cobra.Command {
+	var f api.JobFilter
+	var all bool
+	c := &cobra.Command{
+		Use:   "jobs",
+		Short: "List jobs, newest first",
+		Long: "List jobs, newest first: by default the newest 100 of every user in every state.\n" +
+			"--state takes pending, running, succeeded, failed, cancelled or active\n" +
+			"(pending and running).",
+		Example: "  dure jobs\n  dure jobs --state active --user alice\n  dure jobs -o json",
+		Args:    args(cobra.NoArgs),
+	}
+	out := outputFlag(c, true)
+	c.Flags().StringVar(&f.State, "state", "", "only jobs in this state: pending, running, succeeded, failed, cancelled or active")
+	c.Flags().StringVar(&f.Queue, "queue", "", "only jobs in this queue")
+	c.Flags().StringVar(&f.Owner, "user", "", "only jobs of this user")
+	c.Flags().IntVar(&f.Limit, "limit", defaultJobsLimit, "show at most this many jobs")
+	c.Flags().BoolVar(&all, "all", false, "show every job (no --limit)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if err := checkOutput(*out, true); err != nil {
+			return err
+		}
+		switch f.State {
+		case "", "pending", "running", "succeeded", "failed", "cancelled", "active":
+		default:
+			return fmt.Errorf("--state: must be one of pending, running, succeeded, failed, cancelled, active (got %q)", f.State)
+		}
+		if f.Limit < 1 {
+			return fmt.Errorf("--limit: must be at least 1 (got %d); use --all for every job", f.Limit)
+		}
+		if all {
+			f.Limit = 0
+		}
+		jobs, _, err := a.client().ListJobs(c.Context(), f, api.WatchOptions{})
+		if err != nil {
+			return err
+		}
+		if *out == outJSON {
+			if jobs == nil {
+				jobs = []api.Job{}
+			}
+			return writeJSON(a.stdout, jobs)
+		}
+		if len(jobs) == 0 {
+			fmt.Fprintln(a.stderr, "no jobs")
+			return nil
+		}
+		renderJobs(a.stdout, jobs, a.now(), *out == outWide)
+		return nil
+	}
+	return c
+}
+
+// renderJobs prints the jobs table.
+func renderJobs(w io.Writer, jobs []api.Job, now time.Time, wide bool) {
+	t := newTable(w)
+	if wide {
+		row(t, "ID", "NAME", "USER", "QUEUE", "STATE", "TASKS", "TIME", "REASON/EXIT", "PRIO", "CPU", "MEM", "GPU", "SUBMITTED", "MESSAGE")
+	} else {
+		row(t, "ID", "NAME", "USER", "QUEUE", "STATE", "TASKS", "TIME", "REASON/EXIT")
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		cells := []string{
+			strconv.FormatUint(j.ID, 10), orDash(truncate(j.Name, 24)), orDash(j.Owner), orDash(j.Queue),
+			j.State, strconv.Itoa(taskCount(j)), jobTime(j, now), reasonOrExit(j),
+		}
+		if wide {
+			tot := totalResources(j)
+			cells = append(cells, strconv.Itoa(j.Priority), model.FormatMilliCPU(tot.MilliCPU),
+				model.FormatBytes(tot.MemoryBytes), strconv.FormatInt(tot.GPUs, 10),
+				ago(now, j.SubmitTime), orDash(truncate(j.Reason.Message, 60)))
+		}
+		row(t, cells...)
+	}
+	t.Flush()
+}
+
+// jobTime is the TIME column: how long a pending job has waited, how long a
+// running job has run, how long a finished job ran ("-" if it never did).
+func jobTime(j *api.Job, now time.Time) string {
+	switch {
+	case j.State == "pending":
+		return humanDuration(now.Sub(j.SubmitTime))
+	case j.State == "running" && !j.StartTime.IsZero():
+		return humanDuration(now.Sub(j.StartTime))
+	case j.Terminal() && !j.StartTime.IsZero() && !j.EndTime.IsZero():
+		return humanDuration(j.EndTime.Sub(j.StartTime))
+	}
+	return "-"
+}
+
+// reasonOrExit is the REASON/EXIT column: why a job waits, how it ended.
+func reasonOrExit(j *api.Job) string {
+	switch j.State {
+	case "pending":
+		return orDash(j.Reason.Code)
+	case "succeeded":
+		return "exit 0"
+	case "failed":
+		if j.ExitCode != 0 {
+			return "exit " + strconv.Itoa(j.ExitCode)
+		}
+		return orDash(j.Reason.Code)
+	case "cancelled":
+		return orDash(j.Reason.Code)
+	}
+	return "-"
+}
+
+func taskCount(j *api.Job) int {
+	if j.Tasks > 0 {
+		return j.Tasks
+	}
+	n := 0
+	for _, g := range j.Groups {
+		n += max(g.Count, 1)
+	}
+	return n
+}
+
+func totalResources(j *api.Job) api.Resources {
+	var t model.Resources
+	for _, g := range j.Groups {
+		t = t.Add(toModel(g.Resources).Scale(int64(max(g.Count, 1))))
+	}
+	return api.Resources{MilliCPU: t.MilliCPU, MemoryBytes: t.MemoryBytes, GPUs: t.GPUs, ScratchBytes: t.ScratchBytes, Custom: t.Custom}
+}
+
+func (a *app) jobCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:     "job ID",
+		Short:   "Show one job: state, reason, times, resources, allocations, events",
+		Example: "  dure job 12\n  dure job 12 -o json",
+		Args:    args(cobra.ExactArgs(1)),
+	}
+	out := outputFlag(c, false)
+	c.RunE = func(c *cobra.Command, argv []string) error {
+		if err := checkOutput(*out, false); err != nil {
+			return err
+		}
+		id, err := parseJobID(argv[0])
+		if err != nil {
+			return err
+		}
+		j, _, err := a.client().GetJob(c.Context(), id, api.WatchOptions{})
+		if err != nil {
+			return err
+		}
+		if *out == outJSON {
+			return writeJSON(a.stdout, j)
+		}
+		renderJob(a.stdout, &j, a.now(), a.loc)
+		return nil
+	}
+	return c
+}
+
+// renderJob prints the detail view of one job.
+func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
+	t := newTable(w)
+	kv := func(k, v string) { row(t, k+":", v) }
+	kv("ID", strconv.FormatUint(j.ID, 10))
+	kv("Name", orDash(j.Name))
+	kv("Owner", orDash(j.Owner))
+	kv("Queue", orDash(j.Queue))
+	kv("Priority", strconv.Itoa(j.Priority))
+	kv("State", j.State)
+	if j.Reason.Code != "" || j.Reason.Message != "" {
+		r := j.Reason.Code
+		if j.Reason.Message != "" {
+			if r != "" {
+				r += ": "
+			}
+			r += j.Reason.Message
+		}
+		kv("Reason", r)
+	}
+	if j.Terminal() {
+		kv("Exit code", strconv.Itoa(j.ExitCode))
+	}
+	kv("Tasks", strconv.Itoa(taskCount(j)))
+	if j.Walltime > 0 {
+		kv("Walltime", humanDuration(time.Duration(j.Walltime)))
+	} else {
+		kv("Walltime", "none")
+	}
+	kv("Attempt", fmt.Sprintf("%d (retries allowed: %d)", j.Attempt, j.MaxRetries))
+	kv("Submitted", fmt.Sprintf("%s (%s)", absTime(j.SubmitTime, loc), ago(now, j.SubmitTime)))
+	switch {
+	case !j.StartTime.IsZero():
+		kv("Started", fmt.Sprintf("%s (waited %s)", absTime(j.StartTime, loc), humanDuration(j.StartTime.Sub(j.SubmitTime))))
+	case j.State == "pending":
+		kv("Started", fmt.Sprintf("- (waiting %s)", humanDuration(now.Sub(j.SubmitTime))))
+	default:
+		kv("Started", "-")
+	}
+	switch {
+	case !j.EndTime.IsZero() && !j.StartTime.IsZero():
+		kv("Ended", fmt.Sprintf("%s (ran %s)", absTime(j.EndTime, loc), humanDuration(j.EndTime.Sub(j.StartTime))))
+	case !j.EndTime.IsZero():
+		kv("Ended", absTime(j.EndTime, loc))
+	case j.State == "running" && !j.StartTime.IsZero():
+		kv("Ended", fmt.Sprintf("- (running %s)", humanDuration(now.Sub(j.StartTime))))
+	default:
+		kv("Ended", "-")
+	}
+	t.Flush()
+
+	fmt.Fprintln(w, "\nTask groups:")
+	t = newTable(w)
+	row(t, "  GROUP", "TASKS", "CPU", "MEM", "GPU", "CONSTRAINTS", "COMMAND")
+	for _, g := range j.Groups {
+		row(t, "  "+orDash(g.Name), strconv.Itoa(max(g.Count, 1)), model.FormatMilliCPU(g.Resources.MilliCPU),
+			model.FormatBytes(g.Resources.MemoryBytes), strconv.FormatInt(g.Resources.GPUs, 10),
+			fmtLabels(g.Constraints), fmtCommand(g.Command))
+	}
+	t.Flush()
+
+	fmt.Fprintln(w, "\nAllocations:")
+	if len(j.Allocations) == 0 {
+		fmt.Fprintln(w, "  none")
+	} else {
+		t = newTable(w)
+		row(t, "  ALLOC", "NODE", "STATUS", "EXIT", "GPUS", "STARTED", "MESSAGE")
+		for _, al := range j.Allocations {
+			row(t, "  "+al.ID, orDash(al.Node), al.Status, allocExit(&al), fmtInts(al.GPUIndices),
+				absTime(al.StartedAt, loc), orDash(allocMessage(&al)))
+		}
+		t.Flush()
+	}
+
+	fmt.Fprintln(w, "\nEvents:")
+	if len(j.Events) == 0 {
+		fmt.Fprintln(w, "  none")
+		return
+	}
+	t = newTable(w)
+	row(t, "  TIME", "TYPE", "MESSAGE")
+	for _, e := range j.Events {
+		row(t, "  "+absTime(e.Time, loc), e.Type, e.Message)
+	}
+	t.Flush()
+}
+
+// allocExit renders how a task ended: "0", "137 (OOM)", "-1 (SIGKILL)".
+func allocExit(al *api.Allocation) string {
+	if al.Status != "exited" {
+		return "-"
+	}
+	s := strconv.Itoa(al.ExitCode)
+	switch {
+	case al.OOMKilled:
+		s += " (OOM)"
+	case al.TimedOut:
+		s += " (time limit)"
+	case al.Signal != "":
+		s += " (" + al.Signal + ")"
+	}
+	return s
+}
+
+func allocMessage(al *api.Allocation) string {
+	if al.Message != "" {
+		return al.Message
+	}
+	if al.Desired == "stop" && !isFinalAlloc(al.Status) {
+		return "stopping: " + orDash(al.DesiredReason)
+	}
+	return ""
+}
+
+func isFinalAlloc(s string) bool { return s == "exited" || s == "failed" || s == "lost" }

@@ -1,0 +1,298 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/spec"
+)
+
+// jobFlags are the flags submit, run and sbatch share. A set flag overrides
+// the same field of a job file or script.
+type jobFlags struct {
+	name, queue         string
+	cpus, mem, walltime string
+	gpus                int64
+	tasks               int
+	priority, retries   int
+	env, constraints    []string
+	workdir             string
+	idempotencyKey      string
+}
+
+func (f *jobFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.name, "name", "", "job name")
+	fs.StringVar(&f.queue, "queue", "", "queue to submit to (default: the server's default queue)")
+	fs.StringVar(&f.cpus, "cpus", "", "CPUs per task: 2, 0.5 or 500m")
+	fs.StringVar(&f.mem, "mem", "", "memory per task: 512M, 4G, 1.5GiB")
+	fs.Int64Var(&f.gpus, "gpus", 0, "GPUs per task")
+	fs.IntVar(&f.tasks, "tasks", 0, "number of tasks (default 1)")
+	fs.StringVar(&f.walltime, "time", "", "walltime limit: 90s, 1h30m, 2:00:00, 1-00:00:00")
+	fs.IntVar(&f.priority, "priority", 0, "priority within the queue (higher runs first)")
+	fs.IntVar(&f.retries, "retries", 0, "times to requeue the job if its node is lost")
+	fs.StringArrayVar(&f.env, "env", nil, "environment variable K=V for every task (repeatable)")
+	fs.StringArrayVar(&f.constraints, "constraint", nil, "run only on nodes labelled k=v (repeatable)")
+	fs.StringVar(&f.workdir, "workdir", "", "working directory of the tasks on the node")
+	fs.StringVar(&f.idempotencyKey, "idempotency-key", "", "a retried submit with the same key returns the first job's ID")
+}
+
+// groupFlags are the flags that describe one task group; with a job file of
+// several groups they would be ambiguous.
+var groupFlags = []string{"cpus", "mem", "gpus", "tasks", "env", "constraint", "workdir"}
+
+// applyFlags overrides js with every flag the user set (fs.Changed) and
+// with cmdline, the words after "--" (nil: keep the file's command).
+func (f *jobFlags) apply(js *api.JobSpec, fs *pflag.FlagSet, cmdline []string) error {
+	set := fs.Changed
+	if set("name") {
+		js.Name = f.name
+	}
+	if set("queue") {
+		js.Queue = f.queue
+	}
+	if set("priority") {
+		js.Priority = f.priority
+	}
+	if set("retries") {
+		if f.retries < 0 {
+			return fmt.Errorf("--retries: must be 0 or more (got %d)", f.retries)
+		}
+		js.MaxRetries = f.retries
+	}
+	if set("time") {
+		d, err := spec.ParseWalltime(f.walltime)
+		if err != nil {
+			return fmt.Errorf("--time: %w", err)
+		}
+		js.Walltime = api.Duration(d)
+	}
+	if set("idempotency-key") {
+		js.IdempotencyKey = f.idempotencyKey
+	}
+
+	touchesGroup := len(cmdline) > 0
+	for _, name := range groupFlags {
+		touchesGroup = touchesGroup || set(name)
+	}
+	if !touchesGroup {
+		return nil
+	}
+	if len(js.Groups) == 0 {
+		js.Groups = []api.TaskGroupSpec{{}}
+	}
+	if len(js.Groups) > 1 {
+		which := "the command after --"
+		for _, name := range groupFlags {
+			if set(name) {
+				which = "--" + name
+				break
+			}
+		}
+		return fmt.Errorf("%s: the job file has %d task groups, so it is unclear which one to change; set it per group in the file", which, len(js.Groups))
+	}
+	g := &js.Groups[0]
+	if len(cmdline) > 0 {
+		g.Command = append([]string(nil), cmdline...)
+	}
+	if set("cpus") {
+		m, err := spec.ParseCPU(f.cpus)
+		if err != nil {
+			return fmt.Errorf("--cpus: %w", err)
+		}
+		g.Resources.MilliCPU = m
+	}
+	if set("mem") {
+		b, err := spec.ParseSize(f.mem)
+		if err != nil {
+			return fmt.Errorf("--mem: %w", err)
+		}
+		g.Resources.MemoryBytes = b
+	}
+	if set("gpus") {
+		if f.gpus < 0 {
+			return fmt.Errorf("--gpus: must be 0 or more (got %d)", f.gpus)
+		}
+		g.Resources.GPUs = f.gpus
+	}
+	if set("tasks") {
+		if f.tasks < 1 {
+			return fmt.Errorf("--tasks: must be at least 1 (got %d)", f.tasks)
+		}
+		g.Count = f.tasks
+	}
+	if set("workdir") {
+		g.WorkDir = f.workdir
+	}
+	var err error
+	if g.Env, err = mergePairs(g.Env, f.env, "--env"); err != nil {
+		return err
+	}
+	if g.Constraints, err = mergePairs(g.Constraints, f.constraints, "--constraint"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// mergePairs adds K=V words to m (later ones win).
+func mergePairs(m map[string]string, pairs []string, flag string) (map[string]string, error) {
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return m, fmt.Errorf("%s: want KEY=VALUE (got %q)", flag, p)
+		}
+		if m == nil {
+			m = make(map[string]string)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// splitDash separates positional arguments from the command after "--".
+func splitDash(c *cobra.Command, argv []string) (positional, cmdline []string) {
+	if n := c.ArgsLenAtDash(); n >= 0 {
+		return argv[:n], argv[n:]
+	}
+	return argv, nil
+}
+
+// readInput reads a named file, or stdin for "-".
+func (a *app) readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(a.stdin)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// buildSpec turns `[JOBFILE] [flags] [-- CMD…]` into a checked JobSpec.
+func (a *app) buildSpec(c *cobra.Command, f *jobFlags, argv []string) (api.JobSpec, error) {
+	positional, cmdline := splitDash(c, argv)
+	if len(positional) > 1 {
+		return api.JobSpec{}, &usageError{cmd: c, err: fmt.Errorf("takes at most one JOBFILE, got %d arguments (put the command after --, e.g. %s -- sleep 10)", len(positional), c.CommandPath())}
+	}
+	var js api.JobSpec
+	if len(positional) == 1 {
+		b, err := a.readInput(positional[0])
+		if err != nil {
+			return js, fmt.Errorf("job file: %w", err)
+		}
+		if js, err = spec.ParseJobFile(b); err != nil {
+			return js, fmt.Errorf("%s: %w", displayName(positional[0]), err)
+		}
+	} else if len(cmdline) == 0 {
+		return js, &usageError{cmd: c, err: fmt.Errorf("nothing to run: give a JOBFILE or a command after --, e.g. %s -- sleep 10", c.CommandPath())}
+	}
+	if err := f.apply(&js, c.Flags(), cmdline); err != nil {
+		return js, err
+	}
+	return a.finishSpec(js)
+}
+
+// finishSpec fills the owner and checks the spec locally, so mistakes are
+// reported before anything is sent.
+func (a *app) finishSpec(js api.JobSpec) (api.JobSpec, error) {
+	if js.Owner == "" {
+		js.Owner = a.user()
+	}
+	spec.Normalize(&js)
+	if err := spec.Validate(&js); err != nil {
+		return js, err
+	}
+	return js, nil
+}
+
+func displayName(path string) string {
+	if path == "-" {
+		return "stdin"
+	}
+	return path
+}
+
+func (a *app) submitCommand() *cobra.Command {
+	var f jobFlags
+	c := &cobra.Command{
+		Use:   "submit [JOBFILE] [flags] [-- CMD ARGS…]",
+		Short: "Submit a job and print its ID",
+		Long: "Submit a job described by a YAML job file (- reads stdin), by flags and a\n" +
+			"command after --, or both (flags override the file). Prints the job ID alone,\n" +
+			"so scripts can write: id=$(dure submit -- sleep 10)",
+		Example: "  dure submit -- sleep 10\n" +
+			"  dure submit --cpus 4 --mem 8G --gpus 1 --time 2h --name train -- python train.py\n" +
+			"  dure submit job.yaml --queue short",
+		RunE: func(c *cobra.Command, argv []string) error {
+			js, err := a.buildSpec(c, &f, argv)
+			if err != nil {
+				return err
+			}
+			id, err := a.client().SubmitJob(c.Context(), js)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, id)
+			return nil
+		},
+	}
+	f.register(c.Flags())
+	return c
+}
+
+func (a *app) sbatchCommand() *cobra.Command {
+	var f jobFlags
+	var parsable bool
+	c := &cobra.Command{
+		Use:   "sbatch [flags] SCRIPT [ARGS…]",
+		Short: "Submit a batch script with #SBATCH / #DURE directives",
+		Long: "Submit a shell script the way Slurm's sbatch does: directives in #SBATCH or\n" +
+			"#DURE comment lines at the top set the job's resources; flags given here\n" +
+			"override them. SCRIPT - reads the script from stdin. ARGS after the script\n" +
+			"reach it as $1, $2, …; flags after SCRIPT belong to the script, as in sbatch.",
+		Example: "  dure sbatch train.sh\n  jobid=$(dure sbatch --parsable train.sh)",
+		Args:    args(cobra.MinimumNArgs(1)),
+		RunE: func(c *cobra.Command, argv []string) error {
+			b, err := a.readInput(argv[0])
+			if err != nil {
+				return fmt.Errorf("script: %w", err)
+			}
+			js, err := spec.ParseSbatch(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", displayName(argv[0]), err)
+			}
+			if err := f.apply(&js, c.Flags(), nil); err != nil {
+				return err
+			}
+			if len(argv) > 1 {
+				if len(js.Groups) != 1 {
+					return fmt.Errorf("script arguments: the script describes %d task groups; arguments need exactly one", len(js.Groups))
+				}
+				js.Groups[0].Command = append(js.Groups[0].Command, argv[1:]...)
+			}
+			if js, err = a.finishSpec(js); err != nil {
+				return err
+			}
+			id, err := a.client().SubmitJob(c.Context(), js)
+			if err != nil {
+				return err
+			}
+			if parsable {
+				fmt.Fprintln(a.stdout, id)
+			} else {
+				fmt.Fprintf(a.stdout, "Submitted batch job %d\n", id)
+			}
+			return nil
+		},
+	}
+	f.register(c.Flags())
+	c.Flags().SetInterspersed(false) // flags after SCRIPT are the script's
+	c.Flags().BoolVar(&parsable, "parsable", false, "print only the job ID")
+	return c
+}

@@ -1,0 +1,277 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/durehq/dure/internal/api"
+)
+
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSubmitBuildsSpecFromFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		stdin string
+		file  string // job file contents; its path is passed where args say FILE
+		args  []string
+		want  api.JobSpec
+	}{
+		{
+			name: "command only gets the defaults and the user as owner",
+			args: []string{"--", "sleep", "10"},
+			want: api.JobSpec{Name: "sleep", Queue: "default", Owner: "alice", Groups: []api.TaskGroupSpec{{
+				Name: "main", Count: 1, Resources: api.Resources{MilliCPU: 1000}, Command: []string{"sleep", "10"},
+			}}},
+		},
+		{
+			name: "every flag",
+			args: []string{"--name", "train", "--queue", "gpu", "--cpus", "2.5", "--mem", "4G", "--gpus", "2",
+				"--tasks", "4", "--time", "1:30:00", "--priority", "5", "--retries", "2", "--env", "A=1",
+				"--env", "B=x=y", "--constraint", "rack=r3", "--workdir", "/data", "--idempotency-key", "k1",
+				"--", "python", "train.py", "--epochs", "3"},
+			want: api.JobSpec{Name: "train", Queue: "gpu", Owner: "alice", Priority: 5, MaxRetries: 2,
+				Walltime: api.Duration(90 * time.Minute), IdempotencyKey: "k1",
+				Groups: []api.TaskGroupSpec{{
+					Name: "main", Count: 4, Resources: api.Resources{MilliCPU: 2500, MemoryBytes: 4 << 30, GPUs: 2},
+					Command: []string{"python", "train.py", "--epochs", "3"}, Env: map[string]string{"A": "1", "B": "x=y"},
+					Constraints: map[string]string{"rack": "r3"}, WorkDir: "/data",
+				}}},
+		},
+		{
+			name: "flags override the job file",
+			file: "name: fromfile\nqueue: batch\ncpus: 2\nenv:\n  A: file\n  KEEP: yes\ncommand: [echo, file]\n",
+			args: []string{"FILE", "--queue", "short", "--env", "A=flag", "--", "echo", "flag"},
+			want: api.JobSpec{Name: "fromfile", Queue: "short", Owner: "alice", Groups: []api.TaskGroupSpec{{
+				Name: "main", Count: 1, Resources: api.Resources{MilliCPU: 2000}, Command: []string{"echo", "flag"},
+				Env: map[string]string{"A": "flag", "KEEP": "yes"},
+			}}},
+		},
+		{
+			name:  "job file from stdin",
+			stdin: "name: piped\ncommand: [true]\n",
+			args:  []string{"-"},
+			want: api.JobSpec{Name: "piped", Queue: "default", Owner: "alice", Groups: []api.TaskGroupSpec{{
+				Name: "main", Count: 1, Resources: api.Resources{MilliCPU: 1000}, Command: []string{"true"},
+			}}},
+		},
+		{
+			name: "job-level flags leave a multi-group file's groups alone",
+			file: "groups:\n- name: ps\n  command: [ps]\n- name: worker\n  tasks: 2\n  command: [w]\n",
+			args: []string{"FILE", "--name", "multi", "--priority", "1"},
+			want: api.JobSpec{Name: "multi", Queue: "default", Owner: "alice", Priority: 1, Groups: []api.TaskGroupSpec{
+				{Name: "ps", Count: 1, Resources: api.Resources{MilliCPU: 1000}, Command: []string{"ps"}},
+				{Name: "worker", Count: 2, Resources: api.Resources{MilliCPU: 1000}, Command: []string{"w"}},
+			}},
+		},
+		{
+			name: "flag-like words after -- belong to the command",
+			args: []string{"--cpus", "1", "--", "ls", "--cpus", "-la"},
+			want: api.JobSpec{Name: "ls", Queue: "default", Owner: "alice", Groups: []api.TaskGroupSpec{{
+				Name: "main", Count: 1, Resources: api.Resources{MilliCPU: 1000}, Command: []string{"ls", "--cpus", "-la"},
+			}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			args := append([]string{"submit"}, tt.args...)
+			if tt.file != "" {
+				p := writeFile(t, "job.yaml", tt.file)
+				for i, a := range args {
+					if a == "FILE" {
+						args[i] = p
+					}
+				}
+			}
+			res := runCLI(t, srv.srv.URL, tt.stdin, args...)
+			if res.code != 0 || res.stdout != "1\n" || res.stderr != "" {
+				t.Fatalf("dure %s: code %d, stdout %q, stderr %q; want code 0 and the job ID alone", strings.Join(args, " "), res.code, res.stdout, res.stderr)
+			}
+			got := srv.submitted()
+			if diff := cmp.Diff([]api.JobSpec{tt.want}, got); diff != "" {
+				t.Errorf("submitted spec (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSubmitRejectsBadInputBeforeSending(t *testing.T) {
+	multi := "groups:\n- name: a\n  command: [a]\n- name: b\n  command: [b]\n"
+	tests := []struct {
+		name    string
+		file    string
+		args    []string
+		wantErr string // the whole of stderr
+	}{
+		{"no command", "", nil,
+			"dure: nothing to run: give a JOBFILE or a command after --, e.g. dure submit -- sleep 10\nRun 'dure submit --help' for usage.\n"},
+		{"command without --", "", []string{"sleep", "10"},
+			"dure: takes at most one JOBFILE, got 2 arguments (put the command after --, e.g. dure submit -- sleep 10)\nRun 'dure submit --help' for usage.\n"},
+		{"bad cpus", "", []string{"--cpus", "lots", "--", "true"},
+			"dure: --cpus: invalid CPU amount \"lots\": want cores (2, 0.5) or millicores (500m)\n"},
+		{"bad env", "", []string{"--env", "NOVALUE", "--", "true"},
+			"dure: --env: want KEY=VALUE (got \"NOVALUE\")\n"},
+		{"zero tasks", "", []string{"--tasks", "0", "--", "true"},
+			"dure: --tasks: must be at least 1 (got 0)\n"},
+		{"group flag with a multi-group file", multi, []string{"FILE", "--cpus", "2"},
+			"dure: --cpus: the job file has 2 task groups, so it is unclear which one to change; set it per group in the file\n"},
+		{"command with a multi-group file", multi, []string{"FILE", "--", "true"},
+			"dure: the command after --: the job file has 2 task groups, so it is unclear which one to change; set it per group in the file\n"},
+		{"unknown flag", "", []string{"--cpu", "2", "--", "true"},
+			"dure: unknown flag: --cpu\nRun 'dure submit --help' for usage.\n"},
+		{"validation names the field", "", []string{"--priority", "100000000", "--", "true"},
+			"dure: priority: must be between -1000000 and 1000000; got 100000000\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			args := append([]string{"submit"}, tt.args...)
+			if tt.file != "" {
+				p := writeFile(t, "job.yaml", tt.file)
+				args[1] = p
+			}
+			res := runCLI(t, srv.srv.URL, "", args...)
+			if res.code != 1 || res.stdout != "" {
+				t.Errorf("code %d, stdout %q; want 1 and nothing", res.code, res.stdout)
+			}
+			if res.stderr != tt.wantErr {
+				t.Errorf("stderr:\n%q\nwant:\n%q", res.stderr, tt.wantErr)
+			}
+			if n := len(srv.submitted()); n != 0 {
+				t.Errorf("%d jobs reached the server; want none", n)
+			}
+		})
+	}
+}
+
+func TestSubmitJobFileErrorNamesFileAndLine(t *testing.T) {
+	p := writeFile(t, "job.yaml", "name: x\ncpu: 2\ncommand: [true]\n")
+	res := runCLI(t, "http://127.0.0.1:1", "", "submit", p)
+	if res.code != 1 || !strings.HasPrefix(res.stderr, "dure: "+p+": line 2: ") {
+		t.Errorf("code %d, stderr %q; want 1 and an error naming %s line 2", res.code, res.stderr, p)
+	}
+}
+
+func TestSubmitServerErrorPrintsFieldAndMessage(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.submitErr = &api.Error{Code: api.CodeInvalid, Field: "groups[0].resources.gpus", Message: "no node has 64 GPUs"}
+	res := runCLI(t, srv.srv.URL, "", "submit", "--gpus", "64", "--", "true")
+	want := cliResult{stderr: "dure: groups[0].resources.gpus: no node has 64 GPUs\n", code: 1}
+	if res != want {
+		t.Errorf("got %+v, want %+v", res, want)
+	}
+}
+
+func TestUnreachableServerGivesAdvice(t *testing.T) {
+	// A port nobody listens on: bind one, then close it.
+	srv := newFakeServer(t)
+	addr := srv.srv.URL
+	srv.srv.Close()
+	res := runCLI(t, addr, "", "submit", "--", "true")
+	if res.code != 1 || !strings.Contains(res.stderr, "cannot reach the dure server at "+addr) ||
+		!strings.Contains(res.stderr, "set --addr or DURE_ADDR") {
+		t.Errorf("code %d, stderr %q; want advice naming %s", res.code, res.stderr, addr)
+	}
+}
+
+func TestSbatch(t *testing.T) {
+	script := "#!/bin/bash\n#SBATCH --job-name=nightly\n#SBATCH --ntasks=3\necho hi \"$1\"\n"
+	tests := []struct {
+		name        string
+		args        []string
+		wantOut     string
+		wantCount   int
+		wantName    string
+		wantArgTail []string
+	}{
+		{"prints like sbatch", []string{"SCRIPT"}, "Submitted batch job 1\n", 3, "nightly", nil},
+		{"parsable prints the ID alone", []string{"--parsable", "SCRIPT"}, "1\n", 3, "nightly", nil},
+		{"flags override directives", []string{"--tasks", "5", "--name", "adhoc", "SCRIPT"}, "Submitted batch job 1\n", 5, "adhoc", nil},
+		{"words after the script are its arguments", []string{"SCRIPT", "--tasks", "x"}, "Submitted batch job 1\n", 3, "nightly", []string{"--tasks", "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			p := writeFile(t, "job.sh", script)
+			args := []string{"sbatch"}
+			for _, a := range tt.args {
+				if a == "SCRIPT" {
+					a = p
+				}
+				args = append(args, a)
+			}
+			res := runCLI(t, srv.srv.URL, "", args...)
+			if res.code != 0 || res.stdout != tt.wantOut || res.stderr != "" {
+				t.Fatalf("got %+v, want stdout %q", res, tt.wantOut)
+			}
+			specs := srv.submitted()
+			if len(specs) != 1 {
+				t.Fatalf("%d submissions, want 1", len(specs))
+			}
+			s := specs[0]
+			if s.Name != tt.wantName || s.Groups[0].Count != tt.wantCount || s.Owner != "alice" {
+				t.Errorf("name %q count %d owner %q; want %q, %d, alice", s.Name, s.Groups[0].Count, s.Owner, tt.wantName, tt.wantCount)
+			}
+			cmd := s.Groups[0].Command
+			if len(cmd) < 3 || cmd[0] != "/bin/bash" || cmd[2] != script {
+				t.Errorf("command %q does not run the script with bash", cmd)
+			}
+			if tail := cmd[len(cmd)-len(tt.wantArgTail):]; !cmp.Equal(tail, tt.wantArgTail, cmpEmpty) {
+				t.Errorf("command ends %q, want script arguments %q", tail, tt.wantArgTail)
+			}
+		})
+	}
+}
+
+var cmpEmpty = cmp.Comparer(func(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") })
+
+func TestSbatchBadDirectiveNamesLine(t *testing.T) {
+	p := writeFile(t, "job.sh", "#!/bin/sh\n#SBATCH --ntasks=many\ntrue\n")
+	res := runCLI(t, "http://127.0.0.1:1", "", "sbatch", p)
+	if res.code != 1 || !strings.HasPrefix(res.stderr, "dure: "+p+": line 2: ") {
+		t.Errorf("got %+v; want exit 1 and an error at %s line 2", res, p)
+	}
+}
+
+func TestSubmitUsesAddrFlagOverEnv(t *testing.T) {
+	srv := newFakeServer(t)
+	// DURE_ADDR points nowhere; --addr wins.
+	res := runCLI(t, "http://127.0.0.1:1", "", "--addr", srv.srv.URL, "submit", "--", "true")
+	if res.code != 0 || res.stdout != "1\n" {
+		t.Errorf("got %+v; want the job submitted through --addr", res)
+	}
+}
+
+func TestServerAddrPrecedence(t *testing.T) {
+	tests := []struct {
+		name, flag string
+		env        map[string]string
+		want       string
+	}{
+		{"default", "", nil, api.DefaultAddr},
+		{"env", "", map[string]string{"DURE_ADDR": "http://10.0.0.1:7070"}, "http://10.0.0.1:7070"},
+		{"flag beats env", "10.0.0.2:7070", map[string]string{"DURE_ADDR": "http://10.0.0.1:7070"}, "10.0.0.2:7070"},
+		{"empty env is unset", "", map[string]string{"DURE_ADDR": ""}, api.DefaultAddr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &app{addr: tt.flag, env: func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }}
+			if got := a.serverAddr(); got != tt.want {
+				t.Errorf("serverAddr = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/durehq/dure/internal/api"
+)
+
+// Exit codes of dure wait.
+const (
+	waitAllSucceeded = 0
+	waitSomeFailed   = 1 // a job failed or was cancelled, or an ID is unknown
+	waitTimedOut     = 2 // --timeout passed with some job still not final
+)
+
+func (a *app) waitCommand() *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "wait ID…",
+		Short: "Block until jobs finish; exit 0 if all succeeded",
+		Long: "Block until every named job is final, printing one line per job as it ends.\n" +
+			"Exit status: 0 if all succeeded; 1 if any failed, was cancelled or does not\n" +
+			"exist; 2 if --timeout passed first (and none of the finished ones failed).",
+		Example: "  dure wait 12 13 14\n  dure wait --timeout 10m $(dure submit -- ./step1.sh)",
+		Args:    args(cobra.MinimumNArgs(1)),
+		RunE: func(c *cobra.Command, argv []string) error {
+			if timeout < 0 {
+				return fmt.Errorf("--timeout: must not be negative (got %s)", timeout)
+			}
+			ids := make([]uint64, len(argv))
+			for i, s := range argv {
+				id, err := parseJobID(s)
+				if err != nil {
+					return err
+				}
+				ids[i] = id
+			}
+			ctx := c.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			code := a.waitJobs(ctx, ids, timeout)
+			if code != waitAllSucceeded {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (exit 2), e.g. 30s, 10m; default: wait forever")
+	return c
+}
+
+// waitJobs waits for every job concurrently, printing each outcome as it
+// arrives, and returns the exit code.
+func (a *app) waitJobs(ctx context.Context, ids []uint64, timeout time.Duration) int {
+	cl := a.client()
+	var mu sync.Mutex
+	failed, timedOut := false, false
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, err := waitFinal(ctx, cl, id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+				timedOut = true
+				fmt.Fprintf(a.stdout, "%d %s after %s\n", id, stillState(j.State), timeout)
+			case err != nil:
+				failed = true
+				fmt.Fprintf(a.stderr, "dure: job %d: %s\n", id, describeError(err))
+			default:
+				if j.State != "succeeded" {
+					failed = true
+				}
+				fmt.Fprintln(a.stdout, outcome(&j))
+			}
+		}()
+	}
+	wg.Wait()
+	switch {
+	case failed:
+		return waitSomeFailed
+	case timedOut:
+		return waitTimedOut
+	}
+	return waitAllSucceeded
+}
+
+// waitFinal blocks until the job is final, like api.Client.WaitJob, but on
+// error (a timeout) also returns the last state it saw.
+func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) {
+	var last api.Job
+	var idx uint64
+	for {
+		j, newIdx, err := cl.GetJob(ctx, id, api.WatchOptions{Index: idx, Wait: watchWait})
+		if err != nil {
+			return last, err
+		}
+		if j.Terminal() {
+			return j, nil
+		}
+		last, idx = j, newIdx
+	}
+}
+
+func stillState(state string) string {
+	if state == "" {
+		return "not finished"
+	}
+	return "still " + state
+}
+
+// outcome is one line about a final job: "12 succeeded (exit 0)",
+// "13 failed (exit 3)", "14 cancelled (Cancelled: by alice)".
+func outcome(j *api.Job) string {
+	s := strconv.FormatUint(j.ID, 10) + " " + j.State
+	switch {
+	case j.State == "succeeded" || j.ExitCode != 0:
+		return s + " (exit " + strconv.Itoa(j.ExitCode) + ")"
+	case j.Reason.Code != "" && j.Reason.Message != "":
+		return s + " (" + j.Reason.Code + ": " + j.Reason.Message + ")"
+	case j.Reason.Code != "" || j.Reason.Message != "":
+		return s + " (" + j.Reason.Code + j.Reason.Message + ")"
+	}
+	return s
+}
+
+func (a *app) cancelCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "cancel ID…",
+		Short:   "Cancel pending or running jobs",
+		Example: "  dure cancel 12\n  dure cancel 12 13 14",
+		Args:    args(cobra.MinimumNArgs(1)),
+		RunE: func(c *cobra.Command, argv []string) error {
+			cl := a.client()
+			failed := false
+			for _, s := range argv {
+				id, err := parseJobID(s)
+				if err == nil {
+					_, err = cl.CancelJob(c.Context(), id)
+				}
+				if err != nil {
+					failed = true
+					fmt.Fprintf(a.stderr, "dure: %s: %s\n", s, describeError(err))
+					continue
+				}
+				fmt.Fprintf(a.stdout, "cancelled %d\n", id)
+			}
+			if failed {
+				return &ExitError{Code: 1}
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) logsCommand() *cobra.Command {
+	var o api.LogOptions
+	var stderr bool
+	c := &cobra.Command{
+		Use:   "logs ID",
+		Short: "Print (or follow with -f) a task's output",
+		Long: "Print a task's standard output, or with --stderr its standard error, to this\n" +
+			"command's standard output. -f keeps streaming until the task ends.",
+		Example: "  dure logs 12\n  dure logs 12 -f --task 3\n  dure logs 12 --stderr",
+		Args:    args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, argv []string) error {
+			id, err := parseJobID(argv[0])
+			if err != nil {
+				return err
+			}
+			if o.Task < 0 {
+				return fmt.Errorf("--task: must be 0 or more (got %d)", o.Task)
+			}
+			o.Stream = "stdout"
+			if stderr {
+				o.Stream = "stderr"
+			}
+			rc, err := a.client().Logs(c.Context(), id, o)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			if _, err := io.Copy(a.stdout, rc); err != nil && c.Context().Err() == nil {
+				return fmt.Errorf("reading logs of job %d task %d: %w", id, o.Task, err)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep streaming until the task ends")
+	c.Flags().IntVar(&o.Task, "task", 0, "task index within the job")
+	c.Flags().BoolVar(&stderr, "stderr", false, "print the task's standard error instead of its standard output")
+	return c
+}

@@ -1,0 +1,167 @@
+package exec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A pidWatch waits for a process to exit through a pidfd registered with Go's
+// network poller, so thousands of supervised tasks cost no OS thread each
+// (os.Process.Wait blocks one thread per process). It works for processes
+// that are not our children too: supervisors left by a previous agent.
+type pidWatch struct {
+	f *os.File // the pidfd
+}
+
+// openPidWatch opens a pidfd for pid. For a child we have not reaped, the pid
+// cannot have been reused, so the pidfd refers to our child.
+func openPidWatch(pid int) (*pidWatch, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	unix.CloseOnExec(fd)
+	return &pidWatch{f: os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))}, nil
+}
+
+// wait blocks until the process has exited; it returns an error if the watch
+// was closed first.
+func (w *pidWatch) wait() error {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		// A pidfd polls readable once its process has exited.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			perr = err
+			return true
+		}
+		return n > 0
+	})
+	if err != nil {
+		return err
+	}
+	return perr
+}
+
+// signal sends sig to the process; a process that has already exited is not
+// an error.
+func (w *pidWatch) signal(sig syscall.Signal) error {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.PidfdSendSignal(int(fd), sig, nil, 0)
+	}); err != nil {
+		return err
+	}
+	if errors.Is(serr, syscall.ESRCH) {
+		return nil
+	}
+	return serr
+}
+
+func (w *pidWatch) close() error { return w.f.Close() }
+
+// isSupervisorOf reports whether pid is a supervisor of taskDir, judged by
+// its command line (the task directory is its last argument). Used with a
+// pidfd opened first, it guards against a recycled pid.
+func isSupervisorOf(pid int, taskDir string) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(bytes.TrimRight(data, "\x00")), "\x00")
+	return len(args) >= 2 && args[len(args)-1] == taskDir
+}
+
+// eventQueue is an unbounded FIFO in front of the Events channel, so a slow
+// reader never holds up supervision.
+type eventQueue struct {
+	mu     sync.Mutex
+	items  []TaskEvent
+	closed bool
+	wake   chan struct{}
+	done   chan struct{}
+	out    chan TaskEvent
+	exited chan struct{}
+}
+
+func newEventQueue() *eventQueue {
+	q := &eventQueue{
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		out:    make(chan TaskEvent),
+		exited: make(chan struct{}),
+	}
+	go q.pump()
+	return q
+}
+
+func (q *eventQueue) push(ev TaskEvent) {
+	q.mu.Lock()
+	if !q.closed {
+		q.items = append(q.items, ev)
+	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *eventQueue) pump() {
+	defer close(q.exited)
+	defer close(q.out)
+	for {
+		q.mu.Lock()
+		if len(q.items) == 0 {
+			q.mu.Unlock()
+			select {
+			case <-q.wake:
+				continue
+			case <-q.done:
+				return
+			}
+		}
+		ev := q.items[0]
+		q.items[0] = TaskEvent{}
+		q.items = q.items[1:]
+		q.mu.Unlock()
+		select {
+		case q.out <- ev:
+		case <-q.done:
+			return
+		}
+	}
+}
+
+// close stops delivery (undelivered events are dropped: the status files
+// hold them) and closes the output channel.
+func (q *eventQueue) close() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		<-q.exited
+		return
+	}
+	q.closed = true
+	q.items = nil
+	q.mu.Unlock()
+	close(q.done)
+	<-q.exited
+}

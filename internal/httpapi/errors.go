@@ -1,0 +1,54 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/fsm"
+	"github.com/durehq/dure/internal/server"
+	"github.com/durehq/dure/internal/spec"
+)
+
+// apiError builds an API error for a status, code and field.
+func apiError(status int, code, field, msg string) *api.Error {
+	return &api.Error{Status: status, Code: code, Field: field, Message: msg}
+}
+
+// writeError is the one place errors become HTTP statuses.
+func writeError(w http.ResponseWriter, err error) {
+	var ae *api.Error
+	var fe spec.FieldErrors
+	var fe1 spec.FieldError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &fe) && len(fe) > 0:
+		ae = apiError(http.StatusBadRequest, api.CodeInvalid, fe[0].Field, err.Error())
+		if len(fe) == 1 {
+			ae.Message = fe[0].Message
+		}
+	case errors.As(err, &fe1):
+		ae = apiError(http.StatusBadRequest, api.CodeInvalid, fe1.Field, fe1.Message)
+	case errors.Is(err, fsm.ErrNotFound):
+		ae = apiError(http.StatusNotFound, api.CodeNotFound, "", err.Error())
+	case errors.Is(err, fsm.ErrConflict):
+		ae = apiError(http.StatusConflict, api.CodeConflict, "", err.Error())
+	case errors.Is(err, server.ErrNotLeader):
+		ae = apiError(http.StatusServiceUnavailable, api.CodeUnavailable, "", "no leader available right now; retry shortly ("+err.Error()+")")
+	default:
+		ae = apiError(http.StatusInternalServerError, api.CodeInternal, "", err.Error())
+	}
+	if ae.Status == 0 {
+		ae.Status = http.StatusInternalServerError
+	}
+	writeJSON(w, ae.Status, ae)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,186 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/fsm"
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/state"
+)
+
+// Backend is what the API needs from a server. *server.Server implements it.
+type Backend interface {
+	Store() *state.Store
+	Name() string
+	IsLeader() bool
+	LeaderAddr() string
+	HeartbeatConfig() (interval, timeout time.Duration)
+	LastSeen(node string) time.Time
+
+	SubmitJob(ctx context.Context, j model.Job) (model.JobID, error)
+	CancelJob(ctx context.Context, id model.JobID, reason string) error
+	DrainNode(ctx context.Context, name string, drain bool, reason string) error
+	RegisterNode(ctx context.Context, n model.Node) error
+	Heartbeat(name, session string) (reregister bool, err error)
+	UpdateAllocs(ctx context.Context, updates []fsm.AllocUpdate) error
+}
+
+// Limits on what a request may carry.
+const (
+	MaxBodyBytes    = 1 << 20 // 1 MiB: a job spec is far smaller; larger is a mistake or an attack
+	DefaultWait     = 30 * time.Second
+	MaxWait         = 5 * time.Minute
+	DefaultJobLimit = 1000
+	MaxJobLimit     = 100_000
+)
+
+// Handler serves the API.
+type Handler struct {
+	b       Backend
+	log     *slog.Logger
+	version string
+	mux     *http.ServeMux
+	logHTTP *http.Client // to agents, for log streaming
+}
+
+// New returns the API handler.
+func New(b Backend, version string, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{b: b, log: log.With("component", "http"), version: version, mux: http.NewServeMux(), logHTTP: &http.Client{}}
+	m := h.mux
+	m.HandleFunc("POST /v1/jobs", h.submitJob)
+	m.HandleFunc("GET /v1/jobs", h.listJobs)
+	m.HandleFunc("GET /v1/jobs/{id}", h.getJob)
+	m.HandleFunc("POST /v1/jobs/{id}/cancel", h.cancelJob)
+	m.HandleFunc("GET /v1/jobs/{id}/logs", h.jobLogs)
+	m.HandleFunc("GET /v1/nodes", h.listNodes)
+	m.HandleFunc("GET /v1/nodes/{name}", h.getNode)
+	m.HandleFunc("POST /v1/nodes/{name}/drain", h.drainNode)
+	m.HandleFunc("GET /v1/queues", h.listQueues)
+	m.HandleFunc("GET /v1/status", h.status)
+	m.HandleFunc("POST /v1/agent/register", h.register)
+	m.HandleFunc("POST /v1/agent/heartbeat", h.heartbeat)
+	m.HandleFunc("GET /v1/agent/allocations", h.nodeAllocs)
+	m.HandleFunc("POST /v1/agent/updates", h.allocUpdates)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// decode reads a JSON body strictly: size-limited, unknown fields rejected,
+// exactly one value.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return apiError(http.StatusUnsupportedMediaType, api.CodeUnsupported, "", fmt.Sprintf("Content-Type %q is not application/json", ct))
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if dec.More() {
+		return apiError(http.StatusBadRequest, api.CodeInvalid, "", "body holds more than one JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &tooBig):
+		return apiError(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "", fmt.Sprintf("body is larger than %d bytes", tooBig.Limit))
+	case errors.As(err, &typeErr):
+		return apiError(http.StatusBadRequest, api.CodeInvalid, typeErr.Field, fmt.Sprintf("must be a %s, got a JSON %s", typeErr.Type, typeErr.Value))
+	case errors.As(err, &syntaxErr):
+		return apiError(http.StatusBadRequest, api.CodeInvalid, "", fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err))
+	case errors.Is(err, io.EOF):
+		return apiError(http.StatusBadRequest, api.CodeInvalid, "", "empty body: a JSON object is required")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return apiError(http.StatusBadRequest, api.CodeInvalid, field, "unknown field")
+	}
+	return apiError(http.StatusBadRequest, api.CodeInvalid, "", "malformed JSON: "+err.Error())
+}
+
+// watchParams reads ?index=N&wait=D.
+func watchParams(r *http.Request) (index uint64, wait time.Duration, err error) {
+	q := r.URL.Query()
+	if s := q.Get("index"); s != "" {
+		if index, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return 0, 0, apiError(http.StatusBadRequest, api.CodeInvalid, "index", "must be a non-negative integer")
+		}
+	}
+	wait = DefaultWait
+	if s := q.Get("wait"); s != "" {
+		if wait, err = time.ParseDuration(s); err != nil || wait < 0 {
+			return 0, 0, apiError(http.StatusBadRequest, api.CodeInvalid, "wait", `must be a duration like "30s"`)
+		}
+		wait = min(wait, MaxWait)
+	}
+	return index, wait, nil
+}
+
+// block runs read until it reports a result newer than index, the wait
+// passes, or the client goes away. read returns the highest modify index of
+// what it looked at and a channel closed when any of it changes.
+func block(ctx context.Context, index uint64, wait time.Duration, read func() (uint64, <-chan struct{}, error)) error {
+	if index == 0 {
+		_, _, err := read()
+		return err
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		modified, ch, err := read()
+		if err != nil || modified > index {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func setIndex(w http.ResponseWriter, idx uint64) {
+	w.Header().Set(api.IndexHeader, strconv.FormatUint(idx, 10))
+}
+
+func pathJobID(r *http.Request) (model.JobID, error) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		return 0, apiError(http.StatusBadRequest, api.CodeInvalid, "id", fmt.Sprintf("job ID %q is not a positive integer", r.PathValue("id")))
+	}
+	return model.JobID(id), nil
+}
+
+func notFoundJob(id model.JobID) error {
+	return apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("job %d not found (never submitted, or finished and pruned after its retention)", id))
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.Status{
+		Server: h.b.Name(), Leader: h.b.LeaderAddr(), IsLeader: h.b.IsLeader(),
+		Index: h.b.Store().Index(), Version: h.version,
+	})
+}

@@ -1,0 +1,161 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/spec"
+)
+
+func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
+	var js api.JobSpec
+	if err := decode(w, r, &js); err != nil {
+		writeError(w, err)
+		return
+	}
+	spec.Normalize(&js)
+	if js.Owner == "" {
+		js.Owner = "anonymous"
+	}
+	if err := spec.Validate(&js); err != nil {
+		writeError(w, err)
+		return
+	}
+	job := spec.ToModel(&js)
+	if h.b.Store().Snapshot().Queue(job.Queue) == nil {
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "queue", fmt.Sprintf("queue %q does not exist (see `dure queues`)", job.Queue)))
+		return
+	}
+	id, err := h.b.SubmitJob(r.Context(), job)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: uint64(id)})
+}
+
+var jobStates = map[string]bool{"pending": true, "running": true, "succeeded": true, "failed": true, "cancelled": true, "active": true, "finished": true}
+
+func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	stateFilter, queue, owner := q.Get("state"), q.Get("queue"), q.Get("owner")
+	if stateFilter != "" && !jobStates[stateFilter] {
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "state", "must be one of pending, running, succeeded, failed, cancelled, active, finished"))
+		return
+	}
+	limit := DefaultJobLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxJobLimit {
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "limit", fmt.Sprintf("must be an integer from 1 to %d", MaxJobLimit)))
+			return
+		}
+		limit = n
+	}
+	index, wait, err := watchParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	match := func(j *model.Job) bool {
+		switch stateFilter {
+		case "":
+		case "active":
+			if j.State.Terminal() {
+				return false
+			}
+		case "finished":
+			if !j.State.Terminal() {
+				return false
+			}
+		default:
+			if string(j.State) != stateFilter {
+				return false
+			}
+		}
+		return (queue == "" || j.Queue == queue) && (owner == "" || j.Owner == owner)
+	}
+	var out []api.Job
+	var snapIndex uint64
+	err = block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
+		snap := h.b.Store().Snapshot()
+		snapIndex = snap.Index
+		out = out[:0]
+		var modified uint64
+		ch := snap.Jobs(func(j *model.Job) bool {
+			modified = max(modified, j.ModifyIndex)
+			if match(j) {
+				out = append(out, toAPIJob(j))
+			}
+			return len(out) < limit
+		})
+		return modified, ch, nil
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if out == nil {
+		out = []api.Job{}
+	}
+	setIndex(w, snapIndex)
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
+	id, err := pathJobID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	index, wait, err := watchParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var out api.Job
+	var snapIndex uint64
+	err = block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
+		snap := h.b.Store().Snapshot()
+		snapIndex = snap.Index
+		j, ch := snap.JobWatch(id)
+		if j == nil {
+			return 0, nil, notFoundJob(id)
+		}
+		out = toAPIJobDetail(j, snap.AllocsByJob(id))
+		return j.ModifyIndex, ch, nil
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setIndex(w, snapIndex)
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
+	id, err := pathJobID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if h.b.Store().Snapshot().Job(id) == nil {
+		writeError(w, notFoundJob(id))
+		return
+	}
+	if err := h.b.CancelJob(r.Context(), id, "by user request"); err != nil {
+		writeError(w, err)
+		return
+	}
+	snap := h.b.Store().Snapshot()
+	j := snap.Job(id)
+	if j == nil {
+		writeError(w, notFoundJob(id))
+		return
+	}
+	setIndex(w, snap.Index)
+	writeJSON(w, http.StatusOK, toAPIJobDetail(j, snap.AllocsByJob(id)))
+}

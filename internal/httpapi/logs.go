@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/model"
+)
+
+// jobLogs streams a task's output from the agent of the node it ran on. With
+// follow, it first waits for the task to be placed, so `dure run` can follow
+// a job that is still pending.
+func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
+	id, err := pathJobID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	task := 0
+	if s := q.Get("task"); s != "" {
+		if task, err = strconv.Atoi(s); err != nil || task < 0 {
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "task", "must be a non-negative integer"))
+			return
+		}
+	}
+	stream := q.Get("stream")
+	if stream == "" {
+		stream = "stdout"
+	}
+	if stream != "stdout" && stream != "stderr" {
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "stream", "must be stdout or stderr"))
+		return
+	}
+	var offset int64
+	if s := q.Get("offset"); s != "" {
+		if offset, err = strconv.ParseInt(s, 10, 64); err != nil || offset < 0 {
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "offset", "must be a non-negative integer"))
+			return
+		}
+	}
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+
+	var alloc *model.Allocation
+	var node *model.Node
+	for {
+		snap := h.b.Store().Snapshot()
+		j, ch := snap.JobWatch(id)
+		if j == nil {
+			writeError(w, notFoundJob(id))
+			return
+		}
+		if task >= j.TaskCount() {
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "task", fmt.Sprintf("job %d has %d task(s); task must be below that", id, j.TaskCount())))
+			return
+		}
+		for _, a := range snap.AllocsByJob(id) {
+			if a.TaskIndex == task && (alloc == nil || a.Attempt > alloc.Attempt) {
+				alloc = a
+			}
+		}
+		if alloc != nil {
+			node = snap.Node(alloc.Node)
+			break
+		}
+		if j.State.Terminal() || !follow {
+			writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("task %d of job %d has not run (job is %s)", task, id, j.State)))
+			return
+		}
+		select {
+		case <-ch:
+		case <-time.After(30 * time.Second): // re-check even if no watch fires
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if node == nil || node.Address == "" {
+		writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("node %s of allocation %s is unknown", alloc.Node, alloc.ID)))
+		return
+	}
+	u := url.URL{Scheme: "http", Host: node.Address, Path: "/v1/agent/logs/" + alloc.ID}
+	uq := url.Values{"stream": {stream}}
+	if offset > 0 {
+		uq.Set("offset", strconv.FormatInt(offset, 10))
+	}
+	if follow {
+		uq.Set("follow", "true")
+	}
+	u.RawQuery = uq.Encode()
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := h.logHTTP.Do(req)
+	if err != nil {
+		writeError(w, apiError(http.StatusBadGateway, api.CodeUnavailable, "", fmt.Sprintf("cannot reach the agent of node %s at %s: %v", node.Name, node.Address, err)))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<16))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Dure-Alloc", alloc.ID)
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}

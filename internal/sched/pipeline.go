@@ -1,0 +1,106 @@
+package sched
+
+import (
+	"math/bits"
+)
+
+// The placement policy is two ordered lists of plain functions, chosen here
+// in code (STYLE.md: no plugin framework before there are plugins). To change
+// the policy, edit these lists; README.md describes each entry.
+
+// staticFilters say whether a schedulable node could ever hold one task of a
+// shape, whatever else runs there. They run once per node per shape per pass
+// (when the shape's candidate index is built), never per placement.
+var staticFilters = []func(n *nodeState, s *shape) bool{
+	matchesConstraints,
+	capacityEverEnough,
+}
+
+// A scorer rates a node for one task of a shape, assuming the task fits now;
+// lower is better. A node's key is the weighted sum of all scores; ties go to
+// the node whose name sorts first.
+type scorer struct {
+	weight int64
+	score  func(n *nodeState, s *shape) int64
+}
+
+// scorers: keepGPUNodes dominates (its weight exceeds any bestFit score), so
+// a CPU-only task lands on a GPU node only when no CPU node fits; among the
+// rest, best fit.
+var scorers = []scorer{
+	{weight: 1 << 40, score: keepGPUNodes},
+	{weight: 1, score: bestFit},
+}
+
+// nodeKey combines the scorers into one comparable number.
+func nodeKey(n *nodeState, s *shape) int64 {
+	var k int64
+	for _, sc := range scorers {
+		k += sc.weight * sc.score(n, s)
+	}
+	return k
+}
+
+// matchesConstraints: the node carries every label key=value the group asks
+// for.
+func matchesConstraints(n *nodeState, s *shape) bool {
+	for k, v := range s.constraints {
+		if got, ok := n.node.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// capacityEverEnough: an empty node would hold one task (GPU count capped by
+// the devices the agent reported).
+func capacityEverEnough(n *nodeState, s *shape) bool {
+	r := &s.req
+	if r.MilliCPU > n.capCPU || r.MemoryBytes > n.capMem || r.GPUs > n.capGPU || r.ScratchBytes > n.capScratch {
+		return false
+	}
+	for k, v := range r.Custom {
+		if v > n.node.Capacity.Custom[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// keepGPUNodes is 1 when a task that needs no GPU would sit on a node that
+// has GPUs: GPU nodes are scarce and kept for GPU work.
+func keepGPUNodes(n *nodeState, s *shape) int64 {
+	if s.req.GPUs == 0 && n.hasGPUs() {
+		return 1
+	}
+	return 0
+}
+
+// bestFitScale is the resolution of one dimension's share in bestFit.
+const bestFitScale = 1 << 20
+
+// bestFit is the free capacity the node would have left after the task,
+// summed over cpu, memory, GPUs and scratch as fractions of the node's
+// capacity (each in [0, bestFitScale]). Packing tasks tightly leaves whole
+// nodes free for big jobs. Integer arithmetic keeps it exact and identical on
+// every platform.
+func bestFit(n *nodeState, s *shape) int64 {
+	r := &s.req
+	return share(n.cpu-r.MilliCPU, n.capCPU) +
+		share(n.mem-r.MemoryBytes, n.capMem) +
+		share(min(n.gpu, n.freeSlots)-r.GPUs, n.capGPU) +
+		share(n.scratch-r.ScratchBytes, n.capScratch)
+}
+
+// share returns left/capacity scaled to bestFitScale, clamped to the range.
+func share(left, capacity int64) int64 {
+	if capacity <= 0 || left <= 0 {
+		return 0
+	}
+	if left >= capacity {
+		return bestFitScale
+	}
+	hi, lo := bits.Mul64(uint64(left), bestFitScale)
+	q, _ := bits.Div64(hi, lo, uint64(capacity)) // hi < capacity since left < capacity
+	return int64(q)
+}

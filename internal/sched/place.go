@@ -1,0 +1,433 @@
+package sched
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// maxIndexes bounds how many shape indexes a pass keeps (16 bytes per node
+// each); the least recently used one is rebuilt if its shape comes back.
+const maxIndexes = 32
+
+// shapeKey identifies a task shape: a per-task request plus node
+// constraints. Tasks with equal keys are interchangeable for placement (an
+// equivalence class). extra is "" unless the shape has custom resources or
+// constraints, so the common key is built without allocating.
+type shapeKey struct {
+	cpu, mem, gpu, scratch int64
+	extra                  string
+}
+
+// shape is one equivalence class of tasks during a pass.
+type shape struct {
+	req         model.Resources
+	constraints map[string]string
+	// unfit >= 0 records that when a task of this shape last failed to find a
+	// node, only unfit tasks of it could be placed in total. Free capacity
+	// only shrinks during a pass, so a later group of this shape with more
+	// than unfit tasks cannot fit either: it is skipped without trying. -1:
+	// no failure seen.
+	unfit int
+	idx   *shapeIndex // nil until first needed, or after eviction
+	// analysis caches the reason work for jobs left pending (reasons.go).
+	analysis *shapeAnalysis
+}
+
+// shapeIndex is a min-heap of the nodes where one task of a shape fits now,
+// ordered by (nodeKey, node index). Node indices follow name order, so the
+// tie-break is by name. It is kept current lazily: every change of a node's
+// free capacity is appended to pass.changes, and the index replays the
+// changes it has not seen before it is used.
+type shapeIndex struct {
+	owner   *shape
+	heap    []int32 // node indices
+	pos     []int32 // per node: position in heap, notInHeap, or excluded
+	key     []int64 // per node: its key while in the heap
+	cursor  int     // how much of pass.changes this index has applied
+	lastUse int
+}
+
+const (
+	notInHeap = -1 // passes the static filters but does not fit now
+	excluded  = -2 // fails a static filter: never a candidate this pass
+)
+
+// tentative is one task placed while its job is being tried.
+type tentative struct {
+	node       int32
+	shape      *shape
+	group      int
+	slotsStart int // range in pass.slots of the GPU slots taken
+	slotsEnd   int
+}
+
+// pass is the mutable state of one Schedule call.
+type pass struct {
+	nodes   []nodeState
+	unsched []*model.Node
+	changes []int32 // node indices whose free capacity changed, in order
+	shapes  map[shapeKey]*shape
+	indexes []*shapeIndex
+	tick    int
+
+	// Reused per job: no allocation per task in the placement loop.
+	tent        []tentative
+	slots       []int
+	groupShapes []*shape
+
+	analyses int // reason analyses done (bounded, see reasons.go)
+}
+
+func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
+	p := &pass{shapes: make(map[shapeKey]*shape)}
+	p.nodes, p.unsched = buildNodes(nodes, allocs)
+	return p
+}
+
+// shapeFor returns the pass's shape for a task group, creating it on first
+// sight.
+func (p *pass) shapeFor(g *model.TaskGroup) *shape {
+	r := &g.Resources
+	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes}
+	if len(r.Custom) > 0 || len(g.Constraints) > 0 {
+		k.extra = canonical(r.Custom, g.Constraints)
+	}
+	if s, ok := p.shapes[k]; ok {
+		return s
+	}
+	s := &shape{req: r.Copy(), constraints: g.Constraints, unfit: -1}
+	p.shapes[k] = s
+	return s
+}
+
+// canonical encodes custom resources and constraints unambiguously and in
+// sorted order, so equal contents give equal keys.
+func canonical(custom map[string]int64, cons map[string]string) string {
+	var b strings.Builder
+	ck := make([]string, 0, len(custom))
+	for k := range custom {
+		ck = append(ck, k)
+	}
+	sort.Strings(ck)
+	for _, k := range ck {
+		b.WriteString("r")
+		b.WriteString(strconv.Quote(k))
+		b.WriteString(strconv.FormatInt(custom[k], 10))
+	}
+	lk := make([]string, 0, len(cons))
+	for k := range cons {
+		lk = append(lk, k)
+	}
+	sort.Strings(lk)
+	for _, k := range lk {
+		b.WriteString("l")
+		b.WriteString(strconv.Quote(k))
+		b.WriteString(strconv.Quote(cons[k]))
+	}
+	return b.String()
+}
+
+// invalidJob explains why a job can never be placed as written, or "".
+// The API layer validates jobs; this keeps a bad one from confusing a pass.
+func invalidJob(j *model.Job) string {
+	if len(j.Groups) == 0 {
+		return "job has no task groups"
+	}
+	total := 0
+	for _, g := range j.Groups {
+		if g.Count < 0 {
+			return "group " + strconv.Quote(g.Name) + " has a negative task count"
+		}
+		if d := negative(g.Resources); d != "" {
+			return "group " + strconv.Quote(g.Name) + " requests a negative " + d
+		}
+		total += g.Count
+	}
+	if total == 0 {
+		return "job has no tasks"
+	}
+	return ""
+}
+
+// placeJob places every task of j or none. On success it appends the job's
+// placements to out and returns true.
+func (p *pass) placeJob(j *model.Job, out *[]Placement) bool {
+	if len(p.nodes) == 0 || invalidJob(j) != "" {
+		return false
+	}
+	p.groupShapes = p.groupShapes[:0]
+	for gi := range j.Groups {
+		s := p.shapeFor(&j.Groups[gi])
+		if s.unfit >= 0 && j.Groups[gi].Count > s.unfit {
+			return false // this group alone did not fit earlier; it will not now
+		}
+		p.groupShapes = append(p.groupShapes, s)
+	}
+
+	p.tent, p.slots = p.tent[:0], p.slots[:0]
+	for gi := range j.Groups {
+		s := p.groupShapes[gi]
+		for t := 0; t < j.Groups[gi].Count; t++ {
+			n := p.best(s)
+			if n < 0 {
+				if len(p.tent) == t {
+					// Only this group's tasks were placed, by best fit, which
+					// for identical tasks places as many as can fit at all.
+					if s.unfit < 0 || t < s.unfit {
+						s.unfit = t
+					}
+				}
+				p.undo()
+				return false
+			}
+			p.take(n, s, gi)
+		}
+	}
+
+	task := 0
+	for _, tp := range p.tent {
+		g := &j.Groups[tp.group]
+		pl := Placement{
+			JobID:     j.ID,
+			Group:     g.Name,
+			TaskIndex: task,
+			Node:      p.nodes[tp.node].name,
+			Resources: g.Resources.Copy(),
+		}
+		if tp.slotsEnd > tp.slotsStart {
+			pl.GPUIndices = make([]int, 0, tp.slotsEnd-tp.slotsStart)
+			for _, sl := range p.slots[tp.slotsStart:tp.slotsEnd] {
+				pl.GPUIndices = append(pl.GPUIndices, p.nodes[tp.node].gpuIdx[sl])
+			}
+		}
+		*out = append(*out, pl)
+		task++
+	}
+	return true
+}
+
+// take places one task of s on node n tentatively: it subtracts the request,
+// claims the lowest free GPU indices and records the change.
+func (p *pass) take(n int32, s *shape, group int) {
+	nd := &p.nodes[n]
+	r := &s.req
+	nd.cpu -= r.MilliCPU
+	nd.mem -= r.MemoryBytes
+	nd.gpu -= r.GPUs
+	nd.scratch -= r.ScratchBytes
+	for k, v := range r.Custom {
+		if v != 0 { // fits() saw room, so the node has this resource
+			nd.custom[k] -= v
+		}
+	}
+	start := len(p.slots)
+	need := r.GPUs
+	for i := 0; need > 0 && i < len(nd.gpuUsed); i++ {
+		if !nd.gpuUsed[i] {
+			nd.gpuUsed[i] = true
+			p.slots = append(p.slots, i)
+			need--
+		}
+	}
+	nd.freeSlots -= r.GPUs
+	p.tent = append(p.tent, tentative{node: n, shape: s, group: group, slotsStart: start, slotsEnd: len(p.slots)})
+	p.changes = append(p.changes, n)
+}
+
+// undo releases the current job's tentative placements, newest first.
+func (p *pass) undo() {
+	for i := len(p.tent) - 1; i >= 0; i-- {
+		tp := p.tent[i]
+		nd := &p.nodes[tp.node]
+		r := &tp.shape.req
+		nd.cpu += r.MilliCPU
+		nd.mem += r.MemoryBytes
+		nd.gpu += r.GPUs
+		nd.scratch += r.ScratchBytes
+		for k, v := range r.Custom {
+			if v != 0 {
+				nd.custom[k] += v
+			}
+		}
+		for _, sl := range p.slots[tp.slotsStart:tp.slotsEnd] {
+			nd.gpuUsed[sl] = false
+		}
+		nd.freeSlots += r.GPUs
+		p.changes = append(p.changes, tp.node)
+	}
+	p.tent, p.slots = p.tent[:0], p.slots[:0]
+}
+
+// best returns the node where one task of s goes now, or -1 if none fits.
+func (p *pass) best(s *shape) int32 {
+	ix := p.indexFor(s)
+	p.sync(ix)
+	if len(ix.heap) == 0 {
+		return -1
+	}
+	return ix.heap[0]
+}
+
+// indexFor returns s's index, building it (and evicting the least recently
+// used one if the pass holds maxIndexes) when needed.
+func (p *pass) indexFor(s *shape) *shapeIndex {
+	p.tick++
+	if s.idx != nil {
+		s.idx.lastUse = p.tick
+		return s.idx
+	}
+	var ix *shapeIndex
+	if len(p.indexes) < maxIndexes {
+		n := len(p.nodes)
+		ix = &shapeIndex{heap: make([]int32, 0, n), pos: make([]int32, n), key: make([]int64, n)}
+		p.indexes = append(p.indexes, ix)
+	} else {
+		ix = p.indexes[0]
+		for _, c := range p.indexes[1:] {
+			if c.lastUse < ix.lastUse {
+				ix = c
+			}
+		}
+		ix.owner.idx = nil
+	}
+	ix.owner, ix.lastUse = s, p.tick
+	s.idx = ix
+	p.rebuild(ix)
+	return ix
+}
+
+// rebuild fills ix from scratch: static filters, fit and key for every node,
+// then heapify.
+func (p *pass) rebuild(ix *shapeIndex) {
+	s := ix.owner
+	ix.heap = ix.heap[:0]
+	for i := range p.nodes {
+		nd := &p.nodes[i]
+		ix.pos[i] = excluded
+		if !passesStatic(nd, s) {
+			continue
+		}
+		ix.pos[i] = notInHeap
+		if nd.fits(&s.req) {
+			ix.key[i] = nodeKey(nd, s)
+			ix.pos[i] = int32(len(ix.heap))
+			ix.heap = append(ix.heap, int32(i))
+		}
+	}
+	for i := len(ix.heap)/2 - 1; i >= 0; i-- {
+		ix.down(i)
+	}
+	ix.cursor = len(p.changes)
+}
+
+func passesStatic(nd *nodeState, s *shape) bool {
+	for _, f := range staticFilters {
+		if !f(nd, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// sync applies the node changes ix has not seen. Past a point a rebuild is
+// cheaper than replaying.
+func (p *pass) sync(ix *shapeIndex) {
+	pending := p.changes[ix.cursor:]
+	if len(pending) == 0 {
+		return
+	}
+	if len(pending) > len(p.nodes)/2+8 {
+		p.rebuild(ix)
+		return
+	}
+	s := ix.owner
+	for _, n := range pending {
+		if ix.pos[n] == excluded {
+			continue
+		}
+		nd := &p.nodes[n]
+		at := ix.pos[n]
+		if !nd.fits(&s.req) {
+			if at >= 0 {
+				ix.remove(int(at))
+			}
+			continue
+		}
+		k := nodeKey(nd, s)
+		if at < 0 {
+			ix.key[n] = k
+			ix.pos[n] = int32(len(ix.heap))
+			ix.heap = append(ix.heap, n)
+			ix.up(len(ix.heap) - 1)
+			continue
+		}
+		old := ix.key[n]
+		ix.key[n] = k
+		if k < old {
+			ix.up(int(at))
+		} else if k > old {
+			ix.down(int(at))
+		}
+	}
+	ix.cursor = len(p.changes)
+}
+
+func (ix *shapeIndex) less(a, b int32) bool {
+	ka, kb := ix.key[a], ix.key[b]
+	return ka < kb || ka == kb && a < b
+}
+
+func (ix *shapeIndex) swap(i, j int) {
+	h := ix.heap
+	h[i], h[j] = h[j], h[i]
+	ix.pos[h[i]] = int32(i)
+	ix.pos[h[j]] = int32(j)
+}
+
+func (ix *shapeIndex) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !ix.less(ix.heap[i], ix.heap[parent]) {
+			return
+		}
+		ix.swap(i, parent)
+		i = parent
+	}
+}
+
+func (ix *shapeIndex) down(i int) {
+	n := len(ix.heap)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && ix.less(ix.heap[r], ix.heap[l]) {
+			m = r
+		}
+		if !ix.less(ix.heap[m], ix.heap[i]) {
+			return
+		}
+		ix.swap(i, m)
+		i = m
+	}
+}
+
+// remove takes the entry at heap position i out.
+func (ix *shapeIndex) remove(i int) {
+	last := len(ix.heap) - 1
+	gone := ix.heap[i]
+	if i != last {
+		ix.swap(i, last)
+	}
+	ix.heap = ix.heap[:last]
+	ix.pos[gone] = notInHeap
+	if i != last {
+		ix.down(i)
+		ix.up(i)
+	}
+}

@@ -1,0 +1,124 @@
+package sched
+
+import (
+	"sort"
+	"time"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// Snapshot is the scheduler's read-only view of the cluster. Schedule never
+// mutates it or anything it points to.
+type Snapshot struct {
+	// Nodes is every known node, in any status; only Schedulable ones
+	// (ready and not draining) receive placements. Names are unique.
+	Nodes []*model.Node
+	// Allocs is the live allocations (status not terminal): each holds its
+	// resources and GPU indices on its node. Terminal ones are ignored.
+	Allocs []*model.Allocation
+	// Pending is the jobs waiting to be placed, in any order. Schedule orders
+	// them itself (see Schedule); a job ID listed twice is considered once.
+	Pending []*model.Job
+	// Queues is accepted for the interface's sake; this policy does not use
+	// queues yet (the fair-queue issue does).
+	Queues []*model.Queue
+}
+
+// Config tunes the scheduling policy. It is empty for now: the first policy
+// has no knobs. Fair queues, preemption and backfill add their settings
+// here, so callers already pass one.
+type Config struct{}
+
+// Placement puts one task of a job on one node.
+type Placement struct {
+	JobID     model.JobID
+	Group     string
+	TaskIndex int // 0-based over all groups of the job, in group order
+	Node      string
+	Resources model.Resources // the per-task request of its group
+	// GPUIndices are concrete device indices on Node (from Node.GPUs[i].Index),
+	// never shared with a live allocation or another placement.
+	GPUIndices []int
+}
+
+// Plan is the outcome of one scheduling pass.
+type Plan struct {
+	// Placements holds, job after job in scheduling order, every task of each
+	// job placed in this pass: a job's placements are contiguous and complete.
+	Placements []Placement
+	// Reasons has an entry for every pending job not placed in this plan, and
+	// for no other job.
+	Reasons map[model.JobID]model.Reason
+}
+
+// Schedule places as many pending jobs as fit now and explains every one it
+// leaves pending. The policy, deliberately simple until the scheduler issue
+// replaces it with fair queues, preemption, reservations and backfill:
+//
+//  1. Order jobs by priority (higher first), then submit time, then ID.
+//  2. In that order, place each job all-or-nothing: every task goes to the
+//     best feasible node for it (see README.md: filters, then best fit); if
+//     some task finds no node, the job's tentative placements are undone.
+//  3. A job that does not fit is skipped and does not block lower ones
+//     ("first fit in order"). This can starve a big job behind a stream of
+//     small ones; reservations/backfill in the scheduler issue fix that.
+//  4. Every job left pending gets a Reason computed against the state after
+//     this plan: NoNodes, Constraints, NoNodeFits, Resources or
+//     GangUnplaceable, with numbers in the message.
+//
+// now is unused by this policy (aging, reservations and walltime-aware
+// backfill will need it); it is a parameter so the scheduler never reads the
+// clock. Schedule does not mutate s.
+func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
+	_, _ = now, cfg
+	p := newPass(s.Nodes, s.Allocs)
+	jobs := orderJobs(s.Pending)
+	plan := &Plan{Reasons: make(map[model.JobID]model.Reason)}
+	var unplaced []*model.Job
+	for _, j := range jobs {
+		if !p.placeJob(j, &plan.Placements) {
+			unplaced = append(unplaced, j)
+		}
+	}
+	for _, j := range unplaced {
+		plan.Reasons[j.ID] = p.reason(j)
+	}
+	return plan
+}
+
+// orderJobs returns the pending jobs in scheduling order without duplicate
+// IDs. The input slice is not reordered.
+func orderJobs(pending []*model.Job) []*model.Job {
+	jobs := make([]*model.Job, 0, len(pending))
+	for _, j := range pending {
+		if j != nil {
+			jobs = append(jobs, j)
+		}
+	}
+	sort.Slice(jobs, func(a, b int) bool { return jobBefore(jobs[a], jobs[b]) })
+	// Sorting put equal IDs next to each other only if their other keys are
+	// equal too, so drop repeats with a set rather than by adjacency.
+	seen := make(map[model.JobID]struct{}, len(jobs))
+	out := jobs[:0]
+	for _, j := range jobs {
+		if _, dup := seen[j.ID]; dup {
+			continue
+		}
+		seen[j.ID] = struct{}{}
+		out = append(out, j)
+	}
+	return out
+}
+
+// jobBefore is the scheduling order: priority (higher first), then submit
+// time (earlier first), then ID (lower first). It is a total order on jobs
+// with distinct IDs, which makes the plan independent of input order.
+func jobBefore(a, b *model.Job) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if !a.SubmitTime.Equal(b.SubmitTime) {
+		return a.SubmitTime.Before(b.SubmitTime)
+	}
+	return a.ID < b.ID
+}

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/durehq/dure/internal/fsm"
+	"github.com/durehq/dure/internal/model"
+)
+
+// heartbeatLoop declares nodes down when they miss their heartbeat deadline.
+// Only the transition is logged (DESIGN.md rule 7).
+func (s *Server) heartbeatLoop(ctx context.Context) {
+	tick := time.NewTicker(max(s.cfg.HeartbeatInterval/2, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := s.cfg.Now()
+		for _, n := range s.store.Snapshot().Nodes() {
+			if n.Status != model.NodeReady {
+				continue
+			}
+			s.hbMu.Lock()
+			last, ok := s.lastSeen[n.Name]
+			if !ok { // a node registered through another leader: grace starts now
+				s.lastSeen[n.Name] = now
+				last = now
+			}
+			s.hbMu.Unlock()
+			silent := now.Sub(last)
+			if silent <= s.cfg.HeartbeatTimeout {
+				continue
+			}
+			reason := fmt.Sprintf("no heartbeat for %s (timeout %s)", silent.Round(time.Millisecond), s.cfg.HeartbeatTimeout)
+			s.log.Warn("node down", "node", n.Name, "reason", reason)
+			if _, err := s.apply(ctx, &fsm.NodeStatus{Time: now, Name: n.Name, Status: model.NodeDown, Reason: reason}); err != nil {
+				s.log.Warn("mark node down", "node", n.Name, "err", err)
+			}
+		}
+	}
+}
+
+// pruneLoop forgets finished jobs past their retention or beyond the cap on
+// finished jobs, oldest first, in bounded batches.
+func (s *Server) pruneLoop(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.PruneInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ids := s.jobsToPrune(s.cfg.Now())
+		for len(ids) > 0 {
+			batch := ids[:min(len(ids), 1000)]
+			ids = ids[len(batch):]
+			if _, err := s.apply(ctx, &fsm.PruneJobs{IDs: batch}); err != nil {
+				s.log.Warn("prune finished jobs", "err", err)
+				break
+			}
+		}
+	}
+}
+
+func (s *Server) jobsToPrune(now time.Time) []model.JobID {
+	cutoff := now.Add(-s.cfg.JobRetention)
+	var ids []model.JobID
+	finished := 0
+	// Newest first: everything past the cap, or older than the cutoff, goes.
+	s.store.Snapshot().Jobs(func(j *model.Job) bool {
+		if !j.State.Terminal() {
+			return true
+		}
+		finished++
+		if finished > s.cfg.MaxFinishedJobs || j.EndTime.Before(cutoff) {
+			ids = append(ids, j.ID)
+		}
+		return true
+	})
+	return ids
+}

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/durehq/dure/internal/fsm"
+	"github.com/durehq/dure/internal/state"
+)
+
+// raftFSM adapts fsm.FSM to raft.FSM.
+type raftFSM struct{ f *fsm.FSM }
+
+func (r raftFSM) Apply(l *raft.Log) any { return r.f.Apply(l.Index, l.Term, l.Data) }
+
+func (r raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return stateSnapshot{r.f.Store().Snapshot()}, nil
+}
+
+func (r raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return r.f.Restore(rc)
+}
+
+// stateSnapshot is taken instantly (a memdb read transaction) and persisted
+// later without blocking the FSM, as raft.FSMSnapshot allows.
+type stateSnapshot struct{ s *state.Snapshot }
+
+func (s stateSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.s.Persist(sink); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (stateSnapshot) Release() {}
+
+// openRaft creates the raft node from the data directory, bootstrapping a
+// one-server cluster when the directory holds no raft state yet.
+func (s *Server) openRaft() error {
+	dir := filepath.Join(s.cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create raft directory: %w", err)
+	}
+	hlog := newHCLogger(s.log.With("component", "raft"))
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.cfg.Name)
+	rc.Logger = hlog
+	// Fail over in about a second instead of raft's default of several.
+	rc.HeartbeatTimeout = 1000 * time.Millisecond
+	rc.ElectionTimeout = 1000 * time.Millisecond
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
+	rc.SnapshotThreshold = 16384
+	rc.SnapshotInterval = 2 * time.Minute
+
+	dbPath := filepath.Join(dir, "raft.db")
+	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
+	if err != nil {
+		return fmt.Errorf("open raft log %s: %w", dbPath, err)
+	}
+	s.boltStore = store
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("open raft snapshots in %s: %w", dir, err)
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", s.cfg.RaftAdvertise)
+	if err != nil {
+		return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(s.cfg.RaftBind, advertise, 3, 10*time.Second, hlog)
+	if err != nil {
+		return fmt.Errorf("raft listen on %s: %w", s.cfg.RaftBind, err)
+	}
+	s.transport = trans
+
+	existing, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state in %s: %w", dir, err)
+	}
+	if !existing && s.cfg.Bootstrap {
+		conf := raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter,
+		}}}
+		if err := raft.BootstrapCluster(rc, logs, store, snaps, trans, conf); err != nil {
+			return fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, raftFSM{s.fsm}, logs, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	s.raft = r
+	return nil
+}
+
+// ErrNotLeader is returned by writes on a server that is not the leader (or
+// is a leader that has not finished taking over).
+var ErrNotLeader = errors.New("this server is not the leader")
+
+// apply proposes one command and waits for it to be applied.
+func (s *Server) apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return fsm.Result{}, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return fsm.Result{}, fmt.Errorf("replicate %T: %w", cmd, err)
+	}
+	res, _ := f.Response().(fsm.Result)
+	return res, res.Err
+}
+
+// newHCLogger routes raft's hclog output into slog.
+func newHCLogger(l *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "raft",
+		Level:      hclog.Warn,
+		Output:     slogWriter{l},
+		JSONFormat: false,
+	})
+}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimSpace(p), []byte("\n")) {
+		msg := string(line)
+		switch {
+		case strings.Contains(msg, "[ERROR]"):
+			w.l.Error(msg)
+		default:
+			w.l.Warn(msg)
+		}
+	}
+	return len(p), nil
+}

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/durehq/dure/internal/fsm"
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/sched"
+	"github.com/durehq/dure/internal/state"
+)
+
+// scheduleLoop runs a scheduling pass after every state change: snapshot →
+// sched.Schedule → verify against the latest state → one CommitPlan entry.
+// Changes that arrive during a pass coalesce into one more pass.
+func (s *Server) scheduleLoop(ctx context.Context) {
+	log := s.log.With("component", "scheduler")
+	changed := s.store.Changed()
+	term := s.raft.CurrentTerm()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		// Take the next channel before the snapshot: a change after the
+		// snapshot then always causes another pass.
+		changed = s.store.Changed()
+		snap := s.store.Snapshot()
+		pending := snap.JobsInState(model.JobPending)
+		if len(pending) == 0 {
+			continue
+		}
+		in := &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues()}
+		plan := sched.Schedule(in, s.cfg.Now(), s.cfg.Sched)
+		cmd := verifyPlan(s.store.Snapshot(), plan, term, s.cfg.Now())
+		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 {
+			continue
+		}
+		res, err := s.apply(ctx, cmd)
+		if err != nil {
+			log.Warn("commit plan failed", "err", err)
+			// Retry after a pause rather than spinning if raft is unhappy.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if res.Skipped > 0 {
+			log.Debug("plan partly stale", "placed", res.Placed, "skipped", res.Skipped)
+		}
+	}
+}
+
+// verifyPlan re-checks a plan against the latest state (optimistic
+// concurrency, DESIGN.md rule 4): a job is committed only if it is still
+// pending and all its placements still fit; otherwise it is left for the
+// next pass. It also turns placements into allocations and keeps only the
+// pending reasons that changed.
+func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.Time) *fsm.CommitPlan {
+	cmd := &fsm.CommitPlan{Time: now, Term: term}
+	var free map[string]*sched.NodeFree
+	for start := 0; start < len(plan.Placements); {
+		end := start
+		for end < len(plan.Placements) && plan.Placements[end].JobID == plan.Placements[start].JobID {
+			end++
+		}
+		ps := plan.Placements[start:end]
+		start = end
+		job := latest.Job(ps[0].JobID)
+		if job == nil || job.State != model.JobPending || len(ps) != job.TaskCount() {
+			continue
+		}
+		if free == nil {
+			free = sched.ComputeFree(latest.Nodes(), latest.LiveAllocs())
+		}
+		if err := sched.VerifyJob(free, ps); err != nil {
+			continue
+		}
+		pj := fsm.PlannedJob{JobID: job.ID, Allocs: make([]model.Allocation, 0, len(ps))}
+		for _, p := range ps {
+			pj.Allocs = append(pj.Allocs, allocFor(job, p))
+		}
+		cmd.Jobs = append(cmd.Jobs, pj)
+	}
+	for id, r := range plan.Reasons {
+		if j := latest.Job(id); j != nil && j.State == model.JobPending && j.Reason != r {
+			cmd.Reasons = append(cmd.Reasons, fsm.JobReason{JobID: id, Reason: r})
+		}
+	}
+	sortReasons(cmd.Reasons)
+	return cmd
+}
+
+// allocFor builds the allocation for one placement, copying from the job
+// everything an agent needs to run the task.
+func allocFor(job *model.Job, p sched.Placement) model.Allocation {
+	a := model.Allocation{
+		JobID:      job.ID,
+		Group:      p.Group,
+		TaskIndex:  p.TaskIndex,
+		Node:       p.Node,
+		Resources:  p.Resources.Copy(),
+		GPUIndices: append([]int(nil), p.GPUIndices...),
+		Walltime:   job.Walltime,
+		JobName:    job.Name,
+		Owner:      job.Owner,
+		TaskCount:  job.TaskCount(),
+	}
+	for _, g := range job.Groups {
+		if g.Name == p.Group {
+			a.Command = append([]string(nil), g.Command...)
+			a.WorkDir = g.WorkDir
+			if len(g.Env) > 0 {
+				a.Env = make(map[string]string, len(g.Env))
+				for k, v := range g.Env {
+					a.Env[k] = v
+				}
+			}
+			break
+		}
+	}
+	return a
+}
+
+func sortReasons(rs []fsm.JobReason) {
+	// insertion sort is fine for the usual handful; keeps the entry deterministic
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].JobID < rs[j-1].JobID; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}

@@ -1,0 +1,335 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/durehq/dure/internal/fsm"
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/sched"
+	"github.com/durehq/dure/internal/state"
+)
+
+// Config configures a server.
+type Config struct {
+	Name          string // unique server name (raft server ID)
+	DataDir       string // raft log, snapshots
+	RaftBind      string // host:port raft listens on
+	RaftAdvertise string // host:port other servers reach it on; default RaftBind
+	// Bootstrap makes a fresh data directory a one-server cluster.
+	Bootstrap bool
+
+	HeartbeatInterval time.Duration // agents heartbeat this often (default 1s)
+	HeartbeatTimeout  time.Duration // node down after this long without one (default 10s)
+
+	// Finished jobs stay queryable for JobRetention (default 24h), and at
+	// most MaxFinishedJobs of them are kept (default 100,000; oldest go first).
+	JobRetention    time.Duration
+	MaxFinishedJobs int
+	PruneInterval   time.Duration // default 1m
+
+	Sched  sched.Config
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now; injected for tests
+}
+
+func (c *Config) setDefaults() error {
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("server name: %w", err)
+		}
+		c.Name = h
+	}
+	if c.DataDir == "" {
+		return errors.New("server: DataDir is required")
+	}
+	if c.RaftBind == "" {
+		c.RaftBind = "127.0.0.1:7071"
+	}
+	if c.RaftAdvertise == "" {
+		c.RaftAdvertise = c.RaftBind
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 10 * time.Second
+	}
+	if c.HeartbeatTimeout < 2*c.HeartbeatInterval {
+		return fmt.Errorf("server: heartbeat timeout %s must be at least twice the interval %s", c.HeartbeatTimeout, c.HeartbeatInterval)
+	}
+	if c.JobRetention <= 0 {
+		c.JobRetention = 24 * time.Hour
+	}
+	if c.MaxFinishedJobs <= 0 {
+		c.MaxFinishedJobs = 100_000
+	}
+	if c.PruneInterval <= 0 {
+		c.PruneInterval = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Server is one dure control-plane server.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	store *state.Store
+	fsm   *fsm.FSM
+
+	raft      *raft.Raft
+	boltStore *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+
+	// Leader-only soft state, valid while leading is true.
+	leading   atomic.Bool
+	nextJobID atomic.Uint64
+	hbMu      sync.Mutex
+	lastSeen  map[string]time.Time
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	shutOnce sync.Once
+}
+
+// New opens (or creates) the server's data directory and starts raft. The
+// leader loops start when this server becomes leader.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	store := state.New()
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "server", "server", cfg.Name),
+		store:    store,
+		fsm:      fsm.New(store),
+		lastSeen: map[string]time.Time{},
+		stop:     make(chan struct{}),
+	}
+	if err := s.openRaft(); err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.watchLeadership()
+	return s, nil
+}
+
+// Shutdown stops the leader loops and raft, and closes the data directory.
+func (s *Server) Shutdown() error {
+	var err error
+	s.shutOnce.Do(func() {
+		close(s.stop)
+		if s.raft != nil {
+			err = s.raft.Shutdown().Error()
+		}
+		s.wg.Wait()
+		s.closeStores()
+	})
+	return err
+}
+
+func (s *Server) closeStores() {
+	if s.transport != nil {
+		_ = s.transport.Close()
+	}
+	if s.boltStore != nil {
+		_ = s.boltStore.Close()
+	}
+}
+
+// Store is the state for reads. Callers take snapshots from it.
+func (s *Server) Store() *state.Store { return s.store }
+
+// Name is this server's name.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// IsLeader reports whether this server leads and has finished taking over.
+func (s *Server) IsLeader() bool { return s.leading.Load() }
+
+// LeaderAddr is the raft address of the current leader, "" if unknown.
+func (s *Server) LeaderAddr() string {
+	addr, _ := s.raft.LeaderWithID()
+	return string(addr)
+}
+
+// HeartbeatConfig returns what agents are told at registration.
+func (s *Server) HeartbeatConfig() (interval, timeout time.Duration) {
+	return s.cfg.HeartbeatInterval, s.cfg.HeartbeatTimeout
+}
+
+// LastSeen is when the leader last heard from a node (zero if unknown or not leader).
+func (s *Server) LastSeen(node string) time.Time {
+	s.hbMu.Lock()
+	defer s.hbMu.Unlock()
+	return s.lastSeen[node]
+}
+
+// watchLeadership starts the leader loops on gaining leadership and stops
+// them on losing it.
+func (s *Server) watchLeadership() {
+	defer s.wg.Done()
+	var cancel context.CancelFunc
+	var loops sync.WaitGroup
+	stopLoops := func() {
+		if cancel != nil {
+			s.leading.Store(false)
+			cancel()
+			loops.Wait()
+			cancel = nil
+		}
+	}
+	defer stopLoops()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case isLeader := <-s.raft.LeaderCh():
+			stopLoops()
+			if !isLeader {
+				s.log.Info("lost leadership")
+				continue
+			}
+			var ctx context.Context
+			ctx, cancel = context.WithCancel(context.Background())
+			loops.Add(1)
+			go func() {
+				defer loops.Done()
+				s.lead(ctx)
+			}()
+		}
+	}
+}
+
+// lead runs while this server is leader.
+func (s *Server) lead(ctx context.Context) {
+	s.log.Info("became leader")
+	// Apply everything earlier leaders committed before acting on state.
+	if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
+		s.log.Error("leader barrier failed; giving up leadership loops", "err", err)
+		return
+	}
+	snap := s.store.Snapshot()
+	if snap.Queue(model.DefaultQueue) == nil {
+		_, err := s.apply(ctx, &fsm.UpsertQueue{Queue: model.Queue{Name: model.DefaultQueue, Description: "jobs that name no queue"}})
+		if err != nil {
+			s.log.Error("create default queue", "err", err)
+			return
+		}
+	}
+	s.nextJobID.Store(uint64(s.store.Snapshot().LastJobID()) + 1)
+	// Every node gets a full heartbeat timeout of grace after a leader change.
+	now := s.cfg.Now()
+	s.hbMu.Lock()
+	s.lastSeen = map[string]time.Time{}
+	for _, n := range snap.Nodes() {
+		s.lastSeen[n.Name] = now
+	}
+	s.hbMu.Unlock()
+	s.leading.Store(true)
+
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){s.scheduleLoop, s.heartbeatLoop, s.pruneLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Server) requireLeader() error {
+	if !s.leading.Load() {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+// SubmitJob assigns the job its ID and submission time and replicates it.
+// A repeated idempotency key returns the first job's ID.
+func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error) {
+	if err := s.requireLeader(); err != nil {
+		return 0, err
+	}
+	j.ID = model.JobID(s.nextJobID.Add(1) - 1)
+	j.SubmitTime = s.cfg.Now()
+	res, err := s.apply(ctx, &fsm.SubmitJob{Job: j})
+	return res.JobID, err
+}
+
+// CancelJob cancels a job.
+func (s *Server) CancelJob(ctx context.Context, id model.JobID, reason string) error {
+	if err := s.requireLeader(); err != nil {
+		return err
+	}
+	_, err := s.apply(ctx, &fsm.CancelJob{Time: s.cfg.Now(), ID: id, Reason: reason})
+	return err
+}
+
+// DrainNode sets or clears a node's drain flag.
+func (s *Server) DrainNode(ctx context.Context, name string, drain bool, reason string) error {
+	if err := s.requireLeader(); err != nil {
+		return err
+	}
+	_, err := s.apply(ctx, &fsm.DrainNode{Time: s.cfg.Now(), Name: name, Drain: drain, Reason: reason})
+	return err
+}
+
+// RegisterNode records an agent's registration; the node is ready.
+func (s *Server) RegisterNode(ctx context.Context, n model.Node) error {
+	if err := s.requireLeader(); err != nil {
+		return err
+	}
+	if _, err := s.apply(ctx, &fsm.RegisterNode{Time: s.cfg.Now(), Node: n}); err != nil {
+		return err
+	}
+	s.hbMu.Lock()
+	s.lastSeen[n.Name] = s.cfg.Now()
+	s.hbMu.Unlock()
+	return nil
+}
+
+// Heartbeat records that a node's agent is alive. It asks the agent to
+// register again when the leader does not know it as ready under that
+// session (first contact with a new leader after a restart, or a node that
+// was declared down).
+func (s *Server) Heartbeat(name, session string) (reregister bool, err error) {
+	if err := s.requireLeader(); err != nil {
+		return false, err
+	}
+	n := s.store.Snapshot().Node(name)
+	if n == nil || n.Status != model.NodeReady || n.SessionID != session {
+		return true, nil
+	}
+	s.hbMu.Lock()
+	s.lastSeen[name] = s.cfg.Now()
+	s.hbMu.Unlock()
+	return false, nil
+}
+
+// UpdateAllocs replicates a batch of agent reports.
+func (s *Server) UpdateAllocs(ctx context.Context, updates []fsm.AllocUpdate) error {
+	if err := s.requireLeader(); err != nil {
+		return err
+	}
+	_, err := s.apply(ctx, &fsm.AllocUpdates{Time: s.cfg.Now(), Updates: updates})
+	return err
+}

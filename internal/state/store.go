@@ -1,0 +1,285 @@
+package state
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// Store is the in-memory cluster state. It is safe for concurrent use: one
+// writer at a time (the FSM), any number of snapshot readers.
+type Store struct {
+	db    atomic.Pointer[memdb.MemDB] // replaced whole by Restore
+	index atomic.Uint64               // last applied log index
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced after every write
+}
+
+// New returns an empty store.
+func New() *Store {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(fmt.Sprintf("state schema is invalid: %v", err)) // a programming error, caught by every test
+	}
+	s := &Store{changed: make(chan struct{})}
+	s.db.Store(db)
+	return s
+}
+
+// Index is the log index of the last applied write.
+func (s *Store) Index() uint64 { return s.index.Load() }
+
+// Changed returns a channel closed at the next write. Loops that react to any
+// change (the scheduler) select on it, then call Changed again.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *Store) notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Snapshot returns a consistent read-only view. It never blocks writers and
+// is never changed by them.
+func (s *Store) Snapshot() *Snapshot {
+	// Load the index before opening the transaction: a reader may then see
+	// data newer than Index (harmless: blocking queries wake early) but never
+	// an Index newer than its data (which would make a watch miss a change).
+	idx := s.index.Load()
+	return &Snapshot{txn: s.db.Load().Txn(false), Index: idx}
+}
+
+// Write applies fn in one write transaction at log index idx. If fn returns an
+// error nothing is changed. Only the FSM calls Write.
+func (s *Store) Write(idx uint64, fn func(tx *WriteTxn) error) error {
+	txn := s.db.Load().Txn(true)
+	wt := &WriteTxn{Snapshot: Snapshot{txn: txn, Index: idx}}
+	if err := fn(wt); err != nil {
+		txn.Abort()
+		return err
+	}
+	txn.Commit()
+	if idx > s.index.Load() {
+		s.index.Store(idx)
+	}
+	s.notify()
+	return nil
+}
+
+// Snapshot is a read-only view of the state at one moment.
+type Snapshot struct {
+	txn   *memdb.Txn
+	Index uint64
+}
+
+func must(err error) {
+	if err != nil {
+		// memdb only fails on schema misuse (unknown table or index): a bug.
+		panic(fmt.Sprintf("state: %v", err))
+	}
+}
+
+// Job returns a job or nil.
+func (s *Snapshot) Job(id model.JobID) *model.Job {
+	obj, err := s.txn.First(tableJobs, "id", id)
+	must(err)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*model.Job)
+}
+
+// JobWatch returns a job (or nil) and a channel closed when it changes.
+func (s *Snapshot) JobWatch(id model.JobID) (*model.Job, <-chan struct{}) {
+	ch, obj, err := s.txn.FirstWatch(tableJobs, "id", id)
+	must(err)
+	if obj == nil {
+		return nil, ch
+	}
+	return obj.(*model.Job), ch
+}
+
+// Jobs calls fn for every job, newest (highest ID) first, until fn returns false.
+// The returned channel is closed when the jobs table changes.
+func (s *Snapshot) Jobs(fn func(*model.Job) bool) <-chan struct{} {
+	it, err := s.txn.GetReverse(tableJobs, "id")
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		if !fn(obj.(*model.Job)) {
+			break
+		}
+	}
+	return it.WatchCh()
+}
+
+// JobByIdempotencyKey returns the job an owner submitted with key, or nil.
+func (s *Snapshot) JobByIdempotencyKey(owner, key string) *model.Job {
+	if key == "" {
+		return nil
+	}
+	obj, err := s.txn.First(tableJobs, "idem", owner, key)
+	must(err)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*model.Job)
+}
+
+// JobsInState returns jobs in one state, in ascending ID order.
+func (s *Snapshot) JobsInState(st model.JobState) []*model.Job {
+	it, err := s.txn.Get(tableJobs, "state", string(st))
+	must(err)
+	var out []*model.Job
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*model.Job))
+	}
+	return out
+}
+
+// Alloc returns an allocation or nil.
+func (s *Snapshot) Alloc(id string) *model.Allocation {
+	obj, err := s.txn.First(tableAllocs, "id", id)
+	must(err)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*model.Allocation)
+}
+
+// AllocsByJob returns every allocation of a job (all attempts), ordered by ID.
+func (s *Snapshot) AllocsByJob(id model.JobID) []*model.Allocation {
+	it, err := s.txn.Get(tableAllocs, "job", id)
+	must(err)
+	var out []*model.Allocation
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*model.Allocation))
+	}
+	return out
+}
+
+// AllocsByNode returns every allocation placed on a node, and a channel closed
+// when any of them (or the set) changes.
+func (s *Snapshot) AllocsByNode(node string) ([]*model.Allocation, <-chan struct{}) {
+	it, err := s.txn.Get(tableAllocs, "node", node)
+	must(err)
+	var out []*model.Allocation
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*model.Allocation))
+	}
+	return out, it.WatchCh()
+}
+
+// LiveAllocs returns every allocation that still holds resources.
+func (s *Snapshot) LiveAllocs() []*model.Allocation {
+	it, err := s.txn.Get(tableAllocs, "live", true)
+	must(err)
+	var out []*model.Allocation
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*model.Allocation))
+	}
+	return out
+}
+
+// Node returns a node or nil.
+func (s *Snapshot) Node(name string) *model.Node {
+	obj, err := s.txn.First(tableNodes, "id", name)
+	must(err)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*model.Node)
+}
+
+// Nodes returns every node, ordered by name.
+func (s *Snapshot) Nodes() []*model.Node {
+	it, err := s.txn.Get(tableNodes, "id")
+	must(err)
+	var out []*model.Node
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*model.Node))
+	}
+	return out
+}
+
+// Queue returns a queue or nil.
+func (s *Snapshot) Queue(name string) *model.Queue {
+	obj, err := s.txn.First(tableQueues, "id", name)
+	must(err)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*model.Queue)
+}
+
+// Queues returns every queue, ordered by name.
+func (s *Snapshot) Queues() []*model.Queue {
+	it, err := s.txn.Get(tableQueues, "id")
+	must(err)
+	var out []*model.Queue
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*model.Queue))
+	}
+	return out
+}
+
+// LastJobID is the highest job ID ever submitted (pruned jobs included).
+func (s *Snapshot) LastJobID() model.JobID {
+	obj, err := s.txn.First(tableMeta, "id", metaLastJobID)
+	must(err)
+	if obj == nil {
+		return 0
+	}
+	return model.JobID(obj.(*metaEntry).Value)
+}
+
+// WriteTxn is a write transaction; it reads its own writes.
+type WriteTxn struct {
+	Snapshot
+}
+
+// PutJob inserts or replaces a job. The caller passes a fresh copy: stored
+// objects are shared with readers and must never be mutated.
+func (w *WriteTxn) PutJob(j *model.Job) {
+	j.ModifyIndex = w.Index
+	must(w.txn.Insert(tableJobs, j))
+	if uint64(j.ID) > uint64(w.LastJobID()) {
+		must(w.txn.Insert(tableMeta, &metaEntry{Key: metaLastJobID, Value: uint64(j.ID)}))
+	}
+}
+
+// DeleteJob removes a job and all its allocations.
+func (w *WriteTxn) DeleteJob(id model.JobID) {
+	if j := w.Job(id); j != nil {
+		must(w.txn.Delete(tableJobs, j))
+	}
+	_, err := w.txn.DeleteAll(tableAllocs, "job", id)
+	must(err)
+}
+
+// PutAlloc inserts or replaces an allocation (a fresh copy, see PutJob).
+func (w *WriteTxn) PutAlloc(a *model.Allocation) {
+	a.ModifyIndex = w.Index
+	must(w.txn.Insert(tableAllocs, a))
+}
+
+// PutNode inserts or replaces a node (a fresh copy, see PutJob).
+func (w *WriteTxn) PutNode(n *model.Node) {
+	n.ModifyIndex = w.Index
+	must(w.txn.Insert(tableNodes, n))
+}
+
+// PutQueue inserts or replaces a queue (a fresh copy, see PutJob).
+func (w *WriteTxn) PutQueue(q *model.Queue) {
+	q.ModifyIndex = w.Index
+	must(w.txn.Insert(tableQueues, q))
+}
