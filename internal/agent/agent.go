@@ -23,7 +23,6 @@ import (
 const (
 	watchWait           = 30 * time.Second // blocking-query wait for the allocation watch
 	maxConcurrentStarts = 16
-	adoptPollInterval   = time.Second
 	updateFlushTimeout  = 2 * time.Second
 )
 
@@ -86,6 +85,14 @@ func New(cfg Config) (*Agent, error) {
 		ln.Close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	// Tasks left by an earlier agent process: running ones are watched
+	// again (their end arrives as an event), ended ones wait for the GC.
+	recovered, err := runner.Recover()
+	if err != nil {
+		ln.Close()
+		runner.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	a := &Agent{
 		cfg:        cfg,
 		log:        log,
@@ -101,6 +108,7 @@ func New(cfg Config) (*Agent, error) {
 		startSem:   make(chan struct{}, maxConcurrentStarts),
 		registered: make(chan struct{}),
 	}
+	a.adoptRecovered(recovered)
 	a.advertise = cfg.Advertise
 	if a.advertise == "" {
 		a.advertise = advertiseAddr(ln.Addr())
@@ -144,8 +152,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(a.ln) }()
 
-	a.scanTaskDir()
-
 	sendCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSending()
 	snd := &sender{
@@ -167,7 +173,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	loops.Go(func() { a.watchLoop(ctx) })
 	loops.Go(func() { a.eventLoop(ctx) })
 	loops.Go(func() { a.gcLoop(ctx) })
-	loops.Go(func() { a.adoptLoop(ctx) })
 
 	var err error
 	select {
@@ -208,19 +213,6 @@ func (a *Agent) eventLoop(ctx context.Context) {
 				return
 			}
 			a.taskEnded(ev.ID, ev.Result)
-		}
-	}
-}
-
-func (a *Agent) adoptLoop(ctx context.Context) {
-	t := time.NewTicker(adoptPollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.pollAdopted()
 		}
 	}
 }

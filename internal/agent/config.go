@@ -160,7 +160,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Exec.CgroupParent = "dure/" + cfg.Name
 	}
 	if cfg.Exec.Logger == nil {
-		cfg.Exec.Logger = cfg.Logger.With("component", "exec")
+		cfg.Exec.Logger = cfg.Logger // exec adds its own component attribute
 	}
 	return cfg, nil
 }

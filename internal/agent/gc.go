@@ -64,30 +64,26 @@ func (a *Agent) gc(now time.Time) {
 	}
 }
 
-// scanTaskDir notes the ended tasks left in the task directory by earlier
-// agent processes so that the GC removes them in time. Tasks still running
-// are left alone: the allocation watch adopts them when the servers list them.
-func (a *Agent) scanTaskDir() {
-	entries, err := os.ReadDir(a.cfg.Exec.Dir)
-	if err != nil {
-		a.log.Warn("cannot list task directory", "dir", a.cfg.Exec.Dir, "err", err)
-		return
-	}
+// adoptRecovered records what exec's Recover found in the task directory:
+// running tasks become adopted tasks (the allocation watch stops them if the
+// servers no longer list them, and reports them running if the servers never
+// heard they started); ended ones are kept for the GC.
+func (a *Agent) adoptRecovered(rec []exec.RecoveredTask) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, e := range entries {
-		if !e.IsDir() || !allocIDRe.MatchString(e.Name()) {
+	for _, r := range rec {
+		if r.Running {
+			a.tasks[r.ID] = &task{state: taskRunning, adopted: true, startedAt: a.taskStartTime(r.ID)}
 			continue
 		}
-		res, ok := a.runner.Finished(e.Name())
-		if !ok {
-			continue
-		}
-		ended := res.FinishedAt
+		ended := r.Result.FinishedAt
 		if ended.IsZero() {
 			ended = now
 		}
-		a.onDisk[e.Name()] = ended
+		a.onDisk[r.ID] = ended
+	}
+	if len(rec) > 0 {
+		a.log.Info("found tasks of an earlier agent process", "tasks", len(rec), "running", len(a.tasks))
 	}
 }

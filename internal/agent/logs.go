@@ -71,7 +71,7 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 		follow = b
 	}
 	path := a.runner.LogPath(id, stream)
-	if !a.knowsTask(id, path) {
+	if path == "" || !a.knowsTask(id, path) {
 		writeError(w, http.StatusNotFound, api.Error{Code: api.CodeNotFound,
 			Message: fmt.Sprintf("allocation %s has no task on node %s", id, a.cfg.Name)})
 		return

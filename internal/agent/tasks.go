@@ -51,7 +51,8 @@ type task struct {
 	stopWanted bool   // the servers want it stopped (or no longer list it)
 	stopReason string // DesiredReason, for the exit message
 	silent     bool   // the servers no longer list it: its end is not reported
-	adopted    bool   // started by an earlier agent process; its end is polled for
+	adopted    bool   // started by an earlier agent process
+	sentRun    bool   // "running" has been queued for the servers
 	early      *exec.Result
 	endedAt    time.Time
 }
@@ -85,6 +86,12 @@ func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
 			if t != nil {
 				if t.adopted {
 					t.memLimit, t.walltime = al.Resources.MemoryBytes, time.Duration(al.Walltime)
+					if t.state == taskRunning && !t.sentRun && (al.Status == "" || al.Status == statusAssigned) {
+						// Started by an earlier agent process that died
+						// before it could say so.
+						t.sentRun = true
+						updates = append(updates, api.AllocUpdate{AllocID: al.ID, Node: a.cfg.Name, Status: statusRunning, StartedAt: t.startedAt})
+					}
 				}
 				continue
 			}
@@ -188,7 +195,7 @@ func (a *Agent) runStart(al *api.Allocation) {
 	a.log.Debug("task started", "alloc", al.ID)
 	a.mu.Lock()
 	t := a.tasks[al.ID]
-	t.state, t.startedAt = taskRunning, startedAt
+	t.state, t.startedAt, t.sentRun = taskRunning, startedAt, true
 	if !t.silent {
 		a.updates.push(api.AllocUpdate{AllocID: al.ID, Node: a.cfg.Name, Status: statusRunning, StartedAt: startedAt})
 	}
@@ -238,7 +245,7 @@ func (a *Agent) adopt(al *api.Allocation, dirKnown bool) {
 		}
 		return
 	case finished:
-		t.state = taskRunning
+		t.state, t.sentRun = taskRunning, true
 		if al.Status == "" || al.Status == statusAssigned {
 			a.updates.push(api.AllocUpdate{AllocID: al.ID, Node: a.cfg.Name, Status: statusRunning, StartedAt: res.StartedAt})
 		}
@@ -246,7 +253,7 @@ func (a *Agent) adopt(al *api.Allocation, dirKnown bool) {
 		return
 	}
 	a.log.Info("adopted a task started by an earlier agent process", "alloc", al.ID)
-	t.state = taskRunning
+	t.state, t.sentRun = taskRunning, true
 	t.startedAt = a.taskStartTime(al.ID)
 	if al.Status == "" || al.Status == statusAssigned {
 		a.updates.push(api.AllocUpdate{AllocID: al.ID, Node: a.cfg.Name, Status: statusRunning, StartedAt: t.startedAt})
@@ -291,8 +298,7 @@ func (a *Agent) stopTask(id string) {
 	})
 }
 
-// taskEnded handles a task's end, as reported by exec's events or found by
-// polling for adopted tasks. Duplicates are ignored.
+// taskEnded handles a task's end as exec reports it. Duplicates are ignored.
 func (a *Agent) taskEnded(id string, res exec.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -338,24 +344,6 @@ func (a *Agent) finishLocked(id string, t *task, res exec.Result) {
 		}
 	}
 	a.updates.push(u)
-}
-
-// pollAdopted checks whether adopted tasks have ended, for runners that do
-// not send events for tasks they did not start.
-func (a *Agent) pollAdopted() {
-	a.mu.Lock()
-	var ids []string
-	for id, t := range a.tasks {
-		if t.adopted && t.state == taskRunning {
-			ids = append(ids, id)
-		}
-	}
-	a.mu.Unlock()
-	for _, id := range ids {
-		if res, ok := a.runner.Finished(id); ok {
-			a.taskEnded(id, res)
-		}
-	}
 }
 
 // taskDone reports whether a task has ended, for the log follower.

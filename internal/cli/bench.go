@@ -114,9 +114,12 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 			return err
 		}
 		if *out == outJSON {
-			return writeJSON(a.stdout, res)
+			if err := writeJSON(a.stdout, res); err != nil {
+				return err
+			}
+		} else {
+			renderBench(a.stdout, res)
 		}
-		renderBench(a.stdout, res)
 		if res.Failed > 0 {
 			return &ExitError{Code: 1}
 		}

@@ -224,7 +224,7 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 	}
 	t.Flush()
 
-	fmt.Fprintln(w, "\nTask groups:")
+	fmt.Fprintln(w, "\nTask groups (resources per task):")
 	t = newTable(w)
 	row(t, "  GROUP", "TASKS", "CPU", "MEM", "GPU", "CONSTRAINTS", "COMMAND")
 	for _, g := range j.Groups {

@@ -57,12 +57,17 @@ type fakeServer struct {
 	submitErr *api.Error
 	// onSubmit runs (in its own goroutine) after each accepted submission.
 	onSubmit func(id uint64)
+	// waiting gets a value each time a blocking query or a followed log
+	// stream starts to wait for a change: tests change state after it, so
+	// they know the CLI saw the state before.
+	waiting chan string
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
 	f := &fakeServer{
 		t: t, index: 1, changed: make(chan struct{}), nextID: 1,
 		jobs: map[uint64]*api.Job{}, nodes: map[string]*api.Node{}, logs: map[logKey]*logBuf{},
+		waiting: make(chan string, 1000),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", f.submit)
@@ -170,12 +175,37 @@ func (f *fakeServer) block(r *http.Request) {
 		if cur > idx {
 			return
 		}
+		f.signalWaiting(r.URL.Path)
 		select {
 		case <-ch:
 		case <-timer.C:
 			return
 		case <-r.Context().Done():
 			return
+		}
+	}
+}
+
+func (f *fakeServer) signalWaiting(what string) {
+	select {
+	case f.waiting <- what:
+	default:
+	}
+}
+
+// awaitWaiting blocks until a request whose path starts with prefix waits
+// for a change.
+func (f *fakeServer) awaitWaiting(prefix string) {
+	f.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case w := <-f.waiting:
+			if strings.HasPrefix(w, prefix) {
+				return
+			}
+		case <-timeout:
+			f.t.Fatalf("no request for %s waited within 30s", prefix)
 		}
 	}
 }
@@ -340,6 +370,7 @@ func (f *fakeServer) getLogs(w http.ResponseWriter, r *http.Request) {
 		if done {
 			continue // send what arrived with the done mark, then end
 		}
+		f.signalWaiting(r.URL.Path + "?" + r.URL.RawQuery)
 		select {
 		case <-ch:
 		case <-r.Context().Done():

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,7 +81,7 @@ func (a *app) waitJobs(ctx context.Context, ids []uint64, timeout time.Duration)
 				fmt.Fprintf(a.stdout, "%d %s after %s\n", id, stillState(j.State), timeout)
 			case err != nil:
 				failed = true
-				fmt.Fprintf(a.stderr, "dure: job %d: %s\n", id, describeError(err))
+				fmt.Fprintf(a.stderr, "dure: %s\n", aboutJob(id, err))
 			default:
 				if j.State != "succeeded" {
 					failed = true
@@ -114,6 +115,16 @@ func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) 
 		}
 		last, idx = j, newIdx
 	}
+}
+
+// aboutJob describes an error about one job, naming the job unless the
+// message already does.
+func aboutJob(id uint64, err error) string {
+	msg := describeError(err)
+	if id != 0 && !strings.Contains(msg, strconv.FormatUint(id, 10)) {
+		return fmt.Sprintf("job %d: %s", id, msg)
+	}
+	return msg
 }
 
 func stillState(state string) string {
@@ -154,7 +165,7 @@ func (a *app) cancelCommand() *cobra.Command {
 				}
 				if err != nil {
 					failed = true
-					fmt.Fprintf(a.stderr, "dure: %s: %s\n", s, describeError(err))
+					fmt.Fprintf(a.stderr, "dure: %s\n", aboutJob(id, err))
 					continue
 				}
 				fmt.Fprintf(a.stdout, "cancelled %d\n", id)

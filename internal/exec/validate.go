@@ -8,6 +8,9 @@ import (
 // maxIDLen keeps <Dir>/<ID> and the cgroup name within NAME_MAX.
 const maxIDLen = 200
 
+// maxMilliCPU (a million cores) keeps the quota arithmetic far from overflow.
+const maxMilliCPU = 1 << 30
+
 // validID reports whether id matches [A-Za-z0-9._-]+ and is a usable file name.
 func validID(id string) error {
 	if id == "" {
@@ -55,6 +58,9 @@ func validateSpec(s TaskSpec) error {
 	}
 	if s.MilliCPU < 0 {
 		return fmt.Errorf("exec: TaskSpec.MilliCPU: must be >= 0, got %d", s.MilliCPU)
+	}
+	if s.MilliCPU > maxMilliCPU {
+		return fmt.Errorf("exec: TaskSpec.MilliCPU: must be <= %d, got %d", maxMilliCPU, s.MilliCPU)
 	}
 	if s.MemoryBytes < 0 {
 		return fmt.Errorf("exec: TaskSpec.MemoryBytes: must be >= 0, got %d", s.MemoryBytes)

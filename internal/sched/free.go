@@ -266,7 +266,7 @@ func VerifyJob(free map[string]*NodeFree, placements []Placement) error {
 			order = append(order, p.Node)
 		}
 		if dim := w.free.Shortfall(p.Resources); dim != "" {
-			return fmt.Errorf("%w: %s: needs %s but only %s is free", ErrStale, where, p.Resources, w.free)
+			return fmt.Errorf("%w: %s: needs %s but only %s is free (short of %s)", ErrStale, where, p.Resources, w.free, dim)
 		}
 		for _, g := range p.GPUIndices {
 			if w.used[g] {

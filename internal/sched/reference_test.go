@@ -3,7 +3,6 @@ package sched
 import (
 	"fmt"
 	"sort"
-	"testing"
 
 	"github.com/durehq/dure/internal/model"
 )
@@ -224,7 +223,7 @@ func naiveSchedule(s *Snapshot) *Plan {
 // shared, placements only on schedulable nodes with matching labels, every
 // placed job complete and contiguous, every other pending job explained, and
 // the server's verifier accepting the plan.
-func checkInvariants(t *testing.T, s *Snapshot, p *Plan) {
+func checkInvariants(t tb, s *Snapshot, p *Plan) {
 	t.Helper()
 	nodes := map[string]*model.Node{}
 	for _, n := range s.Nodes {
@@ -339,6 +338,13 @@ func checkInvariants(t *testing.T, s *Snapshot, p *Plan) {
 			t.Errorf("job %d: reason %+v lacks a code or a message", id, r)
 		}
 	}
+}
+
+// tb is what checkInvariants needs of *testing.T and *rapid.T.
+type tb interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
 }
 
 func groupIndex(j *model.Job, name string) int {

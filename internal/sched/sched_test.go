@@ -184,6 +184,35 @@ func TestSchedule(t *testing.T) {
 			}},
 		},
 		{
+			name:  "a job too big for what is free leaves room for a smaller one of the same shape",
+			nodes: []*model.Node{testkit.Node("a").CPU(4).Mem("16G").Build()},
+			pending: []*model.Job{
+				testkit.Job(1).Tasks(5).Build(),
+				testkit.Job(2).Tasks(4).Build(),
+			},
+			want: &Plan{
+				Placements: []Placement{pl(2, 0, "a", one), pl(2, 1, "a", one), pl(2, 2, "a", one), pl(2, 3, "a", one)},
+				Reasons: map[model.JobID]model.Reason{
+					// Reasons describe the cluster after this plan: job 2 took the room.
+					1: reason(model.ReasonResources, "needs 5 tasks of cpu=1 mem=1GiB; 0 fit now (short of cpu on 1 node)"),
+				},
+			},
+		},
+		{
+			name:  "a failed gang does not hide room from later jobs of its shapes",
+			nodes: []*model.Node{testkit.Node("a").CPU(4).Mem("16G").Build()},
+			pending: []*model.Job{
+				testkit.Job(1).Group("ps").CPU(3).Group("worker").Tasks(2).Build(),
+				testkit.Job(2).Tasks(2).Build(),
+			},
+			want: &Plan{
+				Placements: []Placement{pl(2, 0, "a", one), pl(2, 1, "a", one)},
+				Reasons: map[model.JobID]model.Reason{
+					1: reason(model.ReasonResources, `group "ps": needs 1 task of cpu=3 mem=1GiB; 0 fit now (short of cpu on 1 node)`),
+				},
+			},
+		},
+		{
 			name: "task indices run over groups in group order",
 			nodes: []*model.Node{
 				testkit.Node("a").CPU(8).Mem("16G").Build(),

@@ -207,8 +207,8 @@ func (s *Server) watchLeadership() {
 				s.log.Info("lost leadership")
 				continue
 			}
-			var ctx context.Context
-			ctx, cancel = context.WithCancel(context.Background())
+			ctx, c := context.WithCancel(context.Background())
+			cancel = c
 			loops.Add(1)
 			go func() {
 				defer loops.Done()

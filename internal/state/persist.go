@@ -13,12 +13,14 @@ import (
 	"github.com/durehq/dure/internal/model"
 )
 
-// The snapshot format: one JSON header line, then one JSON record per line.
-// Records are written in table and index order, so equal states produce
-// byte-identical snapshots (which the determinism test relies on).
+// The snapshot format: one JSON header line, then one JSON record per line,
+// then an end record carrying the record count. Records are written in table
+// and index order, so equal states produce byte-identical snapshots (which
+// the determinism test relies on). The end record makes a snapshot cut short
+// at a line boundary an error instead of a silently smaller state.
 const (
 	snapshotFormat  = "dure-state"
-	snapshotVersion = 1
+	snapshotVersion = 2 // 2: end record added
 )
 
 type snapshotHeader struct {
@@ -33,6 +35,12 @@ type snapshotRecord struct {
 	Node  *model.Node       `json:"node,omitempty"`
 	Queue *model.Queue      `json:"queue,omitempty"`
 	Meta  *metaEntry        `json:"meta,omitempty"`
+	End   *snapshotEnd      `json:"end,omitempty"`
+}
+
+// snapshotEnd is the last record of a snapshot.
+type snapshotEnd struct {
+	Records int `json:"records"` // records before this one, header excluded
 }
 
 // Persist writes the whole snapshot to w.
@@ -42,6 +50,7 @@ func (s *Snapshot) Persist(w io.Writer) error {
 	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Index: s.Index}); err != nil {
 		return err
 	}
+	records := 0
 	for _, table := range []string{tableMeta, tableQueues, tableNodes, tableJobs, tableAllocs} {
 		it, err := s.txn.Get(table, "id")
 		must(err)
@@ -62,7 +71,11 @@ func (s *Snapshot) Persist(w io.Writer) error {
 			if err := enc.Encode(rec); err != nil {
 				return err
 			}
+			records++
 		}
+	}
+	if err := enc.Encode(snapshotRecord{End: &snapshotEnd{Records: records}}); err != nil {
+		return err
 	}
 	return bw.Flush()
 }
@@ -96,41 +109,66 @@ func (s *Store) Restore(r io.Reader) error {
 		return err
 	}
 	txn := db.Txn(true)
-	for n := 1; ; n++ {
-		var rec snapshotRecord
-		err := dec.Decode(&rec)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			txn.Abort()
-			return fmt.Errorf("state snapshot: record %d: %w", n, err)
-		}
-		var table string
-		var obj any
-		switch {
-		case rec.Job != nil:
-			table, obj = tableJobs, rec.Job
-		case rec.Alloc != nil:
-			table, obj = tableAllocs, rec.Alloc
-		case rec.Node != nil:
-			table, obj = tableNodes, rec.Node
-		case rec.Queue != nil:
-			table, obj = tableQueues, rec.Queue
-		case rec.Meta != nil:
-			table, obj = tableMeta, rec.Meta
-		default:
-			txn.Abort()
-			return fmt.Errorf("state snapshot: record %d is empty", n)
-		}
-		if err := txn.Insert(table, obj); err != nil {
-			txn.Abort()
-			return fmt.Errorf("state snapshot: record %d: %w", n, err)
-		}
+	if err := restoreRecords(dec, txn); err != nil {
+		txn.Abort()
+		return err
 	}
 	txn.Commit()
 	s.db.Store(db)
 	s.index.Store(hdr.Index)
+	// Only after the swap: a reader holding the old channel may have read
+	// the old database and must wake.
+	s.mu.Lock()
+	close(s.restored)
+	s.restored = make(chan struct{})
+	s.mu.Unlock()
 	s.notify()
 	return nil
+}
+
+// restoreRecords inserts every record up to the end record, and checks that
+// the end record is there, counts right and is last.
+func restoreRecords(dec *json.Decoder, txn *memdb.Txn) error {
+	for n := 1; ; n++ {
+		var rec snapshotRecord
+		err := dec.Decode(&rec)
+		if err == io.EOF {
+			return fmt.Errorf("state snapshot: truncated after %d records (no end record)", n-1)
+		}
+		if err != nil {
+			return fmt.Errorf("state snapshot: record %d: %w", n, err)
+		}
+		var table string
+		var obj any
+		kinds := 0
+		set := func(ok bool, t string, o any) {
+			if ok {
+				kinds++
+				table, obj = t, o
+			}
+		}
+		set(rec.Job != nil, tableJobs, rec.Job)
+		set(rec.Alloc != nil, tableAllocs, rec.Alloc)
+		set(rec.Node != nil, tableNodes, rec.Node)
+		set(rec.Queue != nil, tableQueues, rec.Queue)
+		set(rec.Meta != nil, tableMeta, rec.Meta)
+		set(rec.End != nil, "", nil)
+		switch {
+		case kinds == 0:
+			return fmt.Errorf("state snapshot: record %d is empty", n)
+		case kinds > 1:
+			return fmt.Errorf("state snapshot: record %d holds more than one object", n)
+		case rec.End != nil:
+			if rec.End.Records != n-1 {
+				return fmt.Errorf("state snapshot: end record counts %d records, but %d came before it", rec.End.Records, n-1)
+			}
+			if err := dec.Decode(&json.RawMessage{}); err != io.EOF {
+				return fmt.Errorf("state snapshot: data after the end record")
+			}
+			return nil
+		}
+		if err := txn.Insert(table, obj); err != nil {
+			return fmt.Errorf("state snapshot: record %d (%s): %w", n, table, err)
+		}
+	}
 }

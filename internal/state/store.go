@@ -16,8 +16,9 @@ type Store struct {
 	db    atomic.Pointer[memdb.MemDB] // replaced whole by Restore
 	index atomic.Uint64               // last applied log index
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced after every write
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced after every write
+	restored chan struct{} // closed and replaced after every Restore
 }
 
 // New returns an empty store.
@@ -26,7 +27,7 @@ func New() *Store {
 	if err != nil {
 		panic(fmt.Sprintf("state schema is invalid: %v", err)) // a programming error, caught by every test
 	}
-	s := &Store{changed: make(chan struct{})}
+	s := &Store{changed: make(chan struct{}), restored: make(chan struct{})}
 	s.db.Store(db)
 	return s
 }
@@ -40,6 +41,16 @@ func (s *Store) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.changed
+}
+
+// Restored returns a channel closed at the next Restore. Restore swaps in a
+// new database, so the watch channels of snapshots taken before it never
+// fire: a blocking reader selects on this channel too, taken before its
+// snapshot, and reads again when it closes.
+func (s *Store) Restored() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restored
 }
 
 func (s *Store) notify() {

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/durehq/dure/internal/api"
+)
+
+// runAndFinish starts job id's process latency after its submission and
+// ends it with the given state.
+func runAndFinish(srv *fakeServer, id uint64, latency time.Duration, state string, exit int) {
+	srv.update(id, func(j *api.Job) {
+		j.State, j.ExitCode, j.StartTime, j.EndTime = state, exit, j.SubmitTime.Add(latency), j.SubmitTime.Add(latency+time.Millisecond)
+		j.Allocations = []api.Allocation{{ID: fmt.Sprintf("%d.0.1", id), JobID: id, Node: "n1", Status: "exited", ExitCode: exit,
+			StartedAt: j.SubmitTime.Add(latency), FinishedAt: j.SubmitTime.Add(latency + time.Millisecond)}}
+	})
+}
+
+func TestBenchDispatchReportsLatencyPercentiles(t *testing.T) {
+	srv := newFakeServer(t)
+	// Job i starts i ms after submission: latencies 1…20 ms.
+	srv.onSubmit = func(id uint64) { runAndFinish(srv, id, time.Duration(id)*time.Millisecond, "succeeded", 0) }
+	res := runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "20", "--concurrency", "4", "-o", "json")
+	if res.code != 0 || res.stderr != "" {
+		t.Fatalf("got %+v", res)
+	}
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, res.stdout)
+	}
+	want := benchResult{Mode: "throughput", Jobs: 20, Concurrency: 4, LatencyMS: latencyMS{P50: 10, P90: 18, P99: 20, Max: 20}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(benchResult{}, "SubmitPerS", "E2EJobsPerS", "SubmitS", "E2ES")); diff != "" {
+		t.Errorf("bench result (-want +got):\n%s", diff)
+	}
+	if got.SubmitPerS <= 0 || got.E2EJobsPerS <= 0 || got.E2ES < got.SubmitS {
+		t.Errorf("throughputs %v/s submit, %v/s end-to-end over %vs/%vs: want positive rates and e2e ≥ submit time", got.SubmitPerS, got.E2EJobsPerS, got.SubmitS, got.E2ES)
+	}
+	for _, key := range []string{`"jobs"`, `"submit_per_s"`, `"e2e_jobs_per_s"`, `"latency_ms"`, `"p50"`, `"p90"`, `"p99"`, `"max"`, `"failed"`} {
+		if !strings.Contains(res.stdout, key) {
+			t.Errorf("JSON lacks key %s:\n%s", key, res.stdout)
+		}
+	}
+	specs := srv.submitted()
+	if len(specs) != 20 || cmp.Diff([]string{"true"}, specs[0].Groups[0].Command) != "" || specs[0].Groups[0].Resources.MilliCPU != 100 {
+		t.Errorf("submitted %d jobs, first %+v; want 20 jobs running `true` with 100m CPU", len(specs), specs[0])
+	}
+}
+
+func TestBenchDispatchCountsFailures(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.onSubmit = func(id uint64) {
+		if id%5 == 0 {
+			runAndFinish(srv, id, time.Millisecond, "failed", 1)
+			return
+		}
+		runAndFinish(srv, id, time.Millisecond, "succeeded", 0)
+	}
+	res := runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "20", "--cmd", "sh -c true")
+	if res.code != 1 || !strings.HasPrefix(res.stderr, "dure: bench: 4 of 20 jobs failed; first: job ") ||
+		!strings.Contains(res.stderr, " failed (exit 1)\n") {
+		t.Errorf("got %+v; want exit 1 and the failures counted on stderr", res)
+	}
+	if !strings.Contains(res.stdout, "failed        4\n") {
+		t.Errorf("report lacks the failure count:\n%s", res.stdout)
+	}
+	if got := srv.submitted()[0].Groups[0].Command; cmp.Diff([]string{"sh", "-c", "true"}, got) != "" {
+		t.Errorf("command %q, want --cmd split on spaces", got)
+	}
+}
+
+func TestBenchDispatchIdleSubmitsOneAtATime(t *testing.T) {
+	srv := newFakeServer(t)
+	const n = 5
+	done := make(chan cliResult)
+	go func() { done <- runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--idle", "--jobs", fmt.Sprint(n), "-o", "json") }()
+	for id := uint64(1); id <= n; id++ {
+		srv.awaitWaiting(fmt.Sprintf("/v1/jobs/%d", id)) // the bench waits for job id to start…
+		if got := len(srv.submitted()); got != int(id) {
+			t.Fatalf("%d jobs submitted while job %d had not started; want %d", got, id, id)
+		}
+		runAndFinish(srv, id, time.Duration(id)*time.Millisecond, "succeeded", 0) // …so start it
+	}
+	res := <-done
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 {
+		t.Fatalf("got %+v (%v)", res, err)
+	}
+	want := benchResult{Mode: "idle", Jobs: n, Concurrency: 1, LatencyMS: latencyMS{P50: 3, P90: 5, P99: 5, Max: 5}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(benchResult{}, "SubmitPerS", "E2EJobsPerS", "SubmitS", "E2ES")); diff != "" {
+		t.Errorf("bench result (-want +got):\n%s", diff)
+	}
+}
+
+func TestRenderBench(t *testing.T) {
+	var b bytes.Buffer
+	renderBench(&b, benchResult{Mode: "throughput", Jobs: 1000, Concurrency: 8, SubmitPerS: 812.345, E2EJobsPerS: 401.5,
+		SubmitS: 1.231, E2ES: 2.49, LatencyMS: latencyMS{P50: 12.3, P90: 30.12, P99: 45, Max: 1234.5}})
+	want := `mode          throughput
+jobs          1000 (concurrency 8)
+failed        0
+submit        812.3 jobs/s (1000 in 1.23s)
+end-to-end    401.5 jobs/s (1000 in 2.49s)
+submit→start  p50 12.3ms  p90 30.1ms  p99 45.0ms  max 1.23s
+`
+	if got := b.String(); got != want {
+		t.Errorf("report:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestBenchDispatchBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--jobs", "0"}, "dure: --jobs: must be at least 1 (got 0)\n"},
+		{[]string{"--concurrency", "0"}, "dure: --concurrency: must be at least 1 (got 0)\n"},
+		{[]string{"--cmd", " "}, "dure: --cmd: must name a command (got \" \")\n"},
+	}
+	for _, tt := range tests {
+		res := runCLI(t, "http://127.0.0.1:1", "", append([]string{"bench", "dispatch"}, tt.args...)...)
+		if res != (cliResult{stderr: tt.want, code: 1}) {
+			t.Errorf("bench dispatch %q: got %+v, want stderr %q", tt.args, res, tt.want)
+		}
+	}
+}

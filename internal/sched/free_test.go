@@ -1,0 +1,154 @@
+package sched
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/testkit"
+)
+
+func TestComputeFree(t *testing.T) {
+	nodes := []*model.Node{
+		testkit.Node("g").CPU(8).Mem("16G").GPUIndices(0, 1, 3).Custom("lic", 2).Build(),
+		testkit.Node("down").CPU(8).Mem("16G").Down().Build(),
+		testkit.Node("drained").CPU(8).Mem("16G").Drain("disk").Build(),
+	}
+	allocs := []*model.Allocation{
+		testkit.Alloc(1, 0, "g").CPU(2).Mem("4G").GPUIndices(1).Custom("lic", 1).Build(),
+		testkit.Alloc(1, 1, "g").MilliCPU(500).Mem("1G").Build(),
+		testkit.Alloc(2, 0, "g").CPU(4).GPUIndices(0).Status(model.AllocExited).Build(),
+		testkit.Alloc(3, 0, "down").CPU(1).Build(),
+	}
+	got := ComputeFree(nodes, allocs)
+	want := map[string]*NodeFree{
+		"g": {
+			Node:     nodes[0],
+			Free:     model.Resources{MilliCPU: 5500, MemoryBytes: 11 << 30, GPUs: 2, Custom: map[string]int64{"lic": 1}},
+			FreeGPUs: []int{0, 3},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ComputeFree mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestVerifyJob(t *testing.T) {
+	nodes := []*model.Node{
+		testkit.Node("a").CPU(4).Mem("8G").GPUs(2).Build(),
+		testkit.Node("b").CPU(2).Mem("8G").Build(),
+		testkit.Node("off").CPU(64).Mem("8G").Drain("x").Build(),
+	}
+	allocs := []*model.Allocation{testkit.Alloc(9, 0, "a").CPU(1).GPUIndices(0).Build()}
+	gpu1 := res(1, "1G", 1)
+	tests := []struct {
+		name    string
+		ps      []Placement
+		wantErr error
+		wantMsg string // substring of the error
+	}{
+		{name: "nothing to verify", ps: nil},
+		{name: "fits", ps: []Placement{pl(1, 0, "a", gpu1, 1), pl(1, 1, "b", res(2, "1G", 0))}},
+		{
+			name:    "second task overflows the node the first one used",
+			ps:      []Placement{pl(1, 0, "b", res(2, "1G", 0)), pl(1, 1, "b", res(1, "1G", 0))},
+			wantErr: ErrStale,
+			wantMsg: `job 1 task 1 on node "b": needs cpu=1 mem=1GiB but only cpu=0 mem=7GiB is free (short of cpu)`,
+		},
+		{
+			name:    "GPU held by a live allocation",
+			ps:      []Placement{pl(1, 0, "a", gpu1, 0)},
+			wantErr: ErrStale,
+			wantMsg: "GPU 0 is not free (free: 1)",
+		},
+		{
+			name:    "GPU that does not exist",
+			ps:      []Placement{pl(1, 0, "b", gpu1, 5)},
+			wantErr: ErrStale,
+			wantMsg: `needs cpu=1 mem=1GiB gpu=1 but only cpu=2 mem=8GiB is free (short of gpu)`,
+		},
+		{
+			name:    "GPU index the node does not have",
+			ps:      []Placement{pl(1, 0, "a", gpu1, 5)},
+			wantErr: ErrStale,
+			wantMsg: "GPU 5 is not free (free: 1)",
+		},
+		{
+			name:    "draining node",
+			ps:      []Placement{pl(1, 0, "off", res(1, "1G", 0))},
+			wantErr: ErrStale,
+			wantMsg: `node "off": node is unknown, down or draining`,
+		},
+		{
+			name:    "same GPU twice in one job",
+			ps:      []Placement{pl(1, 0, "a", res(1, "1G", 1), 1), pl(1, 1, "a", res(1, "1G", 1), 1)},
+			wantErr: ErrStale, // the first claim took it, so it is no longer free
+			wantMsg: "needs cpu=1 mem=1GiB gpu=1 but only cpu=2 mem=6GiB is free (short of gpu)",
+		},
+		{
+			name:    "GPU count and indices disagree",
+			ps:      []Placement{pl(1, 0, "a", res(1, "1G", 2), 1)},
+			wantErr: ErrMalformed,
+			wantMsg: "requests gpu=2 but names 1 GPU indices",
+		},
+		{
+			name:    "mixed jobs",
+			ps:      []Placement{pl(1, 0, "b", one()), pl(2, 1, "b", one())},
+			wantErr: ErrMalformed,
+			wantMsg: "placements mix jobs 1 and 2",
+		},
+		{
+			name:    "task placed twice",
+			ps:      []Placement{pl(1, 0, "b", one()), pl(1, 0, "b", one())},
+			wantErr: ErrMalformed,
+			wantMsg: "task placed twice",
+		},
+		{
+			name:    "negative request",
+			ps:      []Placement{pl(1, 0, "b", model.Resources{MemoryBytes: -1})},
+			wantErr: ErrMalformed,
+			wantMsg: "memory must not be negative",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			free := ComputeFree(nodes, allocs)
+			before := ComputeFree(nodes, allocs)
+			err := VerifyJob(free, tc.ps)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("VerifyJob() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("VerifyJob() = %v, want %v containing %q", err, tc.wantErr, tc.wantMsg)
+			}
+			if diff := cmp.Diff(before, free); diff != "" {
+				t.Errorf("a rejected job changed free (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestVerifyJobSubtractsOnSuccess(t *testing.T) {
+	nodes := []*model.Node{testkit.Node("a").CPU(4).Mem("8G").GPUs(4).Build()}
+	free := ComputeFree(nodes, nil)
+	if err := VerifyJob(free, []Placement{pl(1, 0, "a", res(1, "1G", 2), 0, 2)}); err != nil {
+		t.Fatalf("first job: %v", err)
+	}
+	want := &NodeFree{Node: nodes[0], Free: model.Resources{MilliCPU: 3000, MemoryBytes: 7 << 30, GPUs: 2}, FreeGPUs: []int{1, 3}}
+	if diff := cmp.Diff(want, free["a"]); diff != "" {
+		t.Errorf("free after the first job (-want +got):\n%s", diff)
+	}
+	// The next job of the same plan sees what the first one left.
+	err := VerifyJob(free, []Placement{pl(2, 0, "a", res(1, "1G", 1), 2)})
+	if !errors.Is(err, ErrStale) {
+		t.Errorf("second job reusing GPU 2: got %v, want ErrStale", err)
+	}
+}
+
+func one() model.Resources { return res(1, "1G", 0) }

@@ -1,0 +1,262 @@
+package state_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/state"
+	"github.com/durehq/dure/internal/testkit"
+)
+
+// write applies fn at idx and fails the test on error.
+func write(t testing.TB, s *state.Store, idx uint64, fn func(tx *state.WriteTxn)) {
+	t.Helper()
+	if err := s.Write(idx, func(tx *state.WriteTxn) error { fn(tx); return nil }); err != nil {
+		t.Fatalf("Write(%d): %v", idx, err)
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func jobIDs(jobs []*model.Job) []model.JobID {
+	var out []model.JobID
+	for _, j := range jobs {
+		out = append(out, j.ID)
+	}
+	return out
+}
+
+func allocIDs(as []*model.Allocation) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.ID)
+	}
+	return out
+}
+
+func TestSnapshotDoesNotSeeLaterWrites(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) { tx.PutJob(testkit.Job(1).Build()) })
+	before := s.Snapshot()
+
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		j := tx.Job(1).Copy()
+		j.State = model.JobRunning
+		tx.PutJob(j)
+		tx.PutJob(testkit.Job(2).Build())
+		tx.PutNode(testkit.Node("n1").CPU(4).Build())
+	})
+
+	if got := before.Job(1).State; got != model.JobPending {
+		t.Errorf("old snapshot sees job 1 as %s; want pending (the write came after it)", got)
+	}
+	if before.Job(2) != nil || before.Node("n1") != nil {
+		t.Error("old snapshot sees job 2 or node n1, written after it was taken")
+	}
+	if before.Index != 1 {
+		t.Errorf("old snapshot Index = %d; want 1", before.Index)
+	}
+	after := s.Snapshot()
+	if got := after.Job(1).State; got != model.JobRunning {
+		t.Errorf("new snapshot sees job 1 as %s; want running", got)
+	}
+	if after.Job(2) == nil || after.Node("n1") == nil {
+		t.Error("new snapshot misses job 2 or node n1")
+	}
+	if after.Index != 2 || s.Index() != 2 {
+		t.Errorf("Index: snapshot %d, store %d; want 2", after.Index, s.Index())
+	}
+}
+
+func TestChangedClosesOnEveryWriteOnly(t *testing.T) {
+	s := state.New()
+	ch := s.Changed()
+	if closed(ch) {
+		t.Fatal("Changed() closed before any write")
+	}
+	bad := errors.New("refused")
+	if err := s.Write(1, func(tx *state.WriteTxn) error {
+		tx.PutJob(testkit.Job(1).Build())
+		return bad
+	}); !errors.Is(err, bad) {
+		t.Fatalf("Write returned %v; want the function's error", err)
+	}
+	if closed(ch) {
+		t.Error("Changed() closed by a write whose function failed")
+	}
+	if s.Snapshot().Job(1) != nil || s.Index() != 0 {
+		t.Error("a failed write left its job behind or moved the index")
+	}
+
+	write(t, s, 2, func(tx *state.WriteTxn) { tx.PutJob(testkit.Job(1).Build()) })
+	if !closed(ch) {
+		t.Fatal("Changed() not closed by a write")
+	}
+	next := s.Changed()
+	if closed(next) {
+		t.Error("the channel after a write is already closed")
+	}
+	write(t, s, 3, func(*state.WriteTxn) {})
+	if !closed(next) {
+		t.Error("Changed() not closed by an empty write (index moved)")
+	}
+}
+
+func TestJobWatchFiresOnlyForItsJob(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutJob(testkit.Job(1).Build())
+		tx.PutJob(testkit.Job(2).Build())
+	})
+	j, watch1 := s.Snapshot().JobWatch(1)
+	if j == nil || j.ID != 1 {
+		t.Fatalf("JobWatch(1) = %v", j)
+	}
+	missing, watchMissing := s.Snapshot().JobWatch(99)
+	if missing != nil || watchMissing == nil {
+		t.Fatalf("JobWatch(99) = %v, %v; want nil job and a channel", missing, watchMissing)
+	}
+
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		j := tx.Job(2).Copy()
+		j.Priority = 7
+		tx.PutJob(j)
+		tx.PutAlloc(testkit.Alloc(2, 0, "n1").Build())
+	})
+	if closed(watch1) {
+		t.Error("watch on job 1 fired when only job 2 changed")
+	}
+
+	write(t, s, 3, func(tx *state.WriteTxn) {
+		j := tx.Job(1).Copy()
+		j.State = model.JobCancelled
+		tx.PutJob(j)
+	})
+	if !closed(watch1) {
+		t.Error("watch on job 1 did not fire when job 1 changed")
+	}
+	if got := s.Snapshot().Job(1).ModifyIndex; got != 3 {
+		t.Errorf("job 1 ModifyIndex = %d; want 3 (the index of the write)", got)
+	}
+
+	write(t, s, 4, func(tx *state.WriteTxn) { tx.PutJob(testkit.Job(99).Build()) })
+	if !closed(watchMissing) {
+		t.Error("watch on a missing job did not fire when it was created")
+	}
+}
+
+func TestReads(t *testing.T) {
+	s := state.New()
+	// IDs chosen so that byte order of a varint or decimal string would
+	// differ from numeric order.
+	write(t, s, 5, func(tx *state.WriteTxn) {
+		tx.PutQueue(testkit.Queue("default"))
+		tx.PutQueue(testkit.Queue("batch"))
+		tx.PutNode(testkit.Node("n2").Build())
+		tx.PutNode(testkit.Node("n1").Build())
+		for _, id := range []model.JobID{2, 256, 10, 1} {
+			tx.PutJob(testkit.Job(id).Build())
+		}
+		running := testkit.Job(300).State(model.JobRunning).Build()
+		running.Owner, running.IdempotencyKey = "ada", "k1"
+		tx.PutJob(running)
+		tx.PutAlloc(testkit.Alloc(300, 1, "n1").Build())
+		tx.PutAlloc(testkit.Alloc(300, 0, "n2").Build())
+		tx.PutAlloc(testkit.Alloc(10, 0, "n1").Status(model.AllocExited).Build())
+	})
+	snap := s.Snapshot()
+
+	var newestFirst []model.JobID
+	snap.Jobs(func(j *model.Job) bool { newestFirst = append(newestFirst, j.ID); return true })
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"Jobs newest first", newestFirst, []model.JobID{300, 256, 10, 2, 1}},
+		{"JobsInState pending ascending", jobIDs(snap.JobsInState(model.JobPending)), []model.JobID{1, 2, 10, 256}},
+		{"JobsInState running", jobIDs(snap.JobsInState(model.JobRunning)), []model.JobID{300}},
+		{"JobsInState failed", jobIDs(snap.JobsInState(model.JobFailed)), []model.JobID(nil)},
+		{"AllocsByJob", allocIDs(snap.AllocsByJob(300)), []string{"300.0.1", "300.1.1"}},
+		{"AllocsByJob of another job", allocIDs(snap.AllocsByJob(10)), []string{"10.0.1"}},
+		{"LiveAllocs skips exited", allocIDs(snap.LiveAllocs()), []string{"300.0.1", "300.1.1"}},
+		{"Nodes by name", []string{snap.Nodes()[0].Name, snap.Nodes()[1].Name}, []string{"n1", "n2"}},
+		{"Queues by name", []string{snap.Queues()[0].Name, snap.Queues()[1].Name}, []string{"batch", "default"}},
+		{"LastJobID", snap.LastJobID(), model.JobID(300)},
+		{"JobByIdempotencyKey", snap.JobByIdempotencyKey("ada", "k1").ID, model.JobID(300)},
+		{"JobByIdempotencyKey other owner", snap.JobByIdempotencyKey("bob", "k1") == nil, true},
+		{"JobByIdempotencyKey empty key", snap.JobByIdempotencyKey("tester", "") == nil, true},
+	}
+	for _, tc := range tests {
+		if diff := cmp.Diff(tc.want, tc.got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	onN1, _ := snap.AllocsByNode("n1")
+	if diff := cmp.Diff([]string{"10.0.1", "300.1.1"}, allocIDs(onN1)); diff != "" {
+		t.Errorf("AllocsByNode(n1) (-want +got):\n%s", diff)
+	}
+
+	// Stopping early stops.
+	var first []model.JobID
+	snap.Jobs(func(j *model.Job) bool { first = append(first, j.ID); return len(first) < 2 })
+	if diff := cmp.Diff([]model.JobID{300, 256}, first); diff != "" {
+		t.Errorf("Jobs stopping after 2 (-want +got):\n%s", diff)
+	}
+}
+
+func TestDeleteJobKeepsLastJobIDAndRemovesAllocs(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutJob(testkit.Job(7).State(model.JobSucceeded).Build())
+		tx.PutAlloc(testkit.Alloc(7, 0, "n1").Status(model.AllocExited).Build())
+		tx.PutAlloc(testkit.Alloc(7, 0, "n1").Attempt(2).Status(model.AllocExited).Build())
+		tx.PutJob(testkit.Job(3).Build())
+	})
+	write(t, s, 2, func(tx *state.WriteTxn) { tx.DeleteJob(7) })
+	snap := s.Snapshot()
+	if snap.Job(7) != nil || len(snap.AllocsByJob(7)) != 0 {
+		t.Error("DeleteJob left the job or its allocations")
+	}
+	if snap.Job(3) == nil {
+		t.Error("DeleteJob(7) removed job 3")
+	}
+	if got := snap.LastJobID(); got != 7 {
+		t.Errorf("LastJobID after deleting the newest job = %d; want 7 (IDs are never reused)", got)
+	}
+	onN1, _ := snap.AllocsByNode("n1")
+	if len(onN1) != 0 {
+		t.Errorf("node index still lists %v", allocIDs(onN1))
+	}
+}
+
+func TestAllocsByNodeWatchFiresOnChange(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutAlloc(testkit.Alloc(1, 0, "n1").Build())
+		tx.PutAlloc(testkit.Alloc(2, 0, "n2").Build())
+	})
+	_, watch := s.Snapshot().AllocsByNode("n1")
+	_, watchN2 := s.Snapshot().AllocsByNode("n2")
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		a := tx.Alloc("1.0.1").Copy()
+		a.Desired = model.DesiredStop
+		tx.PutAlloc(a)
+	})
+	if !closed(watch) {
+		t.Error("watch on n1's allocations did not fire when one changed")
+	}
+	if closed(watchN2) {
+		t.Error("watch on n2's allocations fired for a change on n1")
+	}
+}

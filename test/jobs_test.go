@@ -1,0 +1,197 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/durehq/dure/internal/api"
+)
+
+func TestRunStreamsOutputAndExitsWithJobCode(t *testing.T) {
+	c := newCluster(t, "n1")
+	r := c.dure("run", "--", "sh", "-c", "echo out-line; echo err-line >&2; exit 3")
+	if r.code != 3 {
+		t.Errorf("dure run exit code = %d, want 3 (the job's); stderr: %s", r.code, r.stderr)
+	}
+	if r.stdout != "out-line\n" {
+		t.Errorf("dure run stdout = %q, want %q", r.stdout, "out-line\n")
+	}
+	if !strings.Contains(r.stderr, "err-line") {
+		t.Errorf("dure run stderr = %q, want the task's stderr line", r.stderr)
+	}
+	if r := c.dure("run", "--", "true"); r.code != 0 {
+		t.Errorf("dure run -- true: exit %d, want 0; stderr %s", r.code, r.stderr)
+	}
+}
+
+func TestSubmitWaitLogsAndHistory(t *testing.T) {
+	c := newCluster(t, "n1")
+	id := c.submit("--name", "hello", "--", "sh", "-c", "echo task $DURE_TASK_INDEX of $DURE_NTASKS in job $DURE_JOB_ID; test -d \"$DURE_SCRATCH\"")
+	if r := c.dure("wait", "--timeout", "30s", itoa(id)); r.code != 0 {
+		t.Fatalf("dure wait: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	r := c.dure("logs", itoa(id))
+	want := "task 0 of 1 in job " + itoa(id) + "\n"
+	if r.stdout != want {
+		t.Errorf("dure logs = %q, want %q", r.stdout, want)
+	}
+	// History stays queryable after the job finished.
+	r = c.dure("job", itoa(id), "-o", "json")
+	var j api.Job
+	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
+		t.Fatalf("dure job -o json: %v: %q", err, r.stdout)
+	}
+	if j.State != "succeeded" || j.ExitCode != 0 || j.Name != "hello" || j.Owner != "e2e" {
+		t.Errorf("job = state %s exit %d name %q owner %q, want succeeded 0 hello e2e", j.State, j.ExitCode, j.Name, j.Owner)
+	}
+	if len(j.Allocations) != 1 || j.Allocations[0].Node != "n1" || j.Allocations[0].StartedAt.IsZero() || j.Allocations[0].FinishedAt.IsZero() {
+		t.Errorf("allocations = %+v, want one on n1 with start and finish times", j.Allocations)
+	}
+	if j.SubmitTime.IsZero() || j.StartTime.IsZero() || j.EndTime.IsZero() || j.EndTime.Before(j.StartTime) {
+		t.Errorf("times: submit %v start %v end %v", j.SubmitTime, j.StartTime, j.EndTime)
+	}
+	r = c.dure("jobs", "--state", "succeeded")
+	if !strings.Contains(r.stdout, "hello") {
+		t.Errorf("dure jobs --state succeeded does not list the job:\n%s", r.stdout)
+	}
+}
+
+func TestCancelStopsRunningTask(t *testing.T) {
+	c := newCluster(t, "n1")
+	id := c.submit("--", "sleep", "300")
+	c.waitJob(id, "task running", 20*time.Second, func(j api.Job) bool {
+		return len(j.Allocations) == 1 && j.Allocations[0].Status == "running"
+	})
+	r := c.dure("cancel", itoa(id))
+	if r.code != 0 {
+		t.Fatalf("dure cancel: exit %d: %s", r.code, r.stderr)
+	}
+	j := c.waitJob(id, "task stopped", 20*time.Second, func(j api.Job) bool {
+		return j.State == "cancelled" && j.Allocations[0].Status == "exited"
+	})
+	if j.Allocations[0].Signal == "" {
+		t.Errorf("cancelled task: signal %q, want it killed by a signal (SIGTERM)", j.Allocations[0].Signal)
+	}
+	if r := c.dure("cancel", itoa(id)); r.code == 0 || !strings.Contains(r.stderr, "already cancelled") {
+		t.Errorf("second cancel: exit %d stderr %q, want an error saying it is already cancelled", r.code, r.stderr)
+	}
+}
+
+func TestWalltimeKill(t *testing.T) {
+	c := newCluster(t, "n1")
+	// The task ignores SIGTERM, so the agent must escalate to SIGKILL after the grace.
+	id := c.submit("--time", "1s", "--", "sh", "-c", "trap '' TERM; sleep 300")
+	j := c.waitState(id, "failed")
+	if j.Reason.Code != "TimeLimit" || !j.Allocations[0].TimedOut {
+		t.Errorf("reason = %+v timed_out=%v, want TimeLimit", j.Reason, j.Allocations[0].TimedOut)
+	}
+	if j.Allocations[0].Signal != "SIGKILL" {
+		t.Errorf("signal = %q, want SIGKILL (the task ignored SIGTERM)", j.Allocations[0].Signal)
+	}
+}
+
+func TestMemoryLimitKill(t *testing.T) {
+	c := newCluster(t, "n1")
+	// tail holds a newline-free stream in memory: far past a 32 MiB limit.
+	id := c.submit("--mem", "32M", "--", "sh", "-c", "head -c 400M /dev/zero | tail")
+	j := c.waitState(id, "failed")
+	if j.Reason.Code != "OutOfMemory" || !j.Allocations[0].OOMKilled {
+		t.Errorf("reason = %+v oom=%v, want OutOfMemory", j.Reason, j.Allocations[0].OOMKilled)
+	}
+}
+
+func TestMultiTaskJobStartsAllOrNothing(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	// Two tasks of one CPU each: one per node, running at the same time.
+	id := c.submit("--tasks", "2", "--cpus", "1", "--", "sh", "-c", "echo $DURE_TASK_INDEX on $DURE_NODE; sleep 1")
+	j := c.waitState(id, "succeeded")
+	nodes := map[string]bool{}
+	for _, a := range j.Allocations {
+		nodes[a.Node] = true
+	}
+	if len(nodes) != 2 {
+		t.Errorf("tasks ran on %v, want both nodes", nodes)
+	}
+
+	// Block n1 with a one-CPU job; a two-task job must not start half of itself on n2.
+	blocker := c.submit("--cpus", "1", "--constraint", "host=n1", "--", "sleep", "300")
+	c.waitState(blocker, "running")
+	gang := c.submit("--tasks", "2", "--cpus", "1", "--", "sleep", "1")
+	g := c.waitJob(gang, "a pending reason", 10*time.Second, func(j api.Job) bool { return j.State == "pending" && j.Reason.Code != "NotYetScheduled" })
+	if len(g.Allocations) != 0 {
+		t.Fatalf("gang job has %d allocations while blocked, want 0 (all or nothing)", len(g.Allocations))
+	}
+	c.dure("cancel", itoa(blocker))
+	g = c.waitState(gang, "succeeded")
+	if len(g.Allocations) != 2 {
+		t.Errorf("gang job: %d allocations, want 2", len(g.Allocations))
+	}
+
+	// Three one-CPU tasks can never fit on two one-CPU nodes: pending with a reason, not rejected.
+	never := c.submit("--tasks", "3", "--cpus", "1", "--", "true")
+	n := c.waitJob(never, "a pending reason", 10*time.Second, func(j api.Job) bool { return j.Reason.Code != "" && j.Reason.Code != "NotYetScheduled" })
+	if n.State != "pending" || n.Reason.Message == "" {
+		t.Errorf("impossible job: state %s reason %+v, want pending with a reason", n.State, n.Reason)
+	}
+}
+
+func TestNodeDrainAndUndrain(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	if r := c.dure("node", "drain", "n1", "--reason", "maintenance"); r.code != 0 {
+		t.Fatalf("dure node drain: exit %d: %s", r.code, r.stderr)
+	}
+	for range 3 {
+		id := c.submit("--", "true")
+		j := c.waitState(id, "succeeded")
+		if j.Allocations[0].Node != "n2" {
+			t.Fatalf("job placed on %s while n1 is drained", j.Allocations[0].Node)
+		}
+	}
+	c.dure("node", "drain", "n2")
+	id := c.submit("--", "true")
+	j := c.waitJob(id, "a pending reason", 10*time.Second, func(j api.Job) bool { return j.Reason.Code != "" && j.Reason.Code != "NotYetScheduled" })
+	if j.State != "pending" {
+		t.Fatalf("job %s with every node drained, want pending", j.State)
+	}
+	r := c.dure("nodes")
+	if !strings.Contains(r.stdout, "drained") {
+		t.Errorf("dure nodes does not show the drained state:\n%s", r.stdout)
+	}
+	c.dure("node", "undrain", "n1")
+	c.waitState(id, "succeeded")
+}
+
+func TestBadInputIsRejectedWithField(t *testing.T) {
+	c := newCluster(t, "n1")
+	r := c.dure("submit", "--cpus", "-1", "--", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "cpu") {
+		t.Errorf("negative cpus: exit %d stderr %q, want an error naming the cpu field", r.code, r.stderr)
+	}
+	r = runCLI(t, c.addr, []byte("name: x\ncommand: [true]\ncolour: blue\n"), "submit", "-")
+	if r.code == 0 || !strings.Contains(r.stderr, "colour") {
+		t.Errorf("unknown field in job file: exit %d stderr %q, want an error naming colour", r.code, r.stderr)
+	}
+	if r := c.dure("job", "99999"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("unknown job: exit %d stderr %q", r.code, r.stderr)
+	}
+	// The API itself refuses what the CLI would have caught.
+	_, err := c.client.SubmitJob(context.Background(), api.JobSpec{Groups: []api.TaskGroupSpec{{Count: -2, Command: []string{"true"}}}})
+	var ae *api.Error
+	if !asAPIError(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Field, "count") {
+		t.Errorf("API submit with count -2: %v, want 400 naming groups[0].count", err)
+	}
+	// A job larger than any node is accepted and left pending with the reason.
+	id := c.submit("--cpus", "64", "--", "true")
+	j := c.waitJob(id, "a pending reason", 10*time.Second, func(j api.Job) bool { return j.Reason.Code == "NoNodeFits" })
+	if !strings.Contains(j.Reason.Message, "64") {
+		t.Errorf("reason message %q should give the numbers", j.Reason.Message)
+	}
+	// Nothing bad reached the state: exactly the one valid job exists.
+	jobs, _, err := c.client.ListJobs(context.Background(), api.JobFilter{}, api.WatchOptions{})
+	if err != nil || len(jobs) != 1 {
+		t.Errorf("jobs after bad input = %d (%v), want exactly 1", len(jobs), err)
+	}
+}
