@@ -317,7 +317,7 @@ func TestAgentRestartKeepsTasksAndAdoptsThem(t *testing.T) {
 	touch(t, gate)
 	ups := cp.waitEnded("11.0.0")
 	if got := statuses(ups); !cmp.Equal(got, []string{"running", "exited"}) {
-		t.Fatalf("statuses = %v, want [running exited]: started once, ended once", got)
+		t.Fatalf("statuses = %v, want [running exited]: started once, ended once; updates %+v", got, ups)
 	}
 	if ups[1].ExitCode != 5 {
 		t.Errorf("exit update %+v, want exit code 5", ups[1])

@@ -61,11 +61,19 @@ type sender struct {
 	send func(context.Context, []api.AllocUpdate) error
 	log  *slog.Logger
 	bo   *backoff
-	// flushTimeout bounds the last attempt to send what is pending once ctx is done.
+	// flushTimeout is how long sending goes on after ctx is done.
 	flushTimeout time.Duration
 }
 
 func (s *sender) run(ctx context.Context) {
+	// Sends are not cut off when ctx ends: a request in flight finishes (a
+	// cancelled one may have been applied, and resending it would report
+	// twice), and whatever is queued then gets flushTimeout to go out.
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(s.flushTimeout, cancel) })
+	defer stopAfter()
+
 	var batch []api.AllocUpdate // taken but not yet accepted by a server
 	limit := maxBatch
 	for {
@@ -73,18 +81,16 @@ func (s *sender) run(ctx context.Context) {
 			batch = append(batch, s.q.take(limit-len(batch))...)
 		}
 		if len(batch) == 0 {
+			if ctx.Err() != nil {
+				return
+			}
 			select {
 			case <-ctx.Done():
-				return
 			case <-s.q.wake:
-				continue
 			}
+			continue
 		}
-		if ctx.Err() != nil {
-			s.flush(batch)
-			return
-		}
-		err := s.send(ctx, batch)
+		err := s.send(sendCtx, batch)
 		if err == nil {
 			batch, limit = nil, maxBatch
 			s.bo.reset()
@@ -92,8 +98,8 @@ func (s *sender) run(ctx context.Context) {
 		}
 		var ae *api.Error
 		switch {
-		case ctx.Err() != nil:
-			s.flush(batch)
+		case sendCtx.Err() != nil:
+			s.giveUp(batch, err)
 			return
 		case errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge && len(batch) > 1:
 			// Send the front half first; the rest follows in order.
@@ -110,31 +116,19 @@ func (s *sender) run(ctx context.Context) {
 		}
 		d := s.bo.next()
 		s.log.Warn("sending task updates failed; will retry", "updates", len(batch), "retry_in", d, "err", err)
-		if !sleep(ctx, d) {
-			s.flush(batch)
+		if !sleep(sendCtx, d) {
+			s.giveUp(batch, err)
 			return
 		}
 	}
 }
 
-// flush makes one bounded attempt to send batch and everything still queued
-// when the agent stops; what it cannot send is reported again by the next
-// agent process (it finds the ended tasks in exec and reports them).
-func (s *sender) flush(batch []api.AllocUpdate) {
-	batch = append(batch, s.q.take(1<<30)...)
-	if len(batch) == 0 || s.flushTimeout <= 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.flushTimeout)
-	defer cancel()
-	for len(batch) > 0 {
-		n := min(len(batch), maxBatch)
-		if err := s.send(ctx, batch[:n]); err != nil {
-			s.log.Warn("could not send task updates before stopping", "updates", len(batch), "err", err)
-			return
-		}
-		batch = batch[n:]
-	}
+// giveUp logs what could not be sent before the agent stopped. Nothing is
+// lost for good: the next agent process finds the ended tasks through exec
+// and reports them again.
+func (s *sender) giveUp(batch []api.AllocUpdate, err error) {
+	n := len(batch) + len(s.q.take(1<<30))
+	s.log.Warn("agent stopping with task updates unsent; the next agent process reports them", "updates", n, "err", err)
 }
 
 // requeueFront puts updates back in front of the queue (they are older than

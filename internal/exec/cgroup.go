@@ -125,7 +125,7 @@ func parseMountinfo(data []byte) []mount {
 				break
 			}
 		}
-		if sep < 0 || len(fields) < sep+3 || len(fields) < 5 {
+		if sep < 0 || len(fields) < sep+4 {
 			continue
 		}
 		fstype := fields[sep+1]

@@ -244,13 +244,31 @@ func (h *harness) cleanup() {
 	removeCgroupParent(h.t, h.r.cg)
 }
 
+// removeCgroupParent removes a test's cgroup parents. Task cgroups still in
+// them (a failed test) are emptied with SIGKILL and removed first, so even a
+// failing test leaves no process or cgroup behind.
 func removeCgroupParent(t testing.TB, p cgroupParent) {
 	for _, d := range []string{p.dir, p.cpuDir, p.memoryDir} {
 		if d == "" {
 			continue
 		}
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if !e.IsDir() {
+				continue
+			}
+			left := cgroupSpec{Driver: cgroupV2, Dir: filepath.Join(d, e.Name())} // v2 and v1 alike: kill what cgroup.procs lists
+			if d != p.dir {
+				left.Driver = cgroupV1
+				left.MemoryDir = left.Dir
+				left.CPUDir = left.Dir
+			}
+			t.Errorf("cleanup: task cgroup %s was left behind", left.Dir)
+			_ = killCgroup(left)
+			_ = syscall.Rmdir(left.Dir)
+		}
 		if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
-			t.Errorf("cleanup: removing cgroup parent %s: %v (task cgroups left behind?)", d, err)
+			t.Errorf("cleanup: removing cgroup parent %s: %v", d, err)
 		}
 	}
 }

@@ -56,6 +56,28 @@ func (w *pidWatch) wait() error {
 	return perr
 }
 
+// reap collects the exit status of our child (the process must have exited,
+// or this blocks).
+func (w *pidWatch) reap() error {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	if err := rc.Control(func(fd uintptr) {
+		var info unix.Siginfo
+		for {
+			werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED, nil)
+			if !errors.Is(werr, syscall.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return werr
+}
+
 // signal sends sig to the process; a process that has already exited is not
 // an error.
 func (w *pidWatch) signal(sig syscall.Signal) error {

@@ -107,7 +107,9 @@ type AllocUpdates struct {
 	Updates []AllocUpdate `json:"updates"`
 }
 
-// PruneJobs forgets finished jobs past their retention, with their allocations.
+// PruneJobs forgets finished jobs past their retention, with their
+// allocations. A finished job whose tasks are still stopping (live
+// allocations) is kept: forgetting it would free resources still in use.
 type PruneJobs struct {
 	IDs []model.JobID `json:"ids"`
 }

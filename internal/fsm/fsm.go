@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/durehq/dure/internal/model"
 	"github.com/durehq/dure/internal/state"
@@ -76,7 +77,7 @@ func apply(tx *state.WriteTxn, index, term uint64, cmd Command) Result {
 		return applyAllocUpdates(tx, c)
 	case *PruneJobs:
 		for _, id := range c.IDs {
-			if j := tx.Job(id); j != nil && j.State.Terminal() {
+			if j := tx.Job(id); j != nil && j.State.Terminal() && !hasLiveAllocs(tx, id) {
 				tx.DeleteJob(id)
 			}
 		}
@@ -166,13 +167,17 @@ func applySubmitJob(tx *state.WriteTxn, c *SubmitJob) Result {
 	if prev := tx.JobByIdempotencyKey(c.Job.Owner, c.Job.IdempotencyKey); prev != nil {
 		return Result{JobID: prev.ID}
 	}
-	if tx.Job(c.Job.ID) != nil || c.Job.ID <= tx.LastJobID() {
+	// IDs come from the leader's counter, so they are fresh, but concurrent
+	// submissions may commit out of ID order: only an existing ID conflicts.
+	if c.Job.ID == 0 || tx.Job(c.Job.ID) != nil {
 		return Result{Err: fmt.Errorf("job %d already exists: %w", c.Job.ID, ErrConflict)}
 	}
 	if tx.Queue(c.Job.Queue) == nil {
 		return Result{Err: fmt.Errorf("queue %q: %w", c.Job.Queue, ErrNotFound)}
 	}
 	j := c.Job.Copy()
+	// Whatever the command carries, a new job has not run yet.
+	j.Attempt, j.StartTime, j.EndTime, j.ExitCode = 0, time.Time{}, time.Time{}, 0
 	j.State = model.JobPending
 	j.Reason = model.Reason{Code: model.ReasonNewJob, Message: "submitted; waiting for the scheduler"}
 	j.CreateIndex = tx.Index
@@ -244,20 +249,38 @@ func applyCommitPlan(tx *state.WriteTxn, index uint64, c *CommitPlan) Result {
 
 // planStillValid rejects a planned job whose world changed between planning
 // and commit: it is no longer pending, or a node it uses is gone, down or
-// drained. Capacity was verified by the leader's plan applier, which applies
-// plans one at a time; nothing else in the log adds load to a node.
+// drained. It also rejects a malformed entry (allocations of another job, or
+// not exactly one per task), which would otherwise leave a task unplaced
+// or file an allocation under the wrong job. Capacity was verified by the
+// leader's plan applier, which applies plans one at a time; nothing else in
+// the log adds load to a node.
 func planStillValid(tx *state.WriteTxn, pj PlannedJob) bool {
 	j := tx.Job(pj.JobID)
-	if j == nil || j.State != model.JobPending || len(pj.Allocs) != j.TaskCount() {
+	n := len(pj.Allocs)
+	if j == nil || j.State != model.JobPending || n == 0 || n != j.TaskCount() {
 		return false
 	}
+	seen := make([]bool, n)
 	for _, a := range pj.Allocs {
-		n := tx.Node(a.Node)
-		if n == nil || !n.Schedulable() {
+		if a.JobID != pj.JobID || a.TaskIndex < 0 || a.TaskIndex >= n || seen[a.TaskIndex] {
+			return false
+		}
+		seen[a.TaskIndex] = true
+		node := tx.Node(a.Node)
+		if node == nil || !node.Schedulable() {
 			return false
 		}
 	}
 	return true
+}
+
+func hasLiveAllocs(tx *state.WriteTxn, id model.JobID) bool {
+	for _, a := range tx.AllocsByJob(id) {
+		if !a.Status.Terminal() {
+			return true
+		}
+	}
+	return false
 }
 
 func applyAllocUpdates(tx *state.WriteTxn, c *AllocUpdates) Result {

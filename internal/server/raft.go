@@ -65,8 +65,9 @@ func (s *Server) openRaft() error {
 	rc.HeartbeatTimeout = 1000 * time.Millisecond
 	rc.ElectionTimeout = 1000 * time.Millisecond
 	rc.LeaderLeaseTimeout = 500 * time.Millisecond
-	rc.SnapshotThreshold = 16384
-	rc.SnapshotInterval = 2 * time.Minute
+	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
+	rc.SnapshotInterval = s.cfg.SnapshotInterval
+	rc.TrailingLogs = s.cfg.TrailingLogs
 
 	dbPath := filepath.Join(dir, "raft.db")
 	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
@@ -118,15 +119,30 @@ var ErrNotLeader = errors.New("this server is not the leader")
 
 // apply proposes one command and waits for it to be applied.
 func (s *Server) apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
-	b, err := fsm.Encode(cmd)
+	f, err := s.propose(ctx, cmd)
 	if err != nil {
 		return fsm.Result{}, err
+	}
+	return s.await(f, cmd)
+}
+
+// propose hands one command to raft. It returns once raft has queued it, so
+// commands proposed one after another from one goroutine (or under one
+// lock) are applied in that order.
+func (s *Server) propose(ctx context.Context, cmd fsm.Command) (raft.ApplyFuture, error) {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
 	}
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := s.raft.Apply(b, timeout)
+	return s.raft.Apply(b, timeout), nil
+}
+
+// await waits for a proposed command to be applied and returns its result.
+func (s *Server) await(f raft.ApplyFuture, cmd fsm.Command) (fsm.Result, error) {
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return fsm.Result{}, fmt.Errorf("%w: %v", ErrNotLeader, err)

@@ -15,7 +15,12 @@ import (
 // Changes that arrive during a pass coalesce into one more pass.
 func (s *Server) scheduleLoop(ctx context.Context) {
 	log := s.log.With("component", "scheduler")
-	changed := s.store.Changed()
+	// The first pass runs at once: a new leader may inherit pending jobs
+	// that no write will mention again (the old leader died before placing
+	// them, or this server restarted).
+	first := make(chan struct{})
+	close(first)
+	var changed <-chan struct{} = first
 	term := s.raft.CurrentTerm()
 	for {
 		select {

@@ -37,6 +37,15 @@ type Config struct {
 	MaxFinishedJobs int
 	PruneInterval   time.Duration // default 1m
 
+	// Raft snapshots: one is taken when SnapshotThreshold entries were
+	// applied since the last (checked every SnapshotInterval), and the log
+	// then keeps only TrailingLogs entries behind it. Defaults: 16384
+	// entries, 2m, 10240 entries. Tests lower them to exercise recovery
+	// from a snapshot.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
 	Sched  sched.Config
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now; injected for tests
@@ -77,6 +86,15 @@ func (c *Config) setDefaults() error {
 	if c.PruneInterval <= 0 {
 		c.PruneInterval = time.Minute
 	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 16384
+	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = 2 * time.Minute
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -99,6 +117,7 @@ type Server struct {
 
 	// Leader-only soft state, valid while leading is true.
 	leading   atomic.Bool
+	submitMu  sync.Mutex // orders job IDs into the log; see SubmitJob
 	nextJobID atomic.Uint64
 	hbMu      sync.Mutex
 	lastSeen  map[string]time.Time
@@ -269,9 +288,20 @@ func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error
 	if err := s.requireLeader(); err != nil {
 		return 0, err
 	}
+	// The FSM refuses an ID below the last one applied, so IDs must reach
+	// raft in the order they are handed out: concurrent submissions would
+	// otherwise race between taking an ID and queueing the entry, and the
+	// loser would fail with a conflict.
+	s.submitMu.Lock()
 	j.ID = model.JobID(s.nextJobID.Add(1) - 1)
 	j.SubmitTime = s.cfg.Now()
-	res, err := s.apply(ctx, &fsm.SubmitJob{Job: j})
+	cmd := &fsm.SubmitJob{Job: j}
+	f, err := s.propose(ctx, cmd)
+	s.submitMu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.await(f, cmd)
 	return res.JobID, err
 }
 

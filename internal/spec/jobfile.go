@@ -308,7 +308,10 @@ func (p *fileParser) group(entries []entry, prefix string) (api.TaskGroupSpec, e
 		case "name":
 			g.Name, err = p.str(e.val, f)
 		case "tasks":
-			g.Count, err = p.int(e.val, f)
+			// 0 would read as "unset" and become the default of 1 task
+			if g.Count, err = p.int(e.val, f); err == nil && g.Count < 1 {
+				err = fmt.Errorf("must be at least 1; got %d", g.Count)
+			}
 		case "cpus":
 			if text, err = p.str(e.val, f); err == nil {
 				g.Resources.MilliCPU, err = ParseCPU(text)

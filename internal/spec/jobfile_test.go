@@ -165,6 +165,7 @@ func TestParseJobFileErrors(t *testing.T) {
 			`line 1: command: want a list of strings, such as ["python", "train.py"]; got "python train.py"; to run shell text, use script: instead`},
 		{"null argument", "command: [a, ~]\n", `line 1: command[1]: want a value; got nothing (write "" for an empty string)`},
 		{"tasks not a number", "tasks: four\n", `line 1: tasks: want a whole number; got "four"`},
+		{"zero tasks", "tasks: 0\n", "line 1: tasks: must be at least 1; got 0"},
 		{"tasks a fraction", "tasks: 2.5\n", `line 1: tasks: want a whole number; got "2.5"`},
 		{"priority a list", "priority: [1]\n", "line 1: priority: want a single value; got a list"},
 		{"bad cpus", "groups:\n  - name: a\n    cpus: lots\n", `line 3: groups[0].cpus: invalid CPU amount "lots": want cores (2, 0.5) or millicores (500m)`},

@@ -62,7 +62,9 @@ var directives = []directive{
 		return nil
 	}},
 	{"ntasks", 'n', requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
-		j.g.Count, err = wholeNumber(v)
+		if j.g.Count, err = wholeNumber(v); err == nil && j.g.Count < 1 {
+			return fmt.Errorf("must be at least 1; got %d", j.g.Count)
+		}
 		return err
 	}},
 	{"cpus-per-task", 'c', requiredArg, func(j *sbatchJob, v string, _ int) (err error) {

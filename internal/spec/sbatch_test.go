@@ -136,6 +136,7 @@ func TestParseSbatchErrors(t *testing.T) {
 		{"several partitions", "#SBATCH -p a,b", `line 2: -p: a job goes to one queue; got the list "a,b"`},
 		{"bad time", "#SBATCH --time=1:99", `line 2: --time: invalid time "1:99": seconds must be 0-59`},
 		{"bad ntasks", "#SBATCH -n four", `line 2: -n: want a whole number; got "four"`},
+		{"zero tasks", "#SBATCH --ntasks=0", "line 2: --ntasks: must be at least 1; got 0"},
 		{"zero cpus", "#SBATCH -c 0", `line 2: -c: invalid CPU amount "0": must be more than zero`},
 		{"missing value", "#SBATCH --ntasks", "line 2: --ntasks: needs a value"},
 		{"value for a flag", "#SBATCH --requeue=yes", "line 2: --requeue: takes no value"},

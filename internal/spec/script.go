@@ -37,7 +37,9 @@ const interpreterNames = "sh, bash, dash, zsh, ksh, mksh, ash, yash, csh, tcsh, 
 // interpreter named on the script's #! line (default /bin/sh) gets it through
 // its "run this code" flag, e.g. ["/bin/bash", "-c", text, "dure-script"].
 // The whole text is passed, #! and directive lines included; to each of these
-// interpreters they are comments.
+// interpreters they are comments. Arguments a caller appends to the command
+// reach the script as its own: $1… in shells, sys.argv[1:] in python, @ARGV
+// in perl (dure sbatch SCRIPT ARGS relies on this).
 func scriptCommand(text string) ([]string, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, errors.New("the script is empty")

@@ -40,15 +40,20 @@ func TestScriptCommand(t *testing.T) {
 // as its program and sees no extra arguments.
 func TestScriptCommandRuns(t *testing.T) {
 	cases := []struct {
-		interp, script, want string
-		exit                 int
+		interp, script string
+		args           []string // appended, as dure sbatch SCRIPT ARGS does
+		want           string
+		exit           int
 	}{
-		{"sh", "echo \"$0 $#\"\n", "dure-script 0\n", 0},
+		{"sh", "echo \"$0 $#\"\n", nil, "dure-script 0\n", 0},
+		{"sh", "echo \"$# $1 $2\"\n", []string{"a b", "c"}, "2 a b c\n", 0},
+		{"python3", "#!/usr/bin/env python3\nimport sys\nprint(sys.argv[1:])\n", []string{"x", "y"}, "['x', 'y']\n", 0},
+		{"perl", "#!/usr/bin/perl\nprint join(',', @ARGV), \"\\n\";\n", []string{"x", "y"}, "x,y\n", 0},
 		// the #! line's argument (-e) is kept: the script stops at false
-		{"bash", "#!/bin/bash -e\necho \"$0 $# ${BASH_VERSION:+bash}\"\nfalse\necho unreachable\n", "dure-script 0 bash\n", 1},
-		{"bash", "#!/usr/bin/env bash\n#SBATCH -n 2\necho \"$(( 6 * 7 ))\"\n", "42\n", 0},
-		{"python3", "#!/usr/bin/env python3\nimport sys\nprint(len(sys.argv))\n", "1\n", 0},
-		{"perl", "#!/usr/bin/perl\nprint scalar(@ARGV), \"\\n\";\nexit 3;\n", "0\n", 3},
+		{"bash", "#!/bin/bash -e\necho \"$0 $# ${BASH_VERSION:+bash}\"\nfalse\necho unreachable\n", nil, "dure-script 0 bash\n", 1},
+		{"bash", "#!/usr/bin/env bash\n#SBATCH -n 2\necho \"$(( 6 * 7 ))\"\n", nil, "42\n", 0},
+		{"python3", "#!/usr/bin/env python3\nimport sys\nprint(len(sys.argv))\n", nil, "1\n", 0},
+		{"perl", "#!/usr/bin/perl\nprint scalar(@ARGV), \"\\n\";\nexit 3;\n", nil, "0\n", 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.interp, func(t *testing.T) {
@@ -62,6 +67,7 @@ func TestScriptCommandRuns(t *testing.T) {
 			if _, err := exec.LookPath(argv[0]); err != nil {
 				t.Skipf("%s is not at %s here", tc.interp, argv[0])
 			}
+			argv = append(argv, tc.args...)
 			cmd := exec.Command(argv[0], argv[1:]...)
 			out, err := cmd.Output()
 			if err != nil && cmd.ProcessState == nil {
