@@ -41,7 +41,8 @@ type Agent struct {
 	updates *updateQueue
 
 	mu    sync.Mutex
-	tasks map[string]*task // by allocation ID
+	tasks map[string]*task // by allocation ID, until the GC removes them
+	live  map[string]*task // the subset not ended yet
 	// onDisk are ended tasks found in the task directory at start, by ID,
 	// with when they ended; the GC removes them after the retention.
 	onDisk map[string]time.Time
@@ -104,11 +105,15 @@ func New(cfg Config) (*Agent, error) {
 		servers:    newServers(cfg.Servers, log),
 		updates:    newUpdateQueue(),
 		tasks:      map[string]*task{},
+		live:       map[string]*task{},
 		onDisk:     map[string]time.Time{},
 		startSem:   make(chan struct{}, maxConcurrentStarts),
 		registered: make(chan struct{}),
 	}
 	a.adoptRecovered(recovered)
+	if runner.CgroupDriver() == "off" {
+		log.Warn("cgroups are off: task CPU and memory limits are not enforced and OOM kills are not detected")
+	}
 	a.advertise = cfg.Advertise
 	if a.advertise == "" {
 		a.advertise = advertiseAddr(ln.Addr())
@@ -152,7 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(a.ln) }()
 
-	sendCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
+	senderCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSending()
 	snd := &sender{
 		q: a.updates,
@@ -161,12 +166,13 @@ func (a *Agent) Run(ctx context.Context) error {
 				return c.UpdateAllocations(ctx, u)
 			})
 		},
+		ready:        a.registered,
 		log:          a.log,
 		bo:           newBackoff(50*time.Millisecond, 5*time.Second, a.seed+1),
 		flushTimeout: updateFlushTimeout,
 	}
 	sent := make(chan struct{})
-	go func() { snd.run(sendCtx); close(sent) }()
+	go func() { snd.run(senderCtx); close(sent) }()
 
 	var loops sync.WaitGroup
 	loops.Go(func() { a.heartbeatLoop(ctx) })
@@ -184,7 +190,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	srv.Close()
 	loops.Wait()
 	a.starts.Wait()
-	// Everything queued so far gets one last chance to reach a server.
+	// Reports queued so far get updateFlushTimeout more to reach a server.
 	stopSending()
 	<-sent
 	a.log.Info("agent stopped; tasks keep running under their supervisors")

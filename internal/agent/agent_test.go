@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/exec"
 )
 
 func TestAgentRegistersAndHeartbeats(t *testing.T) {
@@ -163,6 +164,7 @@ func TestAgentReportsCommandNotFound(t *testing.T) {
 	end := ups[len(ups)-1]
 	if end.Status != "failed" || end.ExitCode != 127 || !strings.Contains(end.Message, "dure-test-no-such-command") {
 		t.Errorf("final update %+v: want failed, exit code 127 and a message naming the command", end)
+
 	}
 }
 
@@ -330,6 +332,51 @@ func TestAgentRestartKeepsTasksAndAdoptsThem(t *testing.T) {
 	}
 	if code, body := getLogs(t, second, "11.0.0", ""); code != 200 || strings.TrimSpace(body) != strconv.Itoa(pid) {
 		t.Errorf("logs through the second agent = %d %q, want the pid %d", code, body, pid)
+	}
+}
+
+func TestAgentRestartReportsWhatTheEarlierProcessCouldNot(t *testing.T) {
+	cp := newControlPlane(t)
+	cp.refuseUpdates(true) // the first agent's reports never arrive
+	cfg := testConfig(t, cp.URL())
+	first := startAgent(t, cfg)
+	dir := t.TempDir()
+	cp.add(shellAlloc("15.0.0", `echo $$ > "`+dir+`/pid0"; while [ ! -e "`+dir+`/gate0" ]; do sleep 0.01; done; exit 6`))
+	cp.add(shellAlloc("15.1.0", `echo $$ > "`+dir+`/pid1"; while [ ! -e "`+dir+`/gate1" ]; do sleep 0.01; done; exit 7`))
+	waitFile(t, dir+"/pid0")
+	waitFile(t, dir+"/pid1")
+	first.stop(t)
+
+	// 15.1.0 ends while no agent runs.
+	touch(t, dir+"/gate1")
+	r, err := exec.NewRunner(exec.Config{Dir: first.cfg.Exec.Dir, SupervisorCommand: supervisorCommand(t), Cgroups: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok := r.Finished("15.1.0"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("task 15.1.0 did not end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Close()
+
+	cp.refuseUpdates(false)
+	cfg.Logger = newTestLogger(t)
+	startAgent(t, cfg)
+	ups := cp.waitEnded("15.1.0")
+	if got := statuses(ups); !cmp.Equal(got, []string{"running", "exited"}) || ups[1].ExitCode != 7 || ups[0].StartedAt.IsZero() {
+		t.Errorf("task that ended while the agent was away: updates %+v, want running (with its start time) then exited 7", ups)
+	}
+	cp.waitStatus("15.0.0", "running")
+	touch(t, dir+"/gate0")
+	ups = cp.waitEnded("15.0.0")
+	if got := statuses(ups); !cmp.Equal(got, []string{"running", "exited"}) || ups[1].ExitCode != 6 {
+		t.Errorf("task still running at the restart: updates %+v, want running then exited 6", ups)
 	}
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,7 +15,7 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultListen       = "0.0.0.0:7071"
+	DefaultListen       = "0.0.0.0:7072" // a server uses 7070 (HTTP) and 7071 (raft)
 	DefaultLogRetention = 24 * time.Hour
 )
 
@@ -67,9 +68,15 @@ type Config struct {
 	Version string
 }
 
+// maxLabels is the most labels the servers accept for a node.
+const maxLabels = 64
+
 var (
-	nodeNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
-	labelKeyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,252}$`)
+	// Lengths (at most 253) are checked apart: a bounded repetition like
+	// {0,252} compiles into a huge program at init, which every start of the
+	// binary (one per task supervisor) would pay for.
+	nodeNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	labelKeyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 )
 
 // withDefaults validates cfg and fills in defaults. Errors name the field.
@@ -84,7 +91,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 		cfg.Name = h
 	}
-	if !nodeNameRe.MatchString(cfg.Name) {
+	if len(cfg.Name) > 253 || !nodeNameRe.MatchString(cfg.Name) {
 		return cfg, fmt.Errorf("agent config: name %q: must start with a letter or digit and contain only letters, digits, '.', '_' and '-' (at most 253)", cfg.Name)
 	}
 	if len(cfg.Servers) == 0 {
@@ -103,8 +110,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("agent config: data_dir %q: %w", cfg.DataDir, err)
 	}
 	cfg.DataDir = abs
+	if len(cfg.Labels) > maxLabels {
+		return cfg, fmt.Errorf("agent config: labels: at most %d, got %d", maxLabels, len(cfg.Labels))
+	}
 	for k, v := range cfg.Labels {
-		if !labelKeyRe.MatchString(k) {
+		if len(v) > 253 {
+			return cfg, fmt.Errorf("agent config: labels[%s]: value must be at most 253 bytes, got %d", k, len(v))
+		}
+		if len(k) > 253 || !labelKeyRe.MatchString(k) {
 			return cfg, fmt.Errorf("agent config: labels: key %q must start with a letter or digit and contain only letters, digits, '.', '_', '/' and '-'", k)
 		}
 		if strings.ContainsAny(v, "\x00\n") {
@@ -142,6 +155,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
+	if cfg.Advertise != "" {
+		if h, p, err := net.SplitHostPort(cfg.Advertise); err != nil || h == "" || p == "" || len(cfg.Advertise) > 256 {
+			return cfg, fmt.Errorf("agent config: advertise %q: must be host:port (no scheme), e.g. 10.0.0.5:7072", cfg.Advertise)
+		}
+	}
 	for i, kv := range cfg.BaseEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsRune(kv, 0) {
 			return cfg, fmt.Errorf("agent config: base_env[%d] %q: want NAME=VALUE", i, kv)
@@ -157,6 +175,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Exec.Cgroups = "auto"
 	}
 	if cfg.Exec.CgroupParent == "" {
+		// Per node, so that agents sharing a machine (dure dev) never share one.
 		cfg.Exec.CgroupParent = "dure/" + cfg.Name
 	}
 	if cfg.Exec.Logger == nil {

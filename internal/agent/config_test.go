@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +31,15 @@ func TestConfigValidation(t *testing.T) {
 		{name: "negative custom", edit: func(c *Config) { c.Custom = map[string]int64{"lic": -1} }, wantErr: `custom["lic"]`},
 		{name: "negative grace", edit: func(c *Config) { c.KillGrace = -time.Second }, wantErr: "kill_grace"},
 		{name: "negative retention", edit: func(c *Config) { c.LogRetention = -time.Second }, wantErr: "log_retention"},
+		{name: "too many labels", edit: func(c *Config) {
+			c.Labels = map[string]string{}
+			for i := range 65 {
+				c.Labels[fmt.Sprintf("k%d", i)] = "v"
+			}
+		}, wantErr: "labels: at most 64, got 65"},
+		{name: "long label value", edit: func(c *Config) { c.Labels = map[string]string{"k": strings.Repeat("v", 254)} }, wantErr: "labels[k]: value must be at most 253 bytes"},
+		{name: "advertise with scheme", edit: func(c *Config) { c.Advertise = "http://10.0.0.5:7072" }, wantErr: `advertise "http://10.0.0.5:7072": must be host:port`},
+		{name: "advertise without port", edit: func(c *Config) { c.Advertise = "10.0.0.5" }, wantErr: "must be host:port"},
 		{name: "bad base env", edit: func(c *Config) { c.BaseEnv = []string{"PATH"} }, wantErr: `base_env[0] "PATH"`},
 	}
 	for _, tc := range tests {

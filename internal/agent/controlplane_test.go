@@ -19,7 +19,7 @@ import (
 // task updates applied to the allocations they name. The real servers are
 // exercised end to end by the tests under test/.
 type controlPlane struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	mu         sync.Mutex
@@ -32,9 +32,10 @@ type controlPlane struct {
 	updates    []api.AllocUpdate
 	requests   int // update requests
 	reregister bool
+	refuse     bool // answer update requests with 503, as a server without a leader does
 }
 
-func newControlPlane(t *testing.T) *controlPlane {
+func newControlPlane(t testing.TB) *controlPlane {
 	cp := &controlPlane{t: t, changed: make(chan struct{}), index: 1, allocs: map[string]*api.Allocation{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/agent/register", cp.register)
@@ -149,6 +150,10 @@ func (cp *controlPlane) update(w http.ResponseWriter, r *http.Request) {
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
+	if cp.refuse {
+		writeError(w, http.StatusServiceUnavailable, api.Error{Code: api.CodeUnavailable, Message: "no leader"})
+		return
+	}
 	cp.requests++
 	for _, u := range body.Updates {
 		cp.updates = append(cp.updates, u)
@@ -195,6 +200,12 @@ func (cp *controlPlane) markLost(id string) {
 	defer cp.mu.Unlock()
 	cp.allocs[id].Status = "lost"
 	cp.bump()
+}
+
+func (cp *controlPlane) refuseUpdates(refuse bool) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.refuse = refuse
 }
 
 func (cp *controlPlane) askReregister() {

@@ -74,7 +74,7 @@ func (a *Agent) adoptRecovered(rec []exec.RecoveredTask) {
 	defer a.mu.Unlock()
 	for _, r := range rec {
 		if r.Running {
-			a.tasks[r.ID] = &task{state: taskRunning, adopted: true, startedAt: a.taskStartTime(r.ID)}
+			a.track(r.ID, &task{state: taskRunning, adopted: true, startedAt: a.taskStartTime(r.ID)})
 			continue
 		}
 		ended := r.Result.FinishedAt
@@ -84,6 +84,6 @@ func (a *Agent) adoptRecovered(rec []exec.RecoveredTask) {
 		a.onDisk[r.ID] = ended
 	}
 	if len(rec) > 0 {
-		a.log.Info("found tasks of an earlier agent process", "tasks", len(rec), "running", len(a.tasks))
+		a.log.Info("found tasks of an earlier agent process", "tasks", len(rec), "running", len(a.live))
 	}
 }

@@ -22,7 +22,7 @@ const logPollInterval = 50 * time.Millisecond
 // LogPathPrefix is the agent's log endpoint; the allocation ID follows it.
 const LogPathPrefix = "/v1/agent/logs/"
 
-var allocIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
+var allocIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`) // length checked apart, see nodeNameRe
 
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -35,7 +35,7 @@ func (a *Agent) handler() http.Handler {
 // sending as the file grows until the task has ended and everything is sent.
 func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("alloc")
-	if !allocIDRe.MatchString(id) || id == "." || id == ".." {
+	if len(id) > 200 || !allocIDRe.MatchString(id) || id == "." || id == ".." {
 		writeError(w, http.StatusBadRequest, api.Error{Code: api.CodeInvalid, Field: "alloc",
 			Message: fmt.Sprintf("allocation ID %q: must be 1-200 letters, digits, '.', '_' or '-'", id)})
 		return

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/exec"
 )
@@ -23,7 +25,8 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "__supervise" {
 		os.Exit(exec.SupervisorMain(os.Args[2:]))
 	}
-	os.Exit(m.Run())
+	// Run must leave no goroutine behind when it returns.
+	goleak.VerifyTestMain(m)
 }
 
 func supervisorCommand(t testing.TB) []string {
@@ -64,7 +67,7 @@ type testAgent struct {
 }
 
 // stop ends Run (tasks keep running) and returns its error.
-func (ta *testAgent) stop(t *testing.T) {
+func (ta *testAgent) stop(t testing.TB) {
 	t.Helper()
 	ta.cancel()
 	select {
@@ -77,7 +80,7 @@ func (ta *testAgent) stop(t *testing.T) {
 	}
 }
 
-func testConfig(t *testing.T, servers ...string) Config {
+func testConfig(t testing.TB, servers ...string) Config {
 	two := 2
 	return Config{
 		Name:         "node1",
@@ -98,7 +101,7 @@ func testConfig(t *testing.T, servers ...string) Config {
 
 // startAgent runs an agent until the test ends, then stops it and every task
 // it left running.
-func startAgent(t *testing.T, cfg Config) *testAgent {
+func startAgent(t testing.TB, cfg Config) *testAgent {
 	t.Helper()
 	a, err := New(cfg)
 	if err != nil {
@@ -121,7 +124,7 @@ func startAgent(t *testing.T, cfg Config) *testAgent {
 
 // killLeftovers stops every task still running in dir, the way an operator
 // would: a fresh runner recovers them and stops them.
-func killLeftovers(t *testing.T, dir string) {
+func killLeftovers(t testing.TB, dir string) {
 	r, err := exec.NewRunner(exec.Config{Dir: dir, SupervisorCommand: supervisorCommand(t), Cgroups: "off"})
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
@@ -153,7 +156,7 @@ func killLeftovers(t *testing.T, dir string) {
 }
 
 // getLogs fetches a task's log from the agent's endpoint.
-func getLogs(t *testing.T, a *testAgent, id, query string) (int, string) {
+func getLogs(t testing.TB, a *testAgent, id, query string) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + a.Addr() + LogPathPrefix + id + query)
 	if err != nil {
@@ -175,7 +178,7 @@ func shellAlloc(id string, script string) api.Allocation {
 }
 
 // waitGone waits until path stops existing.
-func waitFile(t *testing.T, path string) string {
+func waitFile(t testing.TB, path string) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -193,11 +196,11 @@ func waitFile(t *testing.T, path string) string {
 	}
 }
 
-func touch(t *testing.T, path string) {
+func touch(t testing.TB, path string) {
 	t.Helper()
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func gatePath(t *testing.T) string { return filepath.Join(t.TempDir(), "gate") }
+func gatePath(t testing.TB) string { return filepath.Join(t.TempDir(), "gate") }

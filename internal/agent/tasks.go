@@ -3,9 +3,8 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	osexec "os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/durehq/dure/internal/api"
@@ -22,14 +21,10 @@ const (
 	desiredStop    = "stop"
 )
 
-// Exit codes reported for tasks that never ran, following the shell: 127
-// command not found, 126 found but not executable, 125 anything else that
-// kept the task from starting (as `docker run` does).
-const (
-	exitNotFound      = 127
-	exitNotExecutable = 126
-	exitLaunchFailed  = 125
-)
+// exitLaunchFailed is the exit code reported for a task that could not be
+// set up at all (as `docker run` uses it). A command that cannot be run is
+// exec's to report: 127 (not found) or 126 (not executable).
+const exitLaunchFailed = 125
 
 type taskState uint8
 
@@ -59,6 +54,20 @@ type task struct {
 
 func newTask(a *api.Allocation, st taskState) *task {
 	return &task{state: st, memLimit: a.Resources.MemoryBytes, walltime: time.Duration(a.Walltime)}
+}
+
+// track records a task; a.mu is held.
+func (a *Agent) track(id string, t *task) {
+	a.tasks[id] = t
+	if t.state != taskEnded {
+		a.live[id] = t
+	}
+}
+
+// markEnded records that a task has ended (or will never run); a.mu is held.
+func (a *Agent) markEnded(id string, t *task, at time.Time) {
+	t.state, t.endedAt = taskEnded, at
+	delete(a.live, id)
 }
 
 // reconcile acts on one answer of the allocation watch: start what should
@@ -98,18 +107,18 @@ func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
 			if al.Status != "" && al.Status != statusAssigned {
 				// The servers think an earlier agent process started it:
 				// look for it, never start it a second time.
-				a.tasks[al.ID] = newTask(al, taskStarting)
+				a.track(al.ID, newTask(al, taskStarting))
 				toAdopt = append(toAdopt, al)
 				continue
 			}
-			a.tasks[al.ID] = newTask(al, taskStarting)
+			a.track(al.ID, newTask(al, taskStarting))
 			toStart = append(toStart, al)
 		case desiredStop:
 			switch {
 			case t == nil && (al.Status == "" || al.Status == statusAssigned):
 				t = newTask(al, taskEnded)
 				t.endedAt = now
-				a.tasks[al.ID] = t
+				a.track(al.ID, t)
 				updates = append(updates, api.AllocUpdate{
 					AllocID: al.ID, Node: a.cfg.Name, Status: statusFailed, FinishedAt: now,
 					Message: stopMessage("stopped before it started", al.DesiredReason),
@@ -117,7 +126,7 @@ func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
 			case t == nil:
 				t = newTask(al, taskStarting)
 				t.stopWanted, t.stopReason = true, al.DesiredReason
-				a.tasks[al.ID] = t
+				a.track(al.ID, t)
 				toAdopt = append(toAdopt, al)
 			case !t.stopWanted:
 				t.stopWanted, t.stopReason = true, al.DesiredReason
@@ -131,8 +140,8 @@ func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
 		}
 	}
 	if checkOrphans {
-		for id, t := range a.tasks {
-			if listed[id] || t.state == taskEnded || t.stopWanted {
+		for id, t := range a.live {
+			if listed[id] || t.stopWanted {
 				continue
 			}
 			a.log.Warn("stopping a task the servers no longer assign to this node", "alloc", id)
@@ -143,7 +152,9 @@ func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
 			}
 		}
 	}
-	a.updates.push(updates...)
+	if len(updates) > 0 {
+		a.updates.push(updates...)
+	}
 	a.mu.Unlock()
 
 	for _, al := range toStart {
@@ -182,11 +193,11 @@ func (a *Agent) runStart(al *api.Allocation) {
 		now := time.Now()
 		a.mu.Lock()
 		t := a.tasks[al.ID]
-		t.state, t.endedAt = taskEnded, now
+		a.markEnded(al.ID, t, now)
 		if !t.silent {
 			a.updates.push(api.AllocUpdate{
 				AllocID: al.ID, Node: a.cfg.Name, Status: statusFailed,
-				ExitCode: startExitCode(err), Message: err.Error(), FinishedAt: now,
+				ExitCode: exitLaunchFailed, Message: err.Error(), FinishedAt: now,
 			})
 		}
 		a.mu.Unlock()
@@ -209,18 +220,6 @@ func (a *Agent) runStart(al *api.Allocation) {
 	}
 }
 
-// startExitCode picks the exit code reported for a task that never ran.
-func startExitCode(err error) int {
-	switch {
-	case errors.Is(err, osexec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
-		return exitNotFound
-	case errors.Is(err, fs.ErrPermission):
-		return exitNotExecutable
-	default:
-		return exitLaunchFailed
-	}
-}
-
 // adopt takes over an allocation that an earlier agent process started:
 // report its end if it has ended, watch it if it still runs, and report it
 // failed if this node has no trace of it (its directory is gone). dirKnown
@@ -236,7 +235,7 @@ func (a *Agent) adopt(al *api.Allocation, dirKnown bool) {
 	t.adopted = true
 	switch {
 	case !exists:
-		t.state, t.endedAt = taskEnded, now
+		a.markEnded(al.ID, t, now)
 		if !t.silent {
 			a.updates.push(api.AllocUpdate{
 				AllocID: al.ID, Node: a.cfg.Name, Status: statusFailed, ExitCode: exitLaunchFailed, FinishedAt: now,
@@ -268,10 +267,11 @@ func (a *Agent) taskDirExists(id string) bool {
 	return err == nil
 }
 
-// taskStartTime estimates when an adopted task started: its stdout file is
-// created just before the process starts.
+// taskStartTime estimates when an adopted, still running task started: its
+// directory's entries are all made as it starts, so the directory's
+// modification time is close (a stop request may move it later).
 func (a *Agent) taskStartTime(id string) time.Time {
-	fi, err := os.Stat(a.runner.LogPath(id, "stdout"))
+	fi, err := os.Stat(filepath.Dir(a.runner.LogPath(id, "stdout")))
 	if err != nil {
 		return time.Time{}
 	}
@@ -308,7 +308,7 @@ func (a *Agent) taskEnded(id string, res exec.Result) {
 		// (yet). Report it: the servers ignore reports on allocations they
 		// consider finished.
 		t = &task{state: taskRunning, adopted: true}
-		a.tasks[id] = t
+		a.track(id, t)
 	}
 	switch t.state {
 	case taskStarting:
@@ -320,11 +320,12 @@ func (a *Agent) taskEnded(id string, res exec.Result) {
 
 // finishLocked records a task's end and queues its report. a.mu is held.
 func (a *Agent) finishLocked(id string, t *task, res exec.Result) {
-	t.state, t.early = taskEnded, nil
-	t.endedAt = res.FinishedAt
-	if t.endedAt.IsZero() {
-		t.endedAt = time.Now()
+	t.early = nil
+	ended := res.FinishedAt
+	if ended.IsZero() {
+		ended = time.Now()
 	}
+	a.markEnded(id, t, ended)
 	if t.silent {
 		return
 	}

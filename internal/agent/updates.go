@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -59,8 +58,11 @@ func (q *updateQueue) take(n int) []api.AllocUpdate {
 type sender struct {
 	q    *updateQueue
 	send func(context.Context, []api.AllocUpdate) error
-	log  *slog.Logger
-	bo   *backoff
+	// ready, if set, holds sending back until it is closed (the node is
+	// registered: servers may refuse updates from nodes they do not know).
+	ready <-chan struct{}
+	log   *slog.Logger
+	bo    *backoff
 	// flushTimeout is how long sending goes on after ctx is done.
 	flushTimeout time.Duration
 }
@@ -74,6 +76,16 @@ func (s *sender) run(ctx context.Context) {
 	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(s.flushTimeout, cancel) })
 	defer stopAfter()
 
+	if s.ready != nil {
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			if len(s.q.take(1<<30)) > 0 {
+				s.log.Warn("agent stopped before it registered; task updates unsent")
+			}
+			return
+		}
+	}
 	var batch []api.AllocUpdate // taken but not yet accepted by a server
 	limit := maxBatch
 	for {
@@ -101,8 +113,10 @@ func (s *sender) run(ctx context.Context) {
 		case sendCtx.Err() != nil:
 			s.giveUp(batch, err)
 			return
-		case errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge && len(batch) > 1:
-			// Send the front half first; the rest follows in order.
+		case errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && len(batch) > 1:
+			// The batch is too large, or some update in it is refused:
+			// send the front half first (the rest follows in order), and so
+			// on until a refused update is alone.
 			limit = max(len(batch)/2, 1)
 			s.q.requeueFront(batch[limit:])
 			batch = batch[:limit]
@@ -110,7 +124,7 @@ func (s *sender) run(ctx context.Context) {
 		case errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500:
 			// Every server would refuse it again; retrying forever would
 			// block every later update from this node.
-			s.log.Error("server rejected task updates; dropping them", "updates", len(batch), "first", batch[0].AllocID, "err", err)
+			s.log.Error("server refused a task update; dropping it", "alloc", batch[0].AllocID, "status", batch[0].Status, "err", err)
 			batch = nil
 			continue
 		}

@@ -164,22 +164,30 @@ func TestSenderRetriesFailedBatchesInOrder(t *testing.T) {
 	}
 }
 
-func TestSenderDropsBatchesEveryServerRejects(t *testing.T) {
+func TestSenderDropsOnlyTheUpdateEveryServerRefuses(t *testing.T) {
 	q := newUpdateQueue()
-	r := newRecorder(func(_ int, b []api.AllocUpdate) error {
-		if b[0].AllocID == "bad" {
-			return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalid, Message: "updates[0].status: unknown"}
+	release := make(chan struct{})
+	inFirst := make(chan struct{})
+	r := newRecorder(func(call int, b []api.AllocUpdate) error {
+		if call == 0 {
+			close(inFirst)
+			<-release
+		}
+		for _, u := range b {
+			if u.AllocID == "bad" {
+				return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: "updates: allocation bad is not on node n1"}
+			}
 		}
 		return nil
 	})
 	startSender(t, q, r)
-	q.push(upd("bad")...)
-	// Wait for the rejection before pushing, so the two are separate batches.
-	<-r.changed
-	q.push(upd("good")...)
-	got := r.waitAccepted(t, 1)
-	if diff := cmp.Diff([][]string{{"good"}}, got); diff != "" {
-		t.Errorf("accepted (-want +got):\n%s", diff)
+	q.push(upd("x")...)
+	<-inFirst
+	q.push(upd("a", "bad", "c", "d", "e")...)
+	close(release)
+	got := flatten(r.waitAccepted(t, 5))
+	if diff := cmp.Diff([]string{"x", "a", "c", "d", "e"}, got); diff != "" {
+		t.Errorf("accepted updates (-want +got):\n%s", diff)
 	}
 }
 

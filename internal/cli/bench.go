@@ -224,8 +224,8 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 	if firstErr != nil {
 		fmt.Fprintf(a.stderr, "dure: bench: %d of %d jobs failed; first: %s\n", res.Failed, o.jobs, describeError(firstErr))
 	}
-	res.SubmitS = submitDur.Seconds()
-	res.E2ES = e2eDur.Seconds()
+	res.SubmitS = round(submitDur.Seconds())
+	res.E2ES = round(e2eDur.Seconds())
 	ok := o.jobs - res.Failed
 	res.SubmitPerS = round(float64(o.jobs-countZero(ids)) / submitDur.Seconds())
 	res.E2EJobsPerS = round(float64(ok) / e2eDur.Seconds())
@@ -248,7 +248,7 @@ func countZero(ids []uint64) int {
 func waitStarted(ctx context.Context, cl *api.Client, id uint64) error {
 	var idx uint64
 	for {
-		j, newIdx, err := cl.GetJob(ctx, id, api.WatchOptions{Index: idx, Wait: watchWait})
+		j, newIdx, err := getJob(ctx, cl, id, api.WatchOptions{Index: idx, Wait: watchWait})
 		if err != nil {
 			return err
 		}

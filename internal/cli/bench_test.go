@@ -80,7 +80,9 @@ func TestBenchDispatchIdleSubmitsOneAtATime(t *testing.T) {
 	srv := newFakeServer(t)
 	const n = 5
 	done := make(chan cliResult)
-	go func() { done <- runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--idle", "--jobs", fmt.Sprint(n), "-o", "json") }()
+	go func() {
+		done <- runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--idle", "--jobs", fmt.Sprint(n), "-o", "json")
+	}()
 	for id := uint64(1); id <= n; id++ {
 		srv.awaitWaiting(fmt.Sprintf("/v1/jobs/%d", id)) // the bench waits for job id to start…
 		if got := len(srv.submitted()); got != int(id) {

@@ -140,6 +140,15 @@ func toModel(r api.Resources) model.Resources {
 	return model.Resources{MilliCPU: r.MilliCPU, MemoryBytes: r.MemoryBytes, GPUs: r.GPUs, ScratchBytes: r.ScratchBytes, Custom: r.Custom}
 }
 
+// fmtRequest renders a requested amount of bytes; "-" when none was asked
+// for (no limit), which "0B" would misstate.
+func fmtRequest(b int64) string {
+	if b == 0 {
+		return "-"
+	}
+	return model.FormatBytes(b)
+}
+
 // usedOf renders "used/total" for one dimension.
 func usedOf(used, total string) string { return used + "/" + total }
 

@@ -85,7 +85,7 @@ func renderJobs(w io.Writer, jobs []api.Job, now time.Time, wide bool) {
 		if wide {
 			tot := totalResources(j)
 			cells = append(cells, strconv.Itoa(j.Priority), model.FormatMilliCPU(tot.MilliCPU),
-				model.FormatBytes(tot.MemoryBytes), strconv.FormatInt(tot.GPUs, 10),
+				fmtRequest(tot.MemoryBytes), strconv.FormatInt(tot.GPUs, 10),
 				ago(now, j.SubmitTime), orDash(truncate(j.Reason.Message, 60)))
 		}
 		row(t, cells...)
@@ -229,7 +229,7 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 	row(t, "  GROUP", "TASKS", "CPU", "MEM", "GPU", "CONSTRAINTS", "COMMAND")
 	for _, g := range j.Groups {
 		row(t, "  "+orDash(g.Name), strconv.Itoa(max(g.Count, 1)), model.FormatMilliCPU(g.Resources.MilliCPU),
-			model.FormatBytes(g.Resources.MemoryBytes), strconv.FormatInt(g.Resources.GPUs, 10),
+			fmtRequest(g.Resources.MemoryBytes), strconv.FormatInt(g.Resources.GPUs, 10),
 			fmtLabels(g.Constraints), fmtCommand(g.Command))
 	}
 	t.Flush()

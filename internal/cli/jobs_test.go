@@ -243,7 +243,8 @@ func TestRenderJobPendingAndRunningTimes(t *testing.T) {
 		{"running shows how long it has run", cannedJobs()[1], []string{
 			"Started:    2025-03-01 12:55:00 (waited 55m)\n", "Ended:      - (running 1h5m)\n"}},
 		{"cancelled before it started", cannedJobs()[4], []string{
-			"Exit code:  0\n", "Started:    -\n", "Ended:      2025-02-28 13:00:00\n"}},
+			"Exit code:  0\n", "Started:    -\n", "Ended:      2025-02-28 13:00:00\n",
+			"  main   1      1    -    0    -            x\n"}}, // no memory asked for: "-", not "0B"
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,10 +73,13 @@ func renderNodes(w io.Writer, nodes []api.Node, now time.Time, wide bool) {
 
 // nodeReason says why a node takes no new work, if it does not.
 func nodeReason(n *api.Node) string {
-	if n.Drain && n.DrainReason != "" {
+	switch {
+	case n.Drain:
 		return n.DrainReason
+	case n.Status != "ready":
+		return n.StatusReason
 	}
-	return n.StatusReason
+	return ""
 }
 
 func (a *app) nodeCommand() *cobra.Command {

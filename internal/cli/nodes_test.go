@@ -16,15 +16,15 @@ func cannedNodes() []api.Node {
 		{Name: "gpu1", Address: "10.0.0.11:7071", State: "ready", Status: "ready",
 			Capacity: api.Resources{MilliCPU: 64000, MemoryBytes: 512 << 30, GPUs: 8},
 			Used:     api.Resources{MilliCPU: 16500, MemoryBytes: 96 << 30, GPUs: 4},
-			GPUs: []api.GPU{{Index: 0, Model: "H100", MemoryBytes: 80 << 30, UUID: "GPU-aaaa"}, {Index: 1, Model: "H100", MemoryBytes: 80 << 30, UUID: "GPU-bbbb"}},
-			Labels: map[string]string{"pool": "gpu", "gpu.model": "H100"}, Allocations: 3,
+			GPUs:     []api.GPU{{Index: 0, Model: "H100", MemoryBytes: 80 << 30, UUID: "GPU-aaaa"}, {Index: 1, Model: "H100", MemoryBytes: 80 << 30, UUID: "GPU-bbbb"}},
+			Labels:   map[string]string{"pool": "gpu", "gpu.model": "H100"}, Allocations: 3,
 			RegisteredAt: t0.Add(-48 * time.Hour), LastSeen: t0.Add(-2 * time.Second), AgentVersion: "0.1.0"},
 		{Name: "n1", Address: "10.0.0.1:7071", State: "draining", Status: "ready", Drain: true, DrainReason: "disk swap",
 			Capacity: api.Resources{MilliCPU: 2000, MemoryBytes: 3 << 29},
 			Used:     api.Resources{MilliCPU: 1000, MemoryBytes: 256 << 20}, Allocations: 1,
 			RegisteredAt: t0.Add(-time.Hour), LastSeen: t0.Add(-1 * time.Second), AgentVersion: "0.1.0"},
 		{Name: "n2", Address: "10.0.0.2:7071", State: "down", Status: "down", StatusReason: "missed heartbeats for 30s",
-			Capacity: api.Resources{MilliCPU: 2000, MemoryBytes: 2 << 30},
+			Capacity:     api.Resources{MilliCPU: 2000, MemoryBytes: 2 << 30},
 			RegisteredAt: t0.Add(-time.Hour), LastSeen: t0.Add(-45 * time.Second)},
 	}
 }
@@ -181,5 +181,22 @@ func TestStatusVerb(t *testing.T) {
 				t.Errorf("status -o json: %v %+v", err, got)
 			}
 		})
+	}
+}
+
+func TestNodeReasonShowsOnlyWhyANodeTakesNoWork(t *testing.T) {
+	tests := []struct {
+		name string
+		node api.Node
+		want string
+	}{
+		{"ready node's status note is noise", api.Node{Status: "ready", StatusReason: "registered"}, ""},
+		{"down node says why", api.Node{Status: "down", StatusReason: "missed heartbeats"}, "missed heartbeats"},
+		{"drain reason wins", api.Node{Status: "down", StatusReason: "missed heartbeats", Drain: true, DrainReason: "RMA"}, "RMA"},
+	}
+	for _, tt := range tests {
+		if got := nodeReason(&tt.node); got != tt.want {
+			t.Errorf("%s: nodeReason = %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }

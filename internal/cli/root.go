@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -202,15 +201,4 @@ func parseJobID(s string) (uint64, error) {
 		return 0, fmt.Errorf("invalid job ID %q: want a positive number like 12", s)
 	}
 	return id, nil
-}
-
-// isTerminal reports whether w is a character device (a terminal), which is
-// when progress lines and spinners are worth drawing.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

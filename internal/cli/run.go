@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -26,6 +27,9 @@ const (
 	logGrace = 10 * time.Second
 	// exitInterrupted is the exit code after Ctrl-C, as shells use.
 	exitInterrupted = 130
+	// retryFor is how long watches retry while the server is unreachable
+	// or has no leader.
+	retryFor = 60 * time.Second
 )
 
 func (a *app) runCommand() *cobra.Command {
@@ -75,7 +79,7 @@ func (a *app) runJob(ctx context.Context, js api.JobSpec) error {
 	var idx uint64
 	var j api.Job
 	for {
-		j, idx, err = cl.GetJob(ctx, id, api.WatchOptions{Index: idx, Wait: watchWait})
+		j, idx, err = getJob(ctx, cl, id, api.WatchOptions{Index: idx, Wait: watchWait})
 		if err != nil {
 			prog.stop()
 			stopLogs()
@@ -118,10 +122,45 @@ func (a *app) runJob(ctx context.Context, js api.JobSpec) error {
 func (a *app) cancelAttached(cl *api.Client, id uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := cl.CancelJob(ctx, id); err != nil && !isConflict(err) {
+	if _, err := cl.CancelJob(ctx, id); isConflict(err) {
+		return &ExitError{Code: exitInterrupted, Err: fmt.Errorf("interrupted; job %d had already ended", id)}
+	} else if err != nil {
 		return &ExitError{Code: exitInterrupted, Err: fmt.Errorf("interrupted; cancelling job %d failed: %w", id, err)}
 	}
 	return &ExitError{Code: exitInterrupted, Err: fmt.Errorf("interrupted: cancelled job %d", id)}
+}
+
+// getJob is api.Client.GetJob riding out a leader election or a server
+// restart: once a watch is under way (w.Index set: the server answered
+// before), transient failures are retried with backoff for up to retryFor,
+// so a failover does not end `dure run` or `dure wait`. A first request
+// that fails fails at once: the address is probably wrong.
+func getJob(ctx context.Context, cl *api.Client, id uint64, w api.WatchOptions) (api.Job, uint64, error) {
+	backoff := 100 * time.Millisecond
+	giveUp := time.Now().Add(retryFor)
+	for {
+		j, idx, err := cl.GetJob(ctx, id, w)
+		if err == nil || w.Index == 0 || !transient(err) || ctx.Err() != nil || time.Now().After(giveUp) {
+			return j, idx, err
+		}
+		select {
+		case <-ctx.Done():
+			return j, idx, err
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// transient reports whether err may go away by itself: no leader right now,
+// or the server could not be reached.
+func transient(err error) bool {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return e.Code == api.CodeUnavailable
+	}
+	var ue *url.Error
+	return errors.As(err, &ue)
 }
 
 func isConflict(err error) bool {
@@ -272,6 +311,7 @@ func (l *lineWriter) flush() {
 type progress struct {
 	w    io.Writer
 	on   bool
+	cols int // terminal width: the line is cut to fit
 	id   uint64
 	now  func() time.Time
 	mu   sync.Mutex
@@ -284,7 +324,7 @@ type progress struct {
 var spinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
 
 func newProgress(w io.Writer, on bool, id uint64, now func() time.Time) *progress {
-	p := &progress{w: w, on: on, id: id, now: now, quit: make(chan struct{}), done: make(chan struct{})}
+	p := &progress{w: w, on: on, cols: termWidth(w), id: id, now: now, quit: make(chan struct{}), done: make(chan struct{})}
 	if !on {
 		close(p.done)
 		return p
@@ -306,7 +346,7 @@ func (p *progress) loop() {
 	for i := 0; ; i++ {
 		p.mu.Lock()
 		if p.j.ID != 0 {
-			line := fmt.Sprintf("%s job %d %s", spinner[i%len(spinner)], p.id, progressText(&p.j, p.now()))
+			line := truncate(fmt.Sprintf("%s job %d %s", spinner[i%len(spinner)], p.id, progressText(&p.j, p.now())), p.cols-1)
 			fmt.Fprintf(p.w, "\r\033[K%s", line)
 			p.line = line
 		}

@@ -53,6 +53,9 @@ type fakeServer struct {
 	status   api.Status
 	logs     map[logKey]*logBuf
 	listReqs []string // raw query of every GET /v1/jobs
+	// failWatches is how many more blocking job reads answer 503, as a
+	// server without a leader does.
+	failWatches int
 	// submitErr, when set, answers every submission.
 	submitErr *api.Error
 	// onSubmit runs (in its own goroutine) after each accepted submission.
@@ -295,6 +298,16 @@ func (f *fakeServer) lookup(w http.ResponseWriter, r *http.Request) (uint64, boo
 func (f *fakeServer) getJob(w http.ResponseWriter, r *http.Request) {
 	id, ok := f.lookup(w, r)
 	if !ok {
+		return
+	}
+	f.mu.Lock()
+	fail := r.URL.Query().Get("index") != "" && f.failWatches > 0
+	if fail {
+		f.failWatches--
+	}
+	f.mu.Unlock()
+	if fail {
+		writeErr(w, 503, api.Error{Code: api.CodeUnavailable, Message: "no leader available right now"})
 		return
 	}
 	f.block(r)

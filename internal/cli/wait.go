@@ -106,7 +106,7 @@ func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) 
 	var last api.Job
 	var idx uint64
 	for {
-		j, newIdx, err := cl.GetJob(ctx, id, api.WatchOptions{Index: idx, Wait: watchWait})
+		j, newIdx, err := getJob(ctx, cl, id, api.WatchOptions{Index: idx, Wait: watchWait})
 		if err != nil {
 			return last, err
 		}
@@ -121,7 +121,7 @@ func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) 
 // message already does.
 func aboutJob(id uint64, err error) string {
 	msg := describeError(err)
-	if id != 0 && !strings.Contains(msg, strconv.FormatUint(id, 10)) {
+	if id != 0 && !strings.Contains(msg, "job "+strconv.FormatUint(id, 10)) {
 		return fmt.Sprintf("job %d: %s", id, msg)
 	}
 	return msg

@@ -167,3 +167,27 @@ func TestLogsFollowStreamsUntilTheTaskEnds(t *testing.T) {
 		t.Errorf("got %+v", res)
 	}
 }
+
+func TestWaitRidesOutALeaderElection(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.addJob(pendingJob(1))
+	srv.failWatches = 2 // the next two blocking reads answer 503
+	srv.onSubmit = nil
+	done := make(chan cliResult)
+	go func() { done <- runCLI(t, srv.srv.URL, "", "wait", "1") }()
+	srv.awaitWaiting("/v1/jobs/1") // a watch got through after the 503s
+	srv.update(1, finish("succeeded", 0, api.Reason{}))
+	if res := <-done; res != (cliResult{stdout: "1 succeeded (exit 0)\n"}) {
+		t.Errorf("got %+v", res)
+	}
+	if srv.failWatches != 0 {
+		t.Errorf("%d 503s left unanswered; want the CLI to have retried through both", srv.failWatches)
+	}
+}
+
+func TestWaitFailsAtOnceWhenTheServerNeverAnswered(t *testing.T) {
+	res := runCLI(t, "http://127.0.0.1:1", "", "wait", "1")
+	if res.code != 1 || !strings.Contains(res.stderr, "cannot reach the dure server") {
+		t.Errorf("got %+v; want exit 1 with advice", res)
+	}
+}

@@ -179,7 +179,10 @@ func TestLostSupervisorIsRecorded(t *testing.T) {
 // memory controller, so the v2 driver is exercised there for everything but
 // the limits: clone into the cgroup, killing leftovers with cgroup.kill,
 // removal, and the setup failure when a limit cannot be written.
-func unifiedRunner(t *testing.T) *Runner {
+//
+// These tests do not run in parallel with each other: they change the
+// mount's root subtree_control and put it back.
+func unifiedRunner(t *testing.T) (*Runner, []string) {
 	t.Helper()
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -189,21 +192,32 @@ func unifiedRunner(t *testing.T) *Runner {
 	if !ok {
 		t.Skip("no cgroup2 mount on this machine")
 	}
-	p, err := prepareV2(root, cgroupParentName(), nil)
+	// Delegate whatever controller the mount has (hugetlb here) so the
+	// subtree_control path is exercised too; put the root back afterwards.
+	var controllers []string
+	if data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil && len(strings.Fields(string(data))) > 0 {
+		controllers = strings.Fields(string(data))[:1]
+		before, _ := os.ReadFile(filepath.Join(root, "cgroup.subtree_control"))
+		if !strings.Contains(string(before), controllers[0]) {
+			t.Cleanup(func() { _ = writeFile(filepath.Join(root, "cgroup.subtree_control"), "-"+controllers[0]) })
+		}
+	}
+	p, err := prepareV2(root, cgroupParentName(), controllers)
 	if err != nil {
 		t.Skipf("cgroup2 mount at %s not writable: %v", root, err)
 	}
+
 	r, err := NewRunner(Config{Dir: t.TempDir(), SupervisorCommand: supervisorCommand(t), Cgroups: cgroupOff})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.cg = p
-	return r
+	return r, controllers
 }
 
 func TestV2DriverOnUnifiedMount(t *testing.T) {
-	t.Parallel()
-	h := newHarnessWith(t, unifiedRunner(t))
+	r, delegated := unifiedRunner(t)
+	h := newHarnessWith(t, r)
 	cg := h.r.cg.forTask("v2")
 	h.start(shell("v2", `setsid sleep 300 >/dev/null 2>&1 & echo $!; cat /proc/self/cgroup; echo ready; exec sleep 60`))
 	h.waitForOutput("v2", "ready")
@@ -212,6 +226,9 @@ func TestV2DriverOnUnifiedMount(t *testing.T) {
 	rel := strings.TrimPrefix(cg.Dir, filepath.Dir(filepath.Dir(cg.Dir)))
 	if !strings.Contains(strings.Join(out, "\n"), "0::"+rel) {
 		t.Errorf("task is not in its v2 cgroup %s; /proc/self/cgroup:\n%s", rel, strings.Join(out, "\n"))
+	}
+	if got := readCgroupFile(t, cg.Dir, "cgroup.controllers"); len(delegated) > 0 && !strings.Contains(got, delegated[0]) {
+		t.Errorf("task cgroup controllers = %q, want the delegated %v", got, delegated)
 	}
 	procs, err := cgroupPIDs(cg)
 	if err != nil {
@@ -235,8 +252,8 @@ func TestV2DriverOnUnifiedMount(t *testing.T) {
 }
 
 func TestV2SetupFailureIsAStartError(t *testing.T) {
-	t.Parallel()
-	h := newHarnessWith(t, unifiedRunner(t))
+	r, _ := unifiedRunner(t)
+	h := newHarnessWith(t, r)
 	// No memory controller on this mount: memory.max cannot be written, so
 	// the task must not start (running it unlimited would be wrong).
 	spec := shell("nomem", "true")

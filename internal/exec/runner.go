@@ -38,10 +38,10 @@ const handshakeTimeout = 30 * time.Second
 type Runner struct {
 	dir     string
 	command []string // the supervisor command, argv[0] resolved
-	supEnv  []string // the supervisor's environment
 	cg      cgroupParent
 	log     *slog.Logger
 	devnull *os.File
+	supLog  *os.File // the supervisors' shared stdout/stderr
 	events  *eventQueue
 
 	mu       sync.Mutex
@@ -111,33 +111,26 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec: %w", err)
 	}
+	// One log for all supervisors (their own errors, rarely written): a file
+	// per task would cost an inode per task for nothing.
+	supLog, err := os.OpenFile(filepath.Join(dir, supervisorLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		devnull.Close()
+		return nil, fmt.Errorf("exec: Config.Dir: %w", err)
+	}
 	command := append([]string{bin}, cfg.SupervisorCommand[1:]...)
 	log = log.With("component", "exec")
 	log.Debug("runner ready", "dir", dir, "cgroups", cg.driver)
 	return &Runner{
-		supEnv:  supervisorEnv(os.Environ()),
 		dir:     dir,
 		command: command,
 		cg:      cg,
 		log:     log,
 		devnull: devnull,
+		supLog:  supLog,
 		events:  newEventQueue(),
 		tasks:   make(map[string]*task),
 	}, nil
-}
-
-// supervisorEnv is the agent's environment with GOMAXPROCS=1: a supervisor
-// mostly sleeps, and one P keeps the Go scheduler from spinning idle
-// threads, which measurably cuts its CPU cost per task. (The task gets its
-// own environment, TaskSpec.Env.)
-func supervisorEnv(env []string) []string {
-	out := make([]string, 0, len(env)+1)
-	for _, e := range env {
-		if !strings.HasPrefix(e, "GOMAXPROCS=") {
-			out = append(out, e)
-		}
-	}
-	return append(out, "GOMAXPROCS=1")
 }
 
 // validCgroupParent accepts a relative path of [A-Za-z0-9._-]+ components.
@@ -217,24 +210,17 @@ func (r *Runner) launch(t *task, spec TaskSpec) (time.Time, error) {
 	if err := os.WriteFile(filepath.Join(t.dir, specFile), data, 0o600); err != nil {
 		return time.Time{}, r.lost(t, fmt.Sprintf("writing spec: %v", err))
 	}
-	logf, err := os.OpenFile(filepath.Join(t.dir, supervisorLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return time.Time{}, r.lost(t, fmt.Sprintf("creating supervisor log: %v", err))
-	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		logf.Close()
 		return time.Time{}, r.lost(t, fmt.Sprintf("pipe: %v", err))
 	}
 	argv := append(slices.Clip(r.command), t.dir)
 	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
-		Env:   r.supEnv,
-		Files: []*os.File{r.devnull, logf, logf, pw},
+		Files: []*os.File{r.devnull, r.supLog, r.supLog, pw},
 		// Its own session: the supervisor outlives the agent and never gets
 		// the agent's terminal signals.
 		Sys: &syscall.SysProcAttr{Setsid: true},
 	})
-	logf.Close()
 	pw.Close()
 	if err != nil {
 		pr.Close()
@@ -255,7 +241,7 @@ func (r *Runner) launch(t *task, spec TaskSpec) (time.Time, error) {
 		case rerr != nil:
 			return time.Time{}, r.lost(t, fmt.Sprintf("supervisor did not report start-up: %v", rerr))
 		default:
-			return time.Time{}, r.lost(t, fmt.Sprintf("supervisor failed (%v): %s", state, logTail(t.dir)))
+			return time.Time{}, r.lost(t, fmt.Sprintf("supervisor failed (%v): %s", state, logTail(filepath.Join(r.dir, supervisorLog), t.dir)))
 		}
 	}
 	w, err := openPidWatch(proc.Pid)
@@ -343,16 +329,29 @@ func (r *Runner) lost(t *task, msg string) error {
 	return errors.New(msg)
 }
 
-// logTail returns the end of a supervisor's own log, for error messages.
-func logTail(dir string) string {
-	data, err := os.ReadFile(filepath.Join(dir, supervisorLog))
-	if err != nil || len(data) == 0 {
+// logTail returns the last lines the supervisors' shared log has about
+// taskDir, for error messages.
+func logTail(path, taskDir string) string {
+	f, err := os.Open(path)
+	if err != nil {
 		return "no supervisor log"
 	}
-	if len(data) > 1024 {
-		data = data[len(data)-1024:]
+	defer f.Close()
+	const window = 64 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > window {
+		_, _ = f.Seek(st.Size()-window, io.SeekStart)
 	}
-	return strings.TrimSpace(string(data))
+	data, _ := io.ReadAll(f)
+	var mine []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, taskDir) {
+			mine = append(mine, l)
+		}
+	}
+	if len(mine) == 0 {
+		return "see " + path
+	}
+	return strings.Join(mine[max(0, len(mine)-3):], "; ")
 }
 
 // Stop asks the task to end: SIGTERM to its process group, SIGKILL after
@@ -497,5 +496,5 @@ func (r *Runner) Close() error {
 	}
 	r.watchers.Wait()
 	r.events.close()
-	return r.devnull.Close()
+	return errors.Join(r.devnull.Close(), r.supLog.Close())
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,6 +254,19 @@ func TestStop(t *testing.T) {
 			t.Errorf("killed %v after Stop, before the %v grace was over", res.FinishedAt.Sub(stopAt), grace)
 		}
 	})
+	t.Run("a second Stop can shorten the grace", func(t *testing.T) {
+		h.start(shell("stop-c", `trap "" TERM; echo ready; while :; do sleep 1; done`))
+		h.waitForOutput("stop-c", "ready")
+		if err := h.r.Stop("stop-c", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.r.Stop("stop-c", 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if res := h.wait("stop-c"); !res.Stopped || res.Signal != "SIGKILL" {
+			t.Errorf("got %+v, want Stopped by SIGKILL well before the first hour of grace", res)
+		}
+	})
 	t.Run("unknown task", func(t *testing.T) {
 		if err := h.r.Stop("nope", 0); !errors.Is(err, ErrUnknownTask) {
 			t.Errorf("err = %v, want ErrUnknownTask", err)
@@ -369,6 +383,11 @@ func TestCloseLeavesTasksRunning(t *testing.T) {
 	}
 	if res := r2.wait("after-close"); !res.Stopped {
 		t.Errorf("got %+v, want Stopped", res)
+	}
+	// The closed runner no longer reaps its child; the test does.
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		t.Errorf("reaping the supervisor: %v", err)
 	}
 }
 

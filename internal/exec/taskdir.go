@@ -14,10 +14,12 @@ import (
 
 // Files in a task's directory <Dir>/<ID>/. The runner writes spec.json and
 // stop; the supervisor writes everything else. Logs stay until Remove.
+// Seven inodes per task: on ext4, inode allocation is a visible part of the
+// per-task cost, so do not add files lightly.
 const (
 	specFile       = "spec.json"      // supervisorSpec, written once before the supervisor starts
 	pidFile        = "supervisor.pid" // the supervisor's pid, so a restarted agent can find it
-	supervisorLog  = "supervisor.log" // the supervisor's own stdout/stderr
+	supervisorLog  = "supervisor.log" // in Dir, not per task: all supervisors' own stdout/stderr
 	statusFile     = "status.json"    // the Result; its presence means "ended and cleaned up"
 	stopFile       = "stop"           // grace in nanoseconds, written by Stop before SIGTERM
 	scratchDir     = "scratch"        // DURE_SCRATCH; removed when the task ends

@@ -19,7 +19,7 @@ func validID(id string) error {
 	if len(id) > maxIDLen {
 		return fmt.Errorf("exec: TaskSpec.ID: must be at most %d characters, got %d", maxIDLen, len(id))
 	}
-	if id == "." || id == ".." {
+	if id == "." || id == ".." || id == supervisorLog {
 		return fmt.Errorf("exec: TaskSpec.ID: must not be %q", id)
 	}
 	for i := 0; i < len(id); i++ {

@@ -21,6 +21,7 @@ func TestValidateSpec(t *testing.T) {
 		{"empty ID", func(s *TaskSpec) { s.ID = "" }, "TaskSpec.ID: must not be empty"},
 		{"ID with slash", func(s *TaskSpec) { s.ID = "a/b" }, "TaskSpec.ID: must match"},
 		{"ID dot-dot", func(s *TaskSpec) { s.ID = ".." }, "TaskSpec.ID: must not be"},
+		{"ID of the runner's own log", func(s *TaskSpec) { s.ID = "supervisor.log" }, "TaskSpec.ID: must not be"},
 		{"ID too long", func(s *TaskSpec) { s.ID = strings.Repeat("x", 201) }, "TaskSpec.ID: must be at most 200"},
 		{"no command", func(s *TaskSpec) { s.Command = nil }, "TaskSpec.Command: must name a program"},
 		{"empty program", func(s *TaskSpec) { s.Command = []string{""} }, "TaskSpec.Command: must name a program"},

@@ -87,8 +87,7 @@ func realisticLog(t *testing.T) *harness {
 func replay(t *testing.T, log []entry) *fsm.FSM {
 	t.Helper()
 	f := fsm.New(state.New())
-	f.Apply(log[0].index, log[0].term, log[0].data)
-	for _, e := range log[1:] {
+	for _, e := range log {
 		f.Apply(e.index, e.term, e.data)
 	}
 	return f

@@ -258,7 +258,7 @@ func checkInvariants(rt *rapid.T, before, after *state.Snapshot, data []byte) {
 		liveCurrent := 0
 		for _, a := range after.AllocsByJob(j.ID) {
 			if a.ID != model.AllocID(a.JobID, a.TaskIndex, a.Attempt) || a.JobID != j.ID {
-				rt.Fatalf("allocation %s filed under job %d is named for job %d task %d attempt %d", a.ID, j.ID, a.JobID, a.TaskIndex, a.Attempt)
+				rt.Fatalf("allocation %s, listed under job %d, records job %d task %d attempt %d", a.ID, j.ID, a.JobID, a.TaskIndex, a.Attempt)
 			}
 			if a.Status.Terminal() {
 				continue

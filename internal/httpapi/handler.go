@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -93,10 +94,37 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}
-	if dec.More() {
-		return apiError(http.StatusBadRequest, api.CodeInvalid, "", "body holds more than one JSON value")
+	// dec.More is not enough: it reports false for a stray ']' or '}'.
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return decodeError(err)
+		}
+		return apiError(http.StatusBadRequest, api.CodeInvalid, "", "the body must hold exactly one JSON value; found more after it")
 	}
 	return nil
+}
+
+// jsonKind names what JSON value a Go type is decoded from, for messages
+// that speak of the input rather than of Go types.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return fmt.Sprintf("an integer (%d bits)", t.Bits())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("a non-negative integer (%d bits)", t.Bits())
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
 }
 
 func decodeError(err error) error {
@@ -107,7 +135,11 @@ func decodeError(err error) error {
 	case errors.As(err, &tooBig):
 		return apiError(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "", fmt.Sprintf("body is larger than %d bytes", tooBig.Limit))
 	case errors.As(err, &typeErr):
-		return apiError(http.StatusBadRequest, api.CodeInvalid, typeErr.Field, fmt.Sprintf("must be a %s, got a JSON %s", typeErr.Type, typeErr.Value))
+		what := "must be"
+		if typeErr.Field == "" {
+			what = "the body must be"
+		}
+		return apiError(http.StatusBadRequest, api.CodeInvalid, typeErr.Field, fmt.Sprintf("%s %s, got %s", what, jsonKind(typeErr.Type), typeErr.Value))
 	case errors.As(err, &syntaxErr):
 		return apiError(http.StatusBadRequest, api.CodeInvalid, "", fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err))
 	case errors.Is(err, io.EOF):
@@ -139,8 +171,10 @@ func watchParams(r *http.Request) (index uint64, wait time.Duration, err error) 
 
 // block runs read until it reports a result newer than index, the wait
 // passes, or the client goes away. read returns the highest modify index of
-// what it looked at and a channel closed when any of it changes.
-func block(ctx context.Context, index uint64, wait time.Duration, read func() (uint64, <-chan struct{}, error)) error {
+// what it looked at and a channel closed when any of it changes. A restore
+// of the store (a follower installing a snapshot) replaces every watch
+// channel, so it wakes the reader too.
+func block(ctx context.Context, store *state.Store, index uint64, wait time.Duration, read func() (uint64, <-chan struct{}, error)) error {
 	if index == 0 {
 		_, _, err := read()
 		return err
@@ -148,12 +182,14 @@ func block(ctx context.Context, index uint64, wait time.Duration, read func() (u
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
+		restored := store.Restored() // before read's snapshot; see Store.Restored
 		modified, ch, err := read()
 		if err != nil || modified > index {
 			return err
 		}
 		select {
 		case <-ch:
+		case <-restored:
 		case <-timer.C:
 			return nil
 		case <-ctx.Done():

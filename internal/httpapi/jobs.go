@@ -80,7 +80,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []api.Job
 	var snapIndex uint64
-	err = block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = block(r.Context(), h.b.Store(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		out = out[:0]
@@ -118,7 +118,7 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
 	}
 	var out api.Job
 	var snapIndex uint64
-	err = block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = block(r.Context(), h.b.Store(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		j, ch := snap.JobWatch(id)

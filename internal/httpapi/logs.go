@@ -49,6 +49,7 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 	var alloc *model.Allocation
 	var node *model.Node
 	for {
+		restored := h.b.Store().Restored()
 		snap := h.b.Store().Snapshot()
 		j, ch := snap.JobWatch(id)
 		if j == nil {
@@ -74,6 +75,7 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-ch:
+		case <-restored:
 		case <-time.After(30 * time.Second): // re-check even if no watch fires
 		case <-r.Context().Done():
 			return

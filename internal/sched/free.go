@@ -30,7 +30,11 @@ type nodeState struct {
 	gpuIdx    []int  // device indices, ascending, unique
 	gpuUsed   []bool // parallel to gpuIdx
 	freeSlots int64
+
+	freeShare int64 // F in bestFit; refreshShare after every change
 }
+
+func (n *nodeState) refreshShare() { n.freeShare = freeShareOf(n) }
 
 // hasGPUs reports whether the node has usable GPUs (kept for GPU work).
 func (n *nodeState) hasGPUs() bool { return n.capGPU > 0 }
@@ -101,6 +105,9 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 			continue // on a down or draining node: holds nothing we could use
 		}
 		sched[i].hold(a.Resources, a.GPUIndices)
+	}
+	for i := range sched {
+		sched[i].refreshShare()
 	}
 	return sched, unsched
 }

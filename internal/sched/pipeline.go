@@ -16,19 +16,22 @@ var staticFilters = []func(n *nodeState, s *shape) bool{
 	capacityEverEnough,
 }
 
-// A scorer rates a node for one task of a shape, assuming the task fits now;
-// lower is better. A node's key is the weighted sum of all scores; ties go to
-// the node whose name sorts first.
+// A scorer rates a node for one task of a shape that fits there; lower is
+// better. A node's key is the weighted sum of all scores; ties go to the node
+// whose name sorts first.
 type scorer struct {
 	weight int64
 	score  func(n *nodeState, s *shape) int64
 }
 
-// scorers: keepGPUNodes dominates (its weight exceeds any bestFit score), so
-// a CPU-only task lands on a GPU node only when no CPU node fits; among the
-// rest, best fit.
+// keepGPUWeight exceeds any bestFit score (at most 4×bestFitScale), so
+// keepGPUNodes decides first and bestFit breaks its ties.
+const keepGPUWeight = 1 << 40
+
+// scorers: a CPU-only task lands on a GPU node only when no CPU node fits;
+// among the rest, best fit.
 var scorers = []scorer{
-	{weight: 1 << 40, score: keepGPUNodes},
+	{weight: keepGPUWeight, score: keepGPUNodes},
 	{weight: 1, score: bestFit},
 }
 
@@ -44,6 +47,9 @@ func nodeKey(n *nodeState, s *shape) int64 {
 // matchesConstraints: the node carries every label key=value the group asks
 // for.
 func matchesConstraints(n *nodeState, s *shape) bool {
+	if len(s.constraints) == 0 {
+		return true
+	}
 	for k, v := range s.constraints {
 		if got, ok := n.node.Labels[k]; !ok || got != v {
 			return false
@@ -58,6 +64,9 @@ func capacityEverEnough(n *nodeState, s *shape) bool {
 	r := &s.req
 	if r.MilliCPU > n.capCPU || r.MemoryBytes > n.capMem || r.GPUs > n.capGPU || r.ScratchBytes > n.capScratch {
 		return false
+	}
+	if len(r.Custom) == 0 {
+		return true
 	}
 	for k, v := range r.Custom {
 		if v > n.node.Capacity.Custom[k] {
@@ -79,28 +88,34 @@ func keepGPUNodes(n *nodeState, s *shape) int64 {
 // bestFitScale is the resolution of one dimension's share in bestFit.
 const bestFitScale = 1 << 20
 
-// bestFit is the free capacity the node would have left after the task,
-// summed over cpu, memory, GPUs and scratch as fractions of the node's
-// capacity (each in [0, bestFitScale]). Packing tasks tightly leaves whole
-// nodes free for big jobs. Integer arithmetic keeps it exact and identical on
-// every platform.
+// bestFit approximates the free capacity the node would have left after the
+// task, as fractions of the node's capacity summed over cpu, memory, GPUs and
+// scratch: the node's free share F minus the task's share of the node's
+// capacity R (each dimension in [0, bestFitScale], rounded down). Packing
+// tasks tightly leaves whole nodes free for big jobs. F is kept on the node
+// (nodeState.freeShare) so it is computed once per change, not per shape.
+// Integer arithmetic keeps it exact and identical on every platform.
 func bestFit(n *nodeState, s *shape) int64 {
 	r := &s.req
-	return share(n.cpu-r.MilliCPU, n.capCPU) +
-		share(n.mem-r.MemoryBytes, n.capMem) +
-		share(min(n.gpu, n.freeSlots)-r.GPUs, n.capGPU) +
-		share(n.scratch-r.ScratchBytes, n.capScratch)
+	return n.freeShare - share(r.MilliCPU, n.capCPU) - share(r.MemoryBytes, n.capMem) -
+		share(r.GPUs, n.capGPU) - share(r.ScratchBytes, n.capScratch)
 }
 
-// share returns left/capacity scaled to bestFitScale, clamped to the range.
-func share(left, capacity int64) int64 {
-	if capacity <= 0 || left <= 0 {
+// freeShareOf is F for a node: its free amounts as shares of its capacity.
+func freeShareOf(n *nodeState) int64 {
+	return share(n.cpu, n.capCPU) + share(n.mem, n.capMem) +
+		share(min(n.gpu, n.freeSlots), n.capGPU) + share(n.scratch, n.capScratch)
+}
+
+// share returns amount/capacity scaled to bestFitScale, clamped to the range.
+func share(amount, capacity int64) int64 {
+	if capacity <= 0 || amount <= 0 {
 		return 0
 	}
-	if left >= capacity {
+	if amount >= capacity {
 		return bestFitScale
 	}
-	hi, lo := bits.Mul64(uint64(left), bestFitScale)
-	q, _ := bits.Div64(hi, lo, uint64(capacity)) // hi < capacity since left < capacity
+	hi, lo := bits.Mul64(uint64(amount), bestFitScale)
+	q, _ := bits.Div64(hi, lo, uint64(capacity)) // hi < capacity since amount < capacity
 	return int64(q)
 }

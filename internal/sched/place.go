@@ -233,6 +233,7 @@ func (p *pass) take(n int32, s *shape, group int) {
 		}
 	}
 	nd.freeSlots -= r.GPUs
+	nd.refreshShare()
 	p.tent = append(p.tent, tentative{node: n, shape: s, group: group, slotsStart: start, slotsEnd: len(p.slots)})
 	p.changes = append(p.changes, n)
 }
@@ -256,6 +257,7 @@ func (p *pass) undo() {
 			nd.gpuUsed[sl] = false
 		}
 		nd.freeSlots += r.GPUs
+		nd.refreshShare()
 		p.changes = append(p.changes, tp.node)
 	}
 	p.tent, p.slots = p.tent[:0], p.slots[:0]

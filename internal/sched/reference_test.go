@@ -83,10 +83,11 @@ func naiveSchedule(s *Snapshot) *Plan {
 			k = 1 << 40
 		}
 		c := nd.n.Capacity
-		return k + share(nd.free.MilliCPU-r.MilliCPU, c.MilliCPU) +
-			share(nd.free.MemoryBytes-r.MemoryBytes, c.MemoryBytes) +
-			share(min(nd.free.GPUs, int64(len(freeDevices(nd))))-r.GPUs, capGPU(nd)) +
-			share(nd.free.ScratchBytes-r.ScratchBytes, c.ScratchBytes)
+		// bestFit: the node's free share minus the task's share of it.
+		return k + share(nd.free.MilliCPU, c.MilliCPU) - share(r.MilliCPU, c.MilliCPU) +
+			share(nd.free.MemoryBytes, c.MemoryBytes) - share(r.MemoryBytes, c.MemoryBytes) +
+			share(min(nd.free.GPUs, int64(len(freeDevices(nd)))), capGPU(nd)) - share(r.GPUs, capGPU(nd)) +
+			share(nd.free.ScratchBytes, c.ScratchBytes) - share(r.ScratchBytes, c.ScratchBytes)
 	}
 	copyAll := func() []*node {
 		out := make([]*node, len(nodes))

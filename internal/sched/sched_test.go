@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -412,23 +413,28 @@ func deepCopy(s *Snapshot) *Snapshot {
 	return c
 }
 
-// TestManyShapesEvictIndexes places more distinct task shapes than the pass
-// keeps indexes for, interleaved, and checks the result against the naive
-// reference.
+// TestManyShapesEvictIndexes uses more distinct task shapes (sizes and
+// constraint sets) than the pass keeps indexes for, interleaved, and checks
+// the result against the naive reference.
 func TestManyShapesEvictIndexes(t *testing.T) {
 	var nodes []*model.Node
-	for i := 0; i < 20; i++ {
-		nodes = append(nodes, testkit.Node(string(rune('a'+i))).CPU(64).Mem("256G").Build())
+	for i := 0; i < 40; i++ {
+		nodes = append(nodes, testkit.Node(fmt.Sprintf("n%02d", i)).CPU(8).Mem("32G").
+			Label("a", fmt.Sprint(i%7)).Label("b", fmt.Sprint(i%11)).Build())
 	}
 	var jobs []*model.Job
 	for i := 1; i <= 3*maxIndexes; i++ {
-		jobs = append(jobs, testkit.Job(model.JobID(i)).MilliCPU(int64(100+(i%(maxIndexes+5))*37)).Tasks(1+i%3).Build())
+		jobs = append(jobs, testkit.Job(model.JobID(i)).MilliCPU(int64(100+(i%13)*300)).Tasks(1+i%3).
+			Constraint("a", fmt.Sprint(i%7)).Constraint("b", fmt.Sprint((i/7)%11)).Build())
 	}
 	snap := &Snapshot{Nodes: nodes, Pending: jobs}
 	got := Schedule(snap, testkit.Epoch, Config{})
 	want := naiveSchedule(snap)
 	if diff := cmp.Diff(want.Placements, got.Placements); diff != "" {
 		t.Errorf("placements differ from the naive reference (-naive +fast):\n%s", diff)
+	}
+	if len(got.Placements) == 0 {
+		t.Errorf("nothing placed: the test exercises nothing")
 	}
 	checkInvariants(t, snap, got)
 }

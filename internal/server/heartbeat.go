@@ -7,6 +7,7 @@ import (
 
 	"github.com/durehq/dure/internal/fsm"
 	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/state"
 )
 
 // heartbeatLoop declares nodes down when they miss their heartbeat deadline.
@@ -72,16 +73,28 @@ func (s *Server) jobsToPrune(now time.Time) []model.JobID {
 	cutoff := now.Add(-s.cfg.JobRetention)
 	var ids []model.JobID
 	finished := 0
-	// Newest first: everything past the cap, or older than the cutoff, goes.
-	s.store.Snapshot().Jobs(func(j *model.Job) bool {
+	snap := s.store.Snapshot()
+	// Newest first: everything past the cap, or older than the cutoff, goes,
+	// except jobs whose tasks are still stopping (the FSM keeps those; asking
+	// would only add a useless entry to the log every interval).
+	snap.Jobs(func(j *model.Job) bool {
 		if !j.State.Terminal() {
 			return true
 		}
 		finished++
-		if finished > s.cfg.MaxFinishedJobs || j.EndTime.Before(cutoff) {
+		if (finished > s.cfg.MaxFinishedJobs || j.EndTime.Before(cutoff)) && !stillStopping(snap, j.ID) {
 			ids = append(ids, j.ID)
 		}
 		return true
 	})
 	return ids
+}
+
+func stillStopping(snap *state.Snapshot, id model.JobID) bool {
+	for _, a := range snap.AllocsByJob(id) {
+		if !a.Status.Terminal() {
+			return true
+		}
+	}
+	return false
 }

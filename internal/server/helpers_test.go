@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -122,5 +121,3 @@ func jobState(s *server.Server, id model.JobID) model.JobState {
 	}
 	return ""
 }
-
-var _ = io.Discard

@@ -288,6 +288,14 @@ func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error
 	if err := s.requireLeader(); err != nil {
 		return 0, err
 	}
+	// A retry of a submission that already went through (the common case
+	// for a key) is answered from the state, without using up an ID. The
+	// FSM still catches a retry that races the first submission.
+	if j.IdempotencyKey != "" {
+		if prev := s.store.Snapshot().JobByIdempotencyKey(j.Owner, j.IdempotencyKey); prev != nil {
+			return prev.ID, nil
+		}
+	}
 	// The FSM refuses an ID below the last one applied, so IDs must reach
 	// raft in the order they are handed out: concurrent submissions would
 	// otherwise race between taking an ID and queueing the entry, and the

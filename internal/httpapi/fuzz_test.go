@@ -1,0 +1,82 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/spec"
+)
+
+// specOf turns a stored job back into the spec it stands for.
+func specOf(j *model.Job) api.JobSpec {
+	s := api.JobSpec{Name: j.Name, Queue: j.Queue, Priority: j.Priority, Walltime: api.Duration(j.Walltime),
+		MaxRetries: j.MaxRetries, Owner: j.Owner, IdempotencyKey: j.IdempotencyKey}
+	for _, g := range j.Groups {
+		r := g.Resources
+		s.Groups = append(s.Groups, api.TaskGroupSpec{Name: g.Name, Count: g.Count, Command: g.Command, Env: g.Env,
+			WorkDir: g.WorkDir, Constraints: g.Constraints,
+			Resources: api.Resources{MilliCPU: r.MilliCPU, MemoryBytes: r.MemoryBytes, GPUs: r.GPUs, ScratchBytes: r.ScratchBytes, Custom: r.Custom}})
+	}
+	return s
+}
+
+// FuzzSubmitJSON posts arbitrary bytes as a job: the API never answers 5xx,
+// and whatever it accepts is a pending job whose spec passes validation.
+func FuzzSubmitJSON(f *testing.F) {
+	seeds := []string{
+		`{"groups":[{"command":["true"]}]}`,
+		`{"name":"train","queue":"default","priority":5,"walltime":"1h","max_retries":2,"owner":"ada","idempotency_key":"k",
+		  "groups":[{"name":"w","count":4,"resources":{"millicpu":2000,"memory_bytes":1073741824,"gpus":1,"scratch_bytes":1,"custom":{"lic":1}},
+		  "command":["python","train.py"],"env":{"A":"1"},"workdir":"/tmp","constraints":{"pool":"gpu"}}]}`,
+		`{"groups":[{"name":"a","command":["x"]},{"name":"a","command":["y"]}]}`,
+		`{"walltime":3600.5,"groups":[{"command":["x"],"count":100001}]}`,
+		`{"groups":[{"command":["\u0000"]}]}`,
+		`{"groups":[{"command":["x"],"env":{"=":"\ud800"}}]}`,
+		`{"groups":[{"command":["x"]}]}]`,
+		`null`, `[]`, `"x"`, ``, `{`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	c := newCluster(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := c.srv.Store().Snapshot().LastJobID()
+		req := httptest.NewRequest(http.MethodPost, "/v1/jobs", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		c.handler.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
+		}
+		if rec.Code != http.StatusCreated {
+			var e api.Error
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" {
+				t.Fatalf("answer %d is not a JSON error: %s", rec.Code, rec.Body)
+			}
+			if after := c.srv.Store().Snapshot().LastJobID(); after != before {
+				t.Fatalf("a refused submission (%d %s) created job %d", rec.Code, e.Message, after)
+			}
+			return
+		}
+		var sub api.SubmitResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &sub); err != nil || sub.ID == 0 {
+			t.Fatalf("201 without an ID: %s", rec.Body)
+		}
+		j := c.srv.Store().Snapshot().Job(model.JobID(sub.ID))
+		if j == nil {
+			t.Fatalf("201 names job %d, which does not exist", sub.ID)
+		}
+		if j.State != model.JobPending {
+			t.Fatalf("new job %d is %s; want pending (there are no nodes)", sub.ID, j.State)
+		}
+		s := specOf(j)
+		if err := spec.Validate(&s); err != nil {
+			t.Fatalf("accepted job %d does not pass validation: %v", sub.ID, err)
+		}
+	})
+}
