@@ -14,8 +14,9 @@ import (
 // check and the best-fit score free of map work in the common case (no
 // custom resources).
 type nodeState struct {
-	node *model.Node
-	name string
+	node  *model.Node
+	name  string
+	index int32 // position in pass.nodes (name order)
 
 	// Capacity. capGPU is the usable GPU count: Capacity.GPUs, but never
 	// more than the devices the agent reported (a GPU task needs indices).
@@ -94,7 +95,9 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 			continue // names are unique in the state store; be safe anyway
 		}
 		byName[n.Name] = int32(len(sched))
-		sched = append(sched, newNodeState(n))
+		ns := newNodeState(n)
+		ns.index = int32(len(sched))
+		sched = append(sched, ns)
 	}
 	for _, a := range allocs {
 		if a == nil || a.Status.Terminal() {

@@ -2,6 +2,8 @@ package sched
 
 import (
 	"math/bits"
+
+	"github.com/durehq/dure/internal/model"
 )
 
 // The placement policy is two ordered lists of plain functions, chosen here
@@ -46,12 +48,14 @@ func nodeKey(n *nodeState, s *shape) int64 {
 
 // matchesConstraints: the node carries every label key=value the group asks
 // for.
+// The answer is precomputed per pass and constraint set (shape.match).
 func matchesConstraints(n *nodeState, s *shape) bool {
-	if len(s.constraints) == 0 {
-		return true
-	}
-	for k, v := range s.constraints {
-		if got, ok := n.node.Labels[k]; !ok || got != v {
+	return s.match == nil || s.match[n.index]
+}
+
+func hasLabels(n *model.Node, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := n.Labels[k]; !ok || got != v {
 			return false
 		}
 	}

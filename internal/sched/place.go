@@ -9,7 +9,10 @@ import (
 )
 
 // maxIndexes bounds how many shape indexes a pass keeps (16 bytes per node
-// each); the least recently used one is rebuilt if its shape comes back.
+// each). Past that, a shape without an index is placed by a plain scan of the
+// nodes, until it has been asked for more than twice as often as the least
+// used indexed shape, which then gives up its index. (Plain LRU would rebuild
+// an index for every placement when more shapes than indexes take turns.)
 const maxIndexes = 32
 
 // shapeKey identifies a task shape: a per-task request plus node
@@ -32,6 +35,10 @@ type shape struct {
 	// no failure seen.
 	unfit int
 	idx   *shapeIndex // nil until first needed, or after eviction
+	uses  int         // placement searches for this shape in this pass
+	// match[i] says whether node i has the constraint labels; shared by all
+	// shapes with the same constraints; nil when there are none.
+	match []bool
 	// analysis caches the reason work for jobs left pending (reasons.go).
 	analysis *shapeAnalysis
 }
@@ -46,8 +53,7 @@ type shapeIndex struct {
 	heap    []int32 // node indices
 	pos     []int32 // per node: position in heap, notInHeap, or excluded
 	key     []int64 // per node: its key while in the heap
-	cursor  int     // how much of pass.changes this index has applied
-	lastUse int
+	cursor int     // how much of pass.changes this index has applied
 }
 
 const (
@@ -71,7 +77,7 @@ type pass struct {
 	changes []int32 // node indices whose free capacity changed, in order
 	shapes  map[shapeKey]*shape
 	indexes []*shapeIndex
-	tick    int
+	matches map[string][]bool // label-match vectors by canonical constraints
 
 	// Reused per job: no allocation per task in the placement loop.
 	tent        []tentative
@@ -82,7 +88,7 @@ type pass struct {
 }
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
-	p := &pass{shapes: make(map[shapeKey]*shape)}
+	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool)}
 	p.nodes, p.unsched = buildNodes(nodes, allocs)
 	return p
 }
@@ -99,6 +105,17 @@ func (p *pass) shapeFor(g *model.TaskGroup) *shape {
 		return s
 	}
 	s := &shape{req: r.Copy(), constraints: g.Constraints, unfit: -1}
+	if len(g.Constraints) > 0 {
+		ck := canonical(nil, g.Constraints)
+		s.match = p.matches[ck]
+		if s.match == nil {
+			s.match = make([]bool, len(p.nodes))
+			for i := range p.nodes {
+				s.match[i] = hasLabels(p.nodes[i].node, g.Constraints)
+			}
+			p.matches[ck] = s.match
+		}
+	}
 	p.shapes[k] = s
 	return s
 }
@@ -265,7 +282,11 @@ func (p *pass) undo() {
 
 // best returns the node where one task of s goes now, or -1 if none fits.
 func (p *pass) best(s *shape) int32 {
+	s.uses++
 	ix := p.indexFor(s)
+	if ix == nil {
+		return p.scan(s)
+	}
 	p.sync(ix)
 	if len(ix.heap) == 0 {
 		return -1
@@ -273,12 +294,10 @@ func (p *pass) best(s *shape) int32 {
 	return ix.heap[0]
 }
 
-// indexFor returns s's index, building it (and evicting the least recently
-// used one if the pass holds maxIndexes) when needed.
+// indexFor returns s's index, building one when a slot is free or s has
+// earned one (see maxIndexes); nil means: scan.
 func (p *pass) indexFor(s *shape) *shapeIndex {
-	p.tick++
 	if s.idx != nil {
-		s.idx.lastUse = p.tick
 		return s.idx
 	}
 	var ix *shapeIndex
@@ -289,16 +308,35 @@ func (p *pass) indexFor(s *shape) *shapeIndex {
 	} else {
 		ix = p.indexes[0]
 		for _, c := range p.indexes[1:] {
-			if c.lastUse < ix.lastUse {
+			if c.owner.uses < ix.owner.uses {
 				ix = c
 			}
 		}
+		if s.uses <= 2*ix.owner.uses {
+			return nil
+		}
 		ix.owner.idx = nil
 	}
-	ix.owner, ix.lastUse = s, p.tick
+	ix.owner = s
 	s.idx = ix
 	p.rebuild(ix)
 	return ix
+}
+
+// scan finds the best node for one task of s by looking at every node: what
+// an index does, without keeping anything.
+func (p *pass) scan(s *shape) int32 {
+	best, bestKey := int32(-1), int64(0)
+	for i := range p.nodes {
+		nd := &p.nodes[i]
+		if !nd.fits(&s.req) || !passesStatic(nd, s) {
+			continue
+		}
+		if k := nodeKey(nd, s); best < 0 || k < bestKey {
+			best, bestKey = int32(i), k
+		}
+	}
+	return best
 }
 
 // rebuild fills ix from scratch: static filters, fit and key for every node,
