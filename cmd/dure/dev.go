@@ -27,6 +27,7 @@ func devCommand() *cobra.Command {
 		cgroups               string
 		gpusPerAgent          int
 		hbInterval, hbTimeout time.Duration
+		enableDebug           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -54,7 +55,7 @@ func devCommand() *cobra.Command {
 			defer stop()
 			return runDev(ctx, cmd.OutOrStdout(), devOptions{
 				agents: agents, addr: addr, data: data, temporary: temporary, cgroups: cgroups,
-				gpusPerAgent: gpusPerAgent, hbInterval: hbInterval, hbTimeout: hbTimeout, log: log,
+				gpusPerAgent: gpusPerAgent, hbInterval: hbInterval, hbTimeout: hbTimeout, log: log, enableDebug: enableDebug,
 			})
 		},
 	}
@@ -67,6 +68,7 @@ func devCommand() *cobra.Command {
 	fl.DurationVar(&hbInterval, "heartbeat-interval", time.Second, "how often agents heartbeat")
 	fl.DurationVar(&hbTimeout, "heartbeat-timeout", 10*time.Second, "a node is down after this long without a heartbeat")
 	fl.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	fl.BoolVar(&enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the API address")
 	return cmd
 }
 
@@ -76,6 +78,7 @@ type devOptions struct {
 	temporary             bool
 	gpusPerAgent          int
 	hbInterval, hbTimeout time.Duration
+	enableDebug           bool
 	log                   *slog.Logger
 }
 
@@ -83,6 +86,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	srv, lis, err := startServer(serverFlags{
 		name: "dev-server", data: filepath.Join(o.data, "server"), httpAddr: o.addr, bootstrap: true,
 		hbInterval: o.hbInterval, hbTimeout: o.hbTimeout, retention: 24 * time.Hour, maxFinished: 100000,
+		enableDebug: o.enableDebug,
 	}, o.log)
 	if err != nil {
 		return err

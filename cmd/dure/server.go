@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -20,7 +21,7 @@ import (
 
 type serverFlags struct {
 	config, name, data, httpAddr, raftAddr, raftAdvertise, logLevel string
-	bootstrap                                                       bool
+	bootstrap, enableDebug                                          bool
 	hbInterval, hbTimeout, retention                                time.Duration
 	maxFinished                                                     int
 }
@@ -39,6 +40,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.retention, "job-retention", 24*time.Hour, "how long finished jobs stay queryable")
 	fl.IntVar(&f.maxFinished, "max-finished-jobs", 100000, "at most this many finished jobs are kept (oldest go first)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&f.enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 }
 
 // raftAddrFor derives the default raft address from the HTTP address.
@@ -112,7 +114,16 @@ func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener,
 		lis.Close()
 		return nil, nil, err
 	}
-	hs := &http.Server{Handler: httpapi.New(srv, version, log), ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = httpapi.New(srv, version, log)
+	if f.enableDebug {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/", handler)
+		handler = mux
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)

@@ -27,6 +27,7 @@ type Backend interface {
 	LeaderAddr() string
 	HeartbeatConfig() (interval, timeout time.Duration)
 	LastSeen(node string) time.Time
+	LiveReason(id model.JobID) (model.Reason, bool)
 
 	SubmitJob(ctx context.Context, j model.Job) (model.JobID, error)
 	CancelJob(ctx context.Context, id model.JobID, reason string) error

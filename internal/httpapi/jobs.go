@@ -88,7 +88,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 		ch := snap.Jobs(func(j *model.Job) bool {
 			modified = max(modified, j.ModifyIndex)
 			if match(j) {
-				out = append(out, toAPIJob(j))
+				out = append(out, h.withLiveReason(toAPIJob(j)))
 			}
 			return len(out) < limit
 		})
@@ -125,7 +125,7 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
 		if j == nil {
 			return 0, nil, notFoundJob(id)
 		}
-		out = toAPIJobDetail(j, snap.AllocsByJob(id))
+		out = h.withLiveReason(toAPIJobDetail(j, snap.AllocsByJob(id)))
 		return j.ModifyIndex, ch, nil
 	})
 	if err != nil {
@@ -157,5 +157,17 @@ func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setIndex(w, snap.Index)
-	writeJSON(w, http.StatusOK, toAPIJobDetail(j, snap.AllocsByJob(id)))
+	writeJSON(w, http.StatusOK, h.withLiveReason(toAPIJobDetail(j, snap.AllocsByJob(id))))
+}
+
+// withLiveReason replaces a pending job's logged reason with the leader's
+// latest one, which carries current numbers (see server.LiveReason).
+func (h *Handler) withLiveReason(j api.Job) api.Job {
+	if j.State != string(model.JobPending) {
+		return j
+	}
+	if r, ok := h.b.LiveReason(model.JobID(j.ID)); ok {
+		j.Reason = api.Reason(r)
+	}
+	return j
 }

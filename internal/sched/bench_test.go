@@ -39,7 +39,7 @@ func benchJobs(n int, tasks func(i int) int, shapes int) []*model.Job {
 	jobs := make([]*model.Job, 0, n)
 	for i := 0; i < n; i++ {
 		c := common[i%len(common)]
-		b := testkit.Job(model.JobID(i+1)).Priority(i%3).Tasks(tasks(i)).MilliCPU(c.cpu).Mem(c.mem).GPUs(c.gpus)
+		b := testkit.Job(model.JobID(i + 1)).Priority(i % 3).Tasks(tasks(i)).MilliCPU(c.cpu).Mem(c.mem).GPUs(c.gpus)
 		if shapes > 0 {
 			b.MilliCPU(int64(100 + (i%shapes)*10))
 		}
@@ -114,10 +114,10 @@ func BenchmarkSchedule(b *testing.B) {
 			// 1–16 tasks per job, 2,000 jobs: about 17,000 tasks.
 			runScheduleBench(b, &Snapshot{Nodes: benchCluster(nodes), Pending: benchJobs(2000, func(i int) int { return 1 + (i*7)%16 }, 0)})
 		})
-		b.Run(fmt.Sprintf("nodes=%d/jobs=10000/single-task/500-shapes", nodes), func(b *testing.B) {
+		b.Run(fmt.Sprintf("nodes=%d/jobs=10000/single-task-500-shapes", nodes), func(b *testing.B) {
 			runScheduleBench(b, &Snapshot{Nodes: benchCluster(nodes), Pending: benchJobs(10000, func(int) int { return 1 }, 500)})
 		})
-		b.Run(fmt.Sprintf("nodes=%d/jobs=10000/single-task/fragmented", nodes), func(b *testing.B) {
+		b.Run(fmt.Sprintf("nodes=%d/jobs=10000/single-task-fragmented", nodes), func(b *testing.B) {
 			cluster := benchCluster(nodes)
 			runScheduleBench(b, &Snapshot{Nodes: cluster, Allocs: fragment(cluster, 1), Pending: benchJobs(10000, func(int) int { return 1 }, 0)})
 		})

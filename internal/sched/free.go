@@ -188,6 +188,9 @@ func (n *nodeState) fits(r *model.Resources) bool {
 	if r.GPUs > n.gpu || r.GPUs > n.freeSlots {
 		return false
 	}
+	if len(r.Custom) == 0 { // ranging over a nil map still costs a call
+		return true
+	}
 	for k, v := range r.Custom {
 		if v > n.custom[k] {
 			return false

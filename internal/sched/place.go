@@ -49,10 +49,10 @@ type shape struct {
 // free capacity is appended to pass.changes, and the index replays the
 // changes it has not seen before it is used.
 type shapeIndex struct {
-	owner   *shape
-	heap    []int32 // node indices
-	pos     []int32 // per node: position in heap, notInHeap, or excluded
-	key     []int64 // per node: its key while in the heap
+	owner  *shape
+	heap   []int32 // node indices
+	pos    []int32 // per node: position in heap, notInHeap, or excluded
+	key    []int64 // per node: its key while in the heap
 	cursor int     // how much of pass.changes this index has applied
 }
 

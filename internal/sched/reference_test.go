@@ -365,3 +365,15 @@ func hasDevice(n *model.Node, idx int) bool {
 	}
 	return false
 }
+
+// jobBefore is the scheduling order written the obvious way: priority
+// (higher first), then submit time (earlier first), then ID (lower first).
+func jobBefore(a, b *model.Job) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if !a.SubmitTime.Equal(b.SubmitTime) {
+		return a.SubmitTime.Before(b.SubmitTime)
+	}
+	return a.ID < b.ID
+}

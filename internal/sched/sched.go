@@ -1,7 +1,8 @@
 package sched
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/durehq/dure/internal/model"
@@ -89,36 +90,40 @@ func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 // orderJobs returns the pending jobs in scheduling order without duplicate
 // IDs. The input slice is not reordered.
 func orderJobs(pending []*model.Job) []*model.Job {
-	jobs := make([]*model.Job, 0, len(pending))
+	// Sort flat keys rather than chasing pointers in every comparison.
+	type entry struct {
+		prio int
+		sec  int64
+		nsec int
+		id   model.JobID
+		job  *model.Job
+	}
+	es := make([]entry, 0, len(pending))
 	for _, j := range pending {
 		if j != nil {
-			jobs = append(jobs, j)
+			es = append(es, entry{j.Priority, j.SubmitTime.Unix(), j.SubmitTime.Nanosecond(), j.ID, j})
 		}
 	}
-	sort.Slice(jobs, func(a, b int) bool { return jobBefore(jobs[a], jobs[b]) })
-	// Sorting put equal IDs next to each other only if their other keys are
-	// equal too, so drop repeats with a set rather than by adjacency.
-	seen := make(map[model.JobID]struct{}, len(jobs))
-	out := jobs[:0]
-	for _, j := range jobs {
-		if _, dup := seen[j.ID]; dup {
+	slices.SortFunc(es, func(a, b entry) int {
+		switch {
+		case a.prio != b.prio:
+			return cmp.Compare(b.prio, a.prio) // higher first
+		case a.sec != b.sec:
+			return cmp.Compare(a.sec, b.sec)
+		case a.nsec != b.nsec:
+			return cmp.Compare(a.nsec, b.nsec)
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	// A job listed twice keeps its first place in scheduling order.
+	jobs := make([]*model.Job, 0, len(es))
+	seen := make(map[model.JobID]struct{}, len(es))
+	for _, e := range es {
+		if _, dup := seen[e.id]; dup {
 			continue
 		}
-		seen[j.ID] = struct{}{}
-		out = append(out, j)
+		seen[e.id] = struct{}{}
+		jobs = append(jobs, e.job)
 	}
-	return out
-}
-
-// jobBefore is the scheduling order: priority (higher first), then submit
-// time (earlier first), then ID (lower first). It is a total order on jobs
-// with distinct IDs, which makes the plan independent of input order.
-func jobBefore(a, b *model.Job) bool {
-	if a.Priority != b.Priority {
-		return a.Priority > b.Priority
-	}
-	if !a.SubmitTime.Equal(b.SubmitTime) {
-		return a.SubmitTime.Before(b.SubmitTime)
-	}
-	return a.ID < b.ID
+	return jobs
 }

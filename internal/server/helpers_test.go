@@ -15,7 +15,7 @@ import (
 )
 
 // freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,7 +29,7 @@ func freeAddr(t *testing.T) string {
 // server down (raft may log on its way out).
 type testLog struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -50,7 +50,7 @@ func (w *testLog) stop() {
 
 // config is a server config for a test: loopback, bootstrap, quiet unless
 // something goes wrong, nodes given a minute of heartbeat grace.
-func config(t *testing.T, dir string) server.Config {
+func config(t testing.TB, dir string) server.Config {
 	return server.Config{
 		Name: "s1", DataDir: dir, RaftBind: freeAddr(t), Bootstrap: true,
 		HeartbeatInterval: time.Second, HeartbeatTimeout: time.Minute,
@@ -59,7 +59,7 @@ func config(t *testing.T, dir string) server.Config {
 
 // start starts a server and waits until it leads. The server is shut down
 // at the end of the test; stopping it earlier is fine.
-func start(t *testing.T, cfg server.Config) *server.Server {
+func start(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
 	w := &testLog{t: t}
 	cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -78,7 +78,7 @@ func start(t *testing.T, cfg server.Config) *server.Server {
 }
 
 // waitFor polls cond until it holds, failing the test after 15 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -89,13 +89,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
-func register(t *testing.T, s *server.Server, name string, cpus int) {
+func register(t testing.TB, s *server.Server, name string, cpus int) {
 	t.Helper()
 	n := testkit.Node(name).CPU(cpus).Mem("8G").Address(name + ":7072").Build()
 	n.SessionID = "sess-" + name

@@ -40,9 +40,13 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		plan := sched.Schedule(in, s.cfg.Now(), s.cfg.Sched)
 		cmd := verifyPlan(s.store.Snapshot(), plan, term, s.cfg.Now())
 		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 {
+			s.liveReasons.Store(&plan.Reasons)
 			continue
 		}
 		res, err := s.apply(ctx, cmd)
+		// Publish live messages only once their codes are in the log, so a
+		// reader never sees a reason that a blocking query has not seen.
+		s.liveReasons.Store(&plan.Reasons)
 		if err != nil {
 			log.Warn("commit plan failed", "err", err)
 			// Retry after a pause rather than spinning if raft is unhappy.
@@ -63,7 +67,11 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // concurrency, DESIGN.md rule 4): a job is committed only if it is still
 // pending and all its placements still fit; otherwise it is left for the
 // next pass. It also turns placements into allocations and keeps only the
-// pending reasons that changed.
+// pending reasons whose code changed. Messages carry live numbers ("2 fit
+// now") that change with every pass; logging them would write every pending
+// job into the log on every pass. The leader serves the latest message from
+// memory instead (LiveReason), and the log keeps the code and the message
+// from when the code last changed.
 func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.Time) *fsm.CommitPlan {
 	cmd := &fsm.CommitPlan{Time: now, Term: term}
 	var free map[string]*sched.NodeFree
@@ -91,12 +99,27 @@ func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.
 		cmd.Jobs = append(cmd.Jobs, pj)
 	}
 	for id, r := range plan.Reasons {
-		if j := latest.Job(id); j != nil && j.State == model.JobPending && j.Reason != r {
+		if j := latest.Job(id); j != nil && j.State == model.JobPending && j.Reason.Code != r.Code {
 			cmd.Reasons = append(cmd.Reasons, fsm.JobReason{JobID: id, Reason: r})
 		}
 	}
 	sortReasons(cmd.Reasons)
 	return cmd
+}
+
+// LiveReason is the reason the leader's latest scheduling pass gave for a
+// pending job, with current numbers. ok is false on followers and for jobs
+// the latest pass did not see.
+func (s *Server) LiveReason(id model.JobID) (r model.Reason, ok bool) {
+	if !s.leading.Load() {
+		return r, false
+	}
+	m := s.liveReasons.Load()
+	if m == nil {
+		return r, false
+	}
+	r, ok = (*m)[id]
+	return r, ok
 }
 
 // allocFor builds the allocation for one placement, copying from the job

@@ -121,6 +121,8 @@ type Server struct {
 	nextJobID atomic.Uint64
 	hbMu      sync.Mutex
 	lastSeen  map[string]time.Time
+	// liveReasons is the latest pass's reasons for unplaced pending jobs.
+	liveReasons atomic.Pointer[map[model.JobID]model.Reason]
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
