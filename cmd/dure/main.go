@@ -5,6 +5,7 @@ package main
 
 import (
 	"os"
+	"os/user"
 
 	"github.com/durehq/dure/internal/cli"
 	"github.com/durehq/dure/internal/exec"
@@ -19,8 +20,21 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
 		os.Exit(exec.SupervisorMain(os.Args[2:]))
 	}
-	root := cli.NewRootCommand(os.LookupEnv, os.Stdout, os.Stderr, os.Stdin)
+	root := cli.NewRootCommand(lookupEnv, os.Stdout, os.Stderr, os.Stdin)
 	root.Version = version
 	root.AddCommand(serverCommand(), agentCommand(), devCommand())
 	os.Exit(cli.Execute(root))
+}
+
+// lookupEnv is os.LookupEnv, except that a missing USER falls back to the
+// account the process runs as (cron, containers and some shells do not set
+// it), so jobs are never submitted as "anonymous" by accident.
+func lookupEnv(key string) (string, bool) {
+	v, ok := os.LookupEnv(key)
+	if key == "USER" && v == "" {
+		if u, err := user.Current(); err == nil {
+			return u.Username, true
+		}
+	}
+	return v, ok
 }

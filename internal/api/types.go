@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -14,19 +15,24 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
+// UnmarshalJSON reports a bad value as a *json.UnmarshalTypeError, so that
+// the decoder adds the field's path ("walltime") to the error.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	bad := func(what string) error {
+		return &json.UnmarshalTypeError{Value: what, Type: reflect.TypeOf(Duration(0))}
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("invalid duration %q: want e.g. \"90s\", \"1h30m\"", s)
+			return bad(fmt.Sprintf("string %q", s))
 		}
 		*d = Duration(v)
 		return nil
 	}
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err != nil {
-		return fmt.Errorf("invalid duration %s: want a string like \"1h\" or a number of seconds", string(b))
+		return bad(string(b))
 	}
 	*d = Duration(secs * float64(time.Second))
 	return nil

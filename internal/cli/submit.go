@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -266,6 +267,9 @@ func (a *app) sbatchCommand() *cobra.Command {
 			js, err := spec.ParseSbatch(b)
 			if err != nil {
 				return fmt.Errorf("%s: %w", displayName(argv[0]), err)
+			}
+			if js.Name == "" && argv[0] != "-" {
+				js.Name = filepath.Base(argv[0]) // as sbatch names a job after its script
 			}
 			if err := f.apply(&js, c.Flags(), nil); err != nil {
 				return err

@@ -76,9 +76,7 @@ func New(b Backend, version string, log *slog.Logger) *Handler {
 	m.HandleFunc("POST /v1/agent/heartbeat", h.heartbeat)
 	m.HandleFunc("GET /v1/agent/allocations", h.nodeAllocs)
 	m.HandleFunc("POST /v1/agent/updates", h.allocUpdates)
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))
-	})
+	m.HandleFunc("/", h.noRoute)
 	return h
 }
 
@@ -109,6 +107,9 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 // jsonKind names what JSON value a Go type is decoded from, for messages
 // that speak of the input rather than of Go types.
 func jsonKind(t reflect.Type) string {
+	if t == reflect.TypeOf(api.Duration(0)) {
+		return `a duration like "90s" or "1h30m", or a number of seconds`
+	}
 	switch t.Kind() {
 	case reflect.Struct, reflect.Map:
 		return "an object"
@@ -220,4 +221,25 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		Server: h.b.Name(), Leader: h.b.LeaderAddr(), IsLeader: h.b.IsLeader(),
 		Index: h.b.Store().Index(), Version: h.version,
 	})
+}
+
+// noRoute answers requests no route took: 405 with an Allow header when the
+// path exists under other methods, else 404. (The catch-all keeps every
+// answer JSON, but it also hides the mux's own 405, so we ask the mux.)
+func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := h.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, apiError(http.StatusMethodNotAllowed, api.CodeUnsupported, "",
+			fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))))
+		return
+	}
+	writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))
 }
