@@ -29,12 +29,15 @@ const DefaultKillGrace = 10 * time.Second
 
 // Result is how a task ended.
 type Result struct {
-	ExitCode   int       // exit status; 128+signal when killed by a signal (shell convention)
-	Signal     string    // "SIGKILL", "SIGTERM", … when killed by a signal
-	OOMKilled  bool      // the kernel's OOM killer fired inside the task's cgroup
-	TimedOut   bool      // killed for exceeding its walltime
-	Stopped    bool      // killed because Stop was called
-	StartErr   string    // non-empty if the command could not be started at all
+	ExitCode  int    // exit status; 128+signal when killed by a signal (shell convention)
+	Signal    string // "SIGKILL", "SIGTERM", … when killed by a signal
+	OOMKilled bool   // the kernel's OOM killer fired inside the task's cgroup
+	TimedOut  bool   // killed for exceeding its walltime
+	Stopped   bool   // killed because Stop was called
+	StartErr  string // non-empty if the command could not be started at all
+	// Lost says why the exit status is unknown (ExitCode is then -1): the
+	// supervisor died or was restarted while the task ran.
+	Lost       string
 	StartedAt  time.Time // when the task process was started
 	FinishedAt time.Time
 }
@@ -59,6 +62,11 @@ type Config struct {
 	// "v2" or "off" (no limits enforced; for machines where cgroups are not
 	// writable — the agent logs a warning).
 	Cgroups string
+	// Supervisor selects what parents the tasks: "node" (the default) is
+	// one long-lived supervisor daemon per Dir that forks every task
+	// itself; "task" is one supervisor process per task. Both survive the
+	// agent. See doc.go for the trade-off and docs/exec.md for the numbers.
+	Supervisor string
 	// CgroupParent is the path under each hierarchy's root where task
 	// cgroups are made, e.g. "dure/node1"; created if missing.
 	CgroupParent string

@@ -75,6 +75,7 @@ type statusJSON struct {
 	TimedOut   bool      `json:"timed_out,omitempty"`
 	Stopped    bool      `json:"stopped,omitempty"`
 	StartErr   string    `json:"start_error,omitempty"`
+	Lost       string    `json:"lost,omitempty"`
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 }
