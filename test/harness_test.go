@@ -112,7 +112,6 @@ func (p *proc) stop(sig syscall.Signal) {
 type cluster struct {
 	t       *testing.T
 	addr    string // server HTTP address
-	raft    string
 	data    string
 	server  *proc
 	agents  map[string]*proc
@@ -124,7 +123,7 @@ type cluster struct {
 func newCluster(t *testing.T, agents ...string) *cluster {
 	t.Helper()
 	c := &cluster{
-		t: t, addr: freeAddr(t), raft: freeAddr(t), data: t.TempDir(), agents: map[string]*proc{},
+		t: t, addr: freeAddr(t), data: t.TempDir(), agents: map[string]*proc{},
 		hbFlags: []string{"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s"},
 	}
 	c.client = api.NewClient(c.addr)
@@ -139,7 +138,7 @@ func newCluster(t *testing.T, agents ...string) *cluster {
 func (c *cluster) startServer() {
 	c.t.Helper()
 	args := append([]string{"server", "--name", "s1", "--data", filepath.Join(c.data, "server"),
-		"--http", c.addr, "--raft", c.raft, "--log-level", "info"}, c.hbFlags...)
+		"--http", c.addr, "--log-level", "info"}, c.hbFlags...)
 	c.server = startProc(c.t, "server", args...)
 	c.eventually("server is leader", 20*time.Second, func() error {
 		st, err := c.client.Status(context.Background())

@@ -61,7 +61,7 @@ func devCommand() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&agents, "agents", 2, "number of agents (nodes) to run")
-	fl.StringVar(&addr, "addr", "127.0.0.1:7070", "address of the HTTP API (raft uses the next port)")
+	fl.StringVar(&addr, "addr", "127.0.0.1:7070", "address of the HTTP API")
 	fl.StringVar(&data, "data", "", "data directory; a restart with the same one keeps all state (default: temporary)")
 	fl.StringVar(&cgroups, "cgroups", "auto", "cgroup driver for tasks: auto, v1, v2 or off")
 	fl.IntVar(&gpusPerAgent, "gpus", -1, "GPUs each agent offers as indices 0..N-1 (default: real GPUs, all on the first agent)")
@@ -84,7 +84,7 @@ type devOptions struct {
 
 func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	srv, lis, err := startServer(serverFlags{
-		name: "dev-server", data: filepath.Join(o.data, "server"), httpAddr: o.addr, bootstrap: true,
+		name: "dev-server", data: filepath.Join(o.data, "server"), httpAddr: o.addr, bootstrapExpect: 1,
 		hbInterval: o.hbInterval, hbTimeout: o.hbTimeout, retention: 24 * time.Hour, maxFinished: 100000,
 		enableDebug: o.enableDebug,
 	}, o.log)

@@ -22,7 +22,12 @@ func main() {
 	}
 	root := cli.NewRootCommand(lookupEnv, os.Stdout, os.Stderr, os.Stdin)
 	root.Version = version
-	root.AddCommand(serverCommand(), agentCommand(), devCommand())
+	for _, c := range root.Commands() {
+		if c.Name() == "server" {
+			configureServerCommand(c)
+		}
+	}
+	root.AddCommand(agentCommand(), devCommand())
 	os.Exit(cli.Execute(root))
 }
 

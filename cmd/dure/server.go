@@ -20,10 +20,12 @@ import (
 )
 
 type serverFlags struct {
-	config, name, data, httpAddr, raftAddr, raftAdvertise, logLevel string
-	bootstrap, enableDebug                                          bool
-	hbInterval, hbTimeout, retention                                time.Duration
-	maxFinished                                                     int
+	config, name, data, httpAddr, advertise, logLevel string
+	join                                              []string
+	bootstrapExpect                                   int
+	enableDebug                                       bool
+	hbInterval, hbTimeout, retention                  time.Duration
+	maxFinished                                       int
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -31,10 +33,10 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.config, "config", "", "YAML file of flag values (keys are flag names)")
 	fl.StringVar(&f.name, "name", "", "server name, unique in the cluster (default: hostname)")
 	fl.StringVar(&f.data, "data", "", "data directory for the raft log and snapshots (required)")
-	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:7070", "address the HTTP API listens on")
-	fl.StringVar(&f.raftAddr, "raft", "", "address raft listens on (default: the HTTP port + 1)")
-	fl.StringVar(&f.raftAdvertise, "raft-advertise", "", "raft address other servers use (default: --raft)")
-	fl.BoolVar(&f.bootstrap, "bootstrap", true, "make a fresh data directory a one-server cluster")
+	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:7070", "address the server listens on: the HTTP API and raft share it")
+	fl.StringVar(&f.advertise, "advertise", "", "host:port other servers and clients reach this server on (default: --http)")
+	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "servers to wait for before a new cluster forms (0: 1 without --join, else join an existing cluster)")
+	fl.StringSliceVar(&f.join, "join", nil, "addresses of other servers, comma-separated: peers to bootstrap with, or a cluster to join")
 	fl.DurationVar(&f.hbInterval, "heartbeat-interval", time.Second, "how often agents heartbeat")
 	fl.DurationVar(&f.hbTimeout, "heartbeat-timeout", 10*time.Second, "a node is down after this long without a heartbeat")
 	fl.DurationVar(&f.retention, "job-retention", 24*time.Hour, "how long finished jobs stay queryable")
@@ -43,48 +45,39 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 }
 
-// raftAddrFor derives the default raft address from the HTTP address.
-func raftAddrFor(httpAddr string) (string, error) {
-	host, port, err := net.SplitHostPort(httpAddr)
-	if err != nil {
-		return "", fmt.Errorf("--http %q: %w", httpAddr, err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p == 0 {
-		return "", fmt.Errorf("--http %q: give a fixed port, or set --raft", httpAddr)
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
-}
-
-func serverCommand() *cobra.Command {
+// configureServerCommand turns the CLI's `dure server` group into the server
+// daemon; its client verbs (members, remove, join) stay as subcommands.
+func configureServerCommand(cmd *cobra.Command) {
 	var f serverFlags
-	cmd := &cobra.Command{
-		Use:   "server",
-		Short: "Run a control-plane server (raft-replicated state, scheduler, HTTP API)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := loadConfigFile(cmd, f.config); err != nil {
-				return err
-			}
-			if f.data == "" {
-				return errors.New("--data is required: the directory that holds the raft log and snapshots")
-			}
-			log, err := newLogger(f.logLevel)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			srv, lis, err := startServer(f, log)
-			if err != nil {
-				return err
-			}
-			log.Info("dure server started", "http", lis.Addr().String(), "data", f.data)
-			return serveUntilDone(ctx, srv, lis, log)
-		},
+	cmd.Short = "Run a control-plane server (raft-replicated state, scheduler, HTTP API)"
+	cmd.Long = "dure server runs one control-plane server. One server is a complete cluster;\n" +
+		"three or five tolerate one or two failures:\n" +
+		"  dure server --name s1 --http 10.0.0.1:7070 --bootstrap-expect 3 --join 10.0.0.2:7070,10.0.0.3:7070 --data …\n" +
+		"Subcommands manage a running cluster's servers."
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := loadConfigFile(cmd, f.config); err != nil {
+			return err
+		}
+		if f.data == "" {
+			return errors.New("--data is required: the directory that holds the raft log and snapshots")
+		}
+		log, err := newLogger(f.logLevel)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		srv, lis, err := startServer(f, log)
+		if err != nil {
+			return err
+		}
+		log.Info("dure server started", "http", lis.Addr().String(), "advertise", srv.srv.Advertise(), "data", f.data)
+		<-ctx.Done()
+		log.Info("shutting down")
+		return srv.shutdown()
 	}
 	f.register(cmd)
-	return cmd
 }
 
 // runningServer is a started control-plane server with its HTTP API.
@@ -98,16 +91,17 @@ func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener,
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on --http %s: %w", f.httpAddr, err)
 	}
-	raftAddr := f.raftAddr
-	if raftAddr == "" {
-		if raftAddr, err = raftAddrFor(lis.Addr().String()); err != nil {
-			lis.Close()
-			return nil, nil, err
-		}
+	advertise, err := advertiseAddr(f.advertise, lis.Addr())
+	if err != nil {
+		lis.Close()
+		return nil, nil, err
 	}
+	httpL, raftL := server.Multiplex(lis, advertise)
 	srv, err := server.New(server.Config{
-		Name: f.name, DataDir: f.data, RaftBind: raftAddr, RaftAdvertise: f.raftAdvertise,
-		Bootstrap: f.bootstrap, HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout,
+		Name: f.name, DataDir: f.data, RaftStream: raftL,
+		Bootstrap:       f.bootstrapExpect == 1 || (f.bootstrapExpect == 0 && len(f.join) == 0),
+		BootstrapExpect: f.bootstrapExpect, Join: f.join,
+		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout,
 		JobRetention: f.retention, MaxFinishedJobs: f.maxFinished, Logger: log,
 	})
 	if err != nil {
@@ -125,11 +119,28 @@ func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener,
 	}
 	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
 	return &runningServer{srv: srv, http: hs}, lis, nil
+}
+
+// advertiseAddr is the address others reach this server on: --advertise, or
+// the listen address when that is a specific host.
+func advertiseAddr(flag string, listen net.Addr) (net.Addr, error) {
+	if flag != "" {
+		a, err := net.ResolveTCPAddr("tcp", flag)
+		if err != nil {
+			return nil, fmt.Errorf("--advertise %q: %w", flag, err)
+		}
+		return a, nil
+	}
+	tcp := listen.(*net.TCPAddr)
+	if tcp.IP.IsUnspecified() {
+		return nil, fmt.Errorf("--http %s listens on every interface: set --advertise to the address other servers reach this one on", listen)
+	}
+	return tcp, nil
 }
 
 func (r *runningServer) shutdown() error {
@@ -143,10 +154,4 @@ func (r *runningServer) shutdown() error {
 	}()
 	_ = r.http.Shutdown(ctx)
 	return r.srv.Shutdown()
-}
-
-func serveUntilDone(ctx context.Context, r *runningServer, _ net.Listener, log *slog.Logger) error {
-	<-ctx.Done()
-	log.Info("shutting down")
-	return r.shutdown()
 }

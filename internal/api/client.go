@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,34 +13,58 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
 // DefaultAddr is the server address used when neither --addr nor DURE_ADDR is set.
 const DefaultAddr = "http://127.0.0.1:7070"
 
-// Client talks to a dure server over HTTP. It is safe for concurrent use.
+// Client talks to dure servers over HTTP. It is safe for concurrent use.
+//
+// Given several servers it sticks to the one that last answered, moves to
+// the next when one cannot be reached, and while a cluster has no leader
+// (an election, answered 503) it keeps trying for up to NoLeaderRetry.
+// Every call it retries is idempotent: reads, and writes the servers fence
+// (SubmitJob carries an idempotency key, so a retried submission never
+// creates a second job).
 type Client struct {
-	base string
-	http *http.Client
+	bases []string
+	cur   atomic.Int32
+	http  *http.Client
+	// NoLeaderRetry is how long calls keep retrying while the servers
+	// answer that no leader is available (default 15s).
+	NoLeaderRetry time.Duration
 }
 
-// NewClient returns a client for the server at addr ("http://host:port" or
-// "host:port").
-func NewClient(addr string) *Client {
-	if addr == "" {
-		addr = DefaultAddr
+// NewClient returns a client for the servers at addrs: a comma-separated
+// list of "http://host:port" or "host:port".
+func NewClient(addrs string) *Client {
+	if addrs == "" {
+		addrs = DefaultAddr
 	}
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+	c := &Client{NoLeaderRetry: 15 * time.Second}
+	for _, a := range strings.Split(addrs, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if !strings.Contains(a, "://") {
+			a = "http://" + a
+		}
+		c.bases = append(c.bases, strings.TrimRight(a, "/"))
+	}
+	if len(c.bases) == 0 {
+		c.bases = []string{DefaultAddr}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &Client{base: strings.TrimRight(addr, "/"), http: &http.Client{Transport: tr}}
+	c.http = &http.Client{Transport: tr}
+	return c
 }
 
-// Addr is the base URL the client talks to.
-func (c *Client) Addr() string { return c.base }
+// Addr is the base URL of the server the client talks to now.
+func (c *Client) Addr() string { return c.bases[int(c.cur.Load())%len(c.bases)] }
 
 // WatchOptions turn a read into a blocking query: the server answers when its
 // state index exceeds Index, or after Wait.
@@ -73,36 +99,78 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	return idx, nil
 }
 
-// send issues the request and turns a non-2xx answer into an *Error.
+// send issues the request and turns a non-2xx answer into an *Error. It
+// fails over between servers as the Client doc says.
 func (c *Client) send(ctx context.Context, method, path string, q url.Values, in any) (*http.Response, error) {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	u := c.base + path
+	start := int(c.cur.Load())
+	deadline := time.Now().Add(c.NoLeaderRetry)
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		i := (start + attempt) % len(c.bases)
+		resp, err := c.attempt(ctx, c.bases[i], method, path, q, body)
+		if err == nil && resp.StatusCode != http.StatusServiceUnavailable {
+			c.cur.Store(int32(i))
+			if resp.StatusCode/100 != 2 {
+				defer resp.Body.Close()
+				return nil, decodeError(resp)
+			}
+			return resp, nil
+		}
+		if err == nil { // 503: no leader right now
+			err = decodeError(resp)
+			resp.Body.Close()
+		} else if ctx.Err() != nil {
+			return nil, err
+		} else if attempt+1 < len(c.bases) {
+			continue // unreachable: try the next server at once
+		} else if !anyNoLeader(err) && attempt+1 >= len(c.bases) && len(c.bases) == 1 {
+			return nil, err // the only server cannot be reached: say so now
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		if (attempt+1)%len(c.bases) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+		}
+	}
+}
+
+// anyNoLeader reports whether err is a server's "no leader" answer.
+func anyNoLeader(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusServiceUnavailable
+}
+
+func (c *Client) attempt(ctx context.Context, base, method, path string, q url.Values, body []byte) (*http.Response, error) {
+	u := base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
 	if err != nil {
 		return nil, err
 	}
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		return nil, decodeError(resp)
-	}
-	return resp, nil
+	return c.http.Do(req)
 }
 
 func decodeError(resp *http.Response) error {
@@ -121,8 +189,17 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &e) && e.Code == CodeNotFound
 }
 
-// SubmitJob submits a job and returns its ID.
+// SubmitJob submits a job and returns its ID. A spec without an idempotency
+// key gets a random one, so that a submission retried on another server
+// (the answer to the first try was lost) returns the same job.
 func (c *Client) SubmitJob(ctx context.Context, spec JobSpec) (uint64, error) {
+	if spec.IdempotencyKey == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		spec.IdempotencyKey = "auto-" + hex.EncodeToString(b[:])
+	}
 	var out SubmitResponse
 	_, err := c.do(ctx, http.MethodPost, "/v1/jobs", nil, spec, &out)
 	return out.ID, err
@@ -248,8 +325,9 @@ func (c *Client) ListQueues(ctx context.Context) ([]Queue, error) {
 
 // Status is the answer of GET /v1/status.
 type Status struct {
-	Server   string `json:"server"` // name of the answering server
-	Leader   string `json:"leader"` // raft address of the leader, "" if none
+	Server   string `json:"server"`  // name of the answering server
+	Address  string `json:"address"` // its API (and raft) address as other servers reach it
+	Leader   string `json:"leader"`  // address of the leader, "" if none
 	IsLeader bool   `json:"is_leader"`
 	Index    uint64 `json:"index"` // last applied state index
 	Version  string `json:"version"`
@@ -292,4 +370,66 @@ func (c *Client) NodeAllocations(ctx context.Context, node string, w WatchOption
 func (c *Client) UpdateAllocations(ctx context.Context, u []AllocUpdate) error {
 	_, err := c.do(ctx, http.MethodPost, "/v1/agent/updates", nil, AllocUpdates{Updates: u}, nil)
 	return err
+}
+
+// ServerMember is one server of the raft cluster.
+type ServerMember struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+	Leader  bool   `json:"leader"`
+}
+
+// JoinRequest asks the cluster to add a server (POST /v1/operator/servers).
+type JoinRequest struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// ListServers lists the servers of the cluster.
+func (c *Client) ListServers(ctx context.Context) ([]ServerMember, error) {
+	var out []ServerMember
+	_, err := c.do(ctx, http.MethodGet, "/v1/operator/servers", nil, nil, &out)
+	return out, err
+}
+
+// JoinServer adds a server to the cluster as a voter.
+func (c *Client) JoinServer(ctx context.Context, name, address string) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/operator/servers", nil, JoinRequest{Name: name, Address: address}, nil)
+	return err
+}
+
+// RemoveServer removes a server from the cluster.
+func (c *Client) RemoveServer(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/operator/servers/"+url.PathEscape(name), nil, nil, nil)
+	return err
+}
+
+// SaveSnapshot streams a consistent snapshot of the whole cluster state to w.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/operator/snapshot", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// RestoreSnapshot replaces the whole cluster state with a saved snapshot.
+func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Addr()+"/v1/operator/snapshot", r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return decodeError(resp)
+	}
+	return nil
 }

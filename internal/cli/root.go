@@ -155,6 +155,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.queuesCommand(),
 		a.statusCommand(),
 		a.benchCommand(),
+		a.serverCommand(),
+		a.operatorCommand(),
 	)
 	return root
 }

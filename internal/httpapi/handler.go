@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/durehq/dure/internal/server"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/durehq/dure/internal/api"
@@ -35,6 +38,13 @@ type Backend interface {
 	RegisterNode(ctx context.Context, n model.Node) error
 	Heartbeat(name, session string) (reregister bool, err error)
 	UpdateAllocs(ctx context.Context, updates []fsm.AllocUpdate) error
+
+	Advertise() string
+	Members() ([]server.Member, error)
+	AddServer(ctx context.Context, name, address string) error
+	RemoveServer(ctx context.Context, name string) error
+	SaveSnapshot(w io.Writer) error
+	RestoreSnapshot(r io.Reader) error
 }
 
 // Limits on what a request may carry.
@@ -53,6 +63,9 @@ type Handler struct {
 	version string
 	mux     *http.ServeMux
 	logHTTP *http.Client // to agents, for log streaming
+
+	proxyMu sync.Mutex
+	proxies map[string]*httputil.ReverseProxy // to the leader, by address
 }
 
 // New returns the API handler.
@@ -62,20 +75,25 @@ func New(b Backend, version string, log *slog.Logger) *Handler {
 	}
 	h := &Handler{b: b, log: log.With("component", "http"), version: version, mux: http.NewServeMux(), logHTTP: &http.Client{}}
 	m := h.mux
-	m.HandleFunc("POST /v1/jobs", h.submitJob)
+	m.HandleFunc("POST /v1/jobs", h.onLeader(h.submitJob))
 	m.HandleFunc("GET /v1/jobs", h.listJobs)
 	m.HandleFunc("GET /v1/jobs/{id}", h.getJob)
-	m.HandleFunc("POST /v1/jobs/{id}/cancel", h.cancelJob)
+	m.HandleFunc("POST /v1/jobs/{id}/cancel", h.onLeader(h.cancelJob))
 	m.HandleFunc("GET /v1/jobs/{id}/logs", h.jobLogs)
 	m.HandleFunc("GET /v1/nodes", h.listNodes)
 	m.HandleFunc("GET /v1/nodes/{name}", h.getNode)
-	m.HandleFunc("POST /v1/nodes/{name}/drain", h.drainNode)
+	m.HandleFunc("POST /v1/nodes/{name}/drain", h.onLeader(h.drainNode))
 	m.HandleFunc("GET /v1/queues", h.listQueues)
 	m.HandleFunc("GET /v1/status", h.status)
-	m.HandleFunc("POST /v1/agent/register", h.register)
-	m.HandleFunc("POST /v1/agent/heartbeat", h.heartbeat)
+	m.HandleFunc("POST /v1/agent/register", h.onLeader(h.register))
+	m.HandleFunc("POST /v1/agent/heartbeat", h.onLeader(h.heartbeat))
 	m.HandleFunc("GET /v1/agent/allocations", h.nodeAllocs)
-	m.HandleFunc("POST /v1/agent/updates", h.allocUpdates)
+	m.HandleFunc("POST /v1/agent/updates", h.onLeader(h.allocUpdates))
+	m.HandleFunc("GET /v1/operator/servers", h.listServers)
+	m.HandleFunc("POST /v1/operator/servers", h.onLeader(h.joinServer))
+	m.HandleFunc("DELETE /v1/operator/servers/{name}", h.onLeader(h.removeServer))
+	m.HandleFunc("GET /v1/operator/snapshot", h.onLeader(h.saveSnapshot))
+	m.HandleFunc("POST /v1/operator/snapshot", h.onLeader(h.restoreSnapshot))
 	m.HandleFunc("/", h.noRoute)
 	return h
 }
@@ -218,7 +236,7 @@ func notFoundJob(id model.JobID) error {
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Status{
-		Server: h.b.Name(), Leader: h.b.LeaderAddr(), IsLeader: h.b.IsLeader(),
+		Server: h.b.Name(), Address: h.b.Advertise(), Leader: h.b.LeaderAddr(), IsLeader: h.b.IsLeader(),
 		Index: h.b.Store().Index(), Version: h.version,
 	})
 }
@@ -228,7 +246,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 // answer JSON, but it also hides the mux's own 405, so we ask the mux.)
 func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := h.mux.Handler(probe); pattern != "/" && pattern != "" {

@@ -83,13 +83,19 @@ func (s *Server) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft snapshots in %s: %w", dir, err)
 	}
-	advertise, err := net.ResolveTCPAddr("tcp", s.cfg.RaftAdvertise)
-	if err != nil {
-		return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
-	}
-	trans, err := raft.NewTCPTransportWithLogger(s.cfg.RaftBind, advertise, 3, 10*time.Second, hlog)
-	if err != nil {
-		return fmt.Errorf("raft listen on %s: %w", s.cfg.RaftBind, err)
+	var trans *raft.NetworkTransport
+	if s.cfg.RaftStream != nil {
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: s.cfg.RaftStream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+		})
+	} else {
+		advertise, err := net.ResolveTCPAddr("tcp", s.cfg.RaftAdvertise)
+		if err != nil {
+			return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
+		}
+		if trans, err = raft.NewTCPTransportWithLogger(s.cfg.RaftBind, advertise, 3, 10*time.Second, hlog); err != nil {
+			return fmt.Errorf("raft listen on %s: %w", s.cfg.RaftBind, err)
+		}
 	}
 	s.transport = trans
 
@@ -110,6 +116,16 @@ func (s *Server) openRaft() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
+	if !existing && !s.cfg.Bootstrap {
+		switch {
+		case s.cfg.BootstrapExpect > 1:
+			s.wg.Add(1)
+			go s.bootstrapWhenExpected()
+		case len(s.cfg.Join) > 0:
+			s.wg.Add(1)
+			go s.joinCluster()
+		}
+	}
 	return nil
 }
 

@@ -25,8 +25,18 @@ type Config struct {
 	DataDir       string // raft log, snapshots
 	RaftBind      string // host:port raft listens on
 	RaftAdvertise string // host:port other servers reach it on; default RaftBind
+	// RaftStream, if set, carries raft instead of a TCP listener on
+	// RaftBind: cmd/ passes the raft side of Multiplex, so one port serves
+	// both the API and raft, and RaftStream.Addr() is the advertised address.
+	RaftStream raft.StreamLayer
 	// Bootstrap makes a fresh data directory a one-server cluster.
 	Bootstrap bool
+	// BootstrapExpect > 1 makes a fresh server wait until it has found that
+	// many servers (itself and those answering at Join), then all of them
+	// bootstrap the same configuration. With BootstrapExpect 0 and Join set,
+	// a fresh server asks the cluster at Join to add it.
+	BootstrapExpect int
+	Join            []string // API addresses of other servers
 
 	HeartbeatInterval time.Duration // agents heartbeat this often (default 1s)
 	HeartbeatTimeout  time.Duration // node down after this long without one (default 10s)

@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/server"
+)
+
+// forwardedHeader marks a request one server passed to the leader, so a
+// request never travels more than one hop (no loops during elections).
+const forwardedHeader = "X-Dure-Forwarded-By"
+
+// onLeader runs a write on the leader: on a follower the request is passed
+// to the leader unchanged (body unread) and its answer is passed back. With
+// no leader known, or on a second hop, the answer is 503: retry.
+func (h *Handler) onLeader(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.b.IsLeader() {
+			next(w, r)
+			return
+		}
+		leader := h.b.LeaderAddr()
+		if leader == "" || leader == h.b.Advertise() || r.Header.Get(forwardedHeader) != "" {
+			writeError(w, fmt.Errorf("%w (no leader known to %s)", server.ErrNotLeader, h.b.Name()))
+			return
+		}
+		r.Header.Set(forwardedHeader, h.b.Name())
+		h.proxyTo(leader).ServeHTTP(w, r)
+	}
+}
+
+func (h *Handler) proxyTo(addr string) *httputil.ReverseProxy {
+	h.proxyMu.Lock()
+	defer h.proxyMu.Unlock()
+	if p := h.proxies[addr]; p != nil {
+		return p
+	}
+	if h.proxies == nil {
+		h.proxies = map[string]*httputil.ReverseProxy{}
+	}
+	p := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr})
+	p.FlushInterval = -1 // stream (log follows, snapshots) as it comes
+	p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		writeError(w, fmt.Errorf("%w: forwarding to the leader at %s failed: %v", server.ErrNotLeader, addr, err))
+	}
+	h.proxies[addr] = p
+	return p
+}
+
+func (h *Handler) listServers(w http.ResponseWriter, r *http.Request) {
+	ms, err := h.b.Members()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []api.ServerMember{}
+	for _, m := range ms {
+		out = append(out, api.ServerMember{Name: m.Name, Address: m.Address, Voter: m.Voter, Leader: m.Leader})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) joinServer(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	switch {
+	case len(req.Name) > 253 || !nodeNameRE.MatchString(req.Name):
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "name", "must be 1-253 letters, digits, '.', '_' or '-', starting with a letter or digit"))
+		return
+	case req.Address == "" || len(req.Address) > 256:
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "address", "must be the server's host:port"))
+		return
+	}
+	if err := h.b.AddServer(r.Context(), req.Name, req.Address); err != nil {
+		writeError(w, err)
+		return
+	}
+	h.listServers(w, r)
+}
+
+func (h *Handler) removeServer(w http.ResponseWriter, r *http.Request) {
+	err := h.b.RemoveServer(r.Context(), r.PathValue("name"))
+	if errors.Is(err, server.ErrNoSuchServer) {
+		writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", err.Error()))
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	h.listServers(w, r)
+}
+
+func (h *Handler) saveSnapshot(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if err := h.b.SaveSnapshot(w); err != nil {
+		// Headers may be gone already; an error before the first byte still reads well.
+		writeError(w, err)
+	}
+}
+
+func (h *Handler) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
+	err := h.b.RestoreSnapshot(http.MaxBytesReader(w, r.Body, server.MaxSnapshotBytes))
+	if errors.Is(err, server.ErrBadSnapshot) {
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "", err.Error()))
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
