@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
