@@ -130,6 +130,10 @@ func TestThreeServersElectForwardAndFailOver(t *testing.T) {
 	if err != nil {
 		t.Fatalf("submit through a follower: %v", err)
 	}
+	// Read your writes: the follower that forwarded the write has applied it.
+	if _, _, err := h.client(follower).GetJob(context.Background(), id, api.WatchOptions{}); err != nil {
+		t.Fatalf("job %d submitted through follower %s is not readable there at once: %v", id, h.names[follower], err)
+	}
 	waitJobOn(t, h.client(follower), id, "running", 30*time.Second)
 
 	// Kill the leader: the others elect a new one; the job keeps running, and

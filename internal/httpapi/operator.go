@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"github.com/durehq/dure/internal/state"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"time"
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/server"
@@ -18,10 +22,16 @@ const forwardedHeader = "X-Dure-Forwarded-By"
 // onLeader runs a write on the leader: on a follower the request is passed
 // to the leader unchanged (body unread) and its answer is passed back. With
 // no leader known, or on a second hop, the answer is 503: retry.
+//
+// Reads on a follower come from its own copy of the state, which may lag. So
+// that a client which wrote through a follower reads its write back there
+// (dure run submits, then watches the job), the leader stamps each write's
+// answer with its applied index and the follower answers only once it has
+// applied that far too.
 func (h *Handler) onLeader(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.b.IsLeader() {
-			next(w, r)
+			next(&indexStamper{ResponseWriter: w, store: h.b.Store()}, r)
 			return
 		}
 		leader := h.b.LeaderAddr()
@@ -45,6 +55,12 @@ func (h *Handler) proxyTo(addr string) *httputil.ReverseProxy {
 	}
 	p := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr})
 	p.FlushInterval = -1 // stream (log follows, snapshots) as it comes
+	p.ModifyResponse = func(resp *http.Response) error {
+		if idx, err := strconv.ParseUint(resp.Header.Get(api.IndexHeader), 10, 64); err == nil {
+			h.waitApplied(resp.Request.Context(), idx)
+		}
+		return nil
+	}
 	p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, fmt.Errorf("%w: forwarding to the leader at %s failed: %v", server.ErrNotLeader, addr, err))
 	}
@@ -118,4 +134,58 @@ func (h *Handler) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// indexStamper sets the index header to the store's applied index when the
+// answer starts: the write it answers for is applied by then.
+type indexStamper struct {
+	http.ResponseWriter
+	store   *state.Store
+	stamped bool
+}
+
+func (s *indexStamper) WriteHeader(code int) {
+	if !s.stamped {
+		s.stamped = true
+		s.Header().Set(api.IndexHeader, strconv.FormatUint(s.store.Index(), 10))
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *indexStamper) Write(b []byte) (int, error) {
+	if !s.stamped {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush passes flushes through (snapshot streams).
+func (s *indexStamper) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// maxApplyWait bounds how long a follower holds a forwarded write's answer
+// waiting to apply it: past that it answers anyway (the write is committed).
+const maxApplyWait = 5 * time.Second
+
+// waitApplied waits until this server's state has applied index idx.
+func (h *Handler) waitApplied(ctx context.Context, idx uint64) {
+	store := h.b.Store()
+	timer := time.NewTimer(maxApplyWait)
+	defer timer.Stop()
+	for {
+		changed := store.Changed()
+		if store.Index() >= idx {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
