@@ -26,7 +26,9 @@ type servers struct {
 func newServers(addrs []string, log *slog.Logger) *servers {
 	s := &servers{log: log}
 	for _, a := range addrs {
-		s.clients = append(s.clients, api.NewClient(a))
+		c := api.NewClient(a)
+		c.NoLeaderRetry = 0 // the agent rotates between servers itself
+		s.clients = append(s.clients, c)
 	}
 	return s
 }

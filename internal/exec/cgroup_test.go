@@ -23,80 +23,81 @@ func readCgroupFile(t *testing.T, dir, name string) string {
 }
 
 func TestLimitsAreWrittenToTheTaskCgroup(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, cgroupAuto, true)
-	const mem = 64 << 20
-	tests := []struct {
-		name      string
-		milliCPU  int64
-		wantQuota int64
-	}{
-		{"half a core", 500, 50000},
-		{"two cores", 2000, 200000},
-		{"below the kernel minimum is clamped", 1, 1000},
-	}
-	for i, tt := range tests {
-		id := "limits-" + string(rune('a'+i))
-		spec := shell(id, "cat /proc/self/cgroup; echo ready; exec sleep 60")
-		spec.MilliCPU, spec.MemoryBytes = tt.milliCPU, mem
-		h.start(spec)
-		h.waitForOutput(id, "ready")
-		cg := h.r.cg.forTask(id)
-		switch cg.Driver {
-		case cgroupV1:
-			got := map[string]string{
-				"cpu.cfs_quota_us":            readCgroupFile(t, cg.CPUDir, "cpu.cfs_quota_us"),
-				"cpu.cfs_period_us":           readCgroupFile(t, cg.CPUDir, "cpu.cfs_period_us"),
-				"memory.limit_in_bytes":       readCgroupFile(t, cg.MemoryDir, "memory.limit_in_bytes"),
-				"memory.memsw.limit_in_bytes": readCgroupFile(t, cg.MemoryDir, "memory.memsw.limit_in_bytes"),
-			}
-			want := map[string]string{
-				"cpu.cfs_quota_us":            strconv.FormatInt(tt.wantQuota, 10),
-				"cpu.cfs_period_us":           "100000",
-				"memory.limit_in_bytes":       strconv.Itoa(mem),
-				"memory.memsw.limit_in_bytes": strconv.Itoa(mem),
-			}
-			if _, err := os.Stat(filepath.Join(cg.MemoryDir, "memory.memsw.limit_in_bytes")); err != nil {
-				delete(want, "memory.memsw.limit_in_bytes") // no swap accounting on this kernel
-			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("%s: cgroup files (-want +got):\n%s", tt.name, diff)
-			}
-			// The task itself sees that it lives in these cgroups.
-			out := h.readLog(id, "stdout")
-			for _, c := range []struct{ ctl, dir string }{{"cpu", cg.CPUDir}, {"memory", cg.MemoryDir}} {
-				if want := strings.TrimPrefix(c.dir, mustMount(t, c.ctl)); !strings.Contains(out, ":"+want+"\n") {
-					t.Errorf("%s: task's /proc/self/cgroup does not show %s cgroup %s:\n%s", tt.name, c.ctl, want, out)
+	eachMode(t, func(t *testing.T, sup string) {
+		h := newHarness(t, sup, cgroupAuto, true)
+		const mem = 64 << 20
+		tests := []struct {
+			name      string
+			milliCPU  int64
+			wantQuota int64
+		}{
+			{"half a core", 500, 50000},
+			{"two cores", 2000, 200000},
+			{"below the kernel minimum is clamped", 1, 1000},
+		}
+		for i, tt := range tests {
+			id := "limits-" + string(rune('a'+i))
+			spec := shell(id, "cat /proc/self/cgroup; echo ready; exec sleep 60")
+			spec.MilliCPU, spec.MemoryBytes = tt.milliCPU, mem
+			h.start(spec)
+			h.waitForOutput(id, "ready")
+			cg := h.r.cg.forTask(id)
+			switch cg.Driver {
+			case cgroupV1:
+				got := map[string]string{
+					"cpu.cfs_quota_us":            readCgroupFile(t, cg.CPUDir, "cpu.cfs_quota_us"),
+					"cpu.cfs_period_us":           readCgroupFile(t, cg.CPUDir, "cpu.cfs_period_us"),
+					"memory.limit_in_bytes":       readCgroupFile(t, cg.MemoryDir, "memory.limit_in_bytes"),
+					"memory.memsw.limit_in_bytes": readCgroupFile(t, cg.MemoryDir, "memory.memsw.limit_in_bytes"),
+				}
+				want := map[string]string{
+					"cpu.cfs_quota_us":            strconv.FormatInt(tt.wantQuota, 10),
+					"cpu.cfs_period_us":           "100000",
+					"memory.limit_in_bytes":       strconv.Itoa(mem),
+					"memory.memsw.limit_in_bytes": strconv.Itoa(mem),
+				}
+				if _, err := os.Stat(filepath.Join(cg.MemoryDir, "memory.memsw.limit_in_bytes")); err != nil {
+					delete(want, "memory.memsw.limit_in_bytes") // no swap accounting on this kernel
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("%s: cgroup files (-want +got):\n%s", tt.name, diff)
+				}
+				// The task itself sees that it lives in these cgroups.
+				out := h.readLog(id, "stdout")
+				for _, c := range []struct{ ctl, dir string }{{"cpu", cg.CPUDir}, {"memory", cg.MemoryDir}} {
+					if want := strings.TrimPrefix(c.dir, mustMount(t, c.ctl)); !strings.Contains(out, ":"+want+"\n") {
+						t.Errorf("%s: task's /proc/self/cgroup does not show %s cgroup %s:\n%s", tt.name, c.ctl, want, out)
+					}
+				}
+			case cgroupV2:
+				if got, want := readCgroupFile(t, cg.Dir, "cpu.max"), strconv.FormatInt(tt.wantQuota, 10)+" 100000"; got != want {
+					t.Errorf("%s: cpu.max = %q, want %q", tt.name, got, want)
+				}
+				if got := readCgroupFile(t, cg.Dir, "memory.max"); got != strconv.Itoa(mem) {
+					t.Errorf("%s: memory.max = %q, want %d", tt.name, got, mem)
 				}
 			}
-		case cgroupV2:
-			if got, want := readCgroupFile(t, cg.Dir, "cpu.max"), strconv.FormatInt(tt.wantQuota, 10)+" 100000"; got != want {
-				t.Errorf("%s: cpu.max = %q, want %q", tt.name, got, want)
+			// The supervisor is not in the task's cgroup: it must not be charged
+			// for or killed with the task.
+			pid, _ := readPid(filepath.Join(h.r.dir, id))
+			procs, err := cgroupPIDs(cg)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if got := readCgroupFile(t, cg.Dir, "memory.max"); got != strconv.Itoa(mem) {
-				t.Errorf("%s: memory.max = %q, want %d", tt.name, got, mem)
+			if len(procs) != 1 || procs[0] == pid {
+				t.Errorf("%s: task cgroup holds %v, want just the task (supervisor is %d)", tt.name, procs, pid)
 			}
-		}
-		// The supervisor is not in the task's cgroup: it must not be charged
-		// for or killed with the task.
-		pid, _ := readPid(filepath.Join(h.r.dir, id))
-		procs, err := cgroupPIDs(cg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(procs) != 1 || procs[0] == pid {
-			t.Errorf("%s: task cgroup holds %v, want just the task (supervisor is %d)", tt.name, procs, pid)
-		}
-		if err := h.r.Stop(id, 0); err != nil {
-			t.Fatal(err)
-		}
-		h.wait(id)
-		for _, d := range cg.dirs() {
-			if exists(d) {
-				t.Errorf("%s: cgroup %s not removed after the task ended", tt.name, d)
+			if err := h.r.Stop(id, 0); err != nil {
+				t.Fatal(err)
+			}
+			h.wait(id)
+			for _, d := range cg.dirs() {
+				if exists(d) {
+					t.Errorf("%s: cgroup %s not removed after the task ended", tt.name, d)
+				}
 			}
 		}
-	}
+	})
 }
 
 func mustMount(t *testing.T, controller string) string {
@@ -112,40 +113,44 @@ func mustMount(t *testing.T, controller string) string {
 }
 
 func TestMemoryLimitOOMKills(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, cgroupAuto, true)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const limit = 32 << 20
-	tests := []struct {
-		name    string
-		mib     string
-		wantOOM bool
-	}{
-		{"within the limit", "4", false},
-		{"over the limit", "200", true},
-	}
-	for i, tt := range tests {
-		id := "oom-" + string(rune('a'+i))
-		spec := TaskSpec{ID: id, Command: []string{exe, "__alloc", tt.mib}, MemoryBytes: limit}
-		res := h.run(spec)
-		if res.OOMKilled != tt.wantOOM {
-			t.Errorf("%s: OOMKilled = %v, want %v (result %+v, stdout %q)", tt.name, res.OOMKilled, tt.wantOOM, res, h.readLog(id, "stdout"))
+	eachMode(t, func(t *testing.T, sup string) {
+		h := newHarness(t, sup, cgroupAuto, true)
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if tt.wantOOM && (res.Signal != "SIGKILL" || res.ExitCode != 137) {
-			t.Errorf("%s: got exit %d signal %q, want 137 SIGKILL", tt.name, res.ExitCode, res.Signal)
+		const limit = 32 << 20
+		tests := []struct {
+			name    string
+			mib     string
+			wantOOM bool
+		}{
+			{"within the limit", "4", false},
+			{"over the limit", "200", true},
 		}
-		if !tt.wantOOM && res.ExitCode != 0 {
-			t.Errorf("%s: exit %d, stderr %q", tt.name, res.ExitCode, h.readLog(id, "stderr"))
+		for i, tt := range tests {
+			id := "oom-" + string(rune('a'+i))
+			spec := TaskSpec{ID: id, Command: []string{exe, "__alloc", tt.mib}, MemoryBytes: limit}
+			res := h.run(spec)
+			if res.OOMKilled != tt.wantOOM {
+				t.Errorf("%s: OOMKilled = %v, want %v (result %+v, stdout %q)", tt.name, res.OOMKilled, tt.wantOOM, res, h.readLog(id, "stdout"))
+			}
+			if tt.wantOOM && (res.Signal != "SIGKILL" || res.ExitCode != 137) {
+				t.Errorf("%s: got exit %d signal %q, want 137 SIGKILL", tt.name, res.ExitCode, res.Signal)
+			}
+			if !tt.wantOOM && res.ExitCode != 0 {
+				t.Errorf("%s: exit %d, stderr %q", tt.name, res.ExitCode, h.readLog(id, "stderr"))
+			}
 		}
-	}
+	})
 }
 
+// A per-task supervisor killed by hand: its runner kills the task and
+// records ExitCode -1. (A killed node daemon is replaced and keeps watching
+// its tasks: TestDaemonKilledTasksAreAdopted.)
 func TestLostSupervisorIsRecorded(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, cgroupAuto, true)
+	h := newHarness(t, SupervisorTask, cgroupAuto, true)
 	h.start(shell("orphan", "echo $$; exec sleep 300"))
 	h.waitForOutput("orphan", "\n")
 	taskPid := strings.TrimSpace(h.readLog("orphan", "stdout"))
@@ -159,8 +164,8 @@ func TestLostSupervisorIsRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := h.wait("orphan")
-	if res.ExitCode != -1 {
-		t.Errorf("got %+v, want ExitCode -1 (unknown)", res)
+	if res.ExitCode != -1 || res.Lost == "" {
+		t.Errorf("got %+v, want ExitCode -1 (unknown) and why in Lost", res)
 	}
 	if cmdline, err := os.ReadFile("/proc/" + taskPid + "/cmdline"); err == nil && strings.Contains(string(cmdline), "sleep") {
 		t.Errorf("task %s survived its lost supervisor", taskPid)
@@ -182,7 +187,7 @@ func TestLostSupervisorIsRecorded(t *testing.T) {
 //
 // These tests do not run in parallel with each other: they change the
 // mount's root subtree_control and put it back.
-func unifiedRunner(t *testing.T) (*Runner, []string) {
+func unifiedRunner(t *testing.T, sup string) (*Runner, []string) {
 	t.Helper()
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -207,7 +212,7 @@ func unifiedRunner(t *testing.T) (*Runner, []string) {
 		t.Skipf("cgroup2 mount at %s not writable: %v", root, err)
 	}
 
-	r, err := NewRunner(Config{Dir: t.TempDir(), SupervisorCommand: supervisorCommand(t), Cgroups: cgroupOff})
+	r, err := NewRunner(Config{Dir: t.TempDir(), SupervisorCommand: supervisorCommand(t), Cgroups: cgroupOff, Supervisor: sup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,65 +221,73 @@ func unifiedRunner(t *testing.T) (*Runner, []string) {
 }
 
 func TestV2DriverOnUnifiedMount(t *testing.T) {
-	r, delegated := unifiedRunner(t)
-	h := newHarnessWith(t, r)
-	cg := h.r.cg.forTask("v2")
-	h.start(shell("v2", `setsid sleep 300 >/dev/null 2>&1 & echo $!; cat /proc/self/cgroup; echo ready; exec sleep 60`))
-	h.waitForOutput("v2", "ready")
-	out := lines(h.readLog("v2", "stdout"))
-	daemon := out[0]
-	rel := strings.TrimPrefix(cg.Dir, filepath.Dir(filepath.Dir(cg.Dir)))
-	if !strings.Contains(strings.Join(out, "\n"), "0::"+rel) {
-		t.Errorf("task is not in its v2 cgroup %s; /proc/self/cgroup:\n%s", rel, strings.Join(out, "\n"))
-	}
-	if got := readCgroupFile(t, cg.Dir, "cgroup.controllers"); len(delegated) > 0 && !strings.Contains(got, delegated[0]) {
-		t.Errorf("task cgroup controllers = %q, want the delegated %v", got, delegated)
-	}
-	procs, err := cgroupPIDs(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(procs) != 2 {
-		t.Errorf("cgroup.procs = %v, want the task and its daemon", procs)
-	}
-	if err := h.r.Stop("v2", 0); err != nil {
-		t.Fatal(err)
-	}
-	if res := h.wait("v2"); !res.Stopped || res.Signal != "SIGTERM" {
-		t.Errorf("got %+v, want Stopped by SIGTERM", res)
-	}
-	if cmdline, err := os.ReadFile("/proc/" + daemon + "/cmdline"); err == nil && strings.Contains(string(cmdline), "sleep") {
-		t.Errorf("daemon %s survived its task", daemon)
-	}
-	if exists(cg.Dir) {
-		t.Errorf("cgroup %s not removed", cg.Dir)
+	for _, sup := range modes { // one at a time: see unifiedRunner
+		t.Run(sup, func(t *testing.T) {
+			r, delegated := unifiedRunner(t, sup)
+			h := newHarnessWith(t, r)
+			cg := h.r.cg.forTask("v2")
+			h.start(shell("v2", `setsid sleep 300 >/dev/null 2>&1 & echo $!; cat /proc/self/cgroup; echo ready; exec sleep 60`))
+			h.waitForOutput("v2", "ready")
+			out := lines(h.readLog("v2", "stdout"))
+			daemon := out[0]
+			rel := strings.TrimPrefix(cg.Dir, filepath.Dir(filepath.Dir(cg.Dir)))
+			if !strings.Contains(strings.Join(out, "\n"), "0::"+rel) {
+				t.Errorf("task is not in its v2 cgroup %s; /proc/self/cgroup:\n%s", rel, strings.Join(out, "\n"))
+			}
+			if got := readCgroupFile(t, cg.Dir, "cgroup.controllers"); len(delegated) > 0 && !strings.Contains(got, delegated[0]) {
+				t.Errorf("task cgroup controllers = %q, want the delegated %v", got, delegated)
+			}
+			procs, err := cgroupPIDs(cg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(procs) != 2 {
+				t.Errorf("cgroup.procs = %v, want the task and its daemon", procs)
+			}
+			if err := h.r.Stop("v2", 0); err != nil {
+				t.Fatal(err)
+			}
+			if res := h.wait("v2"); !res.Stopped || res.Signal != "SIGTERM" {
+				t.Errorf("got %+v, want Stopped by SIGTERM", res)
+			}
+			if cmdline, err := os.ReadFile("/proc/" + daemon + "/cmdline"); err == nil && strings.Contains(string(cmdline), "sleep") {
+				t.Errorf("daemon %s survived its task", daemon)
+			}
+			if exists(cg.Dir) {
+				t.Errorf("cgroup %s not removed", cg.Dir)
+			}
+		})
 	}
 }
 
 func TestV2SetupFailureIsAStartError(t *testing.T) {
-	r, _ := unifiedRunner(t)
-	h := newHarnessWith(t, r)
-	// No memory controller on this mount: memory.max cannot be written, so
-	// the task must not start (running it unlimited would be wrong).
-	spec := shell("nomem", "true")
-	spec.MemoryBytes = 64 << 20
-	_, err := h.r.Start(spec)
-	if err == nil || !strings.Contains(err.Error(), "memory.max") {
-		t.Fatalf("Start = %v, want an error about memory.max", err)
-	}
-	if res, ok := h.r.Finished("nomem"); !ok || !strings.Contains(res.StartErr, "memory.max") {
-		t.Errorf("status file: %+v, %v; want StartErr about memory.max", res, ok)
-	}
-	if exists(h.r.cg.forTask("nomem").Dir) {
-		t.Error("cgroup left behind after a failed setup")
-	}
-	if _, err := h.r.Start(spec); !errors.Is(err, ErrAlreadyStarted) {
-		t.Errorf("Start again: %v, want ErrAlreadyStarted (at most once)", err)
-	}
-	select {
-	case ev := <-h.r.Events():
-		t.Errorf("a failed Start sent an event: %+v", ev)
-	default:
+	for _, sup := range modes { // one at a time: see unifiedRunner
+		t.Run(sup, func(t *testing.T) {
+			r, _ := unifiedRunner(t, sup)
+			h := newHarnessWith(t, r)
+			// No memory controller on this mount: memory.max cannot be written, so
+			// the task must not start (running it unlimited would be wrong).
+			spec := shell("nomem", "true")
+			spec.MemoryBytes = 64 << 20
+			_, err := h.r.Start(spec)
+			if err == nil || !strings.Contains(err.Error(), "memory.max") {
+				t.Fatalf("Start = %v, want an error about memory.max", err)
+			}
+			if res, ok := h.r.Finished("nomem"); !ok || !strings.Contains(res.StartErr, "memory.max") {
+				t.Errorf("status file: %+v, %v; want StartErr about memory.max", res, ok)
+			}
+			if exists(h.r.cg.forTask("nomem").Dir) {
+				t.Error("cgroup left behind after a failed setup")
+			}
+			if _, err := h.r.Start(spec); !errors.Is(err, ErrAlreadyStarted) {
+				t.Errorf("Start again: %v, want ErrAlreadyStarted (at most once)", err)
+			}
+			select {
+			case ev := <-h.r.Events():
+				t.Errorf("a failed Start sent an event: %+v", ev)
+			default:
+			}
+		})
 	}
 }
 

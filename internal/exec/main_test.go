@@ -3,6 +3,7 @@ package exec
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,9 +21,15 @@ import (
 // The test binary doubles as the supervisor and as small helper programs, so
 // the tests need no dure binary:
 //
-//	exec.test __supervise TASKDIR     the supervisor (SupervisorMain)
+//	exec.test __supervise TASKDIR     the per-task supervisor (SupervisorMain)
+//	exec.test __supervise --node DIR  the node supervisor daemon (SupervisorMain)
 //	exec.test __alloc MiB             touches MiB of memory, then exits 0
-//	exec.test __runner DIR PARENT MODE FIFO   a runner process that starts one task and blocks
+//	exec.test __runner DIR PARENT MODE SUP FIFO   a runner process that starts one task and blocks
+//
+// Every test runs its runners' temporary directories under one root, and
+// TestMain checks at the end that no process of the tests is left: no
+// supervisor or daemon (this binary) and no task (working directory under
+// the root).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -34,7 +41,49 @@ func TestMain(m *testing.M) {
 			os.Exit(runnerHelper(os.Args[2:]))
 		}
 	}
-	os.Exit(m.Run())
+	root, err := os.MkdirTemp("", "dure-exec-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", root) // t.TempDir() and b.TempDir() live under root
+	code := m.Run()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(code) // a fuzz worker: its coordinator (this binary too) checks
+	}
+	if left := leftoverProcesses(root); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d process(es) behind (now killed):\n", len(left))
+		for _, p := range left {
+			fmt.Fprintln(os.Stderr, "  ", p)
+		}
+		code = 1
+	}
+	os.RemoveAll(root)
+	os.Exit(code)
+}
+
+// leftoverProcesses finds (and SIGKILLs) processes of this test run: copies
+// of this binary other than ourselves, and anything whose working directory
+// is under root. Zombies have neither and are not counted.
+func leftoverProcesses(root string) []string {
+	self, _ := os.Executable()
+	parent := os.Getppid()
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() || pid == parent {
+			continue
+		}
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if (self != "" && exe == self) || cwd == root || strings.HasPrefix(cwd, root+"/") {
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			out = append(out, fmt.Sprintf("pid %d: %s (cwd %s)", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " "), cwd))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return out
 }
 
 func allocHelper(args []string) int {
@@ -58,9 +107,9 @@ func allocHelper(args []string) int {
 // runnerHelper plays an agent: it starts a task that waits on FIFO and exits
 // 7, prints "started <supervisor pid>", and blocks until killed.
 func runnerHelper(args []string) int {
-	dir, parent, mode, fifo := args[0], args[1], args[2], args[3]
+	dir, parent, mode, sup, fifo := args[0], args[1], args[2], args[3], args[4]
 	exe, _ := os.Executable()
-	r, err := NewRunner(Config{Dir: dir, SupervisorCommand: []string{exe, "__supervise"}, Cgroups: mode, CgroupParent: parent})
+	r, err := NewRunner(Config{Dir: dir, SupervisorCommand: []string{exe, "__supervise"}, Cgroups: mode, CgroupParent: parent, Supervisor: sup})
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
@@ -69,9 +118,42 @@ func runnerHelper(args []string) int {
 		fmt.Println("error", err)
 		return 1
 	}
-	pid, _ := readPid(filepath.Join(dir, "survivor"))
-	fmt.Println("started", pid)
+	fmt.Println("started", supervisorPID(r, "survivor"))
 	select {}
+}
+
+// supervisorPID is the pid of the process supervising task id: its own
+// supervisor (task mode) or the daemon (node mode); 0 if unknown.
+func supervisorPID(r *Runner, id string) int {
+	if r.mode == SupervisorTask {
+		pid, _ := readPid(filepath.Join(r.dir, id))
+		return pid
+	}
+	return daemonPID(r.dir)
+}
+
+// daemonPID reads the node daemon's pid from its lock file.
+func daemonPID(dir string) int {
+	data, err := os.ReadFile(filepath.Join(dir, lockFile))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+// modes are the supervisor modes every behaviour test runs in.
+var modes = []string{SupervisorNode, SupervisorTask}
+
+// eachMode runs f as a parallel subtest per supervisor mode.
+func eachMode(t *testing.T, f func(t *testing.T, sup string)) {
+	t.Parallel()
+	for _, sup := range modes {
+		t.Run(sup, func(t *testing.T) {
+			t.Parallel()
+			f(t, sup)
+		})
+	}
 }
 
 var testSeq atomic.Int64
@@ -99,16 +181,18 @@ func supervisorCommand(t testing.TB) []string {
 	return []string{exe, "__supervise"}
 }
 
-// newHarness makes a runner with the given cgroup mode. With requireCgroups
-// false it falls back to "off" where cgroups cannot be used (not root, …).
-func newHarness(t *testing.T, mode string, requireCgroups bool) *harness {
+// newHarness makes a runner with the given supervisor and cgroup modes. With
+// requireCgroups false it falls back to "off" where cgroups cannot be used
+// (not root, …).
+func newHarness(t *testing.T, sup, mode string, requireCgroups bool) *harness {
 	t.Helper()
 	cfg := Config{
 		Dir:               t.TempDir(),
 		SupervisorCommand: supervisorCommand(t),
+		Supervisor:        sup,
 		Cgroups:           mode,
 		CgroupParent:      cgroupParentName(),
-		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:            testLogger(t),
 	}
 	r, err := NewRunner(cfg)
 	if err != nil && !requireCgroups {
@@ -134,10 +218,26 @@ func newHarnessWith(t *testing.T, r *Runner) *harness {
 	return h
 }
 
-type testWriter struct{ t *testing.T }
+// testLogger routes a runner's logs to t.Log until the test ends (a
+// runner's reader may log after that, e.g. while its daemon shuts down).
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
@@ -218,8 +318,8 @@ func (h *harness) readLogQuiet(id, stream string) string {
 	return string(data)
 }
 
-// cleanup stops every task still running, waits for them, closes the runner
-// and removes the cgroup parents.
+// cleanup stops every task still running, waits for them, shuts the runner
+// (and its daemon) down and removes the cgroup parents.
 func (h *harness) cleanup() {
 	h.mu.Lock()
 	ids := append([]string(nil), h.ids...)
@@ -229,8 +329,8 @@ func (h *harness) cleanup() {
 			continue
 		}
 		err := h.r.Stop(id, time.Millisecond)
-		if errors.Is(err, ErrUnknownTask) {
-			continue // removed by the test
+		if errors.Is(err, ErrUnknownTask) || errors.Is(err, ErrClosed) {
+			continue // removed or closed by the test
 		}
 		if err != nil {
 			h.t.Errorf("cleanup: Stop(%s): %v", id, err)
@@ -238,10 +338,28 @@ func (h *harness) cleanup() {
 		}
 		h.wait(id)
 	}
-	if err := h.r.Close(); err != nil {
-		h.t.Errorf("cleanup: Close: %v", err)
+	if err := h.r.Shutdown(true); errors.Is(err, ErrClosed) {
+		stopDaemon(h.t, h.r.dir)
+	} else if err != nil {
+		h.t.Errorf("cleanup: Shutdown: %v", err)
 	}
 	removeCgroupParent(h.t, h.r.cg)
+}
+
+// stopDaemon shuts down a node daemon still serving dir (its runner was
+// closed), killing its tasks.
+func stopDaemon(t testing.TB, dir string) {
+	if !daemonAlive(dir) {
+		return
+	}
+	r, err := NewRunner(Config{Dir: dir, SupervisorCommand: supervisorCommand(t), Cgroups: cgroupOff})
+	if err != nil {
+		t.Errorf("cleanup: reaching the daemon: %v", err)
+		return
+	}
+	if err := r.Shutdown(true); err != nil {
+		t.Errorf("cleanup: Shutdown: %v", err)
+	}
 }
 
 // removeCgroupParent removes a test's cgroup parents. Task cgroups still in

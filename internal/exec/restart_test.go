@@ -17,7 +17,10 @@ import (
 // supervisor keeps the task running, records its true exit code, and a new
 // runner adopts it with Recover and reports its end.
 func TestTaskSurvivesRunnerDeath(t *testing.T) {
-	t.Parallel()
+	eachMode(t, testTaskSurvivesRunnerDeath)
+}
+
+func testTaskSurvivesRunnerDeath(t *testing.T, sup string) {
 	dir := t.TempDir()
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -32,7 +35,7 @@ func TestTaskSurvivesRunnerDeath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := exec.Command(exe, "__runner", dir, parent, mode, fifo)
+	agent := exec.Command(exe, "__runner", dir, parent, mode, sup, fifo)
 	stdout, err := agent.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +58,7 @@ func TestTaskSurvivesRunnerDeath(t *testing.T) {
 	_ = agent.Wait()
 
 	taskDir := filepath.Join(dir, "survivor")
-	if !isSupervisorOf(supervisor, taskDir) {
+	if supervisor <= 0 || syscall.Kill(supervisor, 0) != nil {
 		t.Fatalf("supervisor %d died with its runner", supervisor)
 	}
 	if _, ok, _ := readStatus(taskDir); ok {
@@ -63,7 +66,7 @@ func TestTaskSurvivesRunnerDeath(t *testing.T) {
 	}
 
 	// The restarted agent.
-	r, err := NewRunner(Config{Dir: dir, SupervisorCommand: supervisorCommand(t), Cgroups: mode, CgroupParent: parent})
+	r, err := NewRunner(Config{Dir: dir, SupervisorCommand: supervisorCommand(t), Cgroups: mode, CgroupParent: parent, Supervisor: sup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +89,7 @@ func TestTaskSurvivesRunnerDeath(t *testing.T) {
 	f.Close()
 
 	res := h.wait("survivor")
-	if res.ExitCode != 7 || res.StartedAt.IsZero() {
+	if res.ExitCode != 7 || res.StartedAt.IsZero() || res.Lost != "" {
 		t.Errorf("got %+v, want exit code 7 with a start time", res)
 	}
 	if got, ok := r.Finished("survivor"); !ok || got.ExitCode != 7 {
@@ -99,47 +102,56 @@ func TestTaskSurvivesRunnerDeath(t *testing.T) {
 }
 
 func TestRecoverListsEndedAndLostTasks(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, cgroupOff, false)
-	h.run(shell("ended", "exit 4"))
-	// A task directory whose supervisor vanished before writing anything
-	// but its spec and pid (a pid that is not a supervisor).
-	lost := filepath.Join(h.r.dir, "lost")
-	if err := os.MkdirAll(lost, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	spec, _ := os.ReadFile(filepath.Join(h.r.dir, "ended", specFile))
-	spec = []byte(strings.Replace(string(spec), `"ID":"ended"`, `"ID":"lost"`, 1))
-	if err := os.WriteFile(filepath.Join(lost, specFile), spec, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(lost, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Junk that is not a task directory is ignored.
-	if err := os.Mkdir(filepath.Join(h.r.dir, "junk"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	eachMode(t, func(t *testing.T, sup string) {
+		h := newHarness(t, sup, cgroupOff, false)
+		h.run(shell("ended", "exit 4"))
+		// A task directory whose supervisor vanished before recording a
+		// result: per-task, a spec and a pid file naming a process that is
+		// not a supervisor; node mode, logs the daemon knows nothing of.
+		lost := filepath.Join(h.r.dir, "lost")
+		if err := os.MkdirAll(lost, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		switch sup {
+		case SupervisorTask:
+			spec, _ := os.ReadFile(filepath.Join(h.r.dir, "ended", specFile))
+			spec = []byte(strings.Replace(string(spec), `"ID":"ended"`, `"ID":"lost"`, 1))
+			if err := os.WriteFile(filepath.Join(lost, specFile), spec, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(lost, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case SupervisorNode:
+			if err := os.WriteFile(filepath.Join(lost, stdoutFile), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Junk that is not a task directory is ignored.
+		if err := os.Mkdir(filepath.Join(h.r.dir, "junk"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 
-	r2 := mustRunner(t, h.r.dir, h.r.cg)
-	defer r2.Close()
-	got, err := r2.Recover()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].ID != "ended" || got[1].ID != "lost" {
-		t.Fatalf("Recover = %+v, want ended and lost", got)
-	}
-	if got[0].Running || got[0].Result.ExitCode != 4 {
-		t.Errorf("ended: %+v, want exit code 4", got[0])
-	}
-	if got[1].Running || got[1].Result.ExitCode != -1 {
-		t.Errorf("lost: %+v, want ExitCode -1", got[1])
-	}
-	if res, ok := r2.Finished("lost"); !ok || res.ExitCode != -1 {
-		t.Errorf("lost task has no status file after Recover: %+v %v", res, ok)
-	}
-	if err := r2.Remove("lost"); err != nil {
-		t.Errorf("Remove(lost): %v", err)
-	}
+		r2 := mustRunner(t, sup, h.r.dir, h.r.cg)
+		defer r2.Close()
+		got, err := r2.Recover()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].ID != "ended" || got[1].ID != "lost" {
+			t.Fatalf("Recover = %+v, want ended and lost", got)
+		}
+		if got[0].Running || got[0].Result.ExitCode != 4 {
+			t.Errorf("ended: %+v, want exit code 4", got[0])
+		}
+		if got[1].Running || got[1].Result.ExitCode != -1 || got[1].Result.Lost == "" {
+			t.Errorf("lost: %+v, want ExitCode -1 and why in Lost", got[1])
+		}
+		if res, ok := r2.Finished("lost"); !ok || res.ExitCode != -1 {
+			t.Errorf("lost task has no status file after Recover: %+v %v", res, ok)
+		}
+		if err := r2.Remove("lost"); err != nil {
+			t.Errorf("Remove(lost): %v", err)
+		}
+	})
 }

@@ -1,18 +1,15 @@
 package exec
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -28,6 +25,12 @@ var (
 	ErrClosed = errors.New("exec: runner is closed")
 )
 
+// Supervisor modes (Config.Supervisor).
+const (
+	SupervisorNode = "node" // one long-lived supervisor daemon per Dir
+	SupervisorTask = "task" // one supervisor process per task
+)
+
 // handshakeTimeout bounds how long Start waits for a supervisor to report.
 // It is far above any real start-up; it only keeps a wedged supervisor from
 // hanging the agent.
@@ -37,12 +40,14 @@ const handshakeTimeout = 30 * time.Second
 // safe for concurrent use.
 type Runner struct {
 	dir     string
+	mode    string   // SupervisorNode or SupervisorTask
 	command []string // the supervisor command, argv[0] resolved
 	cg      cgroupParent
 	log     *slog.Logger
 	devnull *os.File
 	supLog  *os.File // the supervisors' shared stdout/stderr
 	events  *eventQueue
+	node    *nodeClient // node mode
 
 	mu       sync.Mutex
 	tasks    map[string]*task
@@ -57,15 +62,19 @@ type task struct {
 	cg      cgroupSpec
 	grace   time.Duration // resolved KillGrace, for Stop(id, 0)
 	started chan struct{} // closed when Start (or Recover) is done with it
+	node    bool          // supervised by the node daemon (else by its own supervisor)
 
 	// Guarded by Runner.mu.
-	watch     *pidWatch // the supervisor; nil once ended
-	child     bool      // the supervisor is our child: reap it
+	watch     *pidWatch // task mode: the supervisor; nil once ended
+	child     bool      // task mode: the supervisor is our child: reap it
+	inflight  bool      // node mode: Start has not learned the outcome yet
 	startedAt time.Time
 	ended     bool
 }
 
-// NewRunner checks cfg, creates cfg.Dir and prepares the cgroup parent.
+// NewRunner checks cfg, creates cfg.Dir and prepares the cgroup parent. In
+// node mode it connects to the Dir's supervisor daemon, starting one if
+// none runs.
 func NewRunner(cfg Config) (*Runner, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("exec: Config.Dir: must be set")
@@ -77,6 +86,14 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if len(cfg.SupervisorCommand) == 0 || cfg.SupervisorCommand[0] == "" {
 		return nil, errors.New("exec: Config.SupervisorCommand: must name the dure binary, e.g. [/usr/bin/dure supervise]")
 	}
+	mode := cfg.Supervisor
+	switch mode {
+	case "":
+		mode = SupervisorNode
+	case SupervisorNode, SupervisorTask:
+	default:
+		return nil, fmt.Errorf("exec: Config.Supervisor: must be %q or %q, got %q", SupervisorNode, SupervisorTask, mode)
+	}
 	cwd, _ := os.Getwd()
 	bin, err := lookPath(cfg.SupervisorCommand[0], os.Environ(), cwd)
 	if err != nil {
@@ -85,9 +102,9 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if bin, err = filepath.Abs(bin); err != nil {
 		return nil, fmt.Errorf("exec: Config.SupervisorCommand: %w", err)
 	}
-	mode := cfg.Cgroups
-	if mode == "" {
-		mode = cgroupAuto
+	cgMode := cfg.Cgroups
+	if cgMode == "" {
+		cgMode = cgroupAuto
 	}
 	parent := cfg.CgroupParent
 	if parent == "" {
@@ -103,7 +120,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("exec: Config.Dir: %w", err)
 	}
-	cg, err := resolveCgroups(mode, parent)
+	cg, err := resolveCgroups(cgMode, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +137,9 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	command := append([]string{bin}, cfg.SupervisorCommand[1:]...)
 	log = log.With("component", "exec")
-	log.Debug("runner ready", "dir", dir, "cgroups", cg.driver)
-	return &Runner{
+	r := &Runner{
 		dir:     dir,
+		mode:    mode,
 		command: command,
 		cg:      cg,
 		log:     log,
@@ -130,7 +147,26 @@ func NewRunner(cfg Config) (*Runner, error) {
 		supLog:  supLog,
 		events:  newEventQueue(),
 		tasks:   make(map[string]*task),
-	}, nil
+	}
+	if mode == SupervisorNode {
+		r.node = &nodeClient{
+			dir:     dir,
+			command: append(append([]string(nil), command...), nodeFlag, dir),
+			devnull: devnull,
+			supLog:  supLog,
+			log:     log,
+			onEvent: r.nodeEnded,
+			resync:  r.resyncNode,
+		}
+		if err := dialNode(r.node); err != nil {
+			r.events.close()
+			devnull.Close()
+			supLog.Close()
+			return nil, err
+		}
+	}
+	log.Debug("runner ready", "dir", dir, "cgroups", cg.driver, "supervisor", mode)
+	return r, nil
 }
 
 // validCgroupParent accepts a relative path of [A-Za-z0-9._-]+ components.
@@ -149,22 +185,28 @@ func validCgroupParent(p string) error {
 // CgroupDriver says which cgroup driver the runner uses: "v1", "v2" or "off".
 func (r *Runner) CgroupDriver() string { return r.cg.driver }
 
-// Start launches the supervisor for spec and returns once the task's process
-// has started. A command that cannot be executed (missing binary, not
-// executable, missing work dir) is a task outcome, not an error: Start
-// succeeds and the task ends at once with Result.StartErr and exit code 127
-// (126 when the file is not executable), as a shell would report. Start
-// returns an error only when nothing was started; no TaskEvent follows then.
+// SupervisorMode says which supervisor mode the runner uses: "node" or "task".
+func (r *Runner) SupervisorMode() string { return r.mode }
+
+// Start launches the task and returns once its process has started (in
+// node mode: right after the daemon's fork/exec returned). A command that
+// cannot be executed (missing binary, not executable, missing work dir) is
+// a task outcome, not an error: Start succeeds and the task ends at once
+// with Result.StartErr and exit code 127 (126 when the file is not
+// executable), as a shell would report. Start returns an error only when
+// nothing was started; no TaskEvent follows then.
 func (r *Runner) Start(spec TaskSpec) (time.Time, error) {
 	if err := validateSpec(spec); err != nil {
 		return time.Time{}, err
 	}
 	t := &task{
-		id:      spec.ID,
-		dir:     filepath.Join(r.dir, spec.ID),
-		cg:      r.cg.forTask(spec.ID),
-		grace:   killGrace(spec, -1),
-		started: make(chan struct{}),
+		id:       spec.ID,
+		dir:      filepath.Join(r.dir, spec.ID),
+		cg:       r.cg.forTask(spec.ID),
+		grace:    killGrace(spec, -1),
+		started:  make(chan struct{}),
+		node:     r.node != nil,
+		inflight: r.node != nil,
 	}
 	defer close(t.started)
 	r.mu.Lock()
@@ -178,134 +220,25 @@ func (r *Runner) Start(spec TaskSpec) (time.Time, error) {
 	}
 	r.tasks[spec.ID] = t
 	r.mu.Unlock()
-
-	if err := os.Mkdir(t.dir, 0o755); err != nil {
-		r.mu.Lock()
-		delete(r.tasks, spec.ID)
-		r.mu.Unlock()
-		if errors.Is(err, os.ErrExist) {
-			return time.Time{}, fmt.Errorf("%w: %s (%s exists)", ErrAlreadyStarted, spec.ID, t.dir)
-		}
-		return time.Time{}, fmt.Errorf("exec: creating task directory: %w", err)
+	if t.node {
+		return r.startNode(t, spec)
 	}
-	startedAt, err := r.launch(t, spec)
-	if err != nil {
-		// The directory stays (a task starts at most once) with a status
-		// file saying why; the task counts as ended.
-		r.mu.Lock()
-		t.ended = true
-		r.mu.Unlock()
-		return time.Time{}, fmt.Errorf("exec: starting task %s: %w", spec.ID, err)
-	}
-	return startedAt, nil
+	return r.startTaskMode(t, spec)
 }
 
-// launch starts the supervisor and waits for its start-up line.
-func (r *Runner) launch(t *task, spec TaskSpec) (time.Time, error) {
-	data, err := json.Marshal(supervisorSpec{Version: specVersion, Task: spec, Cgroup: t.cg})
-	if err != nil {
-		return time.Time{}, err
-	}
-	// 0600: the environment may hold secrets.
-	if err := os.WriteFile(filepath.Join(t.dir, specFile), data, 0o600); err != nil {
-		return time.Time{}, r.lost(t, fmt.Sprintf("writing spec: %v", err))
-	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return time.Time{}, r.lost(t, fmt.Sprintf("pipe: %v", err))
-	}
-	argv := append(slices.Clip(r.command), t.dir)
-	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
-		Files: []*os.File{r.devnull, r.supLog, r.supLog, pw},
-		// Its own session: the supervisor outlives the agent and never gets
-		// the agent's terminal signals.
-		Sys: &syscall.SysProcAttr{Setsid: true},
-	})
-	pw.Close()
-	if err != nil {
-		pr.Close()
-		return time.Time{}, r.lost(t, fmt.Sprintf("starting supervisor %s: %v", argv[0], err))
-	}
-	_ = pr.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	line, rerr := io.ReadAll(io.LimitReader(pr, 4096))
-	pr.Close()
-	startedAt, failure, herr := decodeHandshake(line)
-	if rerr != nil || herr != nil || failure != "" {
-		if rerr != nil {
-			_ = proc.Kill() // wedged: give up on it
-		}
-		state, _ := proc.Wait()
-		switch {
-		case failure != "":
-			return time.Time{}, errors.New(failure)
-		case rerr != nil:
-			return time.Time{}, r.lost(t, fmt.Sprintf("supervisor did not report start-up: %v", rerr))
-		default:
-			return time.Time{}, r.lost(t, fmt.Sprintf("supervisor failed (%v): %s", state, logTail(filepath.Join(r.dir, supervisorLog), t.dir)))
-		}
-	}
-	w, err := openPidWatch(proc.Pid)
-	if err != nil {
-		// Only fd exhaustion gets here (the child is not reaped, its pid is
-		// valid). The task runs on; its status file will say how it ended.
-		_ = proc.Release()
-		return time.Time{}, err
-	}
-	// Our pidfd watches and reaps it from now on; drop the os.Process's own
-	// pidfd so a running task costs one descriptor.
-	_ = proc.Release()
+// forget drops a task that was never started.
+func (r *Runner) forget(t *task) {
 	r.mu.Lock()
-	t.watch, t.child, t.startedAt = w, true, startedAt
-	r.mu.Unlock()
-	r.follow(t)
-	return startedAt, nil
-}
-
-// follow waits in the background for t's supervisor to exit and reports the
-// result.
-func (r *Runner) follow(t *task) {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
+	if r.tasks[t.id] == t {
+		delete(r.tasks, t.id)
 	}
-	r.watchers.Add(1)
-	w, child := t.watch, t.child
 	r.mu.Unlock()
-	go func() {
-		defer r.watchers.Done()
-		if err := w.wait(); err != nil {
-			return // closed by Close
-		}
-		if child {
-			if err := w.reap(); err != nil {
-				r.log.Warn("reaping supervisor", "task", t.id, "err", err)
-			}
-		}
-		res, ok, err := readStatus(t.dir)
-		if !ok || err != nil {
-			msg := "supervisor exited without recording a result"
-			if err != nil {
-				msg = err.Error()
-			}
-			_ = r.lost(t, msg)
-			res, _, _ = readStatus(t.dir)
-		}
-		r.mu.Lock()
-		t.ended, t.watch = true, nil
-		closed := r.closed
-		r.mu.Unlock()
-		_ = w.close()
-		if !closed {
-			r.events.push(TaskEvent{ID: t.id, Result: res})
-		}
-	}()
 }
 
-// lost handles a supervisor that died without recording a result (killed, or
-// failed before it could): it kills whatever is left of the task, removes
-// its cgroup and scratch directory, and records ExitCode -1. It returns the
-// message as an error for Start's use.
+// lost handles a task whose supervisor died without recording a result
+// (killed, or failed before it could): it kills whatever is left of the
+// task, removes its cgroup and scratch directory, and records ExitCode -1.
+// It returns the message as an error for Start's use.
 func (r *Runner) lost(t *task, msg string) error {
 	r.log.Warn("task supervisor lost", "task", t.id, "reason", msg)
 	if err := killCgroup(t.cg); err != nil {
@@ -318,7 +251,7 @@ func (r *Runner) lost(t *task, msg string) error {
 	r.mu.Lock()
 	startedAt := t.startedAt
 	r.mu.Unlock()
-	res := Result{ExitCode: -1, StartedAt: startedAt, FinishedAt: time.Now()}
+	res := Result{ExitCode: -1, Lost: msg, StartedAt: startedAt, FinishedAt: time.Now()}
 	if startedAt.IsZero() {
 		res.StartErr = msg
 		res.StartedAt = res.FinishedAt
@@ -370,35 +303,35 @@ func (r *Runner) Stop(id string, grace time.Duration) error {
 	}
 	<-t.started
 	r.mu.Lock()
-	w, ended := t.watch, t.ended
+	ended := t.ended
 	r.mu.Unlock()
-	if ended || w == nil {
+	if ended {
 		return nil
 	}
-	if grace == 0 {
-		grace = t.grace
+	if t.node {
+		return r.stopNode(t, grace)
 	}
-	if err := writeAtomic(filepath.Join(t.dir, stopFile), []byte(strconv.FormatInt(int64(grace), 10))); err != nil {
-		return fmt.Errorf("exec: Stop %s: %w", id, err)
-	}
-	if err := w.signal(syscall.SIGTERM); err != nil {
-		r.mu.Lock()
-		ended, closed := t.ended, r.closed
-		r.mu.Unlock()
-		switch {
-		case ended:
-			return nil // it ended while we were signalling
-		case closed:
-			return ErrClosed
-		}
-		return fmt.Errorf("exec: Stop %s: signalling supervisor: %w", id, err)
-	}
-	return nil
+	return r.stopTaskMode(t, grace)
 }
 
 // Events delivers one TaskEvent per task when it ends (tasks started by Start
 // and running tasks found by Recover). The channel is closed by Close.
 func (r *Runner) Events() <-chan TaskEvent { return r.events.out }
+
+// push reports t's end once (whoever marks it ended first reports it).
+func (r *Runner) push(t *task, res Result) {
+	r.mu.Lock()
+	if t.ended {
+		r.mu.Unlock()
+		return
+	}
+	t.ended, t.inflight = true, false
+	closed := r.closed
+	r.mu.Unlock()
+	if !closed {
+		r.events.push(TaskEvent{ID: t.id, Result: res})
+	}
+}
 
 // LogPath is the path of a task's "stdout" or "stderr" file (it exists from
 // Start on); "" for an invalid ID or stream.
@@ -444,11 +377,11 @@ func (r *Runner) Remove(id string) error {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: %s", ErrUnknownTask, id)
 		}
-		if _, ok, _ := readStatus(dir); !ok && supervisorAlive(dir) {
+		if _, ok, _ := readStatus(dir); !ok && r.runningElsewhere(id, dir) {
 			return fmt.Errorf("%w: %s", ErrTaskRunning, id)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := removeTaskDir(dir); err != nil {
 		return fmt.Errorf("exec: Remove %s: %w", id, err)
 	}
 	r.mu.Lock()
@@ -457,6 +390,19 @@ func (r *Runner) Remove(id string) error {
 	}
 	r.mu.Unlock()
 	return nil
+}
+
+// runningElsewhere reports whether a task this runner does not know, with
+// no status file, is running: under its own supervisor, or the daemon.
+func (r *Runner) runningElsewhere(id, dir string) bool {
+	if supervisorAlive(dir) {
+		return true
+	}
+	if r.node == nil {
+		return false
+	}
+	rep, err := r.node.call(request{Op: opQuery, ID: id}, nil)
+	return err != nil || rep.State != ""
 }
 
 // supervisorAlive reports whether the supervisor named in dir's pid file is
@@ -476,8 +422,18 @@ func readPid(dir string) (int, bool) {
 }
 
 // Close stops watching tasks and closes the Events channel. It does not stop
-// tasks: they run on, and a new Runner can Recover them.
+// tasks: they run on, and a new Runner can Recover them. In node mode it
+// disconnects from the daemon, which keeps running while it has tasks (and
+// exits when it has neither tasks nor clients).
 func (r *Runner) Close() error {
+	return r.close(func() {
+		if r.node != nil {
+			r.node.close()
+		}
+	})
+}
+
+func (r *Runner) close(disconnect func()) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -495,6 +451,67 @@ func (r *Runner) Close() error {
 		_ = w.close()
 	}
 	r.watchers.Wait()
+	disconnect()
 	r.events.close()
 	return errors.Join(r.devnull.Close(), r.supLog.Close())
+}
+
+// Shutdown ends supervision for good, for `dure dev`'s temporary clusters,
+// tests and binary upgrades; an agent restart must use Close instead. With
+// kill, every running task this runner can reach is killed (SIGKILL, no
+// grace) and recorded first. In node mode the daemon then exits: without
+// kill its running tasks keep running unsupervised until a later daemon
+// adopts them (and can no longer learn their exit status). Shutdown closes
+// the runner; it waits until the daemon process has exited.
+func (r *Runner) Shutdown(kill bool) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	var taskMode []*task
+	for _, t := range r.tasks {
+		if !t.node {
+			taskMode = append(taskMode, t)
+		}
+	}
+	r.mu.Unlock()
+	var errs []error
+	if kill {
+		for _, t := range taskMode {
+			<-t.started
+			if err := r.stopTaskMode(t, time.Nanosecond); err != nil && !errors.Is(err, ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		deadline := time.Now().Add(time.Minute)
+		for _, t := range taskMode {
+			for time.Now().Before(deadline) {
+				r.mu.Lock()
+				ended := t.ended
+				r.mu.Unlock()
+				if ended {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	errs = append(errs, r.close(func() {
+		if r.node == nil {
+			return
+		}
+		rep, err := r.node.call(request{Op: opShutdown, Kill: kill}, r.node.markClosing)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("exec: Shutdown: %w", err))
+			r.node.finish(false)
+		case rep.Err != "":
+			errs = append(errs, fmt.Errorf("exec: Shutdown: %s", rep.Err))
+			r.node.finish(false)
+		default:
+			r.node.finish(true)
+		}
+	}))
+	return errors.Join(errs...)
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Files in a task's directory <Dir>/<ID>/. The runner writes spec.json and
@@ -48,20 +50,8 @@ func decodeSpec(data []byte) (supervisorSpec, error) {
 	if err := validateSpec(s.Task); err != nil {
 		return supervisorSpec{}, err
 	}
-	switch s.Cgroup.Driver {
-	case cgroupOff:
-	case cgroupV2:
-		if !filepath.IsAbs(s.Cgroup.Dir) {
-			return supervisorSpec{}, fmt.Errorf("spec: cgroup.dir: must be an absolute path, got %q", s.Cgroup.Dir)
-		}
-	case cgroupV1:
-		for name, d := range map[string]string{"cpu_dir": s.Cgroup.CPUDir, "memory_dir": s.Cgroup.MemoryDir, "cpu_home": s.Cgroup.CPUHome, "memory_home": s.Cgroup.MemoryHome} {
-			if !filepath.IsAbs(d) {
-				return supervisorSpec{}, fmt.Errorf("spec: cgroup.%s: must be an absolute path, got %q", name, d)
-			}
-		}
-	default:
-		return supervisorSpec{}, fmt.Errorf("spec: cgroup.driver: must be v1, v2 or off, got %q", s.Cgroup.Driver)
+	if err := checkCgroupSpec(s.Cgroup); err != nil {
+		return supervisorSpec{}, fmt.Errorf("spec: %w", err)
 	}
 	return s, nil
 }
@@ -133,6 +123,27 @@ func readStatus(taskDir string) (r Result, ok bool, err error) {
 		return Result{}, false, fmt.Errorf("%s: %w", filepath.Join(taskDir, statusFile), err)
 	}
 	return r, true, nil
+}
+
+// removeTaskDir deletes a task directory: the files a task directory
+// usually holds by name (a few unlinks and an rmdir; os.RemoveAll costs
+// several times the system calls), then anything else the slow way.
+func removeTaskDir(dir string) error {
+	for _, name := range []string{stdoutFile, stderrFile, statusFile} {
+		_ = unix.Unlink(filepath.Join(dir, name))
+	}
+	if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return os.RemoveAll(dir)
+}
+
+// removeDir deletes a directory that is usually empty (scratch).
+func removeDir(dir string) error {
+	if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return os.RemoveAll(dir)
 }
 
 // readSmall reads a control file, refusing anything implausibly large.

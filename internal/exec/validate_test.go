@@ -1,8 +1,10 @@
 package exec
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +54,7 @@ func TestValidateSpec(t *testing.T) {
 }
 
 func TestStartRejectsInvalidSpec(t *testing.T) {
-	h := newHarness(t, cgroupOff, false)
+	h := newHarness(t, SupervisorNode, cgroupOff, false)
 	if _, err := h.r.Start(TaskSpec{ID: "x", MilliCPU: -5, Command: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "MilliCPU") {
 		t.Errorf("Start = %v, want a MilliCPU error", err)
 	}
@@ -75,6 +77,9 @@ func TestNewRunnerRejectsBadConfig(t *testing.T) {
 		{"bad cgroup mode", Config{Dir: dir, SupervisorCommand: sup, Cgroups: "v3"}, "Config.Cgroups: must be auto, v1, v2 or off"},
 		{"absolute cgroup parent", Config{Dir: dir, SupervisorCommand: sup, Cgroups: "off", CgroupParent: "/dure"}, "Config.CgroupParent: must be relative"},
 		{"cgroup parent escaping", Config{Dir: dir, SupervisorCommand: sup, Cgroups: "off", CgroupParent: "a/../../b"}, "Config.CgroupParent: each path element"},
+		{"bad supervisor mode", Config{Dir: dir, SupervisorCommand: sup, Cgroups: "off", Supervisor: "pod"}, `Config.Supervisor: must be "node" or "task", got "pod"`},
+		// A "supervisor" that exits without saying anything.
+		{"daemon that never starts", Config{Dir: dir, SupervisorCommand: []string{"true"}, Cgroups: "off"}, "supervisor daemon failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,5 +212,47 @@ func TestTaskEnvReplacesOurVariables(t *testing.T) {
 	want := []string{"A=1", "B=2", "DURE_SCRATCH=/s", "CUDA_VISIBLE_DEVICES=4,5", "NVIDIA_VISIBLE_DEVICES=4,5"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("taskEnv (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseStatStartTime(t *testing.T) {
+	tests := []struct {
+		name string
+		stat string
+		want uint64
+		ok   bool
+	}{
+		{"plain", "1234 (sh) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 2621440", 98765, true},
+		{"command with spaces and parentheses", "7 (a) (b c) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0", 42, true},
+		{"truncated", "7 (x) R 1 2 3", 0, false},
+		{"no command", "garbage", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseStatStartTime([]byte(tt.stat))
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("%s: got %d, %v; want %d, ok=%v", tt.name, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestDecodeJournal(t *testing.T) {
+	rec := func(op, id string, pid int) string {
+		r := journalRecord{Op: op, ID: id}
+		if op == journalRun {
+			r.Pid, r.Cgroup = pid, &cgroupSpec{Driver: cgroupOff}
+		}
+		data, _ := json.Marshal(r)
+		return string(data) + "\n"
+	}
+	data := rec(journalRun, "a", 10) + rec(journalRun, "b", 11) + rec(journalEnd, "a", 0) +
+		rec(journalRun, "c", 12) + rec(journalRun, "b", 13) + // b again: the later record wins
+		"junk\n" + `{"op":"run","id":"d","pid":14` // torn last line
+	live, bad := decodeJournal([]byte(data))
+	var got []string
+	for _, r := range live {
+		got = append(got, r.ID+":"+strconv.Itoa(r.Pid))
+	}
+	if diff := cmp.Diff([]string{"b:13", "c:12"}, got); diff != "" || bad != 2 {
+		t.Errorf("live (-want +got):\n%s\nbad lines = %d, want 2", diff, bad)
 	}
 }

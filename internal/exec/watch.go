@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,52 @@ func openPidWatch(pid int) (*pidWatch, error) {
 	}
 	unix.CloseOnExec(fd)
 	return &pidWatch{f: os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))}, nil
+}
+
+// newPidWatch wraps a pidfd obtained at fork (clone's CLONE_PIDFD).
+func newPidWatch(fd, pid int) (*pidWatch, error) {
+	if fd < 0 {
+		return nil, fmt.Errorf("no pidfd for process %d", pid)
+	}
+	// Non-blocking, so that os.NewFile registers it with the poller.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("pidfd of %d: %w", pid, err)
+	}
+	return &pidWatch{f: os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))}, nil
+}
+
+// waitTimeout is wait bounded by d; it reports whether the process exited.
+func (w *pidWatch) waitTimeout(d time.Duration) bool {
+	_ = w.f.SetReadDeadline(time.Now().Add(d))
+	return w.wait() == nil
+}
+
+// exited reports, without blocking, whether the process has exited.
+func (w *pidWatch) exited() bool {
+	var n int
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ = unix.Poll(fds, 0)
+	})
+	return n > 0
+}
+
+// reapIfChild collects the process's exit status if it is our child and has
+// exited; for anyone else's process it does nothing.
+func (w *pidWatch) reapIfChild() {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		var info unix.Siginfo
+		_ = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
+	})
 }
 
 // wait blocks until the process has exited; it returns an error if the watch
@@ -112,10 +159,13 @@ func isSupervisorOf(pid int, taskDir string) bool {
 }
 
 // eventQueue is an unbounded FIFO in front of the Events channel, so a slow
-// reader never holds up supervision.
+// reader never holds up supervision. The channel is buffered and, while the
+// queue is empty and the pump idle, push hands an event straight to it:
+// no goroutine hop per event in the common case.
 type eventQueue struct {
 	mu     sync.Mutex
 	items  []TaskEvent
+	idle   bool // the pump waits for work (and holds no event)
 	closed bool
 	wake   chan struct{}
 	done   chan struct{}
@@ -127,7 +177,7 @@ func newEventQueue() *eventQueue {
 	q := &eventQueue{
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
-		out:    make(chan TaskEvent),
+		out:    make(chan TaskEvent, 64),
 		exited: make(chan struct{}),
 	}
 	go q.pump()
@@ -136,9 +186,19 @@ func newEventQueue() *eventQueue {
 
 func (q *eventQueue) push(ev TaskEvent) {
 	q.mu.Lock()
-	if !q.closed {
-		q.items = append(q.items, ev)
+	if q.closed {
+		q.mu.Unlock()
+		return
 	}
+	if q.idle && len(q.items) == 0 {
+		select {
+		case q.out <- ev: // nothing queued before it: order is kept
+			q.mu.Unlock()
+			return
+		default:
+		}
+	}
+	q.items = append(q.items, ev)
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -152,9 +212,13 @@ func (q *eventQueue) pump() {
 	for {
 		q.mu.Lock()
 		if len(q.items) == 0 {
+			q.idle = true
 			q.mu.Unlock()
 			select {
 			case <-q.wake:
+				q.mu.Lock()
+				q.idle = false
+				q.mu.Unlock()
 				continue
 			case <-q.done:
 				return

@@ -50,6 +50,13 @@ type Allocation struct {
 	Owner     string            `json:"owner"`
 	TaskCount int               `json:"task_count"` // tasks in the whole job, for DURE_NTASKS
 
+	// Copied from the job for the scheduler: quota and fair-share accounting
+	// (Queue; "" counts as the default queue), preemption victim choice
+	// (Priority) and array throttles (ArrayParent).
+	Queue       string `json:"queue,omitempty"`
+	Priority    int    `json:"priority,omitempty"`
+	ArrayParent JobID  `json:"array_parent,omitempty"`
+
 	// Fencing: the Raft term and index of the plan that created it. An agent
 	// starts an allocation at most once and reports on it by ID.
 	CreateTerm  uint64 `json:"create_term"`

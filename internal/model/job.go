@@ -66,6 +66,26 @@ type Job struct {
 	// (and owner) return this job instead of creating another.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 
+	// MinTasks is the gang minimum: the first MinTasks tasks (in group
+	// order) start together or not at all, and the rest start with them if
+	// they fit then. 0 (or TaskCount or more): all tasks.
+	MinTasks int `json:"min_tasks,omitempty"`
+	// Topology, if set, is a node label key (such as "rack" or "ib"): all
+	// tasks of the job go to nodes with the same value of that label.
+	Topology string `json:"topology,omitempty"`
+	// Placement is "pack" (the default: fill nodes, keep whole nodes free
+	// for big jobs) or "spread" (one task per node where possible).
+	Placement string `json:"placement,omitempty"`
+	// Array elements: ArrayParent is the job ID of the array (the first
+	// element's ID, or the submission's ID), ArrayIndex the element's index
+	// (the N of --array A-B), ArrayThrottle the most elements of the array
+	// that may run at once (the %N; 0: no limit). 0 ArrayParent: not an array.
+	ArrayParent   JobID `json:"array_parent,omitempty"`
+	ArrayIndex    int   `json:"array_index,omitempty"`
+	ArrayThrottle int   `json:"array_throttle,omitempty"`
+	// Dependencies must all be satisfied before the job may start.
+	Dependencies []Dependency `json:"dependencies,omitempty"`
+
 	State   JobState `json:"state"`
 	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal
 	Attempt int      `json:"attempt"` // 1 for the first placement, +1 per requeue
@@ -78,6 +98,54 @@ type Job struct {
 
 	CreateIndex uint64 `json:"create_index"`
 	ModifyIndex uint64 `json:"modify_index"`
+}
+
+// Placement hints (Job.Placement).
+const (
+	PlacementPack   = "pack"
+	PlacementSpread = "spread"
+)
+
+// DependencyType says when a dependency is satisfied (Slurm's names).
+type DependencyType string
+
+const (
+	AfterOK    DependencyType = "afterok"    // the job succeeded
+	AfterAny   DependencyType = "afterany"   // the job ended, however
+	AfterNotOK DependencyType = "afternotok" // the job failed or was cancelled
+)
+
+// Dependency is one "start after" condition on another job.
+type Dependency struct {
+	Type  DependencyType `json:"type"`
+	JobID JobID          `json:"job_id"`
+}
+
+// Satisfied reports whether a job in state s satisfies the dependency now,
+// and whether it never can (s is terminal and the wrong kind of end).
+func (d Dependency) Satisfied(s JobState) (ok, never bool) {
+	if !s.Terminal() {
+		return false, false
+	}
+	switch d.Type {
+	case AfterOK:
+		return s == JobSucceeded, s != JobSucceeded
+	case AfterAny:
+		return true, false
+	case AfterNotOK:
+		return s != JobSucceeded, s == JobSucceeded
+	}
+	return false, true // unknown type: never
+}
+
+// GangSize is the number of tasks that must start together: MinTasks when
+// set and below TaskCount, else TaskCount.
+func (j *Job) GangSize() int {
+	n := j.TaskCount()
+	if j.MinTasks > 0 && j.MinTasks < n {
+		return j.MinTasks
+	}
+	return n
 }
 
 // TaskCount is the number of tasks over all groups.
@@ -130,5 +198,24 @@ func (j *Job) Copy() *Job {
 		c.Groups[i] = cg
 	}
 	c.Events = append([]Event(nil), j.Events...)
+	c.Dependencies = append([]Dependency(nil), j.Dependencies...)
 	return &c
+}
+
+// FinishedJob is what the scheduler remembers of a job that ended: the
+// caller keeps a bounded window of them (most recent first or in any order)
+// for runtime predictions and fair-share usage decay.
+type FinishedJob struct {
+	ID    JobID  `json:"id"`
+	Owner string `json:"owner"`
+	Queue string `json:"queue"`
+	// Usage is what the job held while it ran, summed over its tasks.
+	Usage Resources `json:"usage"`
+	// Requested is the walltime asked for (0: none); Ran how long it ran.
+	Requested  time.Duration `json:"requested"`
+	Ran        time.Duration `json:"ran"`
+	SubmitTime time.Time     `json:"submit_time"`
+	StartTime  time.Time     `json:"start_time"`
+	EndTime    time.Time     `json:"end_time"`
+	ExitCode   int           `json:"exit_code"`
 }

@@ -26,4 +26,16 @@ const (
 	ReasonCancelled   = "Cancelled"       // terminal: a user cancelled it
 	ReasonStartFailed = "StartFailed"     // terminal: the agent could not start a task
 	ReasonCompleted   = "Completed"       // terminal: every task exited 0
+
+	// Added with the fair-queue scheduler.
+	ReasonQuota           = "QuotaExceeded"            // the queue (or its cohort) is at its quota limit
+	ReasonReserved        = "Reserved"                 // blocked; holds a reservation (estimated start in the message)
+	ReasonBackfill        = "ReservedForOthers"        // would fit now but would delay a reserved job
+	ReasonTopology        = "Topology"                 // the gang does not fit inside one topology domain
+	ReasonPreempting      = "Preempting"               // lower-priority or borrowing work is being stopped for it
+	ReasonDependency      = "Dependency"               // waiting for jobs it depends on
+	ReasonDependencyNever = "DependencyNeverSatisfied" // a dependency can never be met; the server fails the job
+	ReasonArrayThrottle   = "ArrayThrottle"            // the array runs as many elements as its %N allows
+	ReasonPreempted       = "Preempted"                // event/requeue reason: stopped to make room for another job
+	ReasonInvalid         = "InvalidJob"               // the job cannot be scheduled as written (see message)
 )

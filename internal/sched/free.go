@@ -33,7 +33,45 @@ type nodeState struct {
 	freeSlots int64
 
 	freeShare int64 // F in bestFit; refreshShare after every change
+
+	flavor string // GPU flavor (see nodeFlavor); "" if none
+	// reserved counts reservations that hold something on this node: new
+	// work avoids such nodes when others fit (avoidReserved).
+	reserved int32
+	// nowShare is, in a future state, the node's free share now: the
+	// reservation planner prefers nodes that are busy now (avoidFreeNow),
+	// leaving what is free now to backfill. 0 in the present state.
+	nowShare int64
 }
+
+// copy returns an independent copy of the node state.
+func (n *nodeState) copy() nodeState {
+	c := *n
+	if n.custom != nil {
+		c.custom = make(map[string]int64, len(n.custom))
+		for k, v := range n.custom {
+			c.custom[k] = v
+		}
+	}
+	c.gpuUsed = append([]bool(nil), n.gpuUsed...)
+	return c
+}
+
+// nodeFlavor is a node's GPU flavor: its label gpu.model, or else the model
+// of its first GPU device.
+func nodeFlavor(n *model.Node) string {
+	if f := n.Labels[FlavorLabel("gpu")]; f != "" {
+		return f
+	}
+	if len(n.GPUs) > 0 {
+		return n.GPUs[0].Model
+	}
+	return ""
+}
+
+// FlavorLabel is the node label that gives a resource's flavor:
+// "<resource>.model" (gpu.model=H100 makes the node's GPUs gpu/H100).
+func FlavorLabel(resource string) string { return resource + ".model" }
 
 func (n *nodeState) refreshShare() { n.freeShare = freeShareOf(n) }
 
@@ -118,7 +156,7 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 func newNodeState(n *model.Node) nodeState {
 	c := n.Capacity
 	s := nodeState{
-		node: n, name: n.Name,
+		node: n, name: n.Name, flavor: nodeFlavor(n),
 		capCPU: c.MilliCPU, capMem: c.MemoryBytes, capScratch: c.ScratchBytes,
 		cpu: c.MilliCPU, mem: c.MemoryBytes, gpu: c.GPUs, scratch: c.ScratchBytes,
 	}
@@ -165,6 +203,26 @@ func (n *nodeState) hold(r model.Resources, gpus []int) {
 		if s := n.slot(g); s >= 0 && !n.gpuUsed[s] {
 			n.gpuUsed[s] = true
 			n.freeSlots--
+		}
+	}
+}
+
+// unhold gives back what hold took.
+func (n *nodeState) unhold(r model.Resources, gpus []int) {
+	n.cpu += r.MilliCPU
+	n.mem += r.MemoryBytes
+	n.gpu += r.GPUs
+	n.scratch += r.ScratchBytes
+	for k, v := range r.Custom {
+		if n.custom == nil {
+			n.custom = make(map[string]int64, len(r.Custom))
+		}
+		n.custom[k] += v
+	}
+	for _, g := range gpus {
+		if s := n.slot(g); s >= 0 && n.gpuUsed[s] {
+			n.gpuUsed[s] = false
+			n.freeSlots++
 		}
 	}
 }

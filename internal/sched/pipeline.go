@@ -15,6 +15,7 @@ import (
 // (when the shape's candidate index is built), never per placement.
 var staticFilters = []func(n *nodeState, s *shape) bool{
 	matchesConstraints,
+	matchesFlavor,
 	capacityEverEnough,
 }
 
@@ -26,16 +27,46 @@ type scorer struct {
 	score  func(n *nodeState, s *shape) int64
 }
 
-// keepGPUWeight exceeds any bestFit score (at most 4×bestFitScale), so
-// keepGPUNodes decides first and bestFit breaks its ties.
-const keepGPUWeight = 1 << 40
+// Weights, largest first, so that each scorer decides before the next one
+// breaks its ties: bestFit is within ±4×bestFitScale (2²²), avoidFreeNow
+// within 2²² × 2²³ = 2⁴⁵.
+const (
+	keepGPUWeight       = 1 << 50
+	avoidReservedWeight = 1 << 46
+	avoidFreeNowWeight  = 1 << 23
+)
 
 // scorers: a CPU-only task lands on a GPU node only when no CPU node fits;
-// among the rest, best fit.
+// new work avoids nodes held by reservations; a reservation avoids what is
+// free now; among the rest, best fit (or worst fit for spread jobs).
 var scorers = []scorer{
 	{weight: keepGPUWeight, score: keepGPUNodes},
+	{weight: avoidReservedWeight, score: avoidReserved},
+	{weight: avoidFreeNowWeight, score: avoidFreeNow},
 	{weight: 1, score: bestFit},
 }
+
+// matchesFlavor: the node has the GPU flavor the shape is limited to.
+func matchesFlavor(n *nodeState, s *shape) bool {
+	return s.flavor == "" || n.flavor == s.flavor
+}
+
+// avoidReserved is 1 on a node that a reservation holds something on: work
+// that starts now goes elsewhere when it can, so it rarely has to be
+// checked against the reservation (and backfill keeps the reserved nodes
+// whole).
+func avoidReserved(n *nodeState, _ *shape) int64 {
+	if n.reserved > 0 {
+		return 1
+	}
+	return 0
+}
+
+// avoidFreeNow is, when planning a reservation on a future state, the
+// node's free share now: the reservation takes nodes that are busy now
+// first, so what is free now stays free for backfill (textbook EASY's
+// "extra" processors). 0 in the present state.
+func avoidFreeNow(n *nodeState, _ *shape) int64 { return n.nowShare }
 
 // nodeKey combines the scorers into one comparable number.
 func nodeKey(n *nodeState, s *shape) int64 {
@@ -101,8 +132,12 @@ const bestFitScale = 1 << 20
 // Integer arithmetic keeps it exact and identical on every platform.
 func bestFit(n *nodeState, s *shape) int64 {
 	r := &s.req
-	return n.freeShare - share(r.MilliCPU, n.capCPU) - share(r.MemoryBytes, n.capMem) -
+	f := n.freeShare - share(r.MilliCPU, n.capCPU) - share(r.MemoryBytes, n.capMem) -
 		share(r.GPUs, n.capGPU) - share(r.ScratchBytes, n.capScratch)
+	if s.spread {
+		return -f // spread: the emptiest node first
+	}
+	return f
 }
 
 // freeShareOf is F for a node: its free amounts as shares of its capacity.

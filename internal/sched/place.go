@@ -22,18 +22,25 @@ const maxIndexes = 32
 type shapeKey struct {
 	cpu, mem, gpu, scratch int64
 	extra                  string
+	flavor                 string
+	spread                 bool
 }
 
 // shape is one equivalence class of tasks during a pass.
 type shape struct {
 	req         model.Resources
 	constraints map[string]string
+	flavor      string // GPU flavor the nodes must have; "" any
+	spread      bool   // worst fit instead of best fit
 	// unfit >= 0 records that when a task of this shape last failed to find a
 	// node, only unfit tasks of it could be placed in total. Free capacity
 	// only shrinks during a pass, so a later group of this shape with more
 	// than unfit tasks cannot fit either: it is skipped without trying. -1:
 	// no failure seen.
 	unfit int
+	// empty caches emptyRoom: tasks of this shape the nodes could hold if
+	// empty; -1 until computed.
+	empty int64
 	idx   *shapeIndex // nil until first needed, or after eviction
 	uses  int         // placement searches for this shape in this pass
 	// match[i] says whether node i has the constraint labels; shared by all
@@ -85,6 +92,15 @@ type pass struct {
 	groupShapes []*shape
 
 	analyses int // reason analyses done (bounded, see reasons.go)
+
+	// noMemo turns the unfit memo off (reading and writing it) while free
+	// capacity may have grown since it was recorded: in what-if runs and in
+	// future states.
+	noMemo bool
+
+	// domains caches the topology domains by label key (topology.go);
+	// clones share it, since node indices are the same.
+	domains map[string][]domain
 }
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
@@ -93,18 +109,45 @@ func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 	return p
 }
 
+// clone returns a pass over a deep copy of p's node states (no shapes,
+// indexes or tentative work): the start of a what-if world, such as the
+// cluster at a future time.
+func (p *pass) clone() *pass {
+	c := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), unsched: p.unsched}
+	c.nodes = make([]nodeState, len(p.nodes))
+	for i := range p.nodes {
+		c.nodes[i] = p.nodes[i].copy()
+	}
+	return c
+}
+
+// scanIn finds the best node for one task of s among the given nodes.
+func (p *pass) scanIn(s *shape, nodes []int32) int32 {
+	best, bestKey := int32(-1), int64(0)
+	for _, i := range nodes {
+		nd := &p.nodes[i]
+		if !nd.fits(&s.req) || !passesStatic(nd, s) {
+			continue
+		}
+		if k := nodeKey(nd, s); best < 0 || k < bestKey || k == bestKey && i < best {
+			best, bestKey = i, k
+		}
+	}
+	return best
+}
+
 // shapeFor returns the pass's shape for a task group, creating it on first
 // sight.
-func (p *pass) shapeFor(g *model.TaskGroup) *shape {
+func (p *pass) shapeFor(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
-	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes}
+	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, flavor: flavor, spread: spread}
 	if len(r.Custom) > 0 || len(g.Constraints) > 0 {
 		k.extra = canonical(r.Custom, g.Constraints)
 	}
 	if s, ok := p.shapes[k]; ok {
 		return s
 	}
-	s := &shape{req: r.Copy(), constraints: g.Constraints, unfit: -1}
+	s := &shape{req: r.Copy(), constraints: g.Constraints, unfit: -1, empty: -1, flavor: flavor, spread: spread}
 	if len(g.Constraints) > 0 {
 		ck := canonical(nil, g.Constraints)
 		s.match = p.matches[ck]
@@ -166,21 +209,63 @@ func invalidJob(j *model.Job) string {
 	if total == 0 {
 		return "job has no tasks"
 	}
+	if j.MinTasks < 0 {
+		return "min_tasks must not be negative"
+	}
 	return ""
 }
 
-// placeJob places every task of j or none. On success it appends the job's
-// placements to out and returns true.
+// placeOpts narrows one placement attempt.
+type placeOpts struct {
+	// flavor, if set, is the GPU flavor every task that needs GPUs must
+	// land on (CPU-only tasks go anywhere).
+	flavor string
+	// domain, if not nil, restricts the job to these nodes (a topology
+	// domain); they are scanned rather than indexed.
+	domain []int32
+	// gang is how many tasks, in group order, must be placed; tasks after
+	// them are placed while they fit. 0 means all.
+	gang int
+}
+
+// placeJob places every task of j or none, with no options. On success it
+// appends the job's placements to out and returns true.
 func (p *pass) placeJob(j *model.Job, out *[]Placement) bool {
-	if len(p.nodes) == 0 || invalidJob(j) != "" {
+	if p.tryJob(j, placeOpts{}) == 0 {
 		return false
 	}
+	p.emit(j, out)
+	return true
+}
+
+// tryJob tentatively places j's tasks (recorded in p.tent, held on the
+// nodes). It returns how many tasks it placed: at least the gang size, or 0
+// with nothing held. Call emit to keep the placement or undo to drop it.
+func (p *pass) tryJob(j *model.Job, o placeOpts) int {
+	if len(p.nodes) == 0 || invalidJob(j) != "" {
+		return 0
+	}
+	total := j.TaskCount()
+	gang := o.gang
+	if gang <= 0 || gang > total {
+		gang = total
+	}
+	spread := j.Placement == model.PlacementSpread
+	memo := o.domain == nil && !p.noMemo
 	p.groupShapes = p.groupShapes[:0]
+	before := 0
 	for gi := range j.Groups {
-		s := p.shapeFor(&j.Groups[gi])
-		if s.unfit >= 0 && j.Groups[gi].Count > s.unfit {
-			return false // this group alone did not fit earlier; it will not now
+		g := &j.Groups[gi]
+		flavor := ""
+		if g.Resources.GPUs > 0 {
+			flavor = o.flavor
 		}
+		s := p.shapeFor(g, flavor, spread)
+		need := min(g.Count, max(0, gang-before))
+		if memo && s.unfit >= 0 && need > s.unfit {
+			return 0 // this group alone did not fit earlier; it will not now
+		}
+		before += g.Count
 		p.groupShapes = append(p.groupShapes, s)
 	}
 
@@ -188,24 +273,36 @@ func (p *pass) placeJob(j *model.Job, out *[]Placement) bool {
 	for gi := range j.Groups {
 		s := p.groupShapes[gi]
 		for t := 0; t < j.Groups[gi].Count; t++ {
-			n := p.best(s)
+			var n int32
+			if o.domain != nil {
+				n = p.scanIn(s, o.domain)
+			} else {
+				n = p.best(s)
+			}
 			if n < 0 {
-				if len(p.tent) == t {
+				if memo && len(p.tent) == t {
 					// Only this group's tasks were placed, by best fit, which
 					// for identical tasks places as many as can fit at all.
 					if s.unfit < 0 || t < s.unfit {
 						s.unfit = t
 					}
 				}
+				if len(p.tent) >= gang {
+					return len(p.tent)
+				}
 				p.undo()
-				return false
+				return 0
 			}
 			p.take(n, s, gi)
 		}
 	}
+	return len(p.tent)
+}
 
-	task := 0
-	for _, tp := range p.tent {
+// emit appends the tentative placements of j to out (task indices 0..k-1 in
+// group order) and keeps them held.
+func (p *pass) emit(j *model.Job, out *[]Placement) {
+	for task, tp := range p.tent {
 		g := &j.Groups[tp.group]
 		pl := Placement{
 			JobID:     j.ID,
@@ -221,9 +318,8 @@ func (p *pass) placeJob(j *model.Job, out *[]Placement) bool {
 			}
 		}
 		*out = append(*out, pl)
-		task++
 	}
-	return true
+	p.tent, p.slots = p.tent[:0], p.slots[:0]
 }
 
 // take places one task of s on node n tentatively: it subtracts the request,

@@ -136,7 +136,7 @@ func genSnapshot(t *rapid.T) *Snapshot {
 func TestScheduleAgreesWithNaiveReference(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s := genSnapshot(t)
-		got := Schedule(s, testkit.Epoch, Config{})
+		got := Schedule(s, testkit.Epoch, placementOnly)
 		checkInvariants(t, s, got)
 
 		want := naiveSchedule(s)

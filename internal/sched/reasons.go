@@ -46,7 +46,7 @@ func (p *pass) reason(j *model.Job) model.Reason {
 	}
 	// Permanent problems first: they tell the user to change the job.
 	for _, gi := range groups {
-		a := p.analyse(p.shapeFor(&j.Groups[gi]))
+		a := p.analyse(p.shapeFor(&j.Groups[gi], "", false))
 		switch {
 		case a.skipped:
 		case a.matching == 0:
@@ -54,10 +54,15 @@ func (p *pass) reason(j *model.Job) model.Reason {
 		case a.capable == 0:
 			return model.Reason{Code: model.ReasonNoFit, Message: prefix(gi) + a.why}
 		}
+		if g := &j.Groups[gi]; int64(g.Count) > p.emptyRoom(p.shapeFor(g, "", false)) {
+			return model.Reason{Code: model.ReasonNoFit, Message: fmt.Sprintf(
+				"%sneeds %s of %s at once; the ready nodes could hold at most %d even if empty",
+				prefix(gi), plural(g.Count, "task"), g.Resources, p.emptyRoom(p.shapeFor(g, "", false)))}
+		}
 	}
 	for _, gi := range groups {
 		g := &j.Groups[gi]
-		a := p.analyse(p.shapeFor(g))
+		a := p.analyse(p.shapeFor(g, "", false))
 		if a.skipped {
 			return model.Reason{Code: model.ReasonResources, Message: fmt.Sprintf(
 				"%sneeds %s of %s; not enough free capacity now (not analysed further: more than %d distinct task shapes are pending)",
@@ -92,6 +97,40 @@ func (p *pass) noNodesMessage() string {
 		}
 	}
 	return fmt.Sprintf("no schedulable nodes (%d down, %d draining)", down, draining)
+}
+
+// emptyRoom is how many tasks of s the schedulable nodes could hold if
+// nothing ran on them (cached on the shape).
+func (p *pass) emptyRoom(s *shape) int64 {
+	if s.empty >= 0 {
+		return s.empty
+	}
+	var n int64
+	for i := range p.nodes {
+		nd := &p.nodes[i]
+		if passesStatic(nd, s) {
+			e := newNodeState(nd.node)
+			c, _ := tasksFit(&e, &s.req)
+			n = min(n+c, 1<<40)
+		}
+	}
+	s.empty = n
+	return n
+}
+
+// everFits reports whether each group of j could fit on the schedulable
+// nodes if they were empty (a cheap test, group by group).
+func (p *pass) everFits(j *model.Job) bool {
+	if invalidJob(j) != "" {
+		return false
+	}
+	for gi := range j.Groups {
+		g := &j.Groups[gi]
+		if g.Count > 0 && int64(g.Count) > p.emptyRoom(p.shapeFor(g, "", false)) {
+			return false
+		}
+	}
+	return true
 }
 
 // analyse scans the nodes once for shape s and caches the result on it.
@@ -147,7 +186,7 @@ func (p *pass) analyse(s *shape) *shapeAnalysis {
 		parts := make([]string, 0, show+1)
 		for i, r := range withRoom {
 			if i == show {
-				parts = append(parts, fmt.Sprintf("%d more nodes", len(withRoom)-show))
+				parts = append(parts, plural(len(withRoom)-show, "more node"))
 				break
 			}
 			parts = append(parts, fmt.Sprintf("%s %s=%s", r.n.name, r.dim, freeIn(r.n, r.dim)))

@@ -196,6 +196,25 @@ func naiveSchedule(s *Snapshot) *Plan {
 				code = model.ReasonConstraints
 			} else if capable == 0 {
 				code = model.ReasonNoFit
+			} else {
+				// More tasks than the nodes could hold if empty: never fits.
+				var room int64
+				for _, nd := range nodes {
+					if !labelsOK(nd, g) || !everOK(nd, g.Resources) {
+						continue
+					}
+					c := nd.n.Capacity.Copy()
+					c.GPUs = capGPU(nd)
+					k := int64(0)
+					for c.Fits(g.Resources) && k <= int64(g.Count) { // enough to compare with the count
+						c = c.Sub(g.Resources)
+						k++
+					}
+					room += k
+				}
+				if int64(g.Count) > room {
+					code = model.ReasonNoFit
+				}
 			}
 		}
 		for gi := range j.Groups {

@@ -20,15 +20,18 @@ type Snapshot struct {
 	// Pending is the jobs waiting to be placed, in any order. Schedule orders
 	// them itself (see Schedule); a job ID listed twice is considered once.
 	Pending []*model.Job
-	// Queues is accepted for the interface's sake; this policy does not use
-	// queues yet (the fair-queue issue does).
+	// Queues is the queue tree (PolicyDure): quotas, cohorts, weights,
+	// default walltimes. A job naming a queue not listed here is in an
+	// unlimited root queue of that name.
 	Queues []*model.Queue
+	// History is recently finished jobs (the caller keeps a bounded window,
+	// e.g. the last few days or thousands of jobs), for runtime predictions
+	// and fair-share usage decay.
+	History []model.FinishedJob
+	// DependencyStates gives the state of every job a pending job depends
+	// on. A dependency on a job missing here can never be satisfied.
+	DependencyStates map[model.JobID]model.JobState
 }
-
-// Config tunes the scheduling policy. It is empty for now: the first policy
-// has no knobs. Fair queues, preemption and backfill add their settings
-// here, so callers already pass one.
-type Config struct{}
 
 // Placement puts one task of a job on one node.
 type Placement struct {
@@ -50,6 +53,12 @@ type Plan struct {
 	// Reasons has an entry for every pending job not placed in this plan, and
 	// for no other job.
 	Reasons map[model.JobID]model.Reason
+	// Preemptions are running jobs to stop so that waiting jobs can start
+	// (PolicyDure only).
+	Preemptions []Preemption
+	// Reservations are the planned starts of blocked jobs, in the order they
+	// were made (FIFO makes none).
+	Reservations []Reservation
 }
 
 // Schedule places as many pending jobs as fit now and explains every one it
@@ -71,9 +80,19 @@ type Plan struct {
 // backfill will need it); it is a parameter so the scheduler never reads the
 // clock. Schedule does not mutate s.
 func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
-	_, _ = now, cfg
+	switch cfg.policy() {
+	case PolicyFIFO, PolicyEASY, PolicyConservative:
+		return scheduleTextbook(s, now, cfg)
+	}
+	if cfg.firstFit {
+		return scheduleFirstFit(s)
+	}
+	return scheduleDure(s, now, cfg)
+}
+
+func scheduleFirstFit(s *Snapshot) *Plan {
 	p := newPass(s.Nodes, s.Allocs)
-	jobs := orderJobs(s.Pending)
+	jobs := orderJobs(s.Pending, true)
 	plan := &Plan{Reasons: make(map[model.JobID]model.Reason)}
 	var unplaced []*model.Job
 	for _, j := range jobs {
@@ -88,8 +107,9 @@ func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 }
 
 // orderJobs returns the pending jobs in scheduling order without duplicate
-// IDs. The input slice is not reordered.
-func orderJobs(pending []*model.Job) []*model.Job {
+// IDs: by priority (higher first) when byPriority is set, then submit time,
+// then ID. The input slice is not reordered.
+func orderJobs(pending []*model.Job, byPriority bool) []*model.Job {
 	// Sort flat keys rather than chasing pointers in every comparison.
 	type entry struct {
 		prio int
@@ -101,7 +121,11 @@ func orderJobs(pending []*model.Job) []*model.Job {
 	es := make([]entry, 0, len(pending))
 	for _, j := range pending {
 		if j != nil {
-			es = append(es, entry{j.Priority, j.SubmitTime.Unix(), j.SubmitTime.Nanosecond(), j.ID, j})
+			prio := j.Priority
+			if !byPriority {
+				prio = 0
+			}
+			es = append(es, entry{prio, j.SubmitTime.Unix(), j.SubmitTime.Nanosecond(), j.ID, j})
 		}
 	}
 	slices.SortFunc(es, func(a, b entry) int {

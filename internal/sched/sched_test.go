@@ -26,6 +26,11 @@ func res(cpu int64, mem string, gpus int64) model.Resources {
 
 func reason(code, msg string) model.Reason { return model.Reason{Code: code, Message: msg} }
 
+// placementOnly runs the placement engine alone (first fit in priority
+// order, no time, queues or reservations): TestSchedule and the naive
+// reference pin down placement and the reasons about room.
+var placementOnly = Config{firstFit: true}
+
 func TestSchedule(t *testing.T) {
 	t0 := testkit.Epoch
 	cpu8 := testkit.Node("cpu8").CPU(8).Mem("16G")
@@ -170,7 +175,8 @@ func TestSchedule(t *testing.T) {
 				// b is the tighter fit for the first task; then only a has room.
 				Placements: []Placement{pl(2, 0, "b", one), pl(2, 1, "a", one)},
 				Reasons: map[model.JobID]model.Reason{
-					1: reason(model.ReasonResources, "needs 4 tasks of cpu=1 mem=1GiB; 1 fit now (free: a cpu=1)"),
+					// 4 tasks never fit on these nodes (a holds 2, b 1).
+					1: reason(model.ReasonNoFit, "needs 4 tasks of cpu=1 mem=1GiB at once; the ready nodes could hold at most 3 even if empty"),
 				},
 			},
 		},
@@ -194,8 +200,8 @@ func TestSchedule(t *testing.T) {
 			want: &Plan{
 				Placements: []Placement{pl(2, 0, "a", one), pl(2, 1, "a", one), pl(2, 2, "a", one), pl(2, 3, "a", one)},
 				Reasons: map[model.JobID]model.Reason{
-					// Reasons describe the cluster after this plan: job 2 took the room.
-					1: reason(model.ReasonResources, "needs 5 tasks of cpu=1 mem=1GiB; 0 fit now (short of cpu on 1 node)"),
+					// 5 tasks never fit on a 4-core node, so it is not waited for.
+					1: reason(model.ReasonNoFit, "needs 5 tasks of cpu=1 mem=1GiB at once; the ready nodes could hold at most 4 even if empty"),
 				},
 			},
 		},
@@ -373,7 +379,7 @@ func TestSchedule(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			snap := &Snapshot{Nodes: tc.nodes, Allocs: tc.allocs, Pending: tc.pending}
-			got := Schedule(snap, t0, Config{})
+			got := Schedule(snap, t0, placementOnly)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Schedule() plan mismatch (-want +got):\n%s", diff)
 			}
@@ -428,7 +434,7 @@ func TestManyShapesEvictIndexes(t *testing.T) {
 			Constraint("a", fmt.Sprint(i%7)).Constraint("b", fmt.Sprint((i/7)%11)).Build())
 	}
 	snap := &Snapshot{Nodes: nodes, Pending: jobs}
-	got := Schedule(snap, testkit.Epoch, Config{})
+	got := Schedule(snap, testkit.Epoch, placementOnly)
 	want := naiveSchedule(snap)
 	if diff := cmp.Diff(want.Placements, got.Placements); diff != "" {
 		t.Errorf("placements differ from the naive reference (-naive +fast):\n%s", diff)

@@ -1,0 +1,441 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// taskRun is one task under supervision, from its setup to its status file.
+// The per-task supervisor process and the node daemon both drive tasks
+// through it, so the rules (limits, walltime, stop, kill, OOM, cleanup) are
+// written once.
+type taskRun struct {
+	dir  string // the task's directory
+	spec TaskSpec
+	cg   cgroupSpec
+	log  *slog.Logger
+
+	pid      int
+	watch    *pidWatch // the task's leader; nil until started
+	child    bool      // we are its parent: we reap it and learn its exit status
+	deadline time.Time // walltime; zero means none
+	result   Result
+}
+
+// v1Home is where the forking thread returns to after forking a task inside
+// the task's v1 cgroups.
+type v1Home struct{ cpu, memory string }
+
+// Variables the runner sets in every task's environment.
+const (
+	EnvScratch    = "DURE_SCRATCH"
+	EnvCUDA       = "CUDA_VISIBLE_DEVICES"
+	EnvNVIDIA     = "NVIDIA_VISIBLE_DEVICES"
+	defaultPATH   = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	exitNotFound  = 127 // shell: command not found / cannot start
+	exitNotExecOK = 126 // shell: found but not executable
+)
+
+// lostRestarted is Result.Lost for a task whose supervisor was replaced
+// while it ran: the new one is not its parent and cannot learn its status.
+const lostRestarted = "supervisor restarted; exit status unknown"
+
+// setup makes the scratch directory, opens stdout and stderr (returned as
+// descriptors for the caller to close once the task is started) and creates
+// the cgroup with the task's limits. On error it undoes what it made.
+func (tr *taskRun) setup() (stdout, stderr int, err error) {
+	scratch := filepath.Join(tr.dir, scratchDir)
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		return -1, -1, fmt.Errorf("creating scratch directory: %w", err)
+	}
+	fds := [2]int{-1, -1}
+	for i, name := range []string{stdoutFile, stderrFile} {
+		fd, err := unix.Open(filepath.Join(tr.dir, name), unix.O_WRONLY|unix.O_CREAT|unix.O_APPEND|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			closeFDs(fds[:]...)
+			_ = os.RemoveAll(scratch)
+			return -1, -1, fmt.Errorf("opening %s: %w", name, err)
+		}
+		fds[i] = fd
+	}
+	if err := createCgroup(tr.cg, tr.spec.MilliCPU, tr.spec.MemoryBytes); err != nil {
+		closeFDs(fds[:]...)
+		_ = os.RemoveAll(scratch)
+		return -1, -1, fmt.Errorf("cgroup: %w", err)
+	}
+	return fds[0], fds[1], nil
+}
+
+func closeFDs(fds ...int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+		}
+	}
+}
+
+// start forks and execs the task in its own process group inside its
+// cgroup. It returns an error only when the failure is ours (the cgroup
+// could not be entered); then it has cleaned up and no task exists. A
+// command that cannot run (missing binary, not executable, bad work dir) is
+// a task outcome, recorded in tr.result like a shell would report it, with
+// tr.pid left 0. Result.StartedAt is the time right after fork/exec returned.
+func (tr *taskRun) start(stdio [3]int, home v1Home) error {
+	workDir := tr.spec.WorkDir
+	if workDir == "" {
+		workDir = tr.dir
+	} else if !filepath.IsAbs(workDir) {
+		workDir = filepath.Join(tr.dir, workDir)
+	}
+	env := taskEnv(tr.spec.Env, filepath.Join(tr.dir, scratchDir), tr.spec.GPUIndices)
+	pid, pidfd, code, err := startTask(tr.cg, home, tr.spec.Command, env, workDir, stdio)
+	now := time.Now()
+	tr.result.StartedAt = now
+	if err != nil {
+		tr.cleanup()
+		if code == 0 {
+			return err
+		}
+		tr.result.StartErr, tr.result.ExitCode, tr.result.FinishedAt = err.Error(), code, now
+		return nil
+	}
+	w, err := newPidWatch(pidfd, pid)
+	if err != nil {
+		// Cannot happen with a valid pidfd; never leave an unwatched task.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(pid, &ws, 0, nil)
+		tr.cleanup()
+		return err
+	}
+	tr.pid, tr.watch, tr.child = pid, w, true
+	if tr.spec.Walltime > 0 {
+		tr.deadline = now.Add(tr.spec.Walltime)
+	}
+	return nil
+}
+
+// supervise waits for the task to end, enforcing the walltime and acting on
+// stop requests (each a grace period: SIGTERM now, SIGKILL after it). When
+// the leader has exited it kills whatever the task left, collects the exit
+// status (children only) and reads the OOM counter. The caller then cleans
+// up and records tr.result.
+func (tr *taskRun) supervise(stops <-chan time.Duration) {
+	// The pidfd polls readable once the leader has exited; a child is not
+	// reaped until after the group kill, so its pid (= the process group
+	// id) cannot be reused meanwhile.
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		_ = tr.watch.wait()
+	}()
+	var walltime <-chan time.Time
+	if !tr.deadline.IsZero() {
+		t := time.NewTimer(time.Until(tr.deadline))
+		defer t.Stop()
+		walltime = t.C
+	}
+	signalTask := func(sig syscall.Signal) {
+		if tr.child {
+			_ = syscall.Kill(-tr.pid, sig)
+		} else {
+			// Not our child: its pid is only safe to use while it lives.
+			select {
+			case <-exited:
+			default:
+				_ = syscall.Kill(-tr.pid, sig)
+			}
+		}
+		signalCgroup(tr.cg, sig) // also members that left the process group
+	}
+	var (
+		killing  bool
+		killAt   time.Time
+		killTime *time.Timer
+		killC    <-chan time.Time
+	)
+	beginKill := func(grace time.Duration) {
+		at := time.Now().Add(grace)
+		if killing && !at.Before(killAt) {
+			return
+		}
+		if !killing {
+			killing = true
+			signalTask(syscall.SIGTERM)
+		}
+		killAt = at
+		if killTime != nil {
+			killTime.Stop()
+		}
+		killTime = time.NewTimer(grace)
+		killC = killTime.C
+	}
+loop:
+	for {
+		select {
+		case <-exited:
+			break loop
+		case <-walltime:
+			walltime = nil
+			if !killing {
+				tr.result.TimedOut = true
+				tr.log.Info("walltime reached", "task", tr.spec.ID, "walltime", tr.spec.Walltime)
+			}
+			beginKill(killGrace(tr.spec, -1))
+		case grace := <-stops:
+			if !killing {
+				tr.result.Stopped = true
+				tr.log.Info("stop requested", "task", tr.spec.ID, "grace", grace)
+			}
+			beginKill(grace)
+		case <-killC:
+			killC = nil
+			signalTask(syscall.SIGKILL)
+		}
+	}
+	tr.result.FinishedAt = time.Now()
+	if killTime != nil {
+		killTime.Stop()
+	}
+	tr.collect()
+}
+
+// collect handles an exited leader: nothing else of the task may outlive
+// it; its exit status is known only to its parent.
+func (tr *taskRun) collect() {
+	if tr.child {
+		_ = syscall.Kill(-tr.pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		_, err := syscall.Wait4(tr.pid, &ws, 0, nil)
+		for errors.Is(err, syscall.EINTR) {
+			_, err = syscall.Wait4(tr.pid, &ws, 0, nil)
+		}
+		if err != nil {
+			tr.log.Error("reaping task", "task", tr.spec.ID, "err", err)
+			tr.result.ExitCode, tr.result.Lost = -1, "reaping the task: "+err.Error()
+		} else {
+			tr.result.ExitCode, tr.result.Signal = exitCode(ws)
+		}
+	} else {
+		tr.result.ExitCode, tr.result.Lost = -1, lostRestarted
+	}
+	_ = tr.watch.close()
+	if err := killCgroup(tr.cg); err != nil {
+		tr.log.Error("killing leftover processes", "task", tr.spec.ID, "err", err)
+	}
+	if n, ok := oomKills(tr.cg); ok {
+		tr.result.OOMKilled = n > 0
+	} else {
+		tr.result.OOMKilled = tr.result.Signal == "SIGKILL" && memoryFailcnt(tr.cg) > 0
+	}
+}
+
+// cleanup removes the scratch directory and the cgroup.
+func (tr *taskRun) cleanup() {
+	_ = removeDir(filepath.Join(tr.dir, scratchDir))
+	if err := removeCgroup(tr.cg); err != nil {
+		tr.log.Error("cleanup", "task", tr.spec.ID, "err", err)
+	}
+}
+
+// killGrace resolves a grace period: requested if > 0, else the task's
+// KillGrace, else DefaultKillGrace.
+func killGrace(task TaskSpec, requested time.Duration) time.Duration {
+	if requested > 0 {
+		return requested
+	}
+	if task.KillGrace > 0 {
+		return task.KillGrace
+	}
+	return DefaultKillGrace
+}
+
+// exitCode maps a wait status to the shell convention: the exit status, or
+// 128+N and the signal's name when killed by signal N.
+func exitCode(ws syscall.WaitStatus) (int, string) {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), unix.SignalName(ws.Signal())
+	}
+	return ws.ExitStatus(), ""
+}
+
+// taskEnv is the task's environment: its own, with our variables replacing
+// any it set itself.
+func taskEnv(env []string, scratch string, gpus []int) []string {
+	out := make([]string, 0, len(env)+3)
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		if k != EnvScratch && k != EnvCUDA && k != EnvNVIDIA {
+			out = append(out, e)
+		}
+	}
+	ids := make([]string, len(gpus))
+	for i, g := range gpus {
+		ids[i] = strconv.Itoa(g)
+	}
+	visible := strings.Join(ids, ",")
+	return append(out, EnvScratch+"="+scratch, EnvCUDA+"="+visible, EnvNVIDIA+"="+visible)
+}
+
+// lookPath finds the program to run: argv[0] itself if it contains a slash
+// (relative to workDir), else the first executable regular file named argv[0]
+// in the task's PATH (or, if the task has none, the supervisor's).
+func lookPath(name string, env []string, workDir string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path, found := "", false
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path, found = v, true
+		}
+	}
+	if !found {
+		if path, found = os.LookupEnv("PATH"); !found {
+			path = defaultPATH
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		full := p
+		if !filepath.IsAbs(full) {
+			full = filepath.Join(workDir, full)
+		}
+		if st, err := os.Stat(full); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return full, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", name)
+}
+
+// startTask starts the task in its own process group inside its cgroup and
+// returns its pid and a pidfd for it. A non-zero code means the command
+// itself cannot run (the exit code for the Result); code 0 with an error
+// means the failure is ours.
+func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, stdio [3]int) (pid, pidfd, code int, err error) {
+	if st, err := os.Stat(workDir); err != nil {
+		return 0, -1, exitNotFound, fmt.Errorf("work dir: %w", err)
+	} else if !st.IsDir() {
+		return 0, -1, exitNotFound, fmt.Errorf("work dir: %s is not a directory", workDir)
+	}
+	path, err := lookPath(argv[0], env, workDir)
+	if err != nil {
+		return 0, -1, exitNotFound, err
+	}
+	pidfd = -1
+	sys := &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd}
+	attr := &syscall.ProcAttr{Dir: workDir, Env: env, Files: []uintptr{uintptr(stdio[0]), uintptr(stdio[1]), uintptr(stdio[2])}, Sys: sys}
+	switch cg.Driver {
+	case cgroupV2:
+		// clone3(CLONE_INTO_CGROUP): the child is born in the task's cgroup.
+		fd, err := unix.Open(cg.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, -1, 0, fmt.Errorf("opening cgroup %s: %w", cg.Dir, err)
+		}
+		sys.UseCgroupFD, sys.CgroupFD = true, fd
+		pid, err = syscall.ForkExec(path, argv, attr)
+		_ = unix.Close(fd)
+		code, err = startResult(path, err)
+	case cgroupV1:
+		var ours bool
+		pid, ours, err = forkInV1(cg, home, path, argv, attr)
+		if ours {
+			return 0, -1, 0, err
+		}
+		code, err = startResult(path, err)
+	default:
+		pid, err = syscall.ForkExec(path, argv, attr)
+		code, err = startResult(path, err)
+	}
+	if err != nil {
+		return 0, -1, code, err
+	}
+	return pid, pidfd, 0, nil
+}
+
+// forkInV1 forks inside the task's v1 cgroups. v1 has no clone-into-cgroup
+// and Go runs no code in the child between fork and exec, so one OS thread
+// of ours joins the task's cgroups (each thread has its own in v1: only
+// this thread moves, through the "tasks" files), forks (the child inherits
+// the thread's cgroups from its first instruction) and goes back. The Go
+// runtime never clones new threads from a locked thread, so no other thread
+// of ours can be born inside. A thread that cannot go back dies with its
+// goroutine (left locked) rather than stay charged to, and be killed with,
+// the task. ours reports a failure of ours rather than of the command.
+func forkInV1(cg cgroupSpec, home v1Home, path string, argv []string, attr *syscall.ProcAttr) (pid int, ours bool, err error) {
+	type result struct {
+		pid  int
+		ours bool
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		tid := strconv.Itoa(unix.Gettid())
+		goHome := func() error {
+			var errs []error
+			for _, h := range []string{home.cpu, home.memory} {
+				if err := writeFile(filepath.Join(h, "tasks"), tid); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		}
+		for _, d := range []string{cg.CPUDir, cg.MemoryDir} {
+			if err := writeFile(filepath.Join(d, "tasks"), tid); err != nil {
+				if goHome() == nil {
+					runtime.UnlockOSThread()
+				}
+				ch <- result{ours: true, err: fmt.Errorf("joining task cgroup: %w", err)}
+				return
+			}
+		}
+		pid, err := syscall.ForkExec(path, argv, attr)
+		if herr := goHome(); herr != nil {
+			if err == nil {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				var ws syscall.WaitStatus
+				_, _ = syscall.Wait4(pid, &ws, 0, nil)
+				if attr.Sys.PidFD != nil && *attr.Sys.PidFD >= 0 {
+					_ = unix.Close(*attr.Sys.PidFD)
+				}
+			}
+			ch <- result{ours: true, err: fmt.Errorf("leaving task cgroup: %w", herr)}
+			return // still locked: the runtime ends this thread
+		}
+		runtime.UnlockOSThread()
+		ch <- result{pid: pid, err: err}
+	}()
+	r := <-ch
+	return r.pid, r.ours, r.err
+}
+
+// startResult classifies a fork/exec error the way a shell would: 126 for
+// "found but cannot execute", 127 for everything else.
+func startResult(path string, err error) (int, error) {
+	if err == nil {
+		return 0, nil
+	}
+	err = fmt.Errorf("exec %s: %w", path, err)
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case syscall.EACCES, syscall.ENOEXEC, syscall.EISDIR, syscall.EPERM, syscall.ETXTBSY:
+			return exitNotExecOK, err
+		}
+	}
+	return exitNotFound, err
+}

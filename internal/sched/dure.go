@@ -1,0 +1,263 @@
+package sched
+
+import (
+	"slices"
+	"time"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// scheduleDure is dure's own policy; README.md describes it. In short:
+//
+//  1. Gate: jobs whose dependencies are not met wait (or can never run).
+//  2. Main phase: jobs in fair order (queues by weighted dominant share,
+//     then priority, owner share and expansion factor inside a queue). Each
+//     must fit its queue's quota (with borrowing) and the nodes (gang,
+//     topology, flavors), and may not delay a reservation. The first
+//     ReservationDepth jobs that do not fit get a reservation, on predicted
+//     run times; the first few that cannot start now try preemption
+//     (reclaiming lent quota, or lower priority in their own queue).
+//  3. Backfill phase: once the reservations are made, the remaining jobs
+//     by priority then shortest predicted run first, each started only if
+//     it delays no reservation.
+//  4. Reasons for every job left.
+func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
+	pl := newPlanner(s, now, cfg, !cfg.NoPredictions)
+	d := newDure(pl)
+	depth := cfg.ReservationDepth
+	if depth == 0 {
+		depth = DefaultReservationDepth
+	}
+	var ready []*model.Job
+	for _, j := range orderJobs(s.Pending, true) {
+		if pl.gate(j) {
+			ready = append(ready, j)
+		}
+	}
+	d.fair.buildSources(d.tree, ready, pl.est)
+	var rest []*model.Job
+	for {
+		src := d.fair.pick(d.tree)
+		if src == nil {
+			break
+		}
+		j := src.pop()
+		if depth >= 0 && len(pl.res) >= depth {
+			rest = append(rest, j)
+			continue
+		}
+		d.consider(j, true)
+	}
+	// Shortest predicted run first among equal priorities.
+	slices.SortStableFunc(rest, func(a, b *model.Job) int {
+		if a.Priority != b.Priority {
+			return b.Priority - a.Priority
+		}
+		return cmpInt64(pl.est.runFor(a), pl.est.runFor(b))
+	})
+	for _, j := range rest {
+		d.consider(j, false)
+	}
+	pl.finish()
+	return pl.plan
+}
+
+// dure is the state of a PolicyDure pass on top of the planner.
+type dure struct {
+	pl       *planner
+	tree     *queueTree
+	fair     *fair
+	arrays   *arrays
+	preempts int // preemption attempts so far
+	pre      *preemptor
+}
+
+func newDure(pl *planner) *dure {
+	d := &dure{pl: pl, tree: newQueueTree(pl.s.Queues), arrays: newArrays(pl.s.Allocs)}
+	// Quota usage of live allocations, wherever they run.
+	nodes := map[string]*model.Node{}
+	for _, n := range pl.s.Nodes {
+		if n != nil {
+			if _, dup := nodes[n.Name]; !dup {
+				nodes[n.Name] = n
+			}
+		}
+	}
+	for _, a := range pl.s.Allocs {
+		if a == nil || a.Status.Terminal() {
+			continue
+		}
+		dem := demand{}
+		d.tree.demandOf(&a.Resources, 1, nodes[a.Node], dem)
+		d.tree.charge(d.tree.node(a.Queue), dem, 1)
+	}
+	var capacity usage
+	for i := range pl.p.nodes {
+		nd := &pl.p.nodes[i]
+		capacity[0] += float64(nd.capCPU)
+		capacity[1] += float64(nd.capMem)
+		capacity[2] += float64(nd.capGPU)
+	}
+	d.fair = newFair(pl.s, pl.nowN, pl.cfg, d.tree, capacity)
+	d.pre = newPreemptor(d)
+	return d
+}
+
+// maxPreemptAttempts bounds the jobs per pass that look for victims (the
+// first ones in fair order that cannot start).
+const maxPreemptAttempts = 8
+
+// consider tries to start j now; failing that, in the main phase, to make
+// room by preemption or to reserve its start.
+func (d *dure) consider(j *model.Job, main bool) {
+	pl := d.pl
+	if invalidJob(j) != "" {
+		pl.leave(j, nil)
+		return
+	}
+	if why := d.arrays.throttled(j); why != "" {
+		pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
+		return
+	}
+	q := d.tree.node(j.Queue)
+	w := pl.est.runFor(j)
+	flavors := d.flavorsFor(j, q)
+	var quotaMsg string
+	var blocker model.JobID
+	var roomy []string // flavors with quota room
+	for _, f := range flavors {
+		need := d.gangDemand(j, f)
+		if ok, k := d.tree.admits(q, need); !ok {
+			if quotaMsg == "" {
+				quotaMsg = d.tree.blockMessage(q, k, need[k])
+			}
+			continue
+		}
+		roomy = append(roomy, f)
+		k, b := pl.place(j, placeOpts{flavor: f}, w)
+		if k == 0 {
+			if blocker == 0 {
+				blocker = b
+			}
+			continue
+		}
+		actual := d.tentDemand()
+		if ok, key := d.tree.admits(q, actual); !ok {
+			pl.p.undo()
+			if quotaMsg == "" {
+				quotaMsg = d.tree.blockMessage(q, key, actual[key])
+			}
+			continue
+		}
+		d.start(j, q, actual, w)
+		return
+	}
+	if main && !pl.cfg.NoPreemption && d.preempts < maxPreemptAttempts {
+		if d.pre.try(j, q, flavors, w) {
+			return
+		}
+	}
+	if len(roomy) == 0 {
+		pl.leave(j, func(model.Reason) model.Reason {
+			return model.Reason{Code: model.ReasonQuota, Message: quotaMsg}
+		})
+		return
+	}
+	depth := pl.cfg.ReservationDepth
+	if depth == 0 {
+		depth = DefaultReservationDepth
+	}
+	if main && (depth < 0 || len(pl.res) < depth) {
+		if r := d.reserveBest(j, roomy, w); r != nil {
+			pl.leave(j, pl.reservedWrap(r))
+			return
+		}
+	}
+	pl.leave(j, pl.blockedWrap(blocker))
+}
+
+// flavorsFor lists the GPU flavors to try for j, in order; [""] means any
+// node.
+func (d *dure) flavorsFor(j *model.Job, q *qnode) []string {
+	gpus := false
+	want := ""
+	for gi := range j.Groups {
+		if j.Groups[gi].Resources.GPUs > 0 {
+			gpus = true
+			if f := j.Groups[gi].Constraints[FlavorLabel("gpu")]; f != "" {
+				want = f
+			}
+		}
+	}
+	fs := d.tree.gpuFlavors(q)
+	if !gpus || len(fs) == 0 {
+		return []string{""}
+	}
+	if want != "" {
+		if slices.Contains(fs, want) {
+			return []string{want}
+		}
+		return []string{want} // not in the queue's quotas: admits() says so
+	}
+	return fs
+}
+
+// gangDemand is the quota demand of j's gang with GPUs of flavor f.
+func (d *dure) gangDemand(j *model.Job, f string) demand {
+	dem := demand{}
+	left := j.GangSize()
+	for gi := range j.Groups {
+		g := &j.Groups[gi]
+		n := int64(min(g.Count, left))
+		left -= int(n)
+		d.tree.demandOf(&g.Resources, n, nil, dem)
+		if f != "" && g.Resources.GPUs > 0 {
+			dem["gpu/"+f] += g.Resources.GPUs * n
+		}
+	}
+	return dem
+}
+
+// tentDemand is the quota demand of the tentative placement, node by node.
+func (d *dure) tentDemand() demand {
+	dem := demand{}
+	p := d.pl.p
+	for _, tp := range p.tent {
+		d.tree.demandOf(&tp.shape.req, 1, p.nodes[tp.node].node, dem)
+	}
+	return dem
+}
+
+// start commits j's tentative placement and accounts for it.
+func (d *dure) start(j *model.Job, q *qnode, dem demand, w int64) {
+	var u usage
+	for _, tp := range d.pl.p.tent {
+		x := usageOf(&tp.shape.req, 1)
+		for r := 0; r < 3; r++ {
+			u[r] += x[r]
+		}
+	}
+	d.pl.commit(j, w)
+	d.tree.charge(q, dem, 1)
+	d.fair.started(q, j.Owner, &u)
+	if j.ArrayParent != 0 {
+		d.arrays.add(j.ArrayParent, j.ID)
+	}
+}
+
+// reserveBest reserves j's earliest start over the flavors with quota room.
+func (d *dure) reserveBest(j *model.Job, flavors []string, w int64) *resv {
+	pl := d.pl
+	var best *pass
+	var bestAt, bestEnd int64
+	for _, f := range flavors {
+		fp, at, end, ok := pl.findStart(j, placeOpts{flavor: f}, w)
+		if ok && (best == nil || at < bestAt) {
+			best, bestAt, bestEnd = fp, at, end
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return pl.record(best, j, bestAt, bestEnd)
+}

@@ -1,0 +1,298 @@
+package sched
+
+import (
+	"container/heap"
+	"math"
+	"sort"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// Fair share (PolicyDure). Every queue and every user inside a queue has a
+// usage in cpu, memory and GPUs: what it holds now plus its decayed past
+// usage,
+//
+//	dec = Σ over its finished and running jobs of  u × (2^(-(now-end)/H) - 2^(-(now-start)/H))
+//
+// (u: the job's resources; H: Config.FairShareHalfLife; a running job ends
+// "now"). A job that held u for a long time up to now adds about u, so dec is
+// in the same units as current usage, and usage from H ago counts half. The
+// share of a queue is its dominant resource's (cur + dec) / cluster capacity,
+// divided by its weight. Queues are compared with their siblings in the tree
+// (the one with the lowest share goes next, at every level); inside a queue,
+// jobs go by priority, then the owner with the lowest share, then the job
+// with the largest expansion factor (wait + expected run) / expected run,
+// which favours short jobs and ages long ones.
+
+type usage = [3]float64
+
+func shareOf(cur, dec *usage, capacity *usage, weight float64) float64 {
+	s := 0.0
+	for r := 0; r < 3; r++ {
+		if capacity[r] > 0 {
+			s = max(s, (cur[r]+dec[r])/capacity[r])
+		}
+	}
+	return s / weight
+}
+
+func usageOf(r *model.Resources, k float64) usage {
+	return usage{float64(r.MilliCPU) * k, float64(r.MemoryBytes) * k, float64(r.GPUs) * k}
+}
+
+// fair holds the fair-share state of one pass.
+type fair struct {
+	now      int64
+	halfLife float64
+	capacity usage
+	users    map[userKey]*userList
+}
+
+type userKey struct {
+	queue, owner string
+}
+
+// decay is 2^(-(now-t)/H) for t <= now.
+func (f *fair) decay(t int64) float64 {
+	if t >= f.now {
+		return 1
+	}
+	return math.Exp2(-float64(f.now-t) / f.halfLife)
+}
+
+// source is one queue's own pending jobs, by owner.
+type source struct {
+	q     *qnode
+	users userHeap
+	left  int
+}
+
+// userList is one owner's pending jobs in one queue, in order.
+type userList struct {
+	owner    string
+	jobs     []*model.Job
+	xf       []float64
+	next     int
+	cur, dec usage
+	share    float64
+	idx      int // in the source's heap
+}
+
+// userHeap orders a queue's owners by their next job: priority first, then
+// the owner's share, then expansion factor, submit time and ID.
+type userHeap []*userList
+
+func (h userHeap) Len() int { return len(h) }
+func (h userHeap) Less(a, b int) bool {
+	x, y := h[a], h[b]
+	jx, jy := x.jobs[x.next], y.jobs[y.next]
+	switch {
+	case jx.Priority != jy.Priority:
+		return jx.Priority > jy.Priority
+	case x.share != y.share:
+		return x.share < y.share
+	case x.xf[x.next] != y.xf[y.next]:
+		return x.xf[x.next] > y.xf[y.next]
+	case !jx.SubmitTime.Equal(jy.SubmitTime):
+		return jx.SubmitTime.Before(jy.SubmitTime)
+	}
+	return jx.ID < jy.ID
+}
+func (h userHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a]; h[a].idx = a; h[b].idx = b }
+func (h *userHeap) Push(x any)   { u := x.(*userList); u.idx = len(*h); *h = append(*h, u) }
+func (h *userHeap) Pop() any {
+	old := *h
+	u := old[len(old)-1]
+	u.idx = -1
+	*h = old[:len(old)-1]
+	return u
+}
+
+// newFair computes decayed usage from history and live allocations.
+func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage) *fair {
+	f := &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
+	for i := range s.History {
+		h := &s.History[i]
+		start, end := h.StartTime.UnixNano(), h.EndTime.UnixNano()
+		if h.StartTime.IsZero() || end > now || end <= start {
+			continue
+		}
+		u := usageOf(&h.Usage, f.decay(end)-f.decay(start))
+		f.addDec(tree.node(h.Queue), h.Owner, &u)
+	}
+	for _, a := range s.Allocs {
+		if a == nil || a.Status.Terminal() {
+			continue
+		}
+		start := now
+		if !a.StartedAt.IsZero() {
+			start = min(a.StartedAt.UnixNano(), now)
+		}
+		q := tree.node(a.Queue)
+		d := usageOf(&a.Resources, 1-f.decay(start))
+		f.addDec(q, a.Owner, &d)
+		c := usageOf(&a.Resources, 1)
+		f.addCur(q, a.Owner, &c)
+	}
+	return f
+}
+
+func (f *fair) user(q *qnode, owner string) *userList {
+	k := userKey{q.name, owner}
+	u := f.users[k]
+	if u == nil {
+		u = &userList{owner: owner, idx: -1}
+		f.users[k] = u
+	}
+	return u
+}
+
+func (f *fair) addDec(q *qnode, owner string, d *usage) {
+	for n := q; n != nil; n = n.parent {
+		for r := 0; r < 3; r++ {
+			n.dec[r] += d[r]
+		}
+	}
+	u := f.user(q, owner)
+	for r := 0; r < 3; r++ {
+		u.dec[r] += d[r]
+	}
+}
+
+func (f *fair) addCur(q *qnode, owner string, d *usage) {
+	for n := q; n != nil; n = n.parent {
+		for r := 0; r < 3; r++ {
+			n.cur[r] += d[r]
+		}
+	}
+	u := f.user(q, owner)
+	for r := 0; r < 3; r++ {
+		u.cur[r] += d[r]
+	}
+	u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
+}
+
+// queueShare is a queue's share of the cluster, weighted.
+func (f *fair) queueShare(n *qnode) float64 {
+	return shareOf(&n.cur, &n.dec, &f.capacity, n.weight)
+}
+
+// buildSources files the jobs under their queues and owners, in order.
+func (f *fair) buildSources(tree *queueTree, jobs []*model.Job, est *estimator) {
+	byUser := map[*userList]*source{}
+	var lists []*userList
+	for _, j := range jobs {
+		q := tree.node(j.Queue)
+		if q.src == nil {
+			q.src = &source{q: q}
+		}
+		u := f.user(q, j.Owner)
+		if _, ok := byUser[u]; !ok {
+			byUser[u] = q.src
+			lists = append(lists, u)
+		}
+		u.jobs = append(u.jobs, j)
+		q.src.left++
+		for n := q; n != nil; n = n.parent {
+			n.pending++
+		}
+	}
+	for _, u := range lists {
+		u.xf = make([]float64, len(u.jobs))
+		type keyed struct {
+			j  *model.Job
+			xf float64
+		}
+		ks := make([]keyed, len(u.jobs))
+		for i, j := range u.jobs {
+			run := float64(max(est.runFor(j), int64(boundedSlowdownFloor)))
+			wait := float64(max(f.now-j.SubmitTime.UnixNano(), 0))
+			ks[i] = keyed{j, (wait + run) / run}
+		}
+		sort.SliceStable(ks, func(a, b int) bool {
+			x, y := ks[a], ks[b]
+			switch {
+			case x.j.Priority != y.j.Priority:
+				return x.j.Priority > y.j.Priority
+			case x.xf != y.xf:
+				return x.xf > y.xf
+			case !x.j.SubmitTime.Equal(y.j.SubmitTime):
+				return x.j.SubmitTime.Before(y.j.SubmitTime)
+			}
+			return x.j.ID < y.j.ID
+		})
+		for i := range ks {
+			u.jobs[i], u.xf[i] = ks[i].j, ks[i].xf
+		}
+		u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
+		heap.Push(&byUser[u].users, u)
+	}
+}
+
+// pick returns the source whose next job goes next: from the roots down,
+// the child with the lowest share among those with pending work (a queue's
+// own jobs compete with its children as one more child of weight 1).
+func (f *fair) pick(tree *queueTree) *source {
+	var best *qnode
+	for _, r := range tree.roots {
+		if r.pending > 0 && (best == nil || f.queueShare(r) < f.queueShare(best)) {
+			best = r
+		}
+	}
+	for n := best; n != nil; {
+		var next *qnode
+		for _, c := range n.children {
+			if c.pending > 0 && (next == nil || f.queueShare(c) < f.queueShare(next)) {
+				next = c
+			}
+		}
+		if n.src != nil && n.src.left > 0 && (next == nil || f.ownShare(n) <= f.queueShare(next)) {
+			return n.src
+		}
+		n = next
+	}
+	return nil
+}
+
+// ownShare is the share of a queue's own jobs (not its children's).
+func (f *fair) ownShare(n *qnode) float64 {
+	var cur, dec usage
+	cur, dec = n.cur, n.dec
+	for _, c := range n.children {
+		for r := 0; r < 3; r++ {
+			cur[r] -= c.cur[r]
+			dec[r] -= c.dec[r]
+		}
+	}
+	return shareOf(&cur, &dec, &f.capacity, 1)
+}
+
+// pop takes the next job of a source.
+func (src *source) pop() *model.Job {
+	u := src.users[0]
+	j := u.jobs[u.next]
+	u.next++
+	src.left--
+	for n := src.q; n != nil; n = n.parent {
+		n.pending--
+	}
+	if u.next == len(u.jobs) {
+		heap.Pop(&src.users)
+	} else {
+		heap.Fix(&src.users, 0)
+	}
+	return j
+}
+
+// started records that a job of q's owner started holding r in total.
+func (f *fair) started(q *qnode, owner string, r *usage) {
+	f.addCur(q, owner, r)
+	u := f.users[userKey{q.name, owner}]
+	if q.src != nil && u.idx >= 0 && u.idx < len(q.src.users) && q.src.users[u.idx] == u {
+		heap.Fix(&q.src.users, u.idx)
+	}
+}
+
+// boundedSlowdownFloor is the τ of bounded slowdown (10 s): expansion
+// factors treat shorter runs as this long.
+const boundedSlowdownFloor = 10e9

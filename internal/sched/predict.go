@@ -1,0 +1,145 @@
+package sched
+
+import (
+	"slices"
+	"time"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// estimator says how long jobs are expected to run: the requested walltime
+// (textbook policies, and PolicyDure with NoPredictions), or a runtime
+// predicted from the owner's recent history (PolicyDure), following
+// Tsafrir, Etsion and Feitelson (IEEE TPDS 2007): the average run time of
+// the user's last two finished jobs, never above the job's walltime; a
+// running job that outlives its prediction gets a longer one, in growing
+// steps, up to its walltime. Only what a real scheduler knows at decision
+// time is used: walltimes, finished jobs, and how long running jobs have run
+// so far. Predictions decide reservations and backfill; walltimes still
+// bound how long a job may run.
+type estimator struct {
+	now     int64
+	cfg     Config
+	queues  map[string]*model.Queue
+	predict bool
+	// recent: per owner, the run times of their last two finished jobs,
+	// most recent first (n of them known).
+	recent map[string]*recentRuns
+}
+
+type recentRuns struct {
+	ran [2]int64
+	end [2]int64
+	n   int
+}
+
+// predictionSteps are the extensions tried, in order, when a running job
+// outlives its prediction (Tsafrir et al.'s correction).
+var predictionSteps = []time.Duration{
+	time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour,
+	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 20 * time.Hour, 50 * time.Hour, 100 * time.Hour,
+}
+
+func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool) *estimator {
+	e := &estimator{now: now.UnixNano(), cfg: cfg, queues: queues, predict: predict}
+	if !predict {
+		return e
+	}
+	e.recent = map[string]*recentRuns{}
+	for i := range s.History {
+		h := &s.History[i]
+		if h.Ran <= 0 || h.EndTime.After(now) {
+			continue
+		}
+		r := e.recent[h.Owner]
+		if r == nil {
+			r = &recentRuns{}
+			e.recent[h.Owner] = r
+		}
+		end := h.EndTime.UnixNano()
+		// keep the two latest ends (ties: the larger ID counts as later)
+		switch {
+		case r.n == 0 || end > r.end[0]:
+			r.ran[1], r.end[1] = r.ran[0], r.end[0]
+			r.ran[0], r.end[0] = int64(h.Ran), end
+		case r.n == 1 || end > r.end[1]:
+			r.ran[1], r.end[1] = int64(h.Ran), end
+		}
+		r.n = min(r.n+1, 2)
+	}
+	return e
+}
+
+// walltime is how long j may run: its own walltime, its queue's default,
+// or the configured default.
+func (e *estimator) walltime(j *model.Job) int64 {
+	if j.Walltime > 0 {
+		return min(int64(j.Walltime), maxWindow)
+	}
+	return e.queueDefault(j.Queue)
+}
+
+func (e *estimator) queueDefault(queue string) int64 {
+	if queue == "" {
+		queue = model.DefaultQueue
+	}
+	if q := e.queues[queue]; q != nil && q.DefaultWalltime > 0 {
+		return min(int64(q.DefaultWalltime), maxWindow)
+	}
+	return min(int64(e.cfg.defaultWalltime()), maxWindow)
+}
+
+// predicted is the owner's recent average run time, capped at w; w when
+// there is no history (or predictions are off).
+func (e *estimator) predicted(owner string, w int64) int64 {
+	if !e.predict {
+		return w
+	}
+	r := e.recent[owner]
+	if r == nil || r.n == 0 {
+		return w
+	}
+	var sum int64
+	for i := 0; i < r.n; i++ {
+		sum += r.ran[i]
+	}
+	return max(min(sum/int64(r.n), w), int64(time.Second))
+}
+
+// runFor is how long j is expected to run once started.
+func (e *estimator) runFor(j *model.Job) int64 {
+	return e.predicted(j.Owner, e.walltime(j))
+}
+
+// allocEnd is when a live allocation is expected to end: its start (now if
+// not started) plus the expected run time, corrected upwards when it has
+// already run longer, never after start + walltime and never before now +
+// overdueGrace.
+func (e *estimator) allocEnd(a *model.Allocation) int64 {
+	start := e.now
+	if !a.StartedAt.IsZero() {
+		start = a.StartedAt.UnixNano()
+	}
+	w := min(int64(a.Walltime), maxWindow)
+	if w <= 0 {
+		w = e.queueDefault(a.Queue)
+	}
+	run := e.predicted(a.Owner, w)
+	if elapsed := e.now - start; run <= elapsed && run < w {
+		next := w
+		for _, step := range predictionSteps {
+			if c := run + int64(step); c > elapsed {
+				next = min(c, w)
+				break
+			}
+		}
+		run = next
+	}
+	return max(start+run, e.now+overdueGrace)
+}
+
+// sortByRun orders jobs by expected run time, shortest first, keeping the
+// given order among equals (shortest-job-backfilled-first).
+func (e *estimator) sortByRun(jobs []*model.Job) {
+	slices.SortStableFunc(jobs, func(a, b *model.Job) int { return cmpInt64(e.runFor(a), e.runFor(b)) })
+}

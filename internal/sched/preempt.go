@@ -1,0 +1,328 @@
+package sched
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// Preemption (PolicyDure). A job that cannot start may stop running jobs
+// that are
+//
+//   - in its own queue with a lower priority (priority preemption), or
+//   - in another queue of the same tree that is borrowing (using more than
+//     its nominal quota of a resource the job needs), while the job's queue
+//     would stay within its own nominal quota (reclaim).
+//
+// Victims are tried cheapest first (lowest priority, least run time, fewest
+// tasks) in a what-if on the pass's state: their resources and quota are
+// given back one by one until the job fits (quota and a real placement,
+// honouring reservations). Then victims that turn out unnecessary are put
+// back, most expensive first. If the job does not fit even with every
+// candidate gone, nothing is preempted. The what-if is undone either way:
+// victims hold their resources until they stop, and the job starts in a
+// later pass. Jobs already being stopped (Desired=stop) count as free room
+// before any new victim is chosen, so a waiting preemptor does not pick
+// more victims on every pass.
+
+type victim struct {
+	id       model.JobID
+	allocs   []*model.Allocation
+	nodes    []int32 // per alloc: node index, -1 if not schedulable
+	q        *qnode
+	owner    string
+	prio     int
+	started  int64
+	tasks    int
+	dem      demand
+	stopping bool
+	reclaim  bool // chosen as a borrowing queue's job (for the message)
+}
+
+type preemptor struct {
+	d       *dure
+	running []*victim // nil until first needed
+	claimed map[model.JobID]bool
+}
+
+func newPreemptor(d *dure) *preemptor {
+	return &preemptor{d: d, claimed: map[model.JobID]bool{}}
+}
+
+// load groups the live allocations by job.
+func (pr *preemptor) load() {
+	if pr.running != nil {
+		return
+	}
+	pr.running = []*victim{}
+	d := pr.d
+	nodes := map[string]*model.Node{}
+	for _, n := range d.pl.s.Nodes {
+		if n != nil {
+			nodes[n.Name] = n
+		}
+	}
+	byJob := map[model.JobID]*victim{}
+	for _, a := range d.pl.s.Allocs {
+		if a == nil || a.Status.Terminal() {
+			continue
+		}
+		v := byJob[a.JobID]
+		if v == nil {
+			v = &victim{id: a.JobID, q: d.tree.node(a.Queue), owner: a.Owner, prio: a.Priority, started: d.pl.nowN, dem: demand{}}
+			byJob[a.JobID] = v
+			pr.running = append(pr.running, v)
+		}
+		n, ok := d.pl.byName[a.Node]
+		if !ok {
+			n = -1
+		}
+		v.allocs = append(v.allocs, a)
+		v.nodes = append(v.nodes, n)
+		v.tasks++
+		v.prio = max(v.prio, a.Priority)
+		if !a.StartedAt.IsZero() {
+			v.started = min(v.started, a.StartedAt.UnixNano())
+		}
+		if a.Desired == model.DesiredStop {
+			v.stopping = true
+		}
+		d.tree.demandOf(&a.Resources, 1, nodes[a.Node], v.dem)
+	}
+	slices.SortFunc(pr.running, func(a, b *victim) int { return cmpInt64(int64(a.id), int64(b.id)) })
+}
+
+// release gives back (sign +1) or takes again (sign -1) a victim's
+// resources and quota in the pass.
+func (pr *preemptor) release(v *victim, sign int64) {
+	p := pr.d.pl.p
+	for i, a := range v.allocs {
+		n := v.nodes[i]
+		if n < 0 {
+			continue
+		}
+		nd := &p.nodes[n]
+		if sign > 0 {
+			nd.unhold(a.Resources, a.GPUIndices)
+		} else {
+			nd.hold(a.Resources, a.GPUIndices)
+		}
+		nd.refreshShare()
+		p.changes = append(p.changes, n)
+	}
+	pr.d.tree.charge(v.q, v.dem, -sign)
+}
+
+// try looks for victims that let j start; on success it records the
+// preemptions and j's reason and returns true.
+func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool {
+	d := pr.d
+	d.preempts++
+	pr.load()
+	cands := pr.candidates(j, q, flavors)
+	if len(cands) == 0 {
+		return false
+	}
+	p := d.pl.p
+	memo := p.noMemo
+	p.noMemo = true
+	defer func() { p.noMemo = memo }()
+
+	var set []*victim
+	fits := false
+	for _, v := range cands {
+		if v.reclaim && !v.stopping && !borrowing(v.q, v.dem) {
+			continue // its queue is back within its nominal quota
+		}
+		pr.release(v, 1)
+		set = append(set, v)
+		if pr.fits(j, q, flavors, w) {
+			fits = true
+			break
+		}
+	}
+	if !fits {
+		for i := len(set) - 1; i >= 0; i-- {
+			pr.release(set[i], -1)
+		}
+		return false
+	}
+	// Put back victims that are not needed, most expensive first.
+	for i := len(set) - 1; i >= 0; i-- {
+		v := set[i]
+		if v.stopping {
+			continue
+		}
+		pr.release(v, -1)
+		if pr.fits(j, q, flavors, w) {
+			set = slices.Delete(set, i, i+1)
+			continue
+		}
+		pr.release(v, 1)
+	}
+	for i := len(set) - 1; i >= 0; i-- {
+		pr.release(set[i], -1)
+	}
+
+	var names []string
+	var waiting []string
+	slices.SortFunc(set, func(a, b *victim) int { return cmpInt64(int64(a.id), int64(b.id)) })
+	for _, v := range set {
+		pr.claimed[v.id] = true
+		if v.stopping {
+			waiting = append(waiting, fmt.Sprint(uint64(v.id)))
+			continue
+		}
+		ids := make([]string, len(v.allocs))
+		for i, a := range v.allocs {
+			ids[i] = a.ID
+		}
+		sort.Strings(ids)
+		d.pl.plan.Preemptions = append(d.pl.plan.Preemptions, Preemption{
+			JobID: v.id, AllocIDs: ids, Preemptor: j.ID,
+			Reason: model.Reason{Code: model.ReasonPreempted, Message: pr.victimMessage(j, q, v)},
+		})
+		names = append(names, fmt.Sprint(uint64(v.id)))
+	}
+	them := func(n int) string {
+		if n == 1 {
+			return "it"
+		}
+		return "them"
+	}
+	msg := ""
+	switch {
+	case len(names) > 0:
+		msg = fmt.Sprintf("preempting %s %s to start; waiting for %s to stop", pluralWord(len(names), "job"), strings.Join(names, ", "), them(len(names)+len(waiting)))
+	default:
+		msg = fmt.Sprintf("waiting for preempted %s %s to stop", pluralWord(len(waiting), "job"), strings.Join(waiting, ", "))
+	}
+	d.pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonPreempting, Message: msg}
+	return true
+}
+
+func pluralWord(n int, w string) string {
+	if n == 1 {
+		return w
+	}
+	return w + "s"
+}
+
+func (pr *preemptor) victimMessage(j *model.Job, q *qnode, v *victim) string {
+	if v.reclaim {
+		return fmt.Sprintf("preempted by job %d: queue %s reclaims quota that queue %s borrowed", uint64(j.ID), q.name, v.q.name)
+	}
+	return fmt.Sprintf("preempted by job %d of higher priority (%d > %d) in queue %s", uint64(j.ID), j.Priority, v.prio, q.name)
+}
+
+// candidates lists the running jobs j may preempt, cheapest first: jobs
+// already stopping, then by priority, run time so far, task count, newest.
+func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*victim {
+	d := pr.d
+	need := d.gangDemand(j, flavors[0])
+	withinNominal := q.q != nil && len(q.q.Quotas) > 0
+	for k, v := range need {
+		if r := q.res[k]; r != nil && r.used+v > r.effN {
+			withinNominal = false
+		}
+	}
+	root := q
+	for root.parent != nil {
+		root = root.parent
+	}
+	var out []*victim
+	for _, v := range pr.running {
+		if pr.claimed[v.id] {
+			continue
+		}
+		v.reclaim = false
+		switch {
+		case v.stopping:
+		case v.q == q && v.prio < j.Priority:
+		case v.q != q && withinNominal && sameRoot(v.q, root) && usesBorrowed(v, need):
+			v.reclaim = true
+		default:
+			continue
+		}
+		out = append(out, v)
+	}
+	now := d.pl.nowN
+	slices.SortStableFunc(out, func(a, b *victim) int {
+		switch {
+		case a.stopping != b.stopping:
+			if a.stopping {
+				return -1
+			}
+			return 1
+		case a.prio != b.prio:
+			return a.prio - b.prio
+		case a.started != b.started:
+			return cmpInt64(now-a.started, now-b.started)
+		case a.tasks != b.tasks:
+			return a.tasks - b.tasks
+		}
+		return cmpInt64(int64(b.id), int64(a.id))
+	})
+	return out
+}
+
+func sameRoot(q, root *qnode) bool {
+	for n := q; n != nil; n = n.parent {
+		if n == root {
+			return true
+		}
+	}
+	return false
+}
+
+// usesBorrowed: v's queue is borrowing a resource j needs and v holds some.
+func usesBorrowed(v *victim, need demand) bool {
+	for k, x := range need {
+		if x > 0 && v.dem[k] > 0 && borrowingKey(v.q, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// borrowing reports whether q uses more than its nominal quota of a key in
+// dem (a queue without a quota for a governed key borrows all it uses).
+func borrowing(q *qnode, dem demand) bool {
+	for k, x := range dem {
+		if x > 0 && borrowingKey(q, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func borrowingKey(q *qnode, k string) bool {
+	if r := q.res[k]; r != nil {
+		return r.used > r.effN
+	}
+	return true
+}
+
+// fits reports whether j could start now in the what-if state (quota and
+// placement), leaving nothing held.
+func (pr *preemptor) fits(j *model.Job, q *qnode, flavors []string, w int64) bool {
+	d := pr.d
+	for _, f := range flavors {
+		if ok, _ := d.tree.admits(q, d.gangDemand(j, f)); !ok {
+			continue
+		}
+		k, _ := d.pl.place(j, placeOpts{flavor: f}, w)
+		if k == 0 {
+			continue
+		}
+		ok, _ := d.tree.admits(q, d.tentDemand())
+		d.pl.p.undo()
+		if ok {
+			return true
+		}
+	}
+	return false
+}

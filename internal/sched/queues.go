@@ -1,0 +1,365 @@
+package sched
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// The queue tree and its quota arithmetic (PolicyDure). Per resource key
+// ("cpu", "gpu/H100", …), for every queue n that governs the key (n or a
+// queue below it has a quota for it):
+//
+//	nominal(n)  own Quota.Nominal (0 if none)
+//	effN(n)     nominal(n) + Σ effN(c) over children c that govern the key
+//	used(n)     what running jobs of n's subtree hold
+//	prot(n)     the part of n's unused effN it does not lend:
+//	            max(0, max(0, effN(n)-used(n)) - LendingLimit(n)), 0 without a limit
+//
+// and the room a queue a has to grow its subtree usage is, walking down
+// from its root r (which governs the key, or nothing does: no limit):
+//
+//	room(r) = effN(r) - used(r)
+//	room(c) = room(parent) - Σ prot(s) over c's siblings s
+//	room(c) = min(room(c), effN(c) + BorrowingLimit(c) - used(c))
+//
+// A job in a may use room(a) - Σ prot(children of a). So a queue can always
+// use its siblings' unused quota (borrowing) up to its borrowing limit,
+// except what they do not lend; and it never gets more than its root's
+// effective nominal quota.
+
+const unlimited = math.MaxInt64 / 4
+
+type qres struct {
+	nominal, effN int64
+	borrow, lend  int64 // -1: no limit
+	used          int64
+	prot          int64
+	childProt     int64
+}
+
+type qnode struct {
+	name     string
+	q        *model.Queue // nil for a queue named by jobs but not configured
+	parent   *qnode
+	children []*qnode
+	weight   float64
+	res      map[string]*qres // governed keys
+
+	// fair share: usage now and decayed past usage, in cpu, memory, gpu
+	cur, dec [3]float64
+	// pending work in the subtree (jobs not yet considered this pass)
+	pending int
+	src     *source // this queue's own pending jobs, if any
+}
+
+// queueTree is the queues of one pass.
+type queueTree struct {
+	byName map[string]*qnode
+	roots  []*qnode
+	// flavored: resource names that have flavored quota keys ("gpu" when
+	// some queue has a "gpu/…" quota).
+	flavored map[string]bool
+	keys     map[string]bool // every governed key
+}
+
+func newQueueTree(queues []*model.Queue) *queueTree {
+	t := &queueTree{byName: map[string]*qnode{}, flavored: map[string]bool{}, keys: map[string]bool{}}
+	sorted := make([]*model.Queue, 0, len(queues))
+	for _, q := range queues {
+		if q != nil {
+			sorted = append(sorted, q)
+		}
+	}
+	sort.SliceStable(sorted, func(a, b int) bool { return sorted[a].Name < sorted[b].Name })
+	for _, q := range sorted {
+		if _, dup := t.byName[q.Name]; dup {
+			continue
+		}
+		t.byName[q.Name] = &qnode{name: q.Name, q: q, weight: q.EffectiveWeight(), res: map[string]*qres{}}
+	}
+	names := make([]string, 0, len(t.byName))
+	for n := range t.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		n := t.byName[name]
+		if p := t.byName[n.q.Parent]; p != nil && n.q.Parent != name && !t.isAncestor(n, p) {
+			n.parent = p
+			p.children = append(p.children, n)
+		} else {
+			t.roots = append(t.roots, n)
+		}
+	}
+	for _, r := range t.roots {
+		t.govern(r)
+	}
+	return t
+}
+
+// isAncestor reports whether a is an ancestor of (or is) b.
+func (t *queueTree) isAncestor(a, b *qnode) bool {
+	for n := b; n != nil; n = n.parent {
+		if n == a {
+			return true
+		}
+	}
+	return false
+}
+
+// govern fills res (nominal, limits, effN) bottom up.
+func (t *queueTree) govern(n *qnode) {
+	for _, c := range n.children {
+		t.govern(c)
+	}
+	for _, qu := range n.q.Quotas {
+		if qu.Resource == "" || n.res[qu.Resource] != nil {
+			continue
+		}
+		r := &qres{nominal: max(qu.Nominal, 0), borrow: -1, lend: -1}
+		if qu.BorrowingLimit != nil {
+			r.borrow = max(*qu.BorrowingLimit, 0)
+		}
+		if qu.LendingLimit != nil {
+			r.lend = max(*qu.LendingLimit, 0)
+		}
+		n.res[qu.Resource] = r
+	}
+	for _, c := range n.children {
+		for k, cr := range c.res {
+			r := n.res[k]
+			if r == nil {
+				r = &qres{borrow: -1, lend: -1}
+				n.res[k] = r
+			}
+			r.effN += cr.effN
+		}
+	}
+	for k, r := range n.res {
+		r.effN += r.nominal
+		r.prot = protOf(r)
+		t.keys[k] = true
+		if res, _, ok := strings.Cut(k, "/"); ok {
+			t.flavored[res] = true
+		}
+	}
+	for _, c := range n.children {
+		for k, cr := range c.res {
+			n.res[k].childProt += cr.prot
+		}
+	}
+}
+
+func protOf(r *qres) int64 {
+	if r.lend < 0 {
+		return 0
+	}
+	return max(0, max(0, r.effN-r.used)-r.lend)
+}
+
+// node returns the queue a job or allocation names; an unknown name gets
+// an unlimited root queue of its own.
+func (t *queueTree) node(name string) *qnode {
+	if name == "" {
+		name = model.DefaultQueue
+	}
+	n := t.byName[name]
+	if n == nil {
+		n = &qnode{name: name, weight: 1, res: map[string]*qres{}}
+		t.byName[name] = n
+		t.roots = append(t.roots, n)
+	}
+	return n
+}
+
+// demand is an amount per quota key.
+type demand map[string]int64
+
+// demandOf is what tasks hold in quota terms: the base keys and, for
+// resources with flavored quotas, the node's flavor key.
+func (t *queueTree) demandOf(r *model.Resources, count int64, node *model.Node, into demand) {
+	add := func(k string, v int64) {
+		if v != 0 && t.keys[k] {
+			into[k] += v * count
+		}
+	}
+	add("cpu", r.MilliCPU)
+	add("memory", r.MemoryBytes)
+	add("gpu", r.GPUs)
+	add("scratch", r.ScratchBytes)
+	for k, v := range r.Custom {
+		add(k, v)
+	}
+	if node == nil || len(t.flavored) == 0 {
+		return
+	}
+	for res := range t.flavored {
+		var f string
+		if res == "gpu" {
+			f = nodeFlavor(node)
+		} else {
+			f = node.Labels[FlavorLabel(res)]
+		}
+		if f == "" {
+			continue
+		}
+		switch res {
+		case "cpu":
+			add(res+"/"+f, r.MilliCPU)
+		case "memory":
+			add(res+"/"+f, r.MemoryBytes)
+		case "gpu":
+			add(res+"/"+f, r.GPUs)
+		case "scratch":
+			add(res+"/"+f, r.ScratchBytes)
+		default:
+			add(res+"/"+f, r.Custom[res])
+		}
+	}
+}
+
+// charge adds d (times sign) to the usage of a and its ancestors.
+func (t *queueTree) charge(a *qnode, d demand, sign int64) {
+	for k, v := range d {
+		for n := a; n != nil; n = n.parent {
+			r := n.res[k]
+			if r == nil {
+				continue
+			}
+			r.used += sign * v
+			old := r.prot
+			r.prot = protOf(r)
+			if n.parent != nil && old != r.prot {
+				if pr := n.parent.res[k]; pr != nil {
+					pr.childProt += r.prot - old
+				}
+			}
+		}
+	}
+}
+
+// room is how much more of key k a job in queue a may use (unlimited if
+// nothing governs k).
+func (t *queueTree) room(a *qnode, k string) int64 {
+	var chain []*qnode
+	for n := a; n != nil; n = n.parent {
+		chain = append(chain, n)
+	}
+	root := chain[len(chain)-1]
+	rr := root.res[k]
+	if rr == nil {
+		return unlimited
+	}
+	h := rr.effN - rr.used
+	if rr.borrow >= 0 {
+		h = min(h, rr.effN+rr.borrow-rr.used)
+	}
+	for i := len(chain) - 2; i >= 0; i-- {
+		c, p := chain[i], chain[i+1]
+		cr, pr := c.res[k], p.res[k]
+		own := int64(0)
+		if cr != nil {
+			own = cr.prot
+		}
+		h -= pr.childProt - own
+		if cr != nil && cr.borrow >= 0 {
+			h = min(h, cr.effN+cr.borrow-cr.used)
+		}
+	}
+	if ar := a.res[k]; ar != nil {
+		h -= ar.childProt
+	}
+	return h
+}
+
+// admits reports whether queue a has room for d, and if not the first key
+// (in sorted order) that lacks it.
+func (t *queueTree) admits(a *qnode, d demand) (bool, string) {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if d[k] > 0 && d[k] > t.room(a, k) {
+			return false, k
+		}
+	}
+	return true, ""
+}
+
+// blockMessage explains why queue a cannot take need more of key k, naming
+// the level that binds: "queue vision at nominal 16/16 gpu, cohort research
+// has 0 to lend".
+func (t *queueTree) blockMessage(a *qnode, k string, need int64) string {
+	amt := func(v int64) string { return formatKey(k, v) }
+	room := max(t.room(a, k), 0)
+	ar := a.res[k]
+	// The queue's own borrowing limit binds?
+	if ar != nil && ar.borrow >= 0 && ar.effN+ar.borrow-ar.used < need {
+		return fmt.Sprintf("queue %s is at its borrowing limit: uses %s of %s nominal + %s borrowable %s; needs %s more",
+			a.name, amt(ar.used), amt(ar.effN), amt(ar.borrow), k, amt(need))
+	}
+	if ar != nil && a.parent != nil {
+		lend := max(room-max(0, ar.effN-ar.used), 0)
+		return fmt.Sprintf("queue %s at %s %s/%s %s, cohort %s has %s to lend; needs %s",
+			a.name, nominalWord(ar), amt(ar.used), amt(ar.effN), k, a.parent.name, amt(lend), amt(need))
+	}
+	if ar != nil {
+		return fmt.Sprintf("queue %s at %s %s/%s %s; needs %s", a.name, nominalWord(ar), amt(ar.used), amt(ar.effN), k, amt(need))
+	}
+	// Governed above: the binding level is an ancestor.
+	for n := a.parent; n != nil; n = n.parent {
+		if r := n.res[k]; r != nil {
+			return fmt.Sprintf("cohort %s has %s %s left for queue %s (uses %s of %s); needs %s",
+				n.name, amt(room), k, a.name, amt(r.used), amt(r.effN), amt(need))
+		}
+	}
+	return fmt.Sprintf("queue %s has %s %s left; needs %s", a.name, amt(room), k, amt(need))
+}
+
+func nominalWord(r *qres) string {
+	if r.used > r.effN {
+		return "more than nominal"
+	}
+	return "nominal"
+}
+
+// formatKey renders an amount of a quota key the way people write it.
+func formatKey(k string, v int64) string {
+	res, _, _ := strings.Cut(k, "/")
+	switch res {
+	case "cpu":
+		return model.FormatMilliCPU(v)
+	case "memory", "scratch":
+		return model.FormatBytes(v)
+	}
+	return fmt.Sprint(v)
+}
+
+// gpuFlavors lists the GPU flavors a job in queue a may use, in the order
+// the queue (then its ancestors) lists their quotas; nil when no flavored
+// GPU quota applies (any node will do).
+func (t *queueTree) gpuFlavors(a *qnode) []string {
+	if !t.flavored["gpu"] {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for n := a; n != nil; n = n.parent {
+		if n.q == nil {
+			continue
+		}
+		for _, qu := range n.q.Quotas {
+			if f, ok := strings.CutPrefix(qu.Resource, "gpu/"); ok && !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,160 @@
+package sched
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// scheduleTextbook runs FIFO, EASY or conservative backfilling exactly as
+// the literature defines them, so that simulations compare with published
+// numbers:
+//
+//   - Queue order is submit time, then ID. Priority, queues, quotas and
+//     fair share are ignored, and nothing is preempted.
+//   - A job runs for its walltime (its queue's default, or
+//     Config.DefaultWalltime, when it has none); running jobs end at
+//     StartedAt + walltime.
+//   - FIFO starts jobs in order until one does not fit; that one and every
+//     job behind it wait.
+//   - EASY gives the first job that does not fit a reservation at the
+//     earliest time it fits; a later job starts now only if it fits now and
+//     does not delay that reservation.
+//   - Conservative does the same with a reservation for every job that does
+//     not fit, each made in queue order around the ones before it.
+//
+// A job that could never fit (no node has the labels, no node is big
+// enough, or the gang is larger than the cluster) is skipped, not waited
+// for.
+func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
+	pl := newPlanner(s, now, cfg, false)
+	pol := cfg.policy()
+	depth := 1
+	switch pol {
+	case PolicyConservative:
+		depth = -1
+	case PolicyFIFO:
+		depth = 0
+	}
+	var head *model.Job
+	for _, j := range orderJobs(s.Pending, false) {
+		if invalidJob(j) != "" {
+			pl.leave(j, nil)
+			continue
+		}
+		if head != nil {
+			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonPriority, Message: fmt.Sprintf(
+				"waiting behind job %d, the first in line (fifo: the first job that does not fit blocks the queue)", uint64(head.ID))}
+			continue
+		}
+		w := pl.est.runFor(j)
+		k, blocker := pl.place(j, placeOpts{}, w)
+		if k > 0 {
+			pl.commit(j, w)
+			continue
+		}
+		if pol == PolicyFIFO {
+			if pl.p.everFits(j) {
+				head = j
+			}
+			pl.leave(j, nil)
+			continue
+		}
+		if depth < 0 || len(pl.res) < depth {
+			if r, ok := pl.reserve(j, placeOpts{}, w); ok {
+				pl.leave(j, pl.reservedWrap(r))
+				continue
+			}
+		}
+		pl.leave(j, pl.blockedWrap(blocker))
+	}
+	pl.finish()
+	return pl.plan
+}
+
+// leave records that j stays pending; its reason is the analysis of the
+// final state, passed through wrap when set.
+func (pl *planner) leave(j *model.Job, wrap func(model.Reason) model.Reason) {
+	pl.later = append(pl.later, laterReason{job: j, wrap: wrap})
+}
+
+// finish computes the reasons of the jobs left pending.
+func (pl *planner) finish() {
+	for _, l := range pl.later {
+		if _, done := pl.plan.Reasons[l.job.ID]; done {
+			continue
+		}
+		r := pl.p.reason(l.job)
+		if l.wrap != nil {
+			r = l.wrap(r)
+		}
+		pl.plan.Reasons[l.job.ID] = r
+	}
+}
+
+// reservedWrap turns a job's shortage reason into "reserved, starts at".
+func (pl *planner) reservedWrap(r *resv) func(model.Reason) model.Reason {
+	return func(base model.Reason) model.Reason {
+		return model.Reason{Code: model.ReasonReserved, Message: fmt.Sprintf(
+			"%s; reserved: estimated start %s on %s", base.Message, pl.eta(r.start), plural(len(r.nodes), "node"))}
+	}
+}
+
+// blockedWrap explains a job that would have fit now but for a
+// reservation (blocker != 0); otherwise the analysis stands.
+func (pl *planner) blockedWrap(blocker model.JobID) func(model.Reason) model.Reason {
+	if blocker == 0 {
+		return nil
+	}
+	var r *resv
+	for _, x := range pl.res {
+		if x.job.ID == blocker {
+			r = x
+			break
+		}
+	}
+	return func(model.Reason) model.Reason {
+		msg := fmt.Sprintf("would fit now but would delay job %d", uint64(blocker))
+		if r != nil {
+			msg += fmt.Sprintf(", reserved to start at %s", pl.eta(r.start))
+		}
+		return model.Reason{Code: model.ReasonBackfill, Message: msg}
+	}
+}
+
+// eta renders a future instant for people: "14:05:00 (in 35m)", with the
+// date when it is not today.
+func (pl *planner) eta(at int64) string {
+	t := time.Unix(0, at).In(pl.now.Location())
+	clock := t.Format("15:04:05")
+	y1, m1, d1 := t.Date()
+	if y0, m0, d0 := pl.now.Date(); y0 != y1 || m0 != m1 || d0 != d1 {
+		clock = t.Format("2006-01-02 15:04:05")
+	}
+	return fmt.Sprintf("%s (in %s)", clock, humanDuration(time.Duration(at-pl.nowN)))
+}
+
+// humanDuration renders a duration compactly: 45s, 35m, 2h5m, 3d4h.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int64(d.Round(time.Second)/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int64(d.Round(time.Minute)/time.Minute))
+	case d < 24*time.Hour:
+		d = d.Round(time.Minute)
+		h, m := d/time.Hour, (d%time.Hour)/time.Minute
+		if m == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%dm", h, m)
+	}
+	d = d.Round(time.Hour)
+	days, h := d/(24*time.Hour), (d%(24*time.Hour))/time.Hour
+	if h == 0 {
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd%dh", days, h)
+}
+

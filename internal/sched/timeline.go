@@ -1,0 +1,235 @@
+package sched
+
+import (
+	"slices"
+
+	"github.com/durehq/dure/internal/model"
+)
+
+// The timeline is what the scheduler expects to happen to free capacity
+// after now: live allocations and jobs started in this pass release their
+// resources when they are expected to end, and reservations acquire
+// resources at their start and release them at their end. Times are Unix
+// nanoseconds. Future states count GPUs, not device indices.
+
+// vec is an amount in every dimension, for future-state arithmetic.
+type vec struct {
+	cpu, mem, gpu, scratch int64
+	custom                 map[string]int64
+}
+
+func vecOf(r *model.Resources) vec {
+	v := vec{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes}
+	if len(r.Custom) > 0 {
+		v.custom = make(map[string]int64, len(r.Custom))
+		for k, x := range r.Custom {
+			v.custom[k] = x
+		}
+	}
+	return v
+}
+
+// addScaled adds k×o to v in place.
+func (v *vec) addScaled(o *vec, k int64) {
+	v.cpu += k * o.cpu
+	v.mem += k * o.mem
+	v.gpu += k * o.gpu
+	v.scratch += k * o.scratch
+	for name, x := range o.custom {
+		if v.custom == nil {
+			v.custom = make(map[string]int64, len(o.custom))
+		}
+		v.custom[name] += k * x
+	}
+}
+
+func (v *vec) isZero() bool {
+	if v.cpu != 0 || v.mem != 0 || v.gpu != 0 || v.scratch != 0 {
+		return false
+	}
+	for _, x := range v.custom {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// minWith lowers v to o in every dimension where o is lower.
+func (v *vec) minWith(o *vec) {
+	v.cpu = min(v.cpu, o.cpu)
+	v.mem = min(v.mem, o.mem)
+	v.gpu = min(v.gpu, o.gpu)
+	v.scratch = min(v.scratch, o.scratch)
+	for name, x := range o.custom {
+		if v.custom == nil {
+			v.custom = map[string]int64{}
+		}
+		v.custom[name] = min(v.custom[name], x)
+	}
+}
+
+// covers reports whether v >= need in every dimension need uses.
+func (v *vec) covers(need *vec) bool {
+	if need.cpu > v.cpu || need.mem > v.mem || need.gpu > v.gpu || need.scratch > v.scratch {
+		return false
+	}
+	for name, x := range need.custom {
+		if x > v.custom[name] {
+			return false
+		}
+	}
+	return true
+}
+
+// addFree changes a node's free capacity by d (positive: release). It is
+// how the timeline moves a node state through time and how what-if runs
+// take and give back room; the change is logged for the shape indexes.
+func (p *pass) addFree(n int32, d *vec, k int64) {
+	nd := &p.nodes[n]
+	nd.cpu += k * d.cpu
+	nd.mem += k * d.mem
+	nd.gpu += k * d.gpu
+	nd.scratch += k * d.scratch
+	for name, x := range d.custom {
+		if nd.custom == nil {
+			nd.custom = make(map[string]int64, len(d.custom))
+		}
+		nd.custom[name] += k * x
+	}
+	nd.refreshShare()
+	p.changes = append(p.changes, n)
+}
+
+// tev is a change of one node's free capacity at a future time.
+type tev struct {
+	at   int64
+	node int32
+	d    vec         // added to free: a release is positive, an acquire negative
+	job  model.JobID // whose it is (for reasons)
+	acq  bool        // a reservation's acquire
+}
+
+// timeline holds the future events of one pass.
+type timeline struct {
+	now int64
+	// base: releases of live allocations, by time; baseNode: the same by
+	// node then time, nodeStart[n]..nodeStart[n+1] being node n's.
+	base      []tev
+	baseNode  []tev
+	nodeStart []int32
+	// dyn: events added during the pass (releases of jobs started now,
+	// reservation acquires and releases), by time; dynNode: per node.
+	dyn     []tev
+	dynNode [][]tev
+	// acquires: the times of reservation acquires, ascending.
+	acquires []int64
+	// resNodes: nodes some reservation holds something on (isRes[n]).
+	resNodes []int32
+	isRes    []bool
+	scratch  []tev
+}
+
+func newTimeline(now int64, nodes int, base []tev) *timeline {
+	tl := &timeline{now: now, base: base, dynNode: make([][]tev, nodes), isRes: make([]bool, nodes)}
+	slices.SortStableFunc(tl.base, func(a, b tev) int { return cmpInt64(a.at, b.at) })
+	tl.baseNode = slices.Clone(tl.base)
+	slices.SortStableFunc(tl.baseNode, func(a, b tev) int { return int(a.node - b.node) })
+	tl.nodeStart = make([]int32, nodes+1)
+	for _, e := range tl.baseNode {
+		tl.nodeStart[e.node+1]++
+	}
+	for i := 1; i <= nodes; i++ {
+		tl.nodeStart[i] += tl.nodeStart[i-1]
+	}
+	return tl
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// add inserts a dynamic event, keeping dyn sorted by time (ties: insertion
+// order).
+func (tl *timeline) add(e tev) {
+	i, _ := slices.BinarySearchFunc(tl.dyn, e.at+1, func(x tev, t int64) int { return cmpInt64(x.at, t) })
+	tl.dyn = slices.Insert(tl.dyn, i, e)
+	if e.acq && !tl.isRes[e.node] {
+		tl.isRes[e.node] = true
+		tl.resNodes = append(tl.resNodes, e.node)
+	}
+	tl.dynNode[e.node] = append(tl.dynNode[e.node], e)
+	if e.acq {
+		j, _ := slices.BinarySearch(tl.acquires, e.at)
+		tl.acquires = slices.Insert(tl.acquires, j, e.at)
+	}
+}
+
+// acquireIn reports whether a reservation acquires anything in (t0, t1).
+func (tl *timeline) acquireIn(t0, t1 int64) bool {
+	i, _ := slices.BinarySearch(tl.acquires, t0+1)
+	return i < len(tl.acquires) && tl.acquires[i] < t1
+}
+
+// hasAcquire reports whether some reservation acquires on node n.
+func (tl *timeline) hasAcquire(n int32) bool { return tl.isRes[n] }
+
+// deficit is how far node n's free capacity dips below its level at t0
+// during (t0, t1), per dimension (all zero when it never dips), and the job
+// whose reservation starts the deepest dip first (0 if none). Events at the
+// same instant are applied together.
+func (tl *timeline) deficit(n int32, t0, t1 int64) (vec, model.JobID) {
+	ev := tl.scratch[:0]
+	for _, e := range tl.baseNode[tl.nodeStart[n]:tl.nodeStart[n+1]] {
+		if e.at > t0 && e.at < t1 {
+			ev = append(ev, e)
+		}
+	}
+	for _, e := range tl.dynNode[n] {
+		if e.at > t0 && e.at < t1 {
+			ev = append(ev, e)
+		}
+	}
+	tl.scratch = ev
+	slices.SortStableFunc(ev, func(a, b tev) int { return cmpInt64(a.at, b.at) })
+	var run, low vec
+	var who model.JobID
+	for i := 0; i < len(ev); {
+		at := ev[i].at
+		var acq model.JobID
+		for ; i < len(ev) && ev[i].at == at; i++ {
+			run.addScaled(&ev[i].d, 1)
+			if ev[i].acq && acq == 0 {
+				acq = ev[i].job
+			}
+		}
+		if dipsBelow(&run, &low) {
+			if who == 0 {
+				who = acq
+			}
+			low.minWith(&run)
+		}
+	}
+	var out vec
+	out.addScaled(&low, -1)
+	return out, who
+}
+
+// dipsBelow reports whether run is below low in some dimension.
+func dipsBelow(run, low *vec) bool {
+	if run.cpu < low.cpu || run.mem < low.mem || run.gpu < low.gpu || run.scratch < low.scratch {
+		return true
+	}
+	for k, x := range run.custom {
+		if x < low.custom[k] {
+			return true
+		}
+	}
+	return false
+}
