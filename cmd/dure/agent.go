@@ -21,7 +21,7 @@ type agentFlags struct {
 	labels                                                   []string
 	cpus, mem, scratch                                       string
 	gpus                                                     int
-	gpuCommand, cgroups, cgroupParent                        string
+	gpuCommand, cgroups, cgroupParent, supervisor            string
 	killGrace, logRetention                                  time.Duration
 }
 
@@ -41,6 +41,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.gpuCommand, "gpu-command", "nvidia-smi", "nvidia-smi to run for GPU discovery")
 	fl.StringVar(&f.cgroups, "cgroups", "auto", "cgroup driver: auto, v1, v2 or off (no limits enforced)")
 	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "cgroup path for task cgroups (default: dure/<name>)")
+	fl.StringVar(&f.supervisor, "supervisor", exec.SupervisorNode, "how tasks are parented: node (one long-lived supervisor daemon per agent; cheap) or task (one supervisor process per task)")
 	fl.DurationVar(&f.killGrace, "kill-grace", exec.DefaultKillGrace, "pause between SIGTERM and SIGKILL when a task is stopped")
 	fl.DurationVar(&f.logRetention, "log-retention", agent.DefaultLogRetention, "how long an ended task's logs are kept")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -51,7 +52,7 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	cfg := agent.Config{
 		Name: f.name, Listen: f.listen, Advertise: f.advertise, DataDir: f.data,
 		GPUCommand: f.gpuCommand, KillGrace: f.killGrace, LogRetention: f.logRetention, Version: version,
-		Exec: exec.Config{Cgroups: f.cgroups, CgroupParent: f.cgroupParent},
+		Exec: exec.Config{Cgroups: f.cgroups, CgroupParent: f.cgroupParent, Supervisor: f.supervisor},
 	}
 	for _, s := range strings.Split(f.servers, ",") {
 		if s = strings.TrimSpace(s); s != "" {

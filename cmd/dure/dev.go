@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/durehq/dure/internal/agent"
+	"github.com/durehq/dure/internal/exec"
 	"github.com/durehq/dure/internal/model"
 )
 
@@ -28,6 +29,7 @@ func devCommand() *cobra.Command {
 		gpusPerAgent          int
 		hbInterval, hbTimeout time.Duration
 		enableDebug           bool
+		supervisor            string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -56,6 +58,7 @@ func devCommand() *cobra.Command {
 			return runDev(ctx, cmd.OutOrStdout(), devOptions{
 				agents: agents, addr: addr, data: data, temporary: temporary, cgroups: cgroups,
 				gpusPerAgent: gpusPerAgent, hbInterval: hbInterval, hbTimeout: hbTimeout, log: log, enableDebug: enableDebug,
+				supervisor: supervisor,
 			})
 		},
 	}
@@ -69,6 +72,7 @@ func devCommand() *cobra.Command {
 	fl.DurationVar(&hbTimeout, "heartbeat-timeout", 10*time.Second, "a node is down after this long without a heartbeat")
 	fl.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	fl.BoolVar(&enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the API address")
+	fl.StringVar(&supervisor, "supervisor", exec.SupervisorNode, "how tasks are parented: node (one supervisor daemon per agent) or task (one per task)")
 	return cmd
 }
 
@@ -79,6 +83,7 @@ type devOptions struct {
 	gpusPerAgent          int
 	hbInterval, hbTimeout time.Duration
 	enableDebug           bool
+	supervisor            string
 	log                   *slog.Logger
 }
 
@@ -115,7 +120,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 			name: fmt.Sprintf("dev-%d", i), servers: apiAddr, listen: "127.0.0.1:0",
 			data: filepath.Join(o.data, "agents", fmt.Sprintf("dev-%d", i)), gpus: -1,
 			gpuCommand: "nvidia-smi", cgroups: o.cgroups, cgroupParent: fmt.Sprintf("dure-dev-%d/dev-%d", os.Getpid(), i),
-			killGrace: 10 * time.Second, logRetention: agent.DefaultLogRetention,
+			killGrace: 10 * time.Second, logRetention: agent.DefaultLogRetention, supervisor: o.supervisor,
 			labels: []string{fmt.Sprintf("rack=r%d", (i+1)/2)},
 		}
 		if !o.temporary {

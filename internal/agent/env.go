@@ -119,6 +119,8 @@ func exitMessage(r exec.Result, memLimit int64, walltime time.Duration, stopReas
 		return "stopped: " + stopReason
 	case r.Signal != "":
 		return "killed by " + r.Signal
+	case r.ExitCode < 0 && r.Lost != "":
+		return "lost: " + r.Lost
 	case r.ExitCode < 0:
 		return "lost: its supervisor ended without recording how the task ended"
 	default:

@@ -1,46 +1,86 @@
-// Package exec runs tasks as real processes on this machine: each task is
-// started by a small supervisor process (the dure binary re-executed with the
-// hidden "supervise" subcommand) that is the task's parent, puts it into its
-// own cgroup with the task's CPU and memory limits (cgroup v1 or v2), makes
-// only its GPUs visible, gives it a private scratch directory (DURE_SCRATCH,
-// removed when the task ends), writes stdout and stderr to files, enforces the
-// walltime (SIGTERM, grace, SIGKILL), and records how the task ended
-// (exit code, signal, OOM kill) in a status file.
+// Package exec runs tasks as real processes on this machine. Each task is
+// put into its own cgroup with the task's CPU and memory limits (cgroup v1
+// or v2) before its first instruction, sees only its GPUs, gets a private
+// scratch directory (DURE_SCRATCH, removed when the task ends), writes
+// stdout and stderr to files, is held to its walltime (SIGTERM, grace,
+// SIGKILL), and has how it ended (exit code, signal, OOM kill) recorded in a
+// status file.
 //
-// Because the supervisor, not the agent, is the task's parent, an agent can
-// restart without killing tasks and still learn their exit codes.
+// Tasks are parented by a supervisor, not by the agent, so an agent can
+// restart without killing tasks and still learn their exit codes. There are
+// two supervisor modes (Config.Supervisor), with the same Runner API:
 //
-// This package knows nothing about the control plane: the agent (internal/agent)
-// translates allocations into TaskSpecs.
+//   - "node" (default): one long-lived supervisor daemon per runner
+//     directory (the dure binary re-executed as "dure supervise --node
+//     DIR", in its own session). It forks every task itself; runners talk
+//     to it over a unix socket. No process start per task: about 2 ms of
+//     CPU and wall time per trivial task instead of 7–10 ms, most of it the
+//     task's own fork/exec (docs/exec.md has the numbers).
+//   - "task": one supervisor process per task ("dure supervise TASKDIR").
+//     Simplest, and each task's supervisor is independent of the others.
 //
-// # How a task runs
+// This package knows nothing about the control plane: the agent
+// (internal/agent) translates allocations into TaskSpecs.
+//
+// # Node mode
+//
+//	NewRunner ──── connect <Dir>/supervisor.sock; if nobody answers, start a
+//	               daemon (it flocks <Dir>/supervisor.lock: one per Dir) and connect
+//	Start ──────── "start" ──▶ daemon: mkdir <Dir>/<ID>, scratch/, stdout,
+//	               stderr, task cgroup + limits, fork/exec into the cgroup,
+//	               journal line ──▶ reply (Start returns) ──▶ supervise:
+//	               pidfd on the poller, walltime timer, stop requests
+//	task exits ─── kill its group and cgroup, wait4 it, read the OOM counter,
+//	               remove scratch/ and the cgroup, write status.json, journal
+//	               line ──▶ end event to every connected runner ──▶ TaskEvent
+//
+// The daemon exits when it has neither tasks nor clients. Close disconnects
+// (tasks and daemon run on); a new Runner on the same Dir reconnects and
+// Recover lists what runs and what ended. If the daemon dies, its tasks
+// live on (orphaned to init); the next daemon — started by the next
+// NewRunner, or at once by a connected runner that sees its connection
+// break — reads <Dir>/supervisor.journal, watches the still running tasks
+// by pidfd (walltime and Stop keep working) and records every one of them
+// with ExitCode -1 and Result.Lost, because only a process's parent learns
+// its exit status. Shutdown stops the daemon for good (optionally killing
+// its tasks).
+//
+// # Task mode
 //
 //	Runner.Start ── mkdir <Dir>/<ID>, write spec.json ── fork/exec supervisor (own session)
-//	supervisor ──── pid file, scratch/, stdout, stderr, task cgroup + limits
-//	            ── start the task in its own process group, inside the cgroup
-//	            ── "ok <start time>" on fd 3 ──▶ Start returns
-//	            ── wait: walltime timer, SIGTERM from Stop (grace from the stop file)
-//	            ── task exits: SIGKILL its group and cgroup, read the OOM counter,
-//	               remove scratch/ and the cgroup, write status.json (temp + rename)
-//	Runner ──────── pidfd of the supervisor polls readable ──▶ read status.json ──▶ TaskEvent
+//	supervisor ──── pid file, then as the daemon does for one task; "ok <start
+//	                time>" on fd 3 ──▶ Start returns
+//	Runner ──────── pidfd of the supervisor polls readable ──▶ status.json ──▶ TaskEvent
+//
+// A supervisor that dies without writing the status file is "lost": the
+// runner kills what is left in the task's cgroup and records ExitCode -1.
+//
+// # Shared rules
 //
 // The status file is the record: Finished and Recover read it, and it is
-// written last, so its presence means the task and its cleanup are over.
-// A supervisor that dies without writing it is "lost": the runner kills what
-// is left in the task's cgroup and records ExitCode -1.
+// written last (temporary file and rename), so its presence means the task
+// and its cleanup are over. taskRun holds the per-task logic both
+// supervisors run.
 //
 // The task enters its cgroup before its first instruction: on v2 through
-// clone3(CLONE_INTO_CGROUP); on v1 the supervisor joins the task's cgroups,
-// forks, and returns to its own (v1 has no clone-into-cgroup, and Go cannot
-// run code in the child between fork and exec).
+// clone3(CLONE_INTO_CGROUP); on v1 one thread of the supervisor (locked to
+// its goroutine) moves into the task's cgroups through their "tasks" files,
+// forks, and moves back; the Go runtime never clones threads from a locked
+// thread, so no other supervisor thread is ever in a task's cgroup.
 //
-// Runners watch supervisors through pidfds registered with Go's poller, so a
-// thousand running tasks cost a thousand descriptors, not a thousand threads.
+// Exits are watched through pidfds registered with Go's poller, so a
+// thousand running tasks cost a thousand descriptors, not a thousand
+// threads. The daemon reaps only the pids it knows (wait4 on the task's
+// leader; stray orphans of tasks, which it adopts as subreaper, after a
+// WNOWAIT peek), never a blanket wait.
 //
 // # What it must not do
 //
-// The supervise path (SupervisorMain) is the per-task launch cost: it must
-// stay free of heavy initialisation and of imports beyond what it uses. The
-// runner never kills tasks on Close (agent restarts must not), never starts a
-// task ID twice, and never reads or writes cluster state.
+// The supervise path (SupervisorMain) must stay free of heavy
+// initialisation and of imports beyond what it uses: in task mode it is the
+// per-task launch cost. Per task the node daemon creates five inodes (task
+// dir, scratch, stdout, stderr, status) and no process but the task: do not
+// add files or processes lightly. The runner never kills tasks on Close
+// (agent restarts must not), never starts a task ID twice, and never reads
+// or writes cluster state.
 package exec

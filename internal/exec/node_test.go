@@ -523,3 +523,39 @@ func TestDaemonRefusesOtherProtocolVersions(t *testing.T) {
 		t.Errorf("reply %+v, %v; want an error about the protocol version", rep, err)
 	}
 }
+
+// An agent switched from task to node mode keeps the tasks its per-task
+// supervisors run: Recover follows them, Stop reaches them.
+func TestSwitchingToNodeModeKeepsRunningTasks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r, err := NewRunner(Config{Dir: dir, SupervisorCommand: supervisorCommand(t), Cgroups: cgroupOff, Supervisor: SupervisorTask})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := newHarnessWith(t, r)
+	first.start(shell("old", "exec sleep 300"))
+	if err := first.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := nodeRunner(t, dir, cgroupOff, cgroupParentName())
+	got, err := second.r.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]RecoveredTask{{ID: "old", Running: true}}, got); diff != "" {
+		t.Fatalf("Recover (-want +got):\n%s", diff)
+	}
+	second.ids = []string{"old"}
+	if err := second.r.Stop("old", 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := second.wait("old"); !res.Stopped || res.Signal != "SIGTERM" {
+		t.Errorf("got %+v, want Stopped by SIGTERM", res)
+	}
+	// Its supervisor was the first runner's child; reap it.
+	if pid, ok := readPid(filepath.Join(dir, "old")); ok {
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(pid, &ws, 0, nil)
+	}
+}

@@ -386,13 +386,18 @@ func (c *nodeClient) markClosing(*reply) {
 // client and it has no tasks) close waits for that and reaps it when it is
 // our child, so tests and `dure dev` leave no process behind.
 func (c *nodeClient) close() {
+	c.mu.Lock()
+	connected := c.conn != nil // else reconnecting: do not wait for a new daemon
+	c.mu.Unlock()
 	exiting := false
-	pc := &pendingCall{ch: make(chan reply, 1), onReply: c.markClosing}
-	if err := c.post(&request{Op: opClose}, pc); err == nil {
-		select {
-		case rep := <-pc.ch:
-			exiting = rep.Exiting
-		case <-time.After(5 * time.Second):
+	if connected {
+		pc := &pendingCall{ch: make(chan reply, 1), onReply: c.markClosing}
+		if err := c.post(&request{Op: opClose}, pc); err == nil {
+			select {
+			case rep := <-pc.ch:
+				exiting = rep.Exiting
+			case <-time.After(5 * time.Second):
+			}
 		}
 	}
 	c.finish(exiting)

@@ -11,6 +11,11 @@ const maxIDLen = 200
 // maxMilliCPU (a million cores) keeps the quota arithmetic far from overflow.
 const maxMilliCPU = 1 << 30
 
+// reservedNames are the runner's own files in Dir, which no task may be named.
+var reservedNames = map[string]bool{
+	supervisorLog: true, socketFile: true, lockFile: true, journalFile: true, journalFile + ".tmp": true,
+}
+
 // validID reports whether id matches [A-Za-z0-9._-]+ and is a usable file name.
 func validID(id string) error {
 	if id == "" {
@@ -19,7 +24,7 @@ func validID(id string) error {
 	if len(id) > maxIDLen {
 		return fmt.Errorf("exec: TaskSpec.ID: must be at most %d characters, got %d", maxIDLen, len(id))
 	}
-	if id == "." || id == ".." || id == supervisorLog {
+	if id == "." || id == ".." || reservedNames[id] {
 		return fmt.Errorf("exec: TaskSpec.ID: must not be %q", id)
 	}
 	for i := 0; i < len(id); i++ {

@@ -45,10 +45,21 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, ae.Status, ae)
 }
 
+// prettyMarker is a response header ServeHTTP sets for ?pretty requests and
+// writeJSON removes before answering; it travels through any ResponseWriter
+// wrappers because they share the header map.
+const prettyMarker = "X-Dure-Internal-Pretty"
+
+// writeJSON answers compact JSON (cheaper to make and to parse), indented
+// when the request asked for ?pretty.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	pretty := w.Header().Get(prettyMarker) != ""
+	w.Header().Del(prettyMarker)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	if pretty {
+		enc.SetIndent("", "  ")
+	}
 	_ = enc.Encode(v)
 }

@@ -98,7 +98,12 @@ func New(b Backend, version string, log *slog.Logger) *Handler {
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Has("pretty") {
+		w.Header().Set(prettyMarker, "1")
+	}
+	h.mux.ServeHTTP(w, r)
+}
 
 // decode reads a JSON body strictly: size-limited, unknown fields rejected,
 // exactly one value.

@@ -39,6 +39,7 @@ const (
 	DefaultWalltime          = time.Hour
 	DefaultFairShareHalfLife = 24 * time.Hour
 	DefaultReservationDepth  = 1
+	DefaultPreemptGrace      = time.Minute
 )
 
 // Config tunes the scheduling policy. The zero value is dure's default
@@ -59,6 +60,11 @@ type Config struct {
 	ReservationDepth int
 	// NoPreemption turns preemption off (PolicyDure).
 	NoPreemption bool
+	// PreemptGrace is how long a job being stopped (preempted, or any
+	// allocation with Desired=stop) is expected to take to end: its grace
+	// period to checkpoint. A preemptor is planned to start then. 0 means
+	// 1m.
+	PreemptGrace time.Duration
 	// NoPredictions makes PolicyDure plan with requested walltimes rather
 	// than runtimes predicted from each user's recent history.
 	NoPredictions bool
@@ -104,6 +110,13 @@ func (c Config) defaultWalltime() time.Duration {
 	return DefaultWalltime
 }
 
+func (c Config) preemptGrace() int64 {
+	if c.PreemptGrace > 0 {
+		return min(int64(c.PreemptGrace), maxWindow)
+	}
+	return int64(DefaultPreemptGrace)
+}
+
 func (c Config) halfLife() time.Duration {
 	if c.FairShareHalfLife > 0 {
 		return c.FairShareHalfLife
@@ -128,6 +141,8 @@ type Preemption struct {
 // Reservation is the planned future start of a blocked job: the earliest
 // time it fits given when running jobs are expected to end and the
 // reservations made before it. Jobs started now by backfill never delay it.
+// A job waiting for preempted jobs to stop gets one with Start = now, on
+// the room its victims free (plus free room held for it in this pass).
 type Reservation struct {
 	JobID model.JobID
 	Start time.Time

@@ -2,40 +2,62 @@ package sched
 
 import (
 	"fmt"
-	"testing"
+	"strings"
+	"time"
 
-	"pgregory.net/rapid"
+	"github.com/durehq/dure/internal/model"
 )
 
-func TestDebugRepro(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		s, now := genDure(t)
-		cfg := Config{ReservationDepth: rapid.SampledFrom([]int{0, 2, -1}).Draw(t, "depth")}
-		p := Schedule(s, now, cfg)
-		for _, q := range s.Queues {
-			fmt.Printf("queue %s parent=%s quotas=%+v\n", q.Name, q.Parent, q.Quotas)
+// dump renders a snapshot and a plan for failure messages of the property
+// tests (rapid shows logs only for the failing, shrunk case).
+func dump(s *Snapshot, now time.Time, p *Plan) string {
+	var b strings.Builder
+	for _, q := range s.Queues {
+		fmt.Fprintf(&b, "queue %s parent=%q weight=%v", q.Name, q.Parent, q.Weight)
+		for _, qu := range q.Quotas {
+			fmt.Fprintf(&b, " %s:%d", qu.Resource, qu.Nominal)
+			if qu.BorrowingLimit != nil {
+				fmt.Fprintf(&b, ":borrow=%d", *qu.BorrowingLimit)
+			}
+			if qu.LendingLimit != nil {
+				fmt.Fprintf(&b, ":lend=%d", *qu.LendingLimit)
+			}
 		}
-		for _, n := range s.Nodes {
-			fmt.Printf("node %s %s sched=%v labels=%v\n", n.Name, n.Capacity, n.Schedulable(), n.Labels)
+		b.WriteString("\n")
+	}
+	for _, n := range s.Nodes {
+		fmt.Fprintf(&b, "node %s %s gpus=%d schedulable=%v labels=%v\n", n.Name, n.Capacity, len(n.GPUs), n.Schedulable(), n.Labels)
+	}
+	for _, a := range s.Allocs {
+		fmt.Fprintf(&b, "alloc %s on %s %s gpus=%v started=%v wall=%v %s queue=%s prio=%d desired=%s\n",
+			a.ID, a.Node, a.Resources, a.GPUIndices, a.StartedAt.Sub(now), a.Walltime, a.Status, a.Queue, a.Priority, a.Desired)
+	}
+	for _, j := range s.Pending {
+		if j.TaskCount() == 0 {
+			continue
 		}
-		for _, a := range s.Allocs {
-			fmt.Printf("alloc %s on %s %s gpus=%v start=%v wall=%v status=%s q=%s prio=%d desired=%s\n", a.ID, a.Node, a.Resources, a.GPUIndices, a.StartedAt.Sub(now), a.Walltime, a.Status, a.Queue, a.Priority, a.Desired)
+		fmt.Fprintf(&b, "job %d queue=%s prio=%d owner=%s submit=%v wall=%v", j.ID, j.Queue, j.Priority, j.Owner, j.SubmitTime.Sub(now), j.Walltime)
+		for _, g := range j.Groups {
+			fmt.Fprintf(&b, " [%d × %s %v]", g.Count, g.Resources, g.Constraints)
 		}
-		for _, j := range orderJobs(s.Pending, false) {
-			fmt.Printf("job %d q=%s prio=%d submit=%v wall=%v groups=%+v\n", j.ID, j.Queue, j.Priority, j.SubmitTime.Sub(now), j.Walltime, j.Groups)
+		b.WriteString("\n")
+	}
+	if p == nil {
+		return b.String()
+	}
+	for _, pl := range p.Placements {
+		fmt.Fprintf(&b, "place %d/%d on %s %s gpus=%v\n", pl.JobID, pl.TaskIndex, pl.Node, pl.Resources, pl.GPUIndices)
+	}
+	for _, r := range p.Reservations {
+		fmt.Fprintf(&b, "reserve %d at %v until %v on %v\n", r.JobID, r.Start.Sub(now), r.End.Sub(now), r.Nodes)
+	}
+	for _, r := range p.Preemptions {
+		fmt.Fprintf(&b, "preempt %d for %d: %s\n", r.JobID, r.Preemptor, r.Reason.Message)
+	}
+	for id, r := range p.Reasons {
+		if r.Code != model.ReasonNoFit {
+			fmt.Fprintf(&b, "reason %d %s: %s\n", id, r.Code, r.Message)
 		}
-		for _, pl := range p.Placements {
-			fmt.Printf("place %d/%d on %s %s\n", pl.JobID, pl.TaskIndex, pl.Node, pl.Resources)
-		}
-		for _, r := range p.Reservations {
-			fmt.Printf("reserve %d at %v end %v: %+v\n", r.JobID, r.Start.Sub(now), r.End.Sub(now), r.Placements)
-		}
-		for _, r := range p.Preemptions {
-			fmt.Printf("preempt %+v\n", r)
-		}
-		for id, r := range p.Reasons {
-			fmt.Printf("reason %d %+v\n", id, r)
-		}
-		checkPlanRules(t, s, now, cfg, p)
-	})
+	}
+	return b.String()
 }

@@ -23,7 +23,6 @@ import (
 //  4. Reasons for every job left.
 func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	pl := newPlanner(s, now, cfg, !cfg.NoPredictions)
-	d := newDure(pl)
 	depth := cfg.ReservationDepth
 	if depth == 0 {
 		depth = DefaultReservationDepth
@@ -34,6 +33,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 			ready = append(ready, j)
 		}
 	}
+	d := newDure(pl, ready)
 	d.fair.buildSources(d.tree, ready, pl.est)
 	var rest []*model.Job
 	for {
@@ -42,7 +42,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 			break
 		}
 		j := src.pop()
-		if depth >= 0 && len(pl.res) >= depth {
+		if depth >= 0 && len(pl.res)-pl.preemptRes >= depth {
 			rest = append(rest, j)
 			continue
 		}
@@ -72,9 +72,10 @@ type dure struct {
 	pre      *preemptor
 }
 
-func newDure(pl *planner) *dure {
+func newDure(pl *planner, pending []*model.Job) *dure {
 	d := &dure{pl: pl, tree: newQueueTree(pl.s.Queues), arrays: newArrays(pl.s.Allocs)}
-	// Quota usage of live allocations, wherever they run.
+	// Quota usage of live allocations, wherever they run (not of those being
+	// stopped: their preemptor counts instead).
 	nodes := map[string]*model.Node{}
 	for _, n := range pl.s.Nodes {
 		if n != nil {
@@ -84,8 +85,8 @@ func newDure(pl *planner) *dure {
 		}
 	}
 	for _, a := range pl.s.Allocs {
-		if a == nil || a.Status.Terminal() {
-			continue
+		if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop {
+			continue // a job being stopped no longer counts against quota
 		}
 		dem := demand{}
 		d.tree.demandOf(&a.Resources, 1, nodes[a.Node], dem)
@@ -98,7 +99,7 @@ func newDure(pl *planner) *dure {
 		capacity[1] += float64(nd.capMem)
 		capacity[2] += float64(nd.capGPU)
 	}
-	d.fair = newFair(pl.s, pl.nowN, pl.cfg, d.tree, capacity)
+	d.fair = newFair(pl.s, pl.nowN, pl.cfg, d.tree, capacity, pending, pl.history)
 	d.pre = newPreemptor(d)
 	return d
 }
@@ -167,7 +168,7 @@ func (d *dure) consider(j *model.Job, main bool) {
 	if depth == 0 {
 		depth = DefaultReservationDepth
 	}
-	if main && (depth < 0 || len(pl.res) < depth) {
+	if main && (depth < 0 || len(pl.res)-pl.preemptRes < depth) {
 		if r := d.reserveBest(j, roomy, w); r != nil {
 			pl.leave(j, pl.reservedWrap(r))
 			return

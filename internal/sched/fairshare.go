@@ -108,31 +108,60 @@ func (h *userHeap) Pop() any {
 	return u
 }
 
-// newFair computes decayed usage from history and live allocations.
-func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage) *fair {
+// newFair computes decayed usage from history and live allocations. Only
+// what can change an ordering is computed: owners' usage for owners with
+// pending jobs, and queues' usage when more than one queue has pending
+// jobs (the history window may be long).
+func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage, pending []*model.Job, order historyOrder) *fair {
 	f := &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
-	for i := range s.History {
-		h := &s.History[i]
+	queues := map[string]bool{}
+	for _, j := range pending {
+		q := tree.node(j.Queue)
+		queues[q.name] = true
+		f.user(q, j.Owner)
+	}
+	queueLevel := len(queues) > 1
+	owners := map[string]bool{}
+	for k := range f.users {
+		owners[k.owner] = true
+	}
+	// Usage that ended more than 20 half-lives ago weighs under 1e-6: the
+	// scan runs newest first and stops there.
+	horizon := now - int64(20*f.halfLife)
+	for k := range s.History {
+		h := &s.History[order.newest(k)]
+		if h.EndTime.UnixNano() < horizon {
+			break
+		}
+		if !queueLevel && !owners[h.Owner] {
+			continue
+		}
+		q := tree.node(h.Queue)
+		u := f.users[userKey{q.name, h.Owner}]
+		if u == nil && !queueLevel {
+			continue
+		}
 		start, end := h.StartTime.UnixNano(), h.EndTime.UnixNano()
 		if h.StartTime.IsZero() || end > now || end <= start {
 			continue
 		}
-		u := usageOf(&h.Usage, f.decay(end)-f.decay(start))
-		f.addDec(tree.node(h.Queue), h.Owner, &u)
+		d := usageOf(&h.Usage, f.decay(end)-f.decay(start))
+		f.addDec(q, u, queueLevel, &d)
 	}
 	for _, a := range s.Allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
+		q := tree.node(a.Queue)
+		u := f.users[userKey{q.name, a.Owner}]
 		start := now
 		if !a.StartedAt.IsZero() {
 			start = min(a.StartedAt.UnixNano(), now)
 		}
-		q := tree.node(a.Queue)
 		d := usageOf(&a.Resources, 1-f.decay(start))
-		f.addDec(q, a.Owner, &d)
+		f.addDec(q, u, true, &d)
 		c := usageOf(&a.Resources, 1)
-		f.addCur(q, a.Owner, &c)
+		f.addCur(q, u, &c)
 	}
 	return f
 }
@@ -147,29 +176,37 @@ func (f *fair) user(q *qnode, owner string) *userList {
 	return u
 }
 
-func (f *fair) addDec(q *qnode, owner string, d *usage) {
-	for n := q; n != nil; n = n.parent {
-		for r := 0; r < 3; r++ {
-			n.dec[r] += d[r]
+// addDec adds decayed usage to a queue and its ancestors (when queues
+// matter) and to an owner (u, when it matters: nil otherwise).
+func (f *fair) addDec(q *qnode, u *userList, queues bool, d *usage) {
+	if queues {
+		for n := q; n != nil; n = n.parent {
+			for r := 0; r < 3; r++ {
+				n.dec[r] += d[r]
+			}
 		}
 	}
-	u := f.user(q, owner)
-	for r := 0; r < 3; r++ {
-		u.dec[r] += d[r]
+	if u != nil {
+		for r := 0; r < 3; r++ {
+			u.dec[r] += d[r]
+		}
 	}
 }
 
-func (f *fair) addCur(q *qnode, owner string, d *usage) {
+// addCur adds current usage to a queue, its ancestors and an owner (u may
+// be nil).
+func (f *fair) addCur(q *qnode, u *userList, d *usage) {
 	for n := q; n != nil; n = n.parent {
 		for r := 0; r < 3; r++ {
 			n.cur[r] += d[r]
 		}
 	}
-	u := f.user(q, owner)
-	for r := 0; r < 3; r++ {
-		u.cur[r] += d[r]
+	if u != nil {
+		for r := 0; r < 3; r++ {
+			u.cur[r] += d[r]
+		}
+		u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
 	}
-	u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
 }
 
 // queueShare is a queue's share of the cluster, weighted.
@@ -286,8 +323,8 @@ func (src *source) pop() *model.Job {
 
 // started records that a job of q's owner started holding r in total.
 func (f *fair) started(q *qnode, owner string, r *usage) {
-	f.addCur(q, owner, r)
 	u := f.users[userKey{q.name, owner}]
+	f.addCur(q, u, r)
 	if q.src != nil && u.idx >= 0 && u.idx < len(q.src.users) && q.src.users[u.idx] == u {
 		heap.Fix(&q.src.users, u.idx)
 	}

@@ -35,6 +35,11 @@ type planner struct {
 	queues map[string]*model.Queue
 	est    *estimator
 	res    []*resv
+	// preemptRes counts the reservations of preemptors (not limited by
+	// the reservation depth).
+	preemptRes int
+	// history visits Snapshot.History newest first.
+	history historyOrder
 	// later holds what to do with the reasons of jobs left pending: the
 	// base reason comes from the analysis of the final state (reasons.go).
 	later []laterReason
@@ -74,7 +79,10 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 			}
 		}
 	}
-	pl.est = newEstimator(s, now, cfg, pl.queues, predict)
+	if predict || cfg.policy() == PolicyDure {
+		pl.history = newHistoryOrder(s.History)
+	}
+	pl.est = newEstimator(s, now, cfg, pl.queues, predict, pl.history)
 	pl.startTimeline(pl.est.allocEnd)
 	return pl
 }
@@ -189,7 +197,7 @@ func (pl *planner) placeAvoiding(j *model.Job, o placeOpts, end int64) int {
 	var held []phantom
 	for _, n := range pl.tl.resNodes {
 		if d, _ := pl.tl.deficit(n, pl.nowN, end); !d.isZero() {
-			p.addFree(n, &d, -1)
+			p.holdBack(n, &d, -1)
 			held = append(held, phantom{n, d})
 		}
 	}
@@ -198,7 +206,7 @@ func (pl *planner) placeAvoiding(j *model.Job, o placeOpts, end int64) int {
 	k := pl.placeAny(p, j, o)
 	p.noMemo = memo
 	for i := range held {
-		p.addFree(held[i].n, &held[i].d, 1)
+		p.holdBack(held[i].n, &held[i].d, 1)
 	}
 	if k == 0 && s != nil {
 		pl.avoidFail[s] = append(pl.avoidFail[s], [2]int64{end, int64(j.GangSize())})
@@ -239,6 +247,18 @@ func (pl *planner) reserve(j *model.Job, o placeOpts, w int64) (*resv, bool) {
 // back. It returns the copy with j's placement held in it (fp.tent), the
 // start and the end.
 func (pl *planner) findStart(j *model.Job, o placeOpts, w int64) (fp *pass, at, end int64, ok bool) {
+	return pl.sweep(j, o, w, 0)
+}
+
+// startsAt reports whether j fits for w from the instant at (after now),
+// given the timeline; on success fp holds the placement (fp.tent).
+func (pl *planner) startsAt(j *model.Job, o placeOpts, w, at int64) (*pass, bool) {
+	fp, _, _, ok := pl.sweep(j, o, w, at)
+	return fp, ok
+}
+
+// sweep is findStart, or with only > 0 a single try at that instant.
+func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at, end int64, ok bool) {
 	fp = pl.future()
 	need := gangNeed(j)
 	agg := fp.freeTotal()
@@ -263,7 +283,14 @@ func (pl *planner) findStart(j *model.Job, o placeOpts, w int64) (fp *pass, at, 
 		if di < len(tl.dyn) && (at < 0 || tl.dyn[di].at < at) {
 			at = tl.dyn[di].at
 		}
-		if at < 0 {
+		last := false
+		if only > 0 && (at < 0 || at >= only) {
+			last = true
+			if at != only {
+				at = -2 // nothing happens at exactly `only`: apply nothing more
+			}
+		}
+		if at == -1 {
 			return nil, 0, 0, false // everything has ended and it still does not fit
 		}
 		for ; bi < len(tl.base) && tl.base[bi].at == at; bi++ {
@@ -274,18 +301,45 @@ func (pl *planner) findStart(j *model.Job, o placeOpts, w int64) (fp *pass, at, 
 			fp.addFree(tl.dyn[di].node, &tl.dyn[di].d, 1)
 			agg.addScaled(&tl.dyn[di].d, 1)
 		}
+		if at == -2 {
+			at = only
+		}
 		if !agg.covers(&need) {
+			if last {
+				return nil, 0, 0, false
+			}
+			continue
+		}
+		if only > 0 && !last {
 			continue
 		}
 		end = min(at+w, maxWindow+pl.nowN)
 		if tl.acquireIn(at, end) {
 			low := vec{cpu: agg.cpu, mem: agg.mem, gpu: agg.gpu, scratch: agg.scratch}
 			run := low
-			for k := di; k < len(tl.dyn) && tl.dyn[k].at < end; k++ {
-				run.addScaled(&tl.dyn[k].d, 1)
+			for b, d := bi, di; ; {
+				t := int64(-1)
+				if b < len(tl.base) && tl.base[b].at < end {
+					t = tl.base[b].at
+				}
+				if d < len(tl.dyn) && tl.dyn[d].at < end && (t < 0 || tl.dyn[d].at < t) {
+					t = tl.dyn[d].at
+				}
+				if t < 0 {
+					break
+				}
+				for ; b < len(tl.base) && tl.base[b].at == t; b++ {
+					run.addScaled(&tl.base[b].d, 1)
+				}
+				for ; d < len(tl.dyn) && tl.dyn[d].at == t; d++ {
+					run.addScaled(&tl.dyn[d].d, 1)
+				}
 				low.minWith(&run)
 			}
 			if !low.covers(&vec{cpu: need.cpu, mem: need.mem, gpu: need.gpu, scratch: need.scratch}) {
+				if last {
+					return nil, 0, 0, false
+				}
 				continue
 			}
 			seen := map[int32]bool{}
@@ -296,7 +350,7 @@ func (pl *planner) findStart(j *model.Job, o placeOpts, w int64) (fp *pass, at, 
 				}
 				seen[n] = true
 				if d, _ := tl.deficit(n, at, end); !d.isZero() {
-					fp.addFree(n, &d, -1)
+					fp.holdBack(n, &d, -1)
 					held = append(held, phantom{n, d})
 				}
 			}
@@ -307,8 +361,11 @@ func (pl *planner) findStart(j *model.Job, o placeOpts, w int64) (fp *pass, at, 
 			// held-back dips may stay.
 			return fp, at, end, true
 		}
+		if last {
+			return nil, 0, 0, false
+		}
 		for i := range held {
-			fp.addFree(held[i].n, &held[i].d, 1)
+			fp.holdBack(held[i].n, &held[i].d, 1)
 		}
 		held = held[:0]
 	}

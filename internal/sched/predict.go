@@ -28,8 +28,7 @@ type estimator struct {
 }
 
 type recentRuns struct {
-	ran [2]int64
-	end [2]int64
+	ran [2]int64 // latest first
 	n   int
 }
 
@@ -40,32 +39,45 @@ var predictionSteps = []time.Duration{
 	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 20 * time.Hour, 50 * time.Hour, 100 * time.Hour,
 }
 
-func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool) *estimator {
+func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool, order historyOrder) *estimator {
 	e := &estimator{now: now.UnixNano(), cfg: cfg, queues: queues, predict: predict}
 	if !predict {
 		return e
 	}
+	// Only the owners of pending jobs and live allocations need a
+	// prediction: the history window may be long.
 	e.recent = map[string]*recentRuns{}
-	for i := range s.History {
-		h := &s.History[i]
-		if h.Ran <= 0 || h.EndTime.After(now) {
-			continue
+	for _, j := range s.Pending {
+		if j != nil && e.recent[j.Owner] == nil {
+			e.recent[j.Owner] = &recentRuns{}
+		}
+	}
+	for _, a := range s.Allocs {
+		if a != nil && !a.Status.Terminal() && e.recent[a.Owner] == nil {
+			e.recent[a.Owner] = &recentRuns{}
+		}
+	}
+	// Newest first: the first two runs met are an owner's latest; stop
+	// once every owner has two, or at the horizon.
+	missing := len(e.recent)
+	horizon := e.now - 20*int64(cfg.halfLife())
+	for k := range s.History {
+		if missing == 0 {
+			break
+		}
+		h := &s.History[order.newest(k)]
+		if h.EndTime.UnixNano() < horizon {
+			break
 		}
 		r := e.recent[h.Owner]
-		if r == nil {
-			r = &recentRuns{}
-			e.recent[h.Owner] = r
+		if r == nil || r.n == 2 || h.Ran <= 0 || h.EndTime.After(now) {
+			continue
 		}
-		end := h.EndTime.UnixNano()
-		// keep the two latest ends (ties: the larger ID counts as later)
-		switch {
-		case r.n == 0 || end > r.end[0]:
-			r.ran[1], r.end[1] = r.ran[0], r.end[0]
-			r.ran[0], r.end[0] = int64(h.Ran), end
-		case r.n == 1 || end > r.end[1]:
-			r.ran[1], r.end[1] = int64(h.Ran), end
+		r.ran[r.n] = int64(h.Ran)
+		r.n++
+		if r.n == 2 {
+			missing--
 		}
-		r.n = min(r.n+1, 2)
 	}
 	return e
 }
@@ -114,8 +126,11 @@ func (e *estimator) runFor(j *model.Job) int64 {
 // allocEnd is when a live allocation is expected to end: its start (now if
 // not started) plus the expected run time, corrected upwards when it has
 // already run longer, never after start + walltime and never before now +
-// overdueGrace.
+// overdueGrace; one being stopped ends after Config.PreemptGrace.
 func (e *estimator) allocEnd(a *model.Allocation) int64 {
+	if a.Desired == model.DesiredStop {
+		return e.now + e.cfg.preemptGrace() // being stopped: gone after its grace period
+	}
 	start := e.now
 	if !a.StartedAt.IsZero() {
 		start = a.StartedAt.UnixNano()
@@ -142,4 +157,47 @@ func (e *estimator) allocEnd(a *model.Allocation) int64 {
 // given order among equals (shortest-job-backfilled-first).
 func (e *estimator) sortByRun(jobs []*model.Job) {
 	slices.SortStableFunc(jobs, func(a, b *model.Job) int { return cmpInt64(e.runFor(a), e.runFor(b)) })
+}
+
+// historyOrder visits the history newest first, by end time then ID, so
+// that scans may stop early and the result never depends on the order the
+// caller listed it in. idx is nil when the history is already oldest first.
+type historyOrder struct {
+	n   int
+	idx []int32
+}
+
+func newHistoryOrder(h []model.FinishedJob) historyOrder {
+	o := historyOrder{n: len(h)}
+	before := func(a, b *model.FinishedJob) bool {
+		ta, tb := a.EndTime.UnixNano(), b.EndTime.UnixNano()
+		return ta < tb || ta == tb && a.ID < b.ID
+	}
+	for i := 1; i < len(h); i++ {
+		if before(&h[i], &h[i-1]) {
+			o.idx = make([]int32, len(h))
+			for k := range o.idx {
+				o.idx[k] = int32(k)
+			}
+			slices.SortFunc(o.idx, func(a, b int32) int {
+				switch {
+				case before(&h[a], &h[b]):
+					return -1
+				case before(&h[b], &h[a]):
+					return 1
+				}
+				return int(a - b)
+			})
+			break
+		}
+	}
+	return o
+}
+
+// newest is the index of the k-th newest entry (k from 0).
+func (o historyOrder) newest(k int) int {
+	if o.idx == nil {
+		return o.n - 1 - k
+	}
+	return int(o.idx[o.n-1-k])
 }

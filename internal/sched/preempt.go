@@ -26,7 +26,10 @@ import (
 // victims hold their resources until they stop, and the job starts in a
 // later pass. Jobs already being stopped (Desired=stop) count as free room
 // before any new victim is chosen, so a waiting preemptor does not pick
-// more victims on every pass.
+// more victims on every pass; they hold no quota. The preemptor is planned
+// to start when its victims' grace period ends, as a reservation (so
+// nothing started later in the pass takes its room), and its quota counts
+// from now, on top of its victims' (safe until they stop).
 
 type victim struct {
 	id       model.JobID
@@ -39,7 +42,8 @@ type victim struct {
 	tasks    int
 	dem      demand
 	stopping bool
-	reclaim  bool // chosen as a borrowing queue's job (for the message)
+	reclaim  bool  // chosen as a borrowing queue's job (for the message)
+	events   []tev // its timeline events while stopped in a what-if
 }
 
 type preemptor struct {
@@ -95,25 +99,36 @@ func (pr *preemptor) load() {
 	slices.SortFunc(pr.running, func(a, b *victim) int { return cmpInt64(int64(a.id), int64(b.id)) })
 }
 
-// release gives back (sign +1) or takes again (sign -1) a victim's
-// resources and quota in the pass.
-func (pr *preemptor) release(v *victim, sign int64) {
-	p := pr.d.pl.p
-	for i, a := range v.allocs {
-		n := v.nodes[i]
-		if n < 0 {
-			continue
+// stop plans v to end after the grace period (in the timeline) and gives
+// back its quota; unstop undoes it. A job already stopping ends then
+// anyway and holds no quota.
+func (pr *preemptor) stop(v *victim) {
+	pl := pr.d.pl
+	grace := pl.nowN + pl.cfg.preemptGrace()
+	if !v.stopping {
+		for i, a := range v.allocs {
+			if v.nodes[i] < 0 {
+				continue
+			}
+			r := vecOf(&a.Resources)
+			var back vec
+			back.addScaled(&r, -1)
+			v.events = append(v.events,
+				pl.tl.add(tev{at: grace, node: v.nodes[i], d: r, job: v.id}),
+				pl.tl.add(tev{at: pl.est.allocEnd(a), node: v.nodes[i], d: back, job: v.id}))
 		}
-		nd := &p.nodes[n]
-		if sign > 0 {
-			nd.unhold(a.Resources, a.GPUIndices)
-		} else {
-			nd.hold(a.Resources, a.GPUIndices)
-		}
-		nd.refreshShare()
-		p.changes = append(p.changes, n)
+		pr.d.tree.charge(v.q, v.dem, -1)
 	}
-	pr.d.tree.charge(v.q, v.dem, -sign)
+}
+
+func (pr *preemptor) unstop(v *victim) {
+	for i := len(v.events) - 1; i >= 0; i-- {
+		pr.d.pl.tl.remove(v.events[i])
+	}
+	v.events = v.events[:0]
+	if !v.stopping {
+		pr.d.tree.charge(v.q, v.dem, 1)
+	}
 }
 
 // try looks for victims that let j start; on success it records the
@@ -126,18 +141,13 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	if len(cands) == 0 {
 		return false
 	}
-	p := d.pl.p
-	memo := p.noMemo
-	p.noMemo = true
-	defer func() { p.noMemo = memo }()
-
 	var set []*victim
 	fits := false
 	for _, v := range cands {
 		if v.reclaim && !v.stopping && !borrowing(v.q, v.dem) {
 			continue // its queue is back within its nominal quota
 		}
-		pr.release(v, 1)
+		pr.stop(v)
 		set = append(set, v)
 		if pr.fits(j, q, flavors, w) {
 			fits = true
@@ -146,7 +156,7 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	}
 	if !fits {
 		for i := len(set) - 1; i >= 0; i-- {
-			pr.release(set[i], -1)
+			pr.unstop(set[i])
 		}
 		return false
 	}
@@ -156,16 +166,23 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 		if v.stopping {
 			continue
 		}
-		pr.release(v, -1)
+		pr.unstop(v)
 		if pr.fits(j, q, flavors, w) {
 			set = slices.Delete(set, i, i+1)
 			continue
 		}
-		pr.release(v, 1)
+		pr.stop(v)
 	}
-	for i := len(set) - 1; i >= 0; i-- {
-		pr.release(set[i], -1)
+	// The victims' ends stay in the timeline (they will stop); their quota
+	// stays counted until they do. The preemptor is planned to start after
+	// the grace period, as a reservation, and its quota counts from now.
+	dem := pr.claim(j, q, flavors, w)
+	for _, v := range set {
+		if !v.stopping {
+			pr.d.tree.charge(v.q, v.dem, 1)
+		}
 	}
+	d.tree.charge(q, dem, 1)
 
 	var names []string
 	var waiting []string
@@ -306,23 +323,50 @@ func borrowingKey(q *qnode, k string) bool {
 	return true
 }
 
-// fits reports whether j could start now in the what-if state (quota and
-// placement), leaving nothing held.
-func (pr *preemptor) fits(j *model.Job, q *qnode, flavors []string, w int64) bool {
+// claim reserves j's start after the grace period (fits said it fits) and
+// returns its quota demand.
+func (pr *preemptor) claim(j *model.Job, q *qnode, flavors []string, w int64) demand {
 	d := pr.d
+	pl := d.pl
+	at := pl.nowN + pl.cfg.preemptGrace()
 	for _, f := range flavors {
-		if ok, _ := d.tree.admits(q, d.gangDemand(j, f)); !ok {
-			continue
-		}
-		k, _ := d.pl.place(j, placeOpts{flavor: f}, w)
-		if k == 0 {
-			continue
-		}
-		ok, _ := d.tree.admits(q, d.tentDemand())
-		d.pl.p.undo()
+		fp, dem, ok := pr.startsAt(j, q, f, w, at)
 		if ok {
+			pl.record(fp, j, at, at+w)
+			pl.preemptRes++
+			return dem
+		}
+	}
+	return demand{}
+}
+
+// fits reports whether j could start after the grace period, in the
+// what-if timeline (quota and a real placement, honouring reservations).
+func (pr *preemptor) fits(j *model.Job, q *qnode, flavors []string, w int64) bool {
+	at := pr.d.pl.nowN + pr.d.pl.cfg.preemptGrace()
+	for _, f := range flavors {
+		if _, _, ok := pr.startsAt(j, q, f, w, at); ok {
 			return true
 		}
 	}
 	return false
+}
+
+func (pr *preemptor) startsAt(j *model.Job, q *qnode, f string, w, at int64) (*pass, demand, bool) {
+	d := pr.d
+	if ok, _ := d.tree.admits(q, d.gangDemand(j, f)); !ok {
+		return nil, nil, false
+	}
+	fp, ok := d.pl.startsAt(j, placeOpts{flavor: f}, w, at)
+	if !ok {
+		return nil, nil, false
+	}
+	dem := demand{}
+	for _, tp := range fp.tent {
+		d.tree.demandOf(&tp.shape.req, 1, fp.nodes[tp.node].node, dem)
+	}
+	if ok, _ := d.tree.admits(q, dem); !ok {
+		return nil, nil, false
+	}
+	return fp, dem, true
 }

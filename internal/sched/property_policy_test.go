@@ -44,6 +44,7 @@ func TestTextbookPoliciesKeepTheRules(t *testing.T) {
 				s, now := genTimed(t)
 				cfg := Config{Policy: pol}
 				p := Schedule(s, now, cfg)
+				t.Log(dump(s, now, p))
 				checkInvariants(t, s, p)
 				checkPlanRules(t, s, now, cfg, p)
 				switch pol {
@@ -140,6 +141,7 @@ func TestDurePolicyKeepsTheRules(t *testing.T) {
 		s, now := genDure(t)
 		cfg := Config{ReservationDepth: rapid.SampledFrom([]int{0, 2, -1}).Draw(t, "depth")}
 		p := Schedule(s, now, cfg)
+		t.Log(dump(s, now, p))
 		checkInvariants(t, s, p)
 		checkPlanRules(t, s, now, cfg, p)
 	})

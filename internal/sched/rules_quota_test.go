@@ -191,7 +191,7 @@ func checkQuotaRules(t tb, s *Snapshot, now time.Time, cfg Config, p *Plan) {
 	}
 	nq := newNaiveQuota(s.Queues)
 	for _, a := range s.Allocs {
-		if !a.Status.Terminal() {
+		if !a.Status.Terminal() && a.Desired != model.DesiredStop {
 			nq.add(a.Queue, keysOf(a.Resources, nodes[a.Node]), 1)
 		}
 	}
@@ -316,17 +316,26 @@ func checkPreemptionRules(t tb, s *Snapshot, now time.Time, cfg Config, p *Plan)
 			}
 		}
 		nq := newNaiveQuota(s.Queues)
-		if len(naiveFlavors(nq, j.Queue)) > 0 || j.Topology != "" || j.MinTasks > 0 {
-			continue // the naive placer knows nothing of flavors, topology or gang minimums
+		groups := 0
+		for _, g := range j.Groups {
+			if g.Count > 0 {
+				groups++
+			}
+		}
+		if len(naiveFlavors(nq, j.Queue)) > 0 || j.Topology != "" || j.MinTasks > 0 || groups > 1 {
+			// The naive placer knows nothing of flavors, topology or gang
+			// minimums, and greedy first fit is exact only for identical
+			// tasks (one group).
+			continue
 		}
 		for v := range victims {
 			checkVictimEligible(t, s, p, j, v, live[v])
 		}
-		if !preemptorFits(s, p, j, victims, nil) {
+		if !preemptorFits(s, now, cfg, p, j, victims, nil) {
 			t.Errorf("preemptor %d does not fit even with victims %v gone", pid, keysSorted(victims))
 		}
 		for v := range victims {
-			if preemptorFits(s, p, j, victims, map[model.JobID]bool{v: true}) {
+			if preemptorFits(s, now, cfg, p, j, victims, map[model.JobID]bool{v: true}) {
 				t.Errorf("preemptor %d fits without preempting victim %d: not minimal (victims %v)", pid, v, keysSorted(victims))
 			}
 		}
@@ -342,12 +351,35 @@ func keysSorted(m map[model.JobID]bool) []model.JobID {
 	return out
 }
 
-// preemptorFits: with the victims (less `keep`) and every allocation already
-// stopping gone, and the plan's placements running, does j fit the nodes
-// (naive first fit) and its queue's quota (naive room)?
-func preemptorFits(s *Snapshot, p *Plan, j *model.Job, victims, keep map[model.JobID]bool) bool {
+// preemptorFits: after the grace period, with the victims (less `keep`),
+// every allocation already stopping and everything expected to end by then
+// gone, and the plan's placements running, does j fit the nodes (naive
+// first fit) and its queue's quota (naive room)?
+func preemptorFits(s *Snapshot, now time.Time, cfg Config, p *Plan, j *model.Job, victims, keep map[model.JobID]bool) bool {
+	// j starts after the grace period: what ends by then is gone too.
+	grace := cfg.PreemptGrace
+	if grace <= 0 {
+		grace = time.Minute
+	}
+	est := naiveEstimates(s, now, cfg)
+	// Preemptors decided before j (their reservations come first) hold
+	// their room and their victims are gone too.
+	before := map[model.JobID]bool{}
+	for _, r := range p.Reservations {
+		if r.JobID == j.ID {
+			break
+		}
+		before[r.JobID] = true
+	}
+	earlier := map[model.JobID]bool{}
+	for _, pr := range p.Preemptions {
+		if before[pr.Preemptor] {
+			earlier[pr.JobID] = true
+		}
+	}
 	gone := func(a *model.Allocation) bool {
-		return a.Desired == model.DesiredStop || victims[a.JobID] && !keep[a.JobID]
+		return a.Desired == model.DesiredStop || earlier[a.JobID] || victims[a.JobID] && !keep[a.JobID] ||
+			!est.allocEnd(a).After(now.Add(grace))
 	}
 	var allocs []*model.Allocation
 	for _, a := range s.Allocs {
@@ -355,7 +387,18 @@ func preemptorFits(s *Snapshot, p *Plan, j *model.Job, victims, keep map[model.J
 			allocs = append(allocs, a)
 		}
 	}
-	for i, pl := range p.Placements {
+	// The plan's placements run; preemptors decided before j hold their
+	// room (their reservations at now, in decision order).
+	ps := append([]Placement(nil), p.Placements...)
+	for _, r := range p.Reservations {
+		if r.JobID == j.ID {
+			break
+		}
+		if p.Reasons[r.JobID].Code == model.ReasonPreempting {
+			ps = append(ps, r.Placements...)
+		}
+	}
+	for i, pl := range ps {
 		a := &model.Allocation{ID: fmt.Sprintf("plan%d", i), JobID: pl.JobID, Node: pl.Node, Resources: pl.Resources, GPUIndices: pl.GPUIndices, Status: model.AllocAssigned}
 		allocs = append(allocs, a)
 	}
@@ -369,9 +412,11 @@ func preemptorFits(s *Snapshot, p *Plan, j *model.Job, victims, keep map[model.J
 	for _, n := range s.Nodes {
 		nodes[n.Name] = n
 	}
+	// Quota: jobs being stopped hold none; victims of earlier preemptors
+	// still count (until they stop), j's own victims (less keep) do not.
 	nq := newNaiveQuota(s.Queues)
 	for _, a := range s.Allocs {
-		if !a.Status.Terminal() && !gone(a) {
+		if !a.Status.Terminal() && a.Desired != model.DesiredStop && !(victims[a.JobID] && !keep[a.JobID]) {
 			nq.add(a.Queue, keysOf(a.Resources, nodes[a.Node]), 1)
 		}
 	}
@@ -379,7 +424,7 @@ func preemptorFits(s *Snapshot, p *Plan, j *model.Job, victims, keep map[model.J
 	for _, x := range s.Pending {
 		jobs[x.ID] = x
 	}
-	for _, pl := range p.Placements {
+	for _, pl := range ps {
 		nq.add(jobs[pl.JobID].Queue, keysOf(pl.Resources, nodes[pl.Node]), 1)
 	}
 	need := map[string]int64{}
@@ -428,7 +473,7 @@ func checkVictimEligible(t tb, s *Snapshot, p *Plan, j *model.Job, v model.JobID
 	}
 	before, after := newNaiveQuota(s.Queues), newNaiveQuota(s.Queues)
 	for _, a := range s.Allocs {
-		if !a.Status.Terminal() {
+		if !a.Status.Terminal() && a.Desired != model.DesiredStop {
 			before.add(a.Queue, keysOf(a.Resources, nodes[a.Node]), 1)
 			after.add(a.Queue, keysOf(a.Resources, nodes[a.Node]), 1)
 		}

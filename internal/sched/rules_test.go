@@ -45,12 +45,24 @@ func checkReservations(t tb, s *Snapshot, now time.Time, cfg Config, p *Plan) {
 		jobs[j.ID] = j
 	}
 	est := naiveEstimates(s, now, cfg)
+	victim := map[model.JobID]bool{}
+	for _, pr := range p.Preemptions {
+		victim[pr.JobID] = true
+	}
+	grace := cfg.PreemptGrace
+	if grace <= 0 {
+		grace = time.Minute
+	}
 	var holds []naiveHold
 	for _, a := range s.Allocs {
 		if a.Status.Terminal() || nodes[a.Node] == nil {
 			continue
 		}
-		holds = append(holds, naiveHold{a.Node, now, est.allocEnd(a), a.Resources, "alloc " + a.ID})
+		end := est.allocEnd(a)
+		if victim[a.JobID] || a.Desired == model.DesiredStop {
+			end = now.Add(grace) // stopped: gone after the grace period
+		}
+		holds = append(holds, naiveHold{a.Node, now, end, a.Resources, "alloc " + a.ID})
 	}
 	for _, pl := range p.Placements {
 		j := jobs[pl.JobID]
@@ -63,6 +75,9 @@ func checkReservations(t tb, s *Snapshot, now time.Time, cfg Config, p *Plan) {
 		}
 		if !r.Start.After(now) {
 			t.Errorf("job %d: reservation starts at %v, not after now %v", r.JobID, r.Start, now)
+		}
+		if p.Reasons[r.JobID].Code == model.ReasonPreempting && !r.Start.Equal(now.Add(grace)) {
+			t.Errorf("preemptor %d: planned start %v, want now + grace %v", r.JobID, r.Start.Sub(now), grace)
 		}
 		if got, want := r.End.Sub(r.Start), est.runFor(j); got != want {
 			t.Errorf("job %d: reservation lasts %v, want the job's expected run time %v", r.JobID, got, want)
@@ -136,7 +151,7 @@ func naiveEstimates(s *Snapshot, now time.Time, cfg Config) naiveEstimate {
 		}
 	}
 	if cfg.policy() == PolicyDure && !cfg.NoPredictions {
-		e := newEstimator(s, now, cfg, queues, true)
+		e := newEstimator(s, now, cfg, queues, true, newHistoryOrder(s.History))
 		return naiveEstimate{
 			allocEnd: func(a *model.Allocation) time.Time { return time.Unix(0, e.allocEnd(a)) },
 			runFor:   func(j *model.Job) time.Duration { return time.Duration(e.runFor(j)) },
@@ -156,6 +171,12 @@ func naiveEstimates(s *Snapshot, now time.Time, cfg Config) naiveEstimate {
 	}
 	return naiveEstimate{
 		allocEnd: func(a *model.Allocation) time.Time {
+			if a.Desired == model.DesiredStop {
+				if cfg.PreemptGrace > 0 {
+					return now.Add(cfg.PreemptGrace)
+				}
+				return now.Add(time.Minute)
+			}
 			start := a.StartedAt
 			if start.IsZero() {
 				start = now

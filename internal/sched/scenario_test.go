@@ -129,6 +129,9 @@ func (w *world) do(cmd, where string) []string {
 		return w.end(id, ok, where)
 	case "schedule":
 		return w.schedule()
+	case "explain":
+		id := model.JobID(w.int(args[0], where))
+		return w.explain(id)
 	default:
 		w.fail(where, "unknown command %q", f[0])
 	}
@@ -476,3 +479,21 @@ func (w *world) end(id model.JobID, ok bool, where string) []string {
 	return []string{fmt.Sprintf("ended %d at %s (%s)", uint64(id), w.now.Sub(testkit.Epoch), j.State)}
 }
 
+
+func (w *world) explain(id model.JobID) []string {
+	e, err := Explain(w.snapshot(), w.now, w.cfg, id)
+	if err != nil {
+		return []string{"error: " + err.Error()}
+	}
+	if e.StartsNow {
+		return []string{"starts now"}
+	}
+	out := []string{fmt.Sprintf("%s: %s", e.Reason.Code, e.Reason.Message)}
+	if !e.EstimatedStart.IsZero() {
+		out = append(out, fmt.Sprintf("estimated start %s", e.EstimatedStart.Sub(testkit.Epoch)))
+	}
+	for _, s := range e.Sooner {
+		out = append(out, fmt.Sprintf("sooner: %s → start %s", s.Change, s.Start.Sub(testkit.Epoch)))
+	}
+	return out
+}

@@ -26,7 +26,8 @@ import (
 //
 // A job that could never fit (no node has the labels, no node is big
 // enough, or the gang is larger than the cluster) is skipped, not waited
-// for.
+// for. Dependencies and array throttles hold under every policy: a job
+// that may not start yet is not in line at all.
 func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 	pl := newPlanner(s, now, cfg, false)
 	pol := cfg.policy()
@@ -38,9 +39,17 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 		depth = 0
 	}
 	var head *model.Job
+	arr := newArrays(s.Allocs)
 	for _, j := range orderJobs(s.Pending, false) {
 		if invalidJob(j) != "" {
 			pl.leave(j, nil)
+			continue
+		}
+		if !pl.gate(j) {
+			continue // not eligible yet: it blocks nothing
+		}
+		if why := arr.throttled(j); why != "" {
+			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
 			continue
 		}
 		if head != nil {
@@ -52,6 +61,9 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 		k, blocker := pl.place(j, placeOpts{}, w)
 		if k > 0 {
 			pl.commit(j, w)
+			if j.ArrayParent != 0 {
+				arr.add(j.ArrayParent, j.ID)
+			}
 			continue
 		}
 		if pol == PolicyFIFO {
@@ -86,6 +98,11 @@ func (pl *planner) finish() {
 			continue
 		}
 		r := pl.p.reason(l.job)
+		if r.Code == model.ReasonResources || r.Code == model.ReasonGang {
+			if tr, ok := pl.p.topologyReason(l.job); ok {
+				r = tr
+			}
+		}
 		if l.wrap != nil {
 			r = l.wrap(r)
 		}

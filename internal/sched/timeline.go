@@ -101,6 +101,14 @@ func (p *pass) addFree(n int32, d *vec, k int64) {
 	p.changes = append(p.changes, n)
 }
 
+// holdBack takes (sign -1) or gives back (+1) room a reservation needs
+// later, in a what-if: like addFree, but GPUs count against the free device
+// slots too, since what a reservation needs is usable GPUs.
+func (p *pass) holdBack(n int32, d *vec, sign int64) {
+	p.nodes[n].freeSlots += sign * d.gpu
+	p.addFree(n, d, sign)
+}
+
 // tev is a change of one node's free capacity at a future time.
 type tev struct {
 	at   int64
@@ -108,6 +116,7 @@ type tev struct {
 	d    vec         // added to free: a release is positive, an acquire negative
 	job  model.JobID // whose it is (for reasons)
 	acq  bool        // a reservation's acquire
+	id   int64       // identity, for remove (dynamic events only)
 }
 
 // timeline holds the future events of one pass.
@@ -128,6 +137,7 @@ type timeline struct {
 	resNodes []int32
 	isRes    []bool
 	scratch  []tev
+	lastID   int64
 }
 
 func newTimeline(now int64, nodes int, base []tev) *timeline {
@@ -156,8 +166,10 @@ func cmpInt64(a, b int64) int {
 }
 
 // add inserts a dynamic event, keeping dyn sorted by time (ties: insertion
-// order).
-func (tl *timeline) add(e tev) {
+// order), and returns it with its identity (for remove).
+func (tl *timeline) add(e tev) tev {
+	tl.lastID++
+	e.id = tl.lastID
 	i, _ := slices.BinarySearchFunc(tl.dyn, e.at+1, func(x tev, t int64) int { return cmpInt64(x.at, t) })
 	tl.dyn = slices.Insert(tl.dyn, i, e)
 	if e.acq && !tl.isRes[e.node] {
@@ -168,6 +180,24 @@ func (tl *timeline) add(e tev) {
 	if e.acq {
 		j, _ := slices.BinarySearch(tl.acquires, e.at)
 		tl.acquires = slices.Insert(tl.acquires, j, e.at)
+	}
+	return e
+}
+
+// remove takes back an event add returned (what-if runs undo with it).
+func (tl *timeline) remove(e tev) {
+	i, _ := slices.BinarySearchFunc(tl.dyn, e.at, func(x tev, t int64) int { return cmpInt64(x.at, t) })
+	for ; i < len(tl.dyn) && tl.dyn[i].at == e.at; i++ {
+		if tl.dyn[i].id == e.id {
+			tl.dyn = slices.Delete(tl.dyn, i, i+1)
+			break
+		}
+	}
+	tl.dynNode[e.node] = slices.DeleteFunc(tl.dynNode[e.node], func(x tev) bool { return x.id == e.id })
+	if e.acq {
+		if j, found := slices.BinarySearch(tl.acquires, e.at); found {
+			tl.acquires = slices.Delete(tl.acquires, j, j+1)
+		}
 	}
 }
 

@@ -42,12 +42,19 @@ type simulator struct {
 	lastT      time.Duration
 
 	res *Result
+	// schedule is sched.Schedule; tests of plan checking substitute a
+	// scheduler that returns impossible plans.
+	schedule func(*sched.Snapshot, time.Time, sched.Config) *sched.Plan
 }
 
 // Run simulates the trace on the cluster with the real scheduler and returns
 // what happened. It fails if the cluster is missing or a plan cannot be
 // applied (ErrPlanInvalid).
 func Run(t *Trace, opt Options) (*Result, error) {
+	return run(t, opt, sched.Schedule)
+}
+
+func run(t *Trace, opt Options, schedule func(*sched.Snapshot, time.Time, sched.Config) *sched.Plan) (*Result, error) {
 	nodes := opt.Nodes
 	if nodes == nil {
 		nodes = t.Nodes
@@ -57,14 +64,15 @@ func Run(t *Trace, opt Options) (*Result, error) {
 	}
 	s := &simulator{
 		opt: opt, trace: t, base: t.Start, nodes: nodes,
-		nodeIdx: make(map[string]int, len(nodes)),
-		free:    make([]model.Resources, len(nodes)),
-		gpuSlot: make([]map[int]int, len(nodes)),
-		gpuUsed: make([][]bool, len(nodes)),
-		merge:   len(nodes) == 1,
-		liveIdx: map[*model.Allocation]int{},
-		window:  opt.HistoryWindow,
-		queueOf: map[string]int{},
+		nodeIdx:  make(map[string]int, len(nodes)),
+		free:     make([]model.Resources, len(nodes)),
+		gpuSlot:  make([]map[int]int, len(nodes)),
+		gpuUsed:  make([][]bool, len(nodes)),
+		merge:    len(nodes) == 1,
+		liveIdx:  map[*model.Allocation]int{},
+		window:   opt.HistoryWindow,
+		queueOf:  map[string]int{},
+		schedule: schedule,
 	}
 	if s.window <= 0 {
 		s.window = DefaultHistoryWindow
@@ -212,6 +220,10 @@ func hasLabels(n *model.Node, want map[string]string) bool {
 	return true
 }
 
+// maxIdleWakes bounds consecutive wake-up passes with no arrival or end
+// between them.
+const maxIdleWakes = 16
+
 // loop advances virtual time from event to event until nothing is left.
 func (s *simulator) loop() error {
 	var wake time.Duration
@@ -238,8 +250,8 @@ func (s *simulator) loop() error {
 		}
 		if real {
 			idleWakes = 0
-		} else if idleWakes++; idleWakes > 16 {
-			break // a scheduler that keeps promising starts it never makes
+		} else {
+			idleWakes++
 		}
 		for pass := 0; ; pass++ {
 			if pass == maxPassesPerInstant {
@@ -249,7 +261,10 @@ func (s *simulator) loop() error {
 			if err != nil {
 				return err
 			}
-			wake, hasWake = w, w > now
+			// Wake-ups that start nothing are ignored after a few in a row
+			// until something real happens: a scheduler that keeps
+			// promising starts it never makes must not spin the clock.
+			wake, hasWake = w, w > now && idleWakes < maxIdleWakes
 			if again {
 				idleWakes = 0
 				continue
@@ -309,7 +324,7 @@ func (s *simulator) pass(now time.Duration) (again bool, wake time.Duration, err
 	if s.opt.Clock != nil {
 		t0 = s.opt.Clock()
 	}
-	plan := sched.Schedule(snap, s.base.Add(now), s.opt.Config)
+	plan := s.schedule(snap, s.base.Add(now), s.opt.Config)
 	if s.opt.Clock != nil {
 		s.res.SchedTime += s.opt.Clock().Sub(t0)
 	}
