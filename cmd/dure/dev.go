@@ -30,6 +30,7 @@ func devCommand() *cobra.Command {
 		hbInterval, hbTimeout time.Duration
 		enableDebug           bool
 		supervisor            string
+		queues                string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -58,7 +59,7 @@ func devCommand() *cobra.Command {
 			return runDev(ctx, cmd.OutOrStdout(), devOptions{
 				agents: agents, addr: addr, data: data, temporary: temporary, cgroups: cgroups,
 				gpusPerAgent: gpusPerAgent, hbInterval: hbInterval, hbTimeout: hbTimeout, log: log, enableDebug: enableDebug,
-				supervisor: supervisor,
+				supervisor: supervisor, queues: queues,
 			})
 		},
 	}
@@ -72,6 +73,7 @@ func devCommand() *cobra.Command {
 	fl.DurationVar(&hbTimeout, "heartbeat-timeout", 10*time.Second, "a node is down after this long without a heartbeat")
 	fl.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	fl.BoolVar(&enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the API address")
+	fl.StringVar(&queues, "queues", "", "YAML file of queues (tree, quotas, weights) to create")
 	fl.StringVar(&supervisor, "supervisor", exec.SupervisorNode, "how tasks are parented: node (one supervisor daemon per agent) or task (one per task)")
 	return cmd
 }
@@ -84,6 +86,7 @@ type devOptions struct {
 	hbInterval, hbTimeout time.Duration
 	enableDebug           bool
 	supervisor            string
+	queues                string
 	log                   *slog.Logger
 }
 
@@ -91,7 +94,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	srv, lis, err := startServer(serverFlags{
 		name: "dev-server", data: filepath.Join(o.data, "server"), httpAddr: o.addr, bootstrapExpect: 1,
 		hbInterval: o.hbInterval, hbTimeout: o.hbTimeout, retention: 24 * time.Hour, maxFinished: 100000,
-		enableDebug: o.enableDebug,
+		enableDebug: o.enableDebug, queues: o.queues,
 	}, o.log)
 	if err != nil {
 		return err

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/spec"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -19,12 +22,12 @@ import (
 )
 
 type serverFlags struct {
-	config, name, data, httpAddr, advertise, logLevel string
-	join                                              []string
-	bootstrapExpect                                   int
-	enableDebug                                       bool
-	hbInterval, hbTimeout, retention                  time.Duration
-	maxFinished                                       int
+	config, name, data, httpAddr, advertise, logLevel, queues string
+	join                                                      []string
+	bootstrapExpect                                           int
+	enableDebug                                               bool
+	hbInterval, hbTimeout, retention                          time.Duration
+	maxFinished                                               int
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -41,6 +44,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.retention, "job-retention", 24*time.Hour, "how long finished jobs stay queryable")
 	fl.IntVar(&f.maxFinished, "max-finished-jobs", 100000, "at most this many finished jobs are kept (oldest go first)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.queues, "queues", "", "YAML file of queues (tree, quotas, weights) applied whenever this server becomes leader")
 	fl.BoolVar(&f.enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 }
 
@@ -90,6 +94,11 @@ func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener,
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on --http %s: %w", f.httpAddr, err)
 	}
+	queues, err := loadQueues(f.queues)
+	if err != nil {
+		lis.Close()
+		return nil, nil, err
+	}
 	advertise, err := advertiseAddr(f.advertise, lis.Addr())
 	if err != nil {
 		lis.Close()
@@ -101,7 +110,7 @@ func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener,
 		Bootstrap:       f.bootstrapExpect == 1 || (f.bootstrapExpect == 0 && len(f.join) == 0),
 		BootstrapExpect: f.bootstrapExpect, Join: f.join,
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout,
-		JobRetention: f.retention, MaxFinishedJobs: f.maxFinished, Logger: log,
+		JobRetention: f.retention, MaxFinishedJobs: f.maxFinished, Logger: log, Queues: queues,
 	})
 	if err != nil {
 		lis.Close()
@@ -153,4 +162,24 @@ func (r *runningServer) shutdown() error {
 	}()
 	_ = r.http.Shutdown(ctx)
 	return r.srv.Shutdown()
+}
+
+// loadQueues reads a --queues file into domain queues, parents first.
+func loadQueues(path string) ([]model.Queue, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--queues: %w", err)
+	}
+	f, err := spec.ParseQueueFile(b, true)
+	if err != nil {
+		return nil, fmt.Errorf("--queues %s: %w", path, err)
+	}
+	var out []model.Queue
+	for i := range f.Queues {
+		out = append(out, spec.QueueToModel(&f.Queues[i]))
+	}
+	return out, nil
 }

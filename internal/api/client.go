@@ -433,3 +433,10 @@ func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 	}
 	return nil
 }
+
+// PutQueue creates or replaces a queue; the answer lists every queue.
+func (c *Client) PutQueue(ctx context.Context, q QueueSpec) ([]Queue, error) {
+	var out []Queue
+	_, err := c.do(ctx, http.MethodPut, "/v1/queues/"+url.PathEscape(q.Name), nil, q, &out)
+	return out, err
+}

@@ -189,11 +189,49 @@ type Node struct {
 
 // Queue is a queue as clients see it.
 type Queue struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	Pending     int       `json:"pending"`
-	Running     int       `json:"running"`
-	Used        Resources `json:"used"`
+	QueueSpec
+	Pending int       `json:"pending"`
+	Running int       `json:"running"`
+	Used    Resources `json:"used"` // by this queue's own running jobs
+	// Quotas' state, one per configured quota: usage of the queue's whole
+	// subtree and how much of it is borrowed beyond the nominal quota.
+	QuotaUsage []QuotaUsage `json:"quota_usage,omitempty"`
+}
+
+// QueueSpec configures a queue (PUT /v1/queues/{name}, or the server's
+// --queues file). Queues form a tree through Parent; a queue with children
+// is a cohort whose members lend each other unused quota.
+type QueueSpec struct {
+	Name            string      `json:"name"`
+	Description     string      `json:"description,omitempty"`
+	Parent          string      `json:"parent,omitempty"`
+	Weight          float64     `json:"weight,omitempty"` // fair-share weight against siblings; 0 means 1
+	Quotas          []QuotaSpec `json:"quotas,omitempty"`
+	DefaultWalltime Duration    `json:"default_walltime,omitempty"`
+	Members         []string    `json:"members,omitempty"` // who may submit; empty: anyone
+}
+
+// QuotaSpec limits one resource of a queue's subtree. Resource is "cpu"
+// (millicores), "memory" (bytes), "gpu", "scratch" (bytes), a custom
+// resource, or a flavored one such as "gpu/H100".
+type QuotaSpec struct {
+	Resource       string `json:"resource"`
+	Nominal        int64  `json:"nominal"`
+	BorrowingLimit *int64 `json:"borrowing_limit,omitempty"`
+	LendingLimit   *int64 `json:"lending_limit,omitempty"`
+}
+
+// QuotaUsage is one quota's current state.
+type QuotaUsage struct {
+	Resource string `json:"resource"`
+	Nominal  int64  `json:"nominal"`
+	Used     int64  `json:"used"`     // by the queue's subtree
+	Borrowed int64  `json:"borrowed"` // used beyond nominal
+}
+
+// QueueFile is the server's --queues file and `dure queue apply`'s input.
+type QueueFile struct {
+	Queues []QueueSpec `json:"queues"`
 }
 
 // DrainRequest is the body of POST /v1/nodes/{name}/drain.
@@ -278,6 +316,7 @@ const (
 	CodeUnavailable = "unavailable" // 503: no leader, shutting down
 	CodeInternal    = "internal"    // 500
 	CodeUnsupported = "unsupported" // 415/405
+	CodeForbidden   = "forbidden"   // 403: e.g. not a member of the queue
 )
 
 // IndexHeader carries the state index of a read; pass it back as ?index= to

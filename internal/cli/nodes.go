@@ -254,20 +254,6 @@ func (a *app) queuesCommand() *cobra.Command {
 	return c
 }
 
-// renderQueues prints the queues table.
-func renderQueues(w io.Writer, qs []api.Queue) {
-	t := newTable(w)
-	row(t, "NAME", "PENDING", "RUNNING", "USED", "DESCRIPTION")
-	for _, q := range qs {
-		used := "-"
-		if !toModel(q.Used).IsZero() {
-			used = fmtResources(q.Used)
-		}
-		row(t, q.Name, strconv.Itoa(q.Pending), strconv.Itoa(q.Running), used, orDash(q.Description))
-	}
-	t.Flush()
-}
-
 func (a *app) statusCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:     "status",

@@ -139,12 +139,14 @@ func TestNodeDrainUndrainAndDetail(t *testing.T) {
 func TestQueuesVerb(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.queues = []api.Queue{
-		{Name: "gpu", Description: "GPU jobs", Pending: 4, Running: 2, Used: api.Resources{MilliCPU: 16000, MemoryBytes: 64 << 30, GPUs: 4}},
-		{Name: "default", Pending: 0, Running: 0},
+		{QueueSpec: api.QueueSpec{Name: "gpu", Description: "GPU jobs", Parent: "research", Weight: 2}, Pending: 4, Running: 2,
+			Used: api.Resources{MilliCPU: 16000, MemoryBytes: 64 << 30, GPUs: 4},
+			QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Nominal: 2, Used: 4, Borrowed: 2}, {Resource: "memory", Nominal: 128 << 30, Used: 64 << 30}}},
+		{QueueSpec: api.QueueSpec{Name: "default"}, Pending: 0, Running: 0},
 	}
-	want := `NAME     PENDING  RUNNING  USED                    DESCRIPTION
-default  0        0        -                       -
-gpu      4        2        cpu=16 mem=64GiB gpu=4  GPU jobs
+	want := `NAME     PARENT    WEIGHT  PENDING  RUNNING  USED                    QUOTA (used/nominal)                        DESCRIPTION
+default  -         1       0        0        -                       -                                           -
+gpu      research  2       4        2        cpu=16 mem=64GiB gpu=4  gpu 4/2 (+2 borrowed), memory 64GiB/128GiB  GPU jobs
 `
 	if res := runCLI(t, srv.srv.URL, "", "queues"); res != (cliResult{stdout: want}) {
 		t.Errorf("got %+v\nwant stdout:\n%s", res, want)

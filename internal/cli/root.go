@@ -153,6 +153,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.nodesCommand(),
 		a.nodeCommand(),
 		a.queuesCommand(),
+		a.queueCommand(),
 		a.statusCommand(),
 		a.benchCommand(),
 		a.serverCommand(),

@@ -53,7 +53,7 @@ func TestBadRequests(t *testing.T) {
 		{"body over 1 MiB", "POST", "/v1/jobs", jsonCT, huge, 413, api.CodeTooLarge, "", "larger than 1048576 bytes"},
 		{"valid JSON padded past 1 MiB", "POST", "/v1/jobs", jsonCT, padded, 413, api.CodeTooLarge, "", "larger than 1048576 bytes"},
 		{"wrong content type", "POST", "/v1/jobs", "text/plain", `{"groups":[{"command":["x"]}]}`, 415, api.CodeUnsupported, "", `Content-Type "text/plain" is not application/json`},
-		{"form content type", "POST", "/v1/jobs", "application/x-www-form-urlencoded", `a=b`, 415, api.CodeUnsupported, "", "is not application/json"},
+		{"curl -d content type with a form body", "POST", "/v1/jobs", "application/x-www-form-urlencoded", `a=b`, 400, api.CodeInvalid, "", "malformed JSON at byte 1"},
 
 		// Validation (messages from internal/spec).
 		{"null body", "POST", "/v1/jobs", jsonCT, `null`, 400, api.CodeInvalid, "groups", "a job needs at least one task group"},

@@ -43,6 +43,7 @@ type Backend interface {
 	Members() ([]server.Member, error)
 	AddServer(ctx context.Context, name, address string) error
 	RemoveServer(ctx context.Context, name string) error
+	UpsertQueue(ctx context.Context, q model.Queue) error
 	SaveSnapshot(w io.Writer) error
 	RestoreSnapshot(r io.Reader) error
 }
@@ -84,6 +85,7 @@ func New(b Backend, version string, log *slog.Logger) *Handler {
 	m.HandleFunc("GET /v1/nodes/{name}", h.getNode)
 	m.HandleFunc("POST /v1/nodes/{name}/drain", h.onLeader(h.drainNode))
 	m.HandleFunc("GET /v1/queues", h.listQueues)
+	m.HandleFunc("PUT /v1/queues/{name}", h.onLeader(h.putQueue))
 	m.HandleFunc("GET /v1/status", h.status)
 	m.HandleFunc("POST /v1/agent/register", h.onLeader(h.register))
 	m.HandleFunc("POST /v1/agent/heartbeat", h.onLeader(h.heartbeat))
@@ -108,7 +110,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decode reads a JSON body strictly: size-limited, unknown fields rejected,
 // exactly one value.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+	// No type, JSON, or curl's default for -d (form-urlencoded: the body is
+	// still parsed as JSON). Anything else is refused.
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return apiError(http.StatusUnsupportedMediaType, api.CodeUnsupported, "", fmt.Sprintf("Content-Type %q is not application/json", ct))
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -251,7 +255,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 // answer JSON, but it also hides the mux's own 405, so we ask the mux.)
 func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := h.mux.Handler(probe); pattern != "/" && pattern != "" {

@@ -25,8 +25,13 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	job := spec.ToModel(&js)
-	if h.b.Store().Snapshot().Queue(job.Queue) == nil {
+	q := h.b.Store().Snapshot().Queue(job.Queue)
+	if q == nil {
 		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "queue", fmt.Sprintf("queue %q does not exist (see `dure queues`)", job.Queue)))
+		return
+	}
+	if err := mayUseQueue(q, job.Owner); err != nil {
+		writeError(w, err)
 		return
 	}
 	id, err := h.b.SubmitJob(r.Context(), job)

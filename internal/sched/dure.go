@@ -73,7 +73,7 @@ type dure struct {
 }
 
 func newDure(pl *planner, pending []*model.Job) *dure {
-	d := &dure{pl: pl, tree: newQueueTree(pl.s.Queues), arrays: newArrays(pl.s.Allocs)}
+	d := &dure{pl: pl, tree: newQueueTree(pl.queues), arrays: newArrays(pl.s.Allocs)}
 	// Quota usage of live allocations, wherever they run (not of those being
 	// stopped: their preemptor counts instead).
 	nodes := map[string]*model.Node{}

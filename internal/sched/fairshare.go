@@ -57,7 +57,37 @@ func (f *fair) decay(t int64) float64 {
 	if t >= f.now {
 		return 1
 	}
-	return math.Exp2(-float64(f.now-t) / f.halfLife)
+	return exp2neg(-float64(f.now-t) / f.halfLife)
+}
+
+// spanWeight is 1 - 2^(-d/H): the decayed weight of usage over a span d
+// that ends at now (d/H small: its series, one exp saved per job).
+func (f *fair) spanWeight(d int64) float64 {
+	y := float64(d) / f.halfLife * math.Ln2
+	if y < 0.01 {
+		return y * (1 - y/2*(1-y/3)) // 1 - e^-y to 1e-8
+	}
+	return 1 - exp2neg(-float64(d)/f.halfLife)
+}
+
+// exp2neg is 2^x for x <= 0, to about 1e-7 relative error: the integer
+// part scales the exponent bits, a polynomial does the fraction. Fair share
+// evaluates it for every finished job in every pass, where math.Exp2
+// dominated the pass; weights need no more precision, and the arithmetic is
+// the same on every platform.
+func exp2neg(x float64) float64 {
+	if x < -1000 {
+		return 0
+	}
+	i := math.Floor(x)
+	f := x - i // in [0, 1)
+	// 2^f on [0,1): its Taylor series to degree 9 (error below 1e-8).
+	p := 1 + f*(0.6931471805599453+f*(0.2402265069591007+f*(0.055504108664821576+f*(0.009618129107628477+f*(0.0013333558146428441+f*(0.00015403530393381606+f*(1.5252733804059838e-05+f*(1.3215486790144305e-06+f*(1.0178086009239696e-07)))))))))
+	e := int64(i) + 1023
+	if e <= 0 {
+		return 0
+	}
+	return p * math.Float64frombits(uint64(e)<<52)
 }
 
 // source is one queue's own pending jobs, by owner.
@@ -70,6 +100,7 @@ type source struct {
 // userList is one owner's pending jobs in one queue, in order.
 type userList struct {
 	owner    string
+	queue    string
 	jobs     []*model.Job
 	xf       []float64
 	next     int
@@ -121,32 +152,47 @@ func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage
 		f.user(q, j.Owner)
 	}
 	queueLevel := len(queues) > 1
-	owners := map[string]bool{}
-	for k := range f.users {
-		owners[k.owner] = true
+	owners := map[string][]*userList{} // an owner's lists, one per queue
+	for k, u := range f.users {
+		u.queue = k.queue
+		owners[k.owner] = append(owners[k.owner], u)
 	}
-	// Usage that ended more than 20 half-lives ago weighs under 1e-6: the
-	// scan runs newest first and stops there.
-	horizon := now - int64(20*f.halfLife)
+	// Usage that ended more than historyHalfLives half-lives ago weighs
+	// under 0.1%: the scan runs newest first and stops there.
+	horizon := now - int64(historyHalfLives*f.halfLife)
+	lastName, lastQ := "", (*qnode)(nil)
 	for k := range s.History {
 		h := &s.History[order.newest(k)]
-		if h.EndTime.UnixNano() < horizon {
+		end := h.EndTime.UnixNano()
+		if end < horizon {
 			break
 		}
-		if !queueLevel && !owners[h.Owner] {
+		lists := owners[h.Owner]
+		if !queueLevel && lists == nil {
 			continue
 		}
-		q := tree.node(h.Queue)
-		u := f.users[userKey{q.name, h.Owner}]
+		qname := h.Queue
+		if qname == "" {
+			qname = model.DefaultQueue
+		}
+		var u *userList
+		for _, l := range lists {
+			if l.queue == qname {
+				u = l
+			}
+		}
 		if u == nil && !queueLevel {
 			continue
 		}
-		start, end := h.StartTime.UnixNano(), h.EndTime.UnixNano()
+		if qname != lastName {
+			lastName, lastQ = qname, tree.node(qname)
+		}
+		start := h.StartTime.UnixNano()
 		if h.StartTime.IsZero() || end > now || end <= start {
 			continue
 		}
-		d := usageOf(&h.Usage, f.decay(end)-f.decay(start))
-		f.addDec(q, u, queueLevel, &d)
+		d := usageOf(&h.Usage, f.decay(end)*f.spanWeight(end-start))
+		f.addDec(lastQ, u, queueLevel, &d)
 	}
 	for _, a := range s.Allocs {
 		if a == nil || a.Status.Terminal() {
@@ -329,6 +375,10 @@ func (f *fair) started(q *qnode, owner string, r *usage) {
 		heap.Fix(&q.src.users, u.idx)
 	}
 }
+
+// historyHalfLives is how far back (in half-lives) history counts for fair
+// share and predictions.
+const historyHalfLives = 10
 
 // boundedSlowdownFloor is the τ of bounded slowdown (10 s): expansion
 // factors treat shorter runs as this long.

@@ -65,20 +65,13 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 		s: s, now: now, nowN: now.UnixNano(), cfg: cfg,
 		p:         newPass(s.Nodes, s.Allocs),
 		plan:      &Plan{Reasons: make(map[model.JobID]model.Reason)},
-		queues:    make(map[string]*model.Queue, len(s.Queues)),
 		avoidFail: map[*shape][][2]int64{},
 	}
 	pl.byName = make(map[string]int32, len(pl.p.nodes))
 	for i := range pl.p.nodes {
 		pl.byName[pl.p.nodes[i].name] = int32(i)
 	}
-	for _, q := range s.Queues {
-		if q != nil {
-			if _, dup := pl.queues[q.Name]; !dup {
-				pl.queues[q.Name] = q
-			}
-		}
-	}
+	pl.queues = uniqueQueues(s.Queues)
 	if predict || cfg.policy() == PolicyDure {
 		pl.history = newHistoryOrder(s.History)
 	}

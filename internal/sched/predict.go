@@ -60,7 +60,7 @@ func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*mod
 	// Newest first: the first two runs met are an owner's latest; stop
 	// once every owner has two, or at the horizon.
 	missing := len(e.recent)
-	horizon := e.now - 20*int64(cfg.halfLife())
+	horizon := e.now - historyHalfLives*int64(cfg.halfLife())
 	for k := range s.History {
 		if missing == 0 {
 			break
@@ -169,27 +169,33 @@ type historyOrder struct {
 
 func newHistoryOrder(h []model.FinishedJob) historyOrder {
 	o := historyOrder{n: len(h)}
-	before := func(a, b *model.FinishedJob) bool {
-		ta, tb := a.EndTime.UnixNano(), b.EndTime.UnixNano()
-		return ta < tb || ta == tb && a.ID < b.ID
+	if len(h) < 2 {
+		return o
 	}
+	prev := h[0].EndTime.UnixNano()
 	for i := 1; i < len(h); i++ {
-		if before(&h[i], &h[i-1]) {
-			o.idx = make([]int32, len(h))
-			for k := range o.idx {
-				o.idx[k] = int32(k)
-			}
-			slices.SortFunc(o.idx, func(a, b int32) int {
-				switch {
-				case before(&h[a], &h[b]):
-					return -1
-				case before(&h[b], &h[a]):
-					return 1
-				}
-				return int(a - b)
-			})
-			break
+		t := h[i].EndTime.UnixNano()
+		if t > prev || t == prev && h[i].ID >= h[i-1].ID {
+			prev = t
+			continue
 		}
+		// Not oldest first: sort indices by (end, ID).
+		ends := make([]int64, len(h))
+		o.idx = make([]int32, len(h))
+		for k := range h {
+			ends[k] = h[k].EndTime.UnixNano()
+			o.idx[k] = int32(k)
+		}
+		slices.SortFunc(o.idx, func(a, b int32) int {
+			if c := cmpInt64(ends[a], ends[b]); c != 0 {
+				return c
+			}
+			if c := cmpInt64(int64(h[a].ID), int64(h[b].ID)); c != 0 {
+				return c
+			}
+			return int(a - b)
+		})
+		break
 	}
 	return o
 }

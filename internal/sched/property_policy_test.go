@@ -1,8 +1,11 @@
 package sched
 
 import (
+	"bytes"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"pgregory.net/rapid"
 
@@ -114,6 +117,21 @@ func genDure(t *rapid.T) (*Snapshot, time.Time) {
 		}
 		s.Queues = append(s.Queues, q)
 	}
+	// Odd configurations the API should refuse but the scheduler must
+	// survive: a self-parent, a cycle, a duplicate name, a negative
+	// nominal, a flavored GPU quota.
+	switch rapid.IntRange(0, 5).Draw(t, "odd") {
+	case 0:
+		s.Queues = append(s.Queues, &model.Queue{Name: "self", Parent: "self"})
+	case 1:
+		s.Queues = append(s.Queues, &model.Queue{Name: "x", Parent: "y"}, &model.Queue{Name: "y", Parent: "x",
+			Quotas: []model.Quota{{Resource: "cpu", Nominal: 1000}}})
+	case 2:
+		s.Queues = append(s.Queues, &model.Queue{Name: "a", Quotas: []model.Quota{{Resource: "gpu", Nominal: -3}}})
+	case 3:
+		q := s.Queues[len(s.Queues)-1]
+		q.Quotas = append(q.Quotas, model.Quota{Resource: "gpu/H100", Nominal: rapid.Int64Range(0, 4).Draw(t, "h100")})
+	}
 	all := append([]string{model.DefaultQueue}, names...)
 	for _, a := range s.Allocs {
 		a.Queue = rapid.SampledFrom(all).Draw(t, "aqueue")
@@ -126,8 +144,52 @@ func genDure(t *rapid.T) (*Snapshot, time.Time) {
 	for _, a := range s.Allocs {
 		a.TaskIndex, a.ID = 0, model.AllocID(a.JobID, 0, 1)
 	}
+	for _, n := range s.Nodes {
+		if len(n.GPUs) > 0 && rapid.Bool().Draw(t, "a100") {
+			for i := range n.GPUs {
+				n.GPUs[i].Model = "A100"
+			}
+		}
+	}
+	ids := map[model.JobID]bool{}
+	for _, j := range s.Pending {
+		ids[j.ID] = true
+	}
+	s.DependencyStates = map[model.JobID]model.JobState{}
 	for _, j := range s.Pending {
 		j.Queue = rapid.SampledFrom(all).Draw(t, "queue")
+		switch rapid.IntRange(0, 9).Draw(t, "extra") {
+		case 0:
+			j.Topology = "rack"
+		case 1:
+			j.MinTasks = rapid.IntRange(1, 3).Draw(t, "min")
+		case 2:
+			j.Placement = model.PlacementSpread
+		case 3:
+			dep := model.JobID(rapid.IntRange(1, 25).Draw(t, "dep"))
+			j.Dependencies = append(j.Dependencies, model.Dependency{
+				Type: rapid.SampledFrom([]model.DependencyType{model.AfterOK, model.AfterAny, model.AfterNotOK, "bogus"}).Draw(t, "deptype"), JobID: dep})
+			if !ids[dep] && rapid.Bool().Draw(t, "known") {
+				s.DependencyStates[dep] = rapid.SampledFrom([]model.JobState{model.JobRunning, model.JobSucceeded, model.JobFailed, model.JobCancelled}).Draw(t, "depstate")
+			}
+		case 4:
+			j.ArrayParent, j.ArrayThrottle = 100, rapid.IntRange(0, 2).Draw(t, "throttle")
+		}
+	}
+	for id := range ids {
+		s.DependencyStates[id] = model.JobPending
+	}
+	for _, a := range s.Allocs {
+		if rapid.IntRange(0, 4).Draw(t, "inarray") == 0 {
+			a.ArrayParent = 100
+		}
+	}
+	for i := rapid.IntRange(0, 6).Draw(t, "history"); i > 0; i-- {
+		end := now.Add(-time.Duration(rapid.IntRange(0, 48*60).Draw(t, "ago")) * time.Minute)
+		ran := time.Duration(rapid.IntRange(1, 300).Draw(t, "ran")) * time.Minute
+		s.History = append(s.History, model.FinishedJob{ID: model.JobID(500 + i), Owner: rapid.SampledFrom([]string{"ann", "bob", "cy"}).Draw(t, "howner"),
+			Queue: rapid.SampledFrom(all).Draw(t, "hqueue"), Usage: model.Resources{MilliCPU: 1000, GPUs: rapid.Int64Range(0, 2).Draw(t, "hgpu")},
+			Ran: ran, StartTime: end.Add(-ran), EndTime: end})
 	}
 	return s, now
 }
@@ -145,4 +207,47 @@ func TestDurePolicyKeepsTheRules(t *testing.T) {
 		checkInvariants(t, s, p)
 		checkPlanRules(t, s, now, cfg, p)
 	})
+}
+
+// TestDureIgnoresInputOrder: shuffling every slice of the snapshot (and
+// the history) changes nothing in dure's plan, messages included.
+func TestDureIgnoresInputOrder(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s, now := genDure(t)
+		want := Schedule(s, now, Config{})
+		shuffled := &Snapshot{
+			Nodes:            rapid.Permutation(s.Nodes).Draw(t, "nodes order"),
+			Allocs:           rapid.Permutation(s.Allocs).Draw(t, "allocs order"),
+			Pending:          rapid.Permutation(s.Pending).Draw(t, "pending order"),
+			Queues:           rapid.Permutation(s.Queues).Draw(t, "queues order"),
+			History:          rapid.Permutation(s.History).Draw(t, "history order"),
+			DependencyStates: s.DependencyStates,
+		}
+		got := Schedule(shuffled, now, Config{})
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("plan depends on input order (-original +shuffled):\n%s", diff)
+		}
+	})
+}
+
+// FuzzSchedule: random snapshots (the property generators driven by the
+// fuzzer's bytes) never make any policy panic, and every plan keeps the
+// invariants and the policy rules.
+func FuzzSchedule(f *testing.F) {
+	for _, seed := range [][]byte{{}, {1, 2, 3, 4, 5, 6, 7, 8}, bytes.Repeat([]byte{0x5a, 0x13, 0xff, 0x02}, 64)} {
+		f.Add(seed)
+	}
+	f.Fuzz(rapid.MakeFuzz(func(t *rapid.T) {
+		s, now := genDure(t)
+		cfg := Config{
+			Policy:           rapid.SampledFrom(Policies).Draw(t, "policy"),
+			ReservationDepth: rapid.IntRange(-1, 3).Draw(t, "depth"),
+			NoPreemption:     rapid.Bool().Draw(t, "nopreempt"),
+			NoPredictions:    rapid.Bool().Draw(t, "nopredict"),
+		}
+		p := Schedule(s, now, cfg)
+		t.Log(dump(s, now, p))
+		checkInvariants(t, s, p)
+		checkPlanRules(t, s, now, cfg, p)
+	}))
 }

@@ -66,20 +66,37 @@ type queueTree struct {
 	keys     map[string]bool // every governed key
 }
 
-func newQueueTree(queues []*model.Queue) *queueTree {
-	t := &queueTree{byName: map[string]*qnode{}, flavored: map[string]bool{}, keys: map[string]bool{}}
-	sorted := make([]*model.Queue, 0, len(queues))
+// uniqueQueues picks one queue per name. Names are unique in the state
+// store; should two ever collide, the pick must not depend on their order:
+// the one with the lowest CreateIndex, then ModifyIndex, then the smallest
+// printed form.
+func uniqueQueues(queues []*model.Queue) map[string]*model.Queue {
+	out := make(map[string]*model.Queue, len(queues))
 	for _, q := range queues {
-		if q != nil {
-			sorted = append(sorted, q)
-		}
-	}
-	sort.SliceStable(sorted, func(a, b int) bool { return sorted[a].Name < sorted[b].Name })
-	for _, q := range sorted {
-		if _, dup := t.byName[q.Name]; dup {
+		if q == nil {
 			continue
 		}
-		t.byName[q.Name] = &qnode{name: q.Name, q: q, weight: q.EffectiveWeight(), res: map[string]*qres{}}
+		if o := out[q.Name]; o == nil || queueBefore(q, o) {
+			out[q.Name] = q
+		}
+	}
+	return out
+}
+
+func queueBefore(a, b *model.Queue) bool {
+	if a.CreateIndex != b.CreateIndex {
+		return a.CreateIndex < b.CreateIndex
+	}
+	if a.ModifyIndex != b.ModifyIndex {
+		return a.ModifyIndex < b.ModifyIndex
+	}
+	return fmt.Sprintf("%+v", *a) < fmt.Sprintf("%+v", *b)
+}
+
+func newQueueTree(queues map[string]*model.Queue) *queueTree {
+	t := &queueTree{byName: map[string]*qnode{}, flavored: map[string]bool{}, keys: map[string]bool{}}
+	for name, q := range queues {
+		t.byName[name] = &qnode{name: name, q: q, weight: q.EffectiveWeight(), res: map[string]*qres{}}
 	}
 	names := make([]string, 0, len(t.byName))
 	for n := range t.byName {

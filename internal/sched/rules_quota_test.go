@@ -19,13 +19,8 @@ type naiveQuota struct {
 }
 
 func newNaiveQuota(qs []*model.Queue) *naiveQuota {
-	n := &naiveQuota{queues: map[string]*model.Queue{}, own: map[string]map[string]int64{}}
-	for _, q := range qs {
-		if _, dup := n.queues[q.Name]; !dup {
-			n.queues[q.Name] = q
-		}
-	}
-	return n
+	// Which of two same-named queues counts is the scheduler's rule.
+	return &naiveQuota{queues: uniqueQueues(qs), own: map[string]map[string]int64{}}
 }
 
 func (n *naiveQuota) parent(name string) string {

@@ -144,12 +144,7 @@ type naiveEstimate struct {
 }
 
 func naiveEstimates(s *Snapshot, now time.Time, cfg Config) naiveEstimate {
-	queues := map[string]*model.Queue{}
-	for _, q := range s.Queues {
-		if _, dup := queues[q.Name]; !dup {
-			queues[q.Name] = q
-		}
-	}
+	queues := uniqueQueues(s.Queues)
 	if cfg.policy() == PolicyDure && !cfg.NoPredictions {
 		e := newEstimator(s, now, cfg, queues, true, newHistoryOrder(s.History))
 		return naiveEstimate{

@@ -26,7 +26,12 @@ func TestZZSWF(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		res, err := sim.Run(tr, sim.Options{Config: sched.Config{Policy: pol}})
+		cfg := sched.Config{Policy: pol}
+		if d := os.Getenv("DEPTH"); d != "" {
+			fmt.Sscan(d, &cfg.ReservationDepth)
+		}
+		cfg.NoPredictions = os.Getenv("NOPRED") != ""
+		res, err := sim.Run(tr, sim.Options{Config: cfg})
 		if err != nil {
 			t.Fatal(err)
 		}

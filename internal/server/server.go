@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,10 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+
+	// Queues are applied whenever this server becomes leader: each queue
+	// that is missing or differs is created or replaced (the --queues file).
+	Queues []model.Queue
 
 	Sched  sched.Config
 	Logger *slog.Logger
@@ -265,6 +270,15 @@ func (s *Server) lead(ctx context.Context) {
 			return
 		}
 	}
+	for _, q := range s.cfg.Queues {
+		if cur := s.store.Snapshot().Queue(q.Name); cur != nil && sameQueue(cur, &q) {
+			continue
+		}
+		if _, err := s.apply(ctx, &fsm.UpsertQueue{Queue: q}); err != nil {
+			s.log.Error("apply configured queue", "queue", q.Name, "err", err)
+			return
+		}
+	}
 	s.nextJobID.Store(uint64(s.store.Snapshot().LastJobID()) + 1)
 	// Every node gets a full heartbeat timeout of grace after a leader change.
 	now := s.cfg.Now()
@@ -375,6 +389,15 @@ func (s *Server) Heartbeat(name, session string) (reregister bool, err error) {
 	return false, nil
 }
 
+// UpsertQueue creates or replaces a queue (validated by the caller).
+func (s *Server) UpsertQueue(ctx context.Context, q model.Queue) error {
+	if err := s.requireLeader(); err != nil {
+		return err
+	}
+	_, err := s.apply(ctx, &fsm.UpsertQueue{Queue: q})
+	return err
+}
+
 // UpdateAllocs replicates a batch of agent reports.
 func (s *Server) UpdateAllocs(ctx context.Context, updates []fsm.AllocUpdate) error {
 	if err := s.requireLeader(); err != nil {
@@ -382,4 +405,13 @@ func (s *Server) UpdateAllocs(ctx context.Context, updates []fsm.AllocUpdate) er
 	}
 	_, err := s.apply(ctx, &fsm.AllocUpdates{Time: s.cfg.Now(), Updates: updates})
 	return err
+}
+
+// sameQueue compares the configured fields of two queues.
+func sameQueue(a, b *model.Queue) bool {
+	x, y := *a.Copy(), *b.Copy()
+	x.CreateIndex, x.ModifyIndex, y.CreateIndex, y.ModifyIndex = 0, 0, 0, 0
+	ja, _ := json.Marshal(x)
+	jb, _ := json.Marshal(y)
+	return string(ja) == string(jb)
 }

@@ -17,7 +17,10 @@ import (
 
 // nameRE is the rule for queue, group and custom resource names: short,
 // lower case, safe in paths, URLs, labels and shell words.
-var nameRE = regexp.MustCompile(fmt.Sprintf(`^[a-z0-9][a-z0-9_.-]{0,%d}$`, MaxShortNameLen-1))
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`) // length checked by validName: a bounded repetition compiles slowly at every process start
+
+// validName applies nameRE and the length limit.
+func validName(s string) bool { return len(s) <= MaxShortNameLen && nameRE.MatchString(s) }
 
 // notUTF8 explains why bytes that a process could take are refused: the spec
 // travels as JSON, which would silently replace them.
@@ -182,7 +185,7 @@ func (v *validator) name(field, s string) {
 	switch {
 	case s == "":
 		v.add(field, "required")
-	case !nameRE.MatchString(s):
+	case !validName(s):
 		v.add(field, "%s; got %q", nameRule, s)
 	}
 }
@@ -200,7 +203,7 @@ func (v *validator) group(p string, g *api.TaskGroupSpec) {
 	for _, k := range sortedKeys(r.Custom) {
 		f := fmt.Sprintf("%s.resources.custom[%q]", p, k)
 		switch {
-		case !nameRE.MatchString(k):
+		case !validName(k):
 			v.add(f, "resource name %s", nameRule)
 		case builtinResources[k]:
 			v.add(f, "%q is a built-in resource; use its own field", k)
