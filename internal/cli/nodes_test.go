@@ -140,7 +140,7 @@ func TestQueuesVerb(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.queues = []api.Queue{
 		{QueueSpec: api.QueueSpec{Name: "gpu", Description: "GPU jobs", Parent: "research", Weight: 2}, Pending: 4, Running: 2,
-			Used: api.Resources{MilliCPU: 16000, MemoryBytes: 64 << 30, GPUs: 4},
+			Used:       api.Resources{MilliCPU: 16000, MemoryBytes: 64 << 30, GPUs: 4},
 			QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Nominal: 2, Used: 4, Borrowed: 2}, {Resource: "memory", Nominal: 128 << 30, Used: 64 << 30}}},
 		{QueueSpec: api.QueueSpec{Name: "default"}, Pending: 0, Running: 0},
 	}
