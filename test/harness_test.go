@@ -157,7 +157,7 @@ func (c *cluster) startAgent(name string, extra ...string) *proc {
 	c.t.Helper()
 	args := append([]string{"agent", "--name", name, "--servers", c.addr, "--listen", "127.0.0.1:0",
 		"--data", filepath.Join(c.data, "agent-"+name), "--cpus", "1", "--mem", "1G", "--gpus", "0",
-		"--cgroup-parent", runID + "/" + name, "--label", "host=" + name, "--kill-grace", "1s", "--log-level", "info"}, extra...)
+		"--cgroup-parent", isolateAgent(c.t, name, filepath.Join(c.data, "agent-"+name)), "--label", "host=" + name, "--kill-grace", "1s", "--log-level", "info"}, extra...)
 	p := startProc(c.t, "agent "+name, args...)
 	c.agents[name] = p
 	c.waitNode(name, "ready")
@@ -297,15 +297,19 @@ func (c *cluster) waitJob(id uint64, what string, limit time.Duration, cond func
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var idx uint64
-	var j api.Job
+	var last api.Job // the last answer (a call cut off by the deadline returns a zero job)
 	for {
-		var err error
-		j, idx, err = c.client.GetJob(ctx, id, api.WatchOptions{Index: idx, Wait: time.Second})
-		if err == nil && cond(j) {
-			return j
+		j, newIdx, err := c.client.GetJob(ctx, id, api.WatchOptions{Index: idx, Wait: time.Second})
+		if err == nil {
+			if cond(j) {
+				return j
+			}
+			last, idx = j, newIdx
+		} else {
+			time.Sleep(50 * time.Millisecond) // e.g. the server is restarting
 		}
 		if ctx.Err() != nil {
-			c.t.Fatalf("job %d: timed out after %s waiting until %s; last seen: state=%s reason=%+v allocs=%+v", id, limit, what, j.State, j.Reason, j.Allocations)
+			c.t.Fatalf("job %d: timed out after %s waiting until %s; last seen: state=%s reason=%+v allocs=%+v", id, limit, what, last.State, last.Reason, last.Allocations)
 		}
 	}
 }

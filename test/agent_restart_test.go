@@ -1,0 +1,110 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/durehq/dure/internal/api"
+)
+
+// newClusterHB is newCluster with a longer heartbeat timeout, so that an
+// agent restart (or an agent down for a few seconds) is not a node loss.
+func newClusterHB(t *testing.T, timeout time.Duration, agents ...string) *cluster {
+	t.Helper()
+	c := &cluster{
+		t: t, addr: freeAddr(t), data: t.TempDir(), agents: map[string]*proc{},
+		hbFlags: []string{"--heartbeat-interval", "200ms", "--heartbeat-timeout", timeout.String()},
+	}
+	c.client = api.NewClient(c.addr)
+	c.startServer()
+	for _, name := range agents {
+		c.startAgent(name)
+	}
+	// Registered last, so it runs first: jobs are cancelled while the
+	// agents still run, as newCluster does.
+	t.Cleanup(c.cleanup)
+	return c
+}
+
+// TestAgentRestartKeepsTasks kills an agent with SIGKILL while its task runs
+// and starts it again on the same data directory: the task is not touched
+// (its supervisor parents it), the job is never requeued, and the true exit
+// code reaches the servers — also when the task ends while no agent runs.
+func TestAgentRestartKeepsTasks(t *testing.T) {
+	tests := []struct {
+		name string
+		// task runs for this long; the agent is restarted at once, or only
+		// after the task ended.
+		task           string
+		restartAfterIt bool
+	}{
+		{"task keeps running through the restart", "sleep 4", false},
+		{"task ends while the agent is down", "sleep 1", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClusterHB(t, 10*time.Second, "n1")
+			marks := filepath.Join(c.data, "marks.log")
+			script := fmt.Sprintf(`echo "start $DURE_ALLOC_ID" >> %[1]s; %[2]s; echo "end $DURE_ALLOC_ID" >> %[1]s; exit 7`, shellQuote(marks), tc.task)
+			id := c.submit("--name", "survivor", "--cpus", "0.5", "--", "sh", "-c", script)
+			running := c.waitJob(id, "its task running", 20*time.Second, func(j api.Job) bool {
+				return len(j.Allocations) == 1 && j.Allocations[0].Status == "running"
+			})
+			alloc := running.Allocations[0].ID
+			if pids := taskProcs(alloc, marks); len(pids) == 0 {
+				t.Fatalf("job %d is running but no process has DURE_ALLOC_ID=%s", id, alloc)
+			}
+
+			c.agents["n1"].stop(syscall.SIGKILL)
+			if tc.restartAfterIt {
+				// The task ends with no agent: wait until its last line is
+				// written and no process of it is left.
+				poll(t, "the task to end while the agent is down", 20*time.Second, func() error {
+					b, _ := os.ReadFile(marks)
+					if !strings.Contains(string(b), "end "+alloc) {
+						return fmt.Errorf("marks so far: %q", b)
+					}
+					if pids := taskProcs(alloc, marks); len(pids) > 0 {
+						return fmt.Errorf("task processes %v still exist", pids)
+					}
+					return nil
+				})
+				if j := c.job(id); j.State != "running" {
+					t.Fatalf("with the agent down and the task ended, the servers say %s; want still running (nobody has reported)", j.State)
+				}
+			} else if pids := taskProcs(alloc, marks); len(pids) == 0 {
+				t.Fatalf("killing the agent killed task %s", alloc)
+			}
+			c.startAgent("n1") // same --data: it adopts the task
+
+			j := c.waitJob(id, "a final state", 30*time.Second, func(j api.Job) bool { return j.Terminal() })
+			if j.State != "failed" || j.ExitCode != 7 {
+				t.Errorf("job ended %s with exit code %d, want failed with the task's exit code 7 (reason %+v)", j.State, j.ExitCode, j.Reason)
+			}
+			if j.Attempt != 1 || len(j.Allocations) != 1 || j.Allocations[0].ID != alloc {
+				t.Errorf("job has attempt %d and allocations %+v; want the one first allocation %s (never requeued)", j.Attempt, j.Allocations, alloc)
+			} else if a := j.Allocations[0]; a.Status != "exited" || a.ExitCode != 7 || a.Signal != "" {
+				t.Errorf("allocation ended %s exit %d signal %q, want exited with code 7", a.Status, a.ExitCode, a.Signal)
+			}
+			for _, e := range j.Events {
+				if e.Type == "requeued" {
+					t.Errorf("job was requeued: %+v", e)
+				}
+			}
+			b, _ := os.ReadFile(marks)
+			want := []string{"start " + alloc, "end " + alloc}
+			if got := strings.Fields(strings.ReplaceAll(string(b), " ", "_")); !slices.Equal(got, []string{"start_" + alloc, "end_" + alloc}) {
+				t.Errorf("task marks %q, want exactly %q: the task ran once, to its end", b, want)
+			}
+			if n, err := c.client.GetNode(t.Context(), "n1"); err != nil || n.State != "ready" {
+				t.Errorf("node after the restart: %+v %v, want ready", n, err)
+			}
+		})
+	}
+}
