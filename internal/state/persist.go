@@ -2,10 +2,12 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 
 	"github.com/hashicorp/go-memdb"
@@ -17,10 +19,11 @@ import (
 // then an end record carrying the record count. Records are written in table
 // and index order, so equal states produce byte-identical snapshots (which
 // the determinism test relies on). The end record makes a snapshot cut short
-// at a line boundary an error instead of a silently smaller state.
+// at a line boundary an error instead of a silently smaller state, and its
+// SHA-256 of every line before it makes any altered byte an error too.
 const (
 	snapshotFormat  = "dure-state"
-	snapshotVersion = 2 // 2: end record added
+	snapshotVersion = 3 // 2: end record added; 3: checksum in the end record
 )
 
 type snapshotHeader struct {
@@ -40,13 +43,15 @@ type snapshotRecord struct {
 
 // snapshotEnd is the last record of a snapshot.
 type snapshotEnd struct {
-	Records int `json:"records"` // records before this one, header excluded
+	Records int    `json:"records"`          // records before this one, header excluded
+	SHA256  string `json:"sha256,omitempty"` // of every byte before this record (version 3)
 }
 
 // Persist writes the whole snapshot to w.
 func (s *Snapshot) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
-	enc := json.NewEncoder(bw)
+	sum := sha256.New()
+	enc := json.NewEncoder(io.MultiWriter(bw, sum))
 	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Index: s.Index}); err != nil {
 		return err
 	}
@@ -74,7 +79,8 @@ func (s *Snapshot) Persist(w io.Writer) error {
 			records++
 		}
 	}
-	if err := enc.Encode(snapshotRecord{End: &snapshotEnd{Records: records}}); err != nil {
+	end := snapshotEnd{Records: records, SHA256: hex.EncodeToString(sum.Sum(nil))}
+	if err := json.NewEncoder(bw).Encode(snapshotRecord{End: &end}); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -93,23 +99,28 @@ func (s *Snapshot) Hash() string {
 // Restore replaces the store's contents with a snapshot read from r. On error
 // the store is left unchanged.
 func (s *Store) Restore(r io.Reader) error {
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<16))
+	lines := &snapshotLines{r: bufio.NewReaderSize(r, 1<<16), sum: sha256.New()}
 	var hdr snapshotHeader
-	if err := dec.Decode(&hdr); err != nil {
+	line, err := lines.next()
+	if err == nil {
+		err = json.Unmarshal(line, &hdr)
+	}
+	if err != nil {
 		return fmt.Errorf("state snapshot: reading header: %w", err)
 	}
 	if hdr.Format != snapshotFormat {
 		return fmt.Errorf("state snapshot: format %q is not %q", hdr.Format, snapshotFormat)
 	}
-	if hdr.Version != snapshotVersion {
+	if hdr.Version != snapshotVersion && hdr.Version != 2 {
 		return fmt.Errorf("state snapshot: version %d is not supported (want %d)", hdr.Version, snapshotVersion)
 	}
+	lines.checked = hdr.Version >= 3
 	db, err := memdb.NewMemDB(schema())
 	if err != nil {
 		return err
 	}
 	txn := db.Txn(true)
-	if err := restoreRecords(dec, txn); err != nil {
+	if err := restoreRecords(lines, txn); err != nil {
 		txn.Abort()
 		return err
 	}
@@ -128,10 +139,14 @@ func (s *Store) Restore(r io.Reader) error {
 
 // restoreRecords inserts every record up to the end record, and checks that
 // the end record is there, counts right and is last.
-func restoreRecords(dec *json.Decoder, txn *memdb.Txn) error {
+func restoreRecords(lines *snapshotLines, txn *memdb.Txn) error {
 	for n := 1; ; n++ {
 		var rec snapshotRecord
-		err := dec.Decode(&rec)
+		sumBefore := hex.EncodeToString(lines.sum.Sum(nil))
+		line, err := lines.next()
+		if err == nil {
+			err = json.Unmarshal(line, &rec)
+		}
 		if err == io.EOF {
 			return fmt.Errorf("state snapshot: truncated after %d records (no end record)", n-1)
 		}
@@ -162,13 +177,40 @@ func restoreRecords(dec *json.Decoder, txn *memdb.Txn) error {
 			if rec.End.Records != n-1 {
 				return fmt.Errorf("state snapshot: end record counts %d records, but %d came before it", rec.End.Records, n-1)
 			}
-			if err := dec.Decode(&json.RawMessage{}); err != io.EOF {
+			if lines.checked && rec.End.SHA256 != sumBefore {
+				return fmt.Errorf("state snapshot: checksum mismatch: the file was altered or damaged")
+			}
+			if _, err := lines.next(); err != io.EOF {
 				return fmt.Errorf("state snapshot: data after the end record")
 			}
 			return nil
 		}
 		if err := txn.Insert(table, obj); err != nil {
 			return fmt.Errorf("state snapshot: record %d (%s): %w", n, table, err)
+		}
+	}
+}
+
+// snapshotLines reads a snapshot line by line (every record is one line of
+// JSON) and keeps the SHA-256 of the lines read so far.
+type snapshotLines struct {
+	r       *bufio.Reader
+	sum     hash.Hash
+	checked bool
+}
+
+// next returns the next non-empty line; io.EOF at the end.
+func (l *snapshotLines) next() ([]byte, error) {
+	for {
+		line, err := l.r.ReadBytes('\n')
+		if len(line) > 0 {
+			l.sum.Write(line)
+			if t := bytes.TrimSpace(line); len(t) > 0 {
+				return t, nil
+			}
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 }

@@ -150,9 +150,9 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		{"garbage", "\x00\x01garbage", "reading header"},
 		{"not an object", "[1,2,3]\n", "reading header"},
 		{"wrong format", `{"format":"nomad-state","version":2,"index":1}` + "\n", `format "nomad-state" is not "dure-state"`},
-		{"old version", `{"format":"dure-state","version":1,"index":1}` + "\n", "version 1 is not supported (want 2)"},
+		{"old version", `{"format":"dure-state","version":1,"index":1}` + "\n", "version 1 is not supported (want 3)"},
 		{"future version", `{"format":"dure-state","version":99,"index":1}` + "\n", "version 99 is not supported"},
-		{"truncated mid-record", good[:len(header)+40], "record 1: unexpected EOF"},
+		{"truncated mid-record", good[:len(header)+40], "record 1: unexpected end of JSON input"},
 		{"truncated at a line boundary", withoutEnd, "truncated after 12 records (no end record)"},
 		{"header only", header, "truncated after 0 records"},
 		{"end record counts wrong", header + lines[1] + `{"end":{"records":5}}` + "\n", "end record counts 5 records, but 1 came before it"},
@@ -219,4 +219,30 @@ func FuzzRestore(f *testing.F) {
 			t.Fatal("hash differs after a persist/restore round trip")
 		}
 	})
+}
+
+func TestRestoreRejectsAlteredByte(t *testing.T) {
+	src := state.New()
+	if err := src.Write(1, func(tx *state.WriteTxn) error {
+		tx.PutQueue(&model.Queue{Name: "precious"})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := src.Snapshot().Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	altered := bytes.Replace(buf.Bytes(), []byte("precious"), []byte("precioes"), 1)
+	dst := state.New()
+	err := dst.Restore(bytes.NewReader(altered))
+	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("Restore of a snapshot with one byte changed = %v, want a checksum mismatch", err)
+	}
+	if dst.Snapshot().Queue("precioes") != nil {
+		t.Error("the altered queue was restored")
+	}
+	if err := dst.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("the untouched snapshot: %v", err)
+	}
 }
