@@ -109,7 +109,7 @@ func (h *Handler) nodeAllocs(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []api.Allocation
 	var snapIndex uint64
-	err = block(r.Context(), h.b.Store(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		allocs, ch := snap.AllocsByNode(node)

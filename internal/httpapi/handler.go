@@ -28,6 +28,10 @@ type Backend interface {
 	Name() string
 	IsLeader() bool
 	LeaderAddr() string
+	// InContact reports whether this server hears from a leader (a leader
+	// always does). A follower that does not serves stale reads, but refuses
+	// to hold blocking queries, so watchers move to a server that knows more.
+	InContact() bool
 	HeartbeatConfig() (interval, timeout time.Duration)
 	LastSeen(node string) time.Time
 	LiveReason(id model.JobID) (model.Reason, bool)
@@ -203,14 +207,20 @@ func watchParams(r *http.Request) (index uint64, wait time.Duration, err error) 
 // what it looked at and a channel closed when any of it changes. A restore
 // of the store (a follower installing a snapshot) replaces every watch
 // channel, so it wakes the reader too.
-func block(ctx context.Context, store *state.Store, index uint64, wait time.Duration, read func() (uint64, <-chan struct{}, error)) error {
+func (h *Handler) block(ctx context.Context, index uint64, wait time.Duration, read func() (uint64, <-chan struct{}, error)) error {
 	if index == 0 {
 		_, _, err := read()
 		return err
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	contact := time.NewTicker(contactCheck)
+	defer contact.Stop()
+	store := h.b.Store()
 	for {
+		if !h.b.InContact() {
+			return fmt.Errorf("%w: %s has lost contact with the leader", server.ErrNotLeader, h.b.Name())
+		}
 		restored := store.Restored() // before read's snapshot; see Store.Restored
 		modified, ch, err := read()
 		if err != nil || modified > index {
@@ -219,6 +229,7 @@ func block(ctx context.Context, store *state.Store, index uint64, wait time.Dura
 		select {
 		case <-ch:
 		case <-restored:
+		case <-contact.C: // re-read (cheap) and re-check contact
 		case <-timer.C:
 			return nil
 		case <-ctx.Done():
@@ -226,6 +237,10 @@ func block(ctx context.Context, store *state.Store, index uint64, wait time.Dura
 		}
 	}
 }
+
+// contactCheck is how often a blocking query checks that its server still
+// hears from a leader.
+const contactCheck = 500 * time.Millisecond
 
 func setIndex(w http.ResponseWriter, idx uint64) {
 	w.Header().Set(api.IndexHeader, strconv.FormatUint(idx, 10))

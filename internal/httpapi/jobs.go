@@ -85,7 +85,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []api.Job
 	var snapIndex uint64
-	err = block(r.Context(), h.b.Store(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		out = out[:0]
@@ -123,7 +123,7 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
 	}
 	var out api.Job
 	var snapIndex uint64
-	err = block(r.Context(), h.b.Store(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		j, ch := snap.JobWatch(id)

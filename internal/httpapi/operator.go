@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,15 @@ func (h *Handler) proxyTo(addr string) *httputil.ReverseProxy {
 		h.proxies = map[string]*httputil.ReverseProxy{}
 	}
 	p := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr})
+	// A leader that was partitioned (not crashed) accepts no connection and
+	// answers nothing: fail fast so the client retries elsewhere, instead of
+	// hanging on the default transport's 30 s dial and unbounded wait.
+	p.Transport = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
+		ResponseHeaderTimeout: 15 * time.Second, // raft applies time out at 10 s
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       30 * time.Second,
+	}
 	p.FlushInterval = -1 // stream (log follows, snapshots) as it comes
 	p.ModifyResponse = func(resp *http.Response) error {
 		if idx, err := strconv.ParseUint(resp.Header.Get(api.IndexHeader), 10, 64); err == nil {

@@ -415,3 +415,19 @@ func sameQueue(a, b *model.Queue) bool {
 	jb, _ := json.Marshal(y)
 	return string(ja) == string(jb)
 }
+
+// contactTimeout is how long a follower may go without hearing from a leader
+// before it stops holding blocking queries (see InContact).
+const contactTimeout = 2 * time.Second
+
+// InContact reports whether this server is the leader or heard from one
+// within contactTimeout. A follower cut off from the leader still answers
+// reads from its (possibly stale) state, but refuses long watches so that
+// agents and clients move to a server in touch with the cluster.
+func (s *Server) InContact() bool {
+	if s.raft.State() == raft.Leader {
+		return true
+	}
+	last := s.raft.LastContact()
+	return !last.IsZero() && time.Since(last) < contactTimeout
+}
