@@ -236,7 +236,7 @@ func (a *Agent) watchLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		var allocs []api.Allocation
 		var idx uint64
-		err := a.servers.do(ctx, "allocations", watchWait+10*time.Second, func(ctx context.Context, c *api.Client) error {
+		err := a.servers.follow(ctx, "allocations", watchWait+10*time.Second, func(ctx context.Context, c *api.Client) error {
 			var err error
 			allocs, idx, err = c.NodeAllocations(ctx, a.cfg.Name, api.WatchOptions{Index: index, Wait: watchWait})
 			return err

@@ -19,12 +19,13 @@ type servers struct {
 	clients []*api.Client
 	log     *slog.Logger
 
-	mu  sync.Mutex
-	cur int
+	mu    sync.Mutex
+	cur   int
+	moved chan struct{} // closed and replaced whenever cur changes
 }
 
 func newServers(addrs []string, log *slog.Logger) *servers {
-	s := &servers{log: log}
+	s := &servers{log: log, moved: make(chan struct{})}
 	for _, a := range addrs {
 		c := api.NewClient(a)
 		c.NoLeaderRetry = 0 // the agent rotates between servers itself
@@ -36,6 +37,18 @@ func newServers(addrs []string, log *slog.Logger) *servers {
 // do runs fn against the current server, failing over as described above.
 // timeout bounds each attempt (0: only ctx bounds it).
 func (s *servers) do(ctx context.Context, what string, timeout time.Duration, fn func(context.Context, *api.Client) error) error {
+	return s.call(ctx, what, timeout, false, fn)
+}
+
+// follow is do for long calls (the allocation watch): an attempt is also
+// abandoned as soon as another call moves the current server away from the
+// one it uses. A server cut off by a partition never answers, not even with
+// an error, so the watch must not wait for it once heartbeats moved on.
+func (s *servers) follow(ctx context.Context, what string, timeout time.Duration, fn func(context.Context, *api.Client) error) error {
+	return s.call(ctx, what, timeout, true, fn)
+}
+
+func (s *servers) call(ctx context.Context, what string, timeout time.Duration, follow bool, fn func(context.Context, *api.Client) error) error {
 	s.mu.Lock()
 	start := s.cur
 	s.mu.Unlock()
@@ -46,6 +59,9 @@ func (s *servers) do(ctx context.Context, what string, timeout time.Duration, fn
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if timeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		if follow {
+			actx, cancel = s.cancelOnMove(actx, cancel, n)
 		}
 		err = fn(actx, c)
 		cancel()
@@ -67,10 +83,41 @@ func (s *servers) do(ctx context.Context, what string, timeout time.Duration, fn
 // caller already moved it.
 func (s *servers) setCurrent(from, to int) {
 	s.mu.Lock()
-	if s.cur == from {
+	if s.cur == from && from != to {
 		s.cur = to
+		close(s.moved)
+		s.moved = make(chan struct{})
 	}
 	s.mu.Unlock()
+}
+
+// cancelOnMove returns a context cancelled when, after this call, another
+// call moves the current server to one other than n (or when ctx ends). The
+// attempt's own call may be failing over to n before it moved cur there, so
+// only later moves count. The returned cancel also runs the old one.
+func (s *servers) cancelOnMove(ctx context.Context, cancel context.CancelFunc, n int) (context.Context, context.CancelFunc) {
+	mctx, mcancel := context.WithCancel(ctx)
+	s.mu.Lock()
+	moved := s.moved
+	s.mu.Unlock()
+	go func() {
+		for {
+			select {
+			case <-moved:
+			case <-mctx.Done():
+				return
+			}
+			s.mu.Lock()
+			cur := s.cur
+			moved = s.moved
+			s.mu.Unlock()
+			if cur != n {
+				mcancel()
+				return
+			}
+		}
+	}()
+	return mctx, func() { mcancel(); cancel() }
 }
 
 // failover reports whether another server might answer where this one failed.

@@ -1,11 +1,11 @@
 package httpapi
 
 import (
-	"net"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/durehq/dure/internal/state"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -41,7 +41,28 @@ func (h *Handler) onLeader(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Header.Set(forwardedHeader, h.b.Name())
-		h.proxyTo(leader).ServeHTTP(w, r)
+		// A leader cut off by a partition never answers: abandon the
+		// forward as soon as this server learns of another leader (or of
+		// none), answer 503, and let the client retry on the new one.
+		// Submissions carry idempotency keys, so a retry cannot duplicate.
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		go func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if h.b.LeaderAddr() != leader {
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+		h.proxyTo(leader).ServeHTTP(w, r.WithContext(ctx))
 	}
 }
 
