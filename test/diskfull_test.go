@@ -28,7 +28,7 @@ import (
 // transaction's pages before the meta page that makes it visible, so the
 // file keeps its previous consistent state), and raft answers every Apply
 // of the batch with the error ("failed to commit logs") and steps down. The
-// client sees a 500 whose message names raft.db and ENOSPC. The next
+// client sees a 507 no_space whose message names raft.db and ENOSPC. The next
 // election succeeds within about a second (persisting the term is a small
 // bolt write that fits in pages the file already has), so the server keeps
 // answering reads and refuses each write that needs new space; a small one
@@ -89,6 +89,10 @@ func TestDiskFullRejectsWrites(t *testing.T) {
 	}
 	if !strings.Contains(firstErr.Error(), "no space left on device") {
 		t.Errorf("submission on a full disk failed with %q; want the cause (no space left on device)", firstErr)
+	}
+	var ae *api.Error
+	if !errors.As(firstErr, &ae) || ae.Status != 507 || ae.Code != api.CodeNoSpace {
+		t.Errorf("submission on a full disk: %v; want a 507 %q answer", firstErr, api.CodeNoSpace)
 	}
 	t.Logf("first submission refused on the full disk: %v", firstErr)
 	// More tries: each must answer (the submit helper fails the test on a

@@ -317,6 +317,7 @@ const (
 	CodeInternal    = "internal"    // 500
 	CodeUnsupported = "unsupported" // 415/405
 	CodeForbidden   = "forbidden"   // 403: e.g. not a member of the queue
+	CodeNoSpace     = "no_space"    // 507: the server's disk is full
 )
 
 // IndexHeader carries the state index of a read; pass it back as ?index= to

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
+	"syscall"
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/fsm"
@@ -34,6 +36,9 @@ func writeError(w http.ResponseWriter, err error) {
 		ae = apiError(http.StatusNotFound, api.CodeNotFound, "", err.Error())
 	case errors.Is(err, fsm.ErrConflict):
 		ae = apiError(http.StatusConflict, api.CodeConflict, "", err.Error())
+	case errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
+		// raft wraps the store's error in text, so the errno is often lost.
+		ae = apiError(http.StatusInsufficientStorage, api.CodeNoSpace, "", "the server's disk is full: writes are refused until space is freed (reads still work); "+err.Error())
 	case errors.Is(err, server.ErrNotLeader):
 		ae = apiError(http.StatusServiceUnavailable, api.CodeUnavailable, "", "no leader available right now; retry shortly ("+err.Error()+")")
 	default:
