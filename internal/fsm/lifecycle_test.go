@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -175,9 +176,12 @@ func TestLostWorkIsRetriedThenFails(t *testing.T) {
 	h.nodeDown("n1", "no heartbeat for 10s")
 	j := h.job(id)
 	wantReason := model.Reason{Code: model.ReasonRequeued,
-		Message: "attempt 1 lost (node n1 went down: no heartbeat for 10s); requeued, retry 1 of 1"}
+		Message: "attempt 1 lost (node n1 went down: no heartbeat for 10s); requeued, retry 1 of 1 after 1s"}
 	if j.State != model.JobPending || !j.EndTime.IsZero() {
 		t.Errorf("after losing a node: state %s end %v; want pending, no end", j.State, j.EndTime)
+	}
+	if lostAt := h.alloc("1.0.1").FinishedAt; !j.EligibleAt.Equal(lostAt.Add(time.Second)) {
+		t.Errorf("retry eligible at %v; want 1s (the first backoff) after the loss at %v", j.EligibleAt, lostAt)
 	}
 	if diff := cmp.Diff(wantReason, j.Reason); diff != "" {
 		t.Errorf("requeue reason (-want +got):\n%s", diff)

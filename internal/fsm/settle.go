@@ -56,8 +56,10 @@ func settleJob(tx *state.WriteTxn, id model.JobID, now time.Time) {
 		stopLiveAllocs(tx, id, fmt.Sprintf("task %d of the job failed", failed.TaskIndex))
 	case lost != nil && j.Attempt <= j.MaxRetries:
 		j.State = model.JobPending
+		backoff := model.RetryBackoff(j.Attempt)
+		j.EligibleAt = now.Add(backoff)
 		j.Reason = model.Reason{Code: model.ReasonRequeued, Message: fmt.Sprintf(
-			"attempt %d lost (%s); requeued, retry %d of %d", j.Attempt, lost.Message, j.Attempt, j.MaxRetries)}
+			"attempt %d lost (%s); requeued, retry %d of %d after %s", j.Attempt, lost.Message, j.Attempt, j.MaxRetries, backoff)}
 		j.AddEvent(now, "requeued", j.Reason.Message)
 		stopLiveAllocs(tx, id, "job requeued after lost work")
 	case lost != nil:

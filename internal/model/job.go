@@ -65,6 +65,9 @@ type Job struct {
 	// IdempotencyKey, if set, makes a retried submission with the same key
 	// (and owner) return this job instead of creating another.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// EligibleAt holds a requeued job back until then (retry backoff);
+	// zero: eligible at once. The server keeps such jobs out of scheduling.
+	EligibleAt time.Time `json:"eligible_at,omitzero"`
 
 	// MinTasks is the gang minimum: the first MinTasks tasks (in group
 	// order) start together or not at all, and the rest start with them if
@@ -218,4 +221,14 @@ type FinishedJob struct {
 	StartTime  time.Time     `json:"start_time"`
 	EndTime    time.Time     `json:"end_time"`
 	ExitCode   int           `json:"exit_code"`
+}
+
+// RetryBackoff is how long a job waits before its retry after lost work:
+// 1 s before the second attempt, doubling per attempt, at most 1 minute, so a
+// job whose nodes keep failing does not churn the cluster.
+func RetryBackoff(attempt int) time.Duration {
+	if attempt < 1 {
+		return 0
+	}
+	return min(time.Second<<min(attempt-1, 6), time.Minute)
 }

@@ -19,6 +19,7 @@ const (
 	ReasonConstraints = "Constraints"     // no node has the required labels
 	ReasonNewJob      = "NotYetScheduled" // submitted; the scheduler has not looked yet
 	ReasonRequeued    = "Requeued"        // work was lost and the job waits for a retry
+	ReasonBackoff     = "Backoff"         // requeued; waiting out its retry backoff
 	ReasonNodeLost    = "NodeLost"        // terminal: node down and no retries left
 	ReasonTaskFailed  = "TaskFailed"      // terminal: a task exited non-zero
 	ReasonWalltime    = "TimeLimit"       // terminal: walltime exceeded

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/durehq/dure/internal/fsm"
@@ -22,22 +23,35 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	close(first)
 	var changed <-chan struct{} = first
 	term := s.raft.CurrentTerm()
+	var backoffWake <-chan time.Time // fires when the earliest held-back job becomes eligible
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-backoffWake:
 		}
+		backoffWake = nil
 		// Take the next channel before the snapshot: a change after the
 		// snapshot then always causes another pass.
 		changed = s.store.Changed()
 		snap := s.store.Snapshot()
-		pending := snap.JobsInState(model.JobPending)
-		if len(pending) == 0 {
+		now := s.cfg.Now()
+		pending, held, wake := holdBackoff(snap.JobsInState(model.JobPending), now)
+		if !wake.IsZero() {
+			backoffWake = time.After(wake.Sub(now))
+		}
+		if len(pending) == 0 && len(held) == 0 {
 			continue
 		}
 		in := &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues()}
-		plan := sched.Schedule(in, s.cfg.Now(), s.cfg.Sched)
+		plan := sched.Schedule(in, now, s.cfg.Sched)
+		if plan.Reasons == nil {
+			plan.Reasons = map[model.JobID]model.Reason{}
+		}
+		for id, r := range held {
+			plan.Reasons[id] = r
+		}
 		cmd := verifyPlan(s.store.Snapshot(), plan, term, s.cfg.Now())
 		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 {
 			s.liveReasons.Store(&plan.Reasons)
@@ -160,4 +174,29 @@ func sortReasons(rs []fsm.JobReason) {
 			rs[j], rs[j-1] = rs[j-1], rs[j]
 		}
 	}
+}
+
+// holdBackoff splits pending jobs into those the scheduler may place now and
+// those still in their retry backoff (with a reason each), and returns when
+// the earliest held job becomes eligible (zero if none is held). Keeping
+// them out of the snapshot keeps the backoff out of the pure scheduler.
+func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.JobID]model.Reason, time.Time) {
+	var ready []*model.Job
+	var held map[model.JobID]model.Reason
+	var wake time.Time
+	for _, j := range pending {
+		if !j.EligibleAt.After(now) {
+			ready = append(ready, j)
+			continue
+		}
+		if held == nil {
+			held = map[model.JobID]model.Reason{}
+		}
+		held[j.ID] = model.Reason{Code: model.ReasonBackoff, Message: fmt.Sprintf(
+			"retry %d waits out its backoff until %s (%s from now)", j.Attempt, j.EligibleAt.UTC().Format(time.TimeOnly), j.EligibleAt.Sub(now).Round(100*time.Millisecond))}
+		if wake.IsZero() || j.EligibleAt.Before(wake) {
+			wake = j.EligibleAt
+		}
+	}
+	return ready, held, wake
 }
