@@ -27,7 +27,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	if depth == 0 {
 		depth = DefaultReservationDepth
 	}
-	var ready []*model.Job
+	ready := []*model.Job{} // not nil: see newFair
 	for _, j := range orderJobs(s.Pending, true) {
 		if pl.gate(j) {
 			ready = append(ready, j)
@@ -49,14 +49,22 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		d.consider(j, true)
 	}
 	// Shortest predicted run first among equal priorities.
-	slices.SortStableFunc(rest, func(a, b *model.Job) int {
-		if a.Priority != b.Priority {
-			return b.Priority - a.Priority
+	type keyed struct {
+		j   *model.Job
+		run int64
+	}
+	ks := make([]keyed, len(rest))
+	for i, j := range rest {
+		ks[i] = keyed{j, pl.est.runFor(j)}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if a.j.Priority != b.j.Priority {
+			return b.j.Priority - a.j.Priority
 		}
-		return cmpInt64(pl.est.runFor(a), pl.est.runFor(b))
+		return cmpInt64(a.run, b.run)
 	})
-	for _, j := range rest {
-		d.consider(j, false)
+	for _, k := range ks {
+		d.consider(k.j, false)
 	}
 	pl.finish()
 	return pl.plan
@@ -70,25 +78,29 @@ type dure struct {
 	arrays   *arrays
 	preempts int // preemption attempts so far
 	pre      *preemptor
+	nodes    map[string]*model.Node // every node by name (schedulable first)
 }
 
 func newDure(pl *planner, pending []*model.Job) *dure {
 	d := &dure{pl: pl, tree: newQueueTree(pl.queues), arrays: newArrays(pl.s.Allocs)}
 	// Quota usage of live allocations, wherever they run (not of those being
 	// stopped: their preemptor counts instead).
-	nodes := map[string]*model.Node{}
+	nodes := make(map[string]*model.Node, len(pl.s.Nodes))
 	for _, n := range pl.s.Nodes {
 		if n != nil {
-			if _, dup := nodes[n.Name]; !dup {
+			if o, dup := nodes[n.Name]; !dup || n.Schedulable() && !o.Schedulable() {
 				nodes[n.Name] = n
 			}
 		}
 	}
+	d.nodes = nodes
+	dem := demand{}
 	for _, a := range pl.s.Allocs {
-		if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop {
-			continue // a job being stopped no longer counts against quota
+		// A job being stopped no longer counts.
+		if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop || len(d.tree.keys) == 0 {
+			continue
 		}
-		dem := demand{}
+		clear(dem)
 		d.tree.demandOf(&a.Resources, 1, nodes[a.Node], dem)
 		d.tree.charge(d.tree.node(a.Queue), dem, 1)
 	}

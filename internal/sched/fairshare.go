@@ -142,7 +142,8 @@ func (h *userHeap) Pop() any {
 // newFair computes decayed usage from history and live allocations. Only
 // what can change an ordering is computed: owners' usage for owners with
 // pending jobs, and queues' usage when more than one queue has pending
-// jobs (the history window may be long).
+// jobs (the history window may be long). pending == nil asks for every
+// queue's usage (Queues).
 func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage, pending []*model.Job, order historyOrder) *fair {
 	f := &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
 	queues := map[string]bool{}
@@ -151,8 +152,8 @@ func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage
 		queues[q.name] = true
 		f.user(q, j.Owner)
 	}
-	queueLevel := len(queues) > 1
-	owners := map[string][]*userList{} // an owner's lists, one per queue
+	queueLevel := len(queues) > 1 || pending == nil // nil: report every queue
+	owners := map[string][]*userList{}              // an owner's lists, one per queue
 	for k, u := range f.users {
 		u.queue = k.queue
 		owners[k.owner] = append(owners[k.owner], u)

@@ -101,6 +101,13 @@ type pass struct {
 	// domains caches the topology domains by label key (topology.go);
 	// clones share it, since node indices are the same.
 	domains map[string][]domain
+	// cls groups the nodes into equivalence classes for scans (classes.go);
+	// nil until a scan needs it.
+	cls *classes
+	// topoFail: per shape and topology label, the smallest gang that fit
+	// no domain (topology.go).
+	topoFail    map[topoKey]int
+	topoReasons map[topoReasonKey]model.Reason
 }
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
@@ -422,6 +429,9 @@ func (p *pass) indexFor(s *shape) *shapeIndex {
 // scan finds the best node for one task of s by looking at every node: what
 // an index does, without keeping anything.
 func (p *pass) scan(s *shape) int32 {
+	if n, ok := p.scanClasses(s); ok {
+		return n
+	}
 	best, bestKey := int32(-1), int64(0)
 	for i := range p.nodes {
 		nd := &p.nodes[i]

@@ -83,7 +83,7 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 // startTimeline builds the timeline from the live allocations, each
 // expected to end at end(a).
 func (pl *planner) startTimeline(end func(a *model.Allocation) int64) {
-	var base []tev
+	base := make([]tev, 0, len(pl.s.Allocs))
 	for _, a := range pl.s.Allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
@@ -248,6 +248,68 @@ func (pl *planner) findStart(j *model.Job, o placeOpts, w int64) (fp *pass, at, 
 func (pl *planner) startsAt(j *model.Job, o placeOpts, w, at int64) (*pass, bool) {
 	fp, _, _, ok := pl.sweep(j, o, w, at)
 	return fp, ok
+}
+
+// fitsAt reports whether j fits for w from the instant at, on fp: a
+// future state made by pl.future() from the present state as it is now,
+// which fitsAt leaves as it found it (what-if runs reuse one). On success
+// use sees fp with j's placement held (fp.tent) before it is undone.
+func (pl *planner) fitsAt(fp *pass, j *model.Job, o placeOpts, w, at int64, use func(*pass)) bool {
+	tl := pl.tl
+	type change struct {
+		n int32
+		d *vec
+	}
+	var applied []change
+	for i := range tl.base {
+		if tl.base[i].at > at {
+			break
+		}
+		if tl.base[i].at > pl.nowN {
+			fp.addFree(tl.base[i].node, &tl.base[i].d, 1)
+			applied = append(applied, change{tl.base[i].node, &tl.base[i].d})
+		}
+	}
+	for i := range tl.dyn {
+		if tl.dyn[i].at > at {
+			break
+		}
+		if tl.dyn[i].at > pl.nowN {
+			d := tl.dyn[i].d
+			fp.addFree(tl.dyn[i].node, &d, 1)
+			applied = append(applied, change{tl.dyn[i].node, &d})
+		}
+	}
+	end := min(at+w, maxWindow+pl.nowN)
+	var held []change
+	if tl.acquireIn(at, end) {
+		seen := map[int32]bool{}
+		for i := range tl.dyn {
+			e := &tl.dyn[i]
+			if e.at <= at || e.at >= end || !e.acq || seen[e.node] {
+				continue
+			}
+			seen[e.node] = true
+			if d, _ := tl.deficit(e.node, at, end); !d.isZero() {
+				fp.holdBack(e.node, &d, -1)
+				held = append(held, change{e.node, &d})
+			}
+		}
+	}
+	ok := pl.placeAny(fp, j, o) > 0
+	if ok {
+		if use != nil {
+			use(fp)
+		}
+		fp.undo()
+	}
+	for i := len(held) - 1; i >= 0; i-- {
+		fp.holdBack(held[i].n, held[i].d, 1)
+	}
+	for i := len(applied) - 1; i >= 0; i-- {
+		fp.addFree(applied[i].n, applied[i].d, -1)
+	}
+	return ok
 }
 
 // sweep is findStart, or with only > 0 a single try at that instant.

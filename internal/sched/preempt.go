@@ -46,11 +46,28 @@ type victim struct {
 	events   []tev // its timeline events while stopped in a what-if
 }
 
+// demand is the victim's quota demand, summed on first use.
+func (pr *preemptor) demand(v *victim) demand {
+	if v.dem == nil {
+		v.dem = demand{}
+		for _, a := range v.allocs {
+			pr.d.tree.demandOf(&a.Resources, 1, pr.d.nodes[a.Node], v.dem)
+		}
+	}
+	return v.dem
+}
+
 type preemptor struct {
 	d       *dure
 	running []*victim // nil until first needed
 	claimed map[model.JobID]bool
+	fp      *pass // the future state what-ifs run on (one per try)
 }
+
+// maxVictimCandidates bounds the running jobs one preemptor tries as
+// victims (cheapest first): past that, it gives up rather than scan a
+// whole cluster of small jobs.
+const maxVictimCandidates = 128
 
 func newPreemptor(d *dure) *preemptor {
 	return &preemptor{d: d, claimed: map[model.JobID]bool{}}
@@ -63,12 +80,6 @@ func (pr *preemptor) load() {
 	}
 	pr.running = []*victim{}
 	d := pr.d
-	nodes := map[string]*model.Node{}
-	for _, n := range d.pl.s.Nodes {
-		if n != nil {
-			nodes[n.Name] = n
-		}
-	}
 	byJob := map[model.JobID]*victim{}
 	for _, a := range d.pl.s.Allocs {
 		if a == nil || a.Status.Terminal() {
@@ -76,7 +87,7 @@ func (pr *preemptor) load() {
 		}
 		v := byJob[a.JobID]
 		if v == nil {
-			v = &victim{id: a.JobID, q: d.tree.node(a.Queue), owner: a.Owner, prio: a.Priority, started: d.pl.nowN, dem: demand{}}
+			v = &victim{id: a.JobID, q: d.tree.node(a.Queue), owner: a.Owner, prio: a.Priority, started: d.pl.nowN}
 			byJob[a.JobID] = v
 			pr.running = append(pr.running, v)
 		}
@@ -94,7 +105,6 @@ func (pr *preemptor) load() {
 		if a.Desired == model.DesiredStop {
 			v.stopping = true
 		}
-		d.tree.demandOf(&a.Resources, 1, nodes[a.Node], v.dem)
 	}
 	slices.SortFunc(pr.running, func(a, b *victim) int { return cmpInt64(int64(a.id), int64(b.id)) })
 }
@@ -117,7 +127,7 @@ func (pr *preemptor) stop(v *victim) {
 				pl.tl.add(tev{at: grace, node: v.nodes[i], d: r, job: v.id}),
 				pl.tl.add(tev{at: pl.est.allocEnd(a), node: v.nodes[i], d: back, job: v.id}))
 		}
-		pr.d.tree.charge(v.q, v.dem, -1)
+		pr.d.tree.charge(v.q, pr.demand(v), -1)
 	}
 }
 
@@ -127,7 +137,7 @@ func (pr *preemptor) unstop(v *victim) {
 	}
 	v.events = v.events[:0]
 	if !v.stopping {
-		pr.d.tree.charge(v.q, v.dem, 1)
+		pr.d.tree.charge(v.q, pr.demand(v), 1)
 	}
 }
 
@@ -141,10 +151,17 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	if len(cands) == 0 {
 		return false
 	}
+	if len(cands) > maxVictimCandidates {
+		cands = cands[:maxVictimCandidates]
+	}
+	pr.fp = d.pl.future()
+	if pr.fits(j, q, flavors, w) {
+		return false // it starts by then anyway: a reservation, not a preemption
+	}
 	var set []*victim
 	fits := false
 	for _, v := range cands {
-		if v.reclaim && !v.stopping && !borrowing(v.q, v.dem) {
+		if v.reclaim && !v.stopping && !borrowing(v.q, pr.demand(v)) {
 			continue // its queue is back within its nominal quota
 		}
 		pr.stop(v)
@@ -179,7 +196,7 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	dem := pr.claim(j, q, flavors, w)
 	for _, v := range set {
 		if !v.stopping {
-			pr.d.tree.charge(v.q, v.dem, 1)
+			pr.d.tree.charge(v.q, pr.demand(v), 1)
 		}
 	}
 	d.tree.charge(q, dem, 1)
@@ -240,15 +257,23 @@ func (pr *preemptor) victimMessage(j *model.Job, q *qnode, v *victim) string {
 func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*victim {
 	d := pr.d
 	need := d.gangDemand(j, flavors[0])
-	withinNominal := q.q != nil && len(q.q.Quotas) > 0
-	for k, v := range need {
-		if r := q.res[k]; r != nil && r.used+v > r.effN {
-			withinNominal = false
-		}
-	}
 	root := q
 	for root.parent != nil {
 		root = root.parent
+	}
+	// Reclaim needs a resource the tree governs, and the queue within its
+	// own nominal quota of every such resource the job needs.
+	withinNominal := false
+	for k, v := range need {
+		if v <= 0 || root.res[k] == nil {
+			continue
+		}
+		r := q.res[k]
+		if r == nil || r.used+v > r.effN {
+			withinNominal = false
+			break
+		}
+		withinNominal = true
 	}
 	var out []*victim
 	for _, v := range pr.running {
@@ -259,7 +284,7 @@ func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*vic
 		switch {
 		case v.stopping:
 		case v.q == q && v.prio < j.Priority:
-		case v.q != q && withinNominal && sameRoot(v.q, root) && usesBorrowed(v, need):
+		case v.q != q && withinNominal && sameRoot(v.q, root) && usesBorrowed(pr.demand(v), v.q, need, root):
 			v.reclaim = true
 		default:
 			continue
@@ -295,10 +320,11 @@ func sameRoot(q, root *qnode) bool {
 	return false
 }
 
-// usesBorrowed: v's queue is borrowing a resource j needs and v holds some.
-func usesBorrowed(v *victim, need demand) bool {
+// usesBorrowed: v's queue is borrowing a resource j needs that the tree
+// governs, and v holds some.
+func usesBorrowed(vdem demand, vq *qnode, need demand, root *qnode) bool {
 	for k, x := range need {
-		if x > 0 && v.dem[k] > 0 && borrowingKey(v.q, k) {
+		if x > 0 && vdem[k] > 0 && root.res[k] != nil && borrowingKey(vq, k) {
 			return true
 		}
 	}
@@ -306,10 +332,15 @@ func usesBorrowed(v *victim, need demand) bool {
 }
 
 // borrowing reports whether q uses more than its nominal quota of a key in
-// dem (a queue without a quota for a governed key borrows all it uses).
+// dem that its tree governs (a queue without a quota for a governed key
+// borrows all it uses).
 func borrowing(q *qnode, dem demand) bool {
+	root := q
+	for root.parent != nil {
+		root = root.parent
+	}
 	for k, x := range dem {
-		if x > 0 && borrowingKey(q, k) {
+		if x > 0 && root.res[k] != nil && borrowingKey(q, k) {
 			return true
 		}
 	}
@@ -330,11 +361,14 @@ func (pr *preemptor) claim(j *model.Job, q *qnode, flavors []string, w int64) de
 	pl := d.pl
 	at := pl.nowN + pl.cfg.preemptGrace()
 	for _, f := range flavors {
-		fp, dem, ok := pr.startsAt(j, q, f, w, at)
-		if ok {
+		var got demand
+		pr.startsAt(j, q, f, w, at, func(fp *pass, dem demand) {
 			pl.record(fp, j, at, at+w)
 			pl.preemptRes++
-			return dem
+			got = dem
+		})
+		if got != nil {
+			return got
 		}
 	}
 	return demand{}
@@ -345,28 +379,32 @@ func (pr *preemptor) claim(j *model.Job, q *qnode, flavors []string, w int64) de
 func (pr *preemptor) fits(j *model.Job, q *qnode, flavors []string, w int64) bool {
 	at := pr.d.pl.nowN + pr.d.pl.cfg.preemptGrace()
 	for _, f := range flavors {
-		if _, _, ok := pr.startsAt(j, q, f, w, at); ok {
+		if pr.startsAt(j, q, f, w, at, nil) {
 			return true
 		}
 	}
 	return false
 }
 
-func (pr *preemptor) startsAt(j *model.Job, q *qnode, f string, w, at int64) (*pass, demand, bool) {
+// startsAt: does j (GPU flavor f) fit its quota and the future state at
+// at? use, if set, sees the placement and its quota demand.
+func (pr *preemptor) startsAt(j *model.Job, q *qnode, f string, w, at int64, use func(*pass, demand)) bool {
 	d := pr.d
 	if ok, _ := d.tree.admits(q, d.gangDemand(j, f)); !ok {
-		return nil, nil, false
+		return false
 	}
-	fp, ok := d.pl.startsAt(j, placeOpts{flavor: f}, w, at)
-	if !ok {
-		return nil, nil, false
-	}
-	dem := demand{}
-	for _, tp := range fp.tent {
-		d.tree.demandOf(&tp.shape.req, 1, fp.nodes[tp.node].node, dem)
-	}
-	if ok, _ := d.tree.admits(q, dem); !ok {
-		return nil, nil, false
-	}
-	return fp, dem, true
+	fits := false
+	d.pl.fitsAt(pr.fp, j, placeOpts{flavor: f}, w, at, func(fp *pass) {
+		dem := demand{}
+		for _, tp := range fp.tent {
+			d.tree.demandOf(&tp.shape.req, 1, fp.nodes[tp.node].node, dem)
+		}
+		if ok, _ := d.tree.admits(q, dem); ok {
+			fits = true
+			if use != nil {
+				use(fp, dem)
+			}
+		}
+	})
+	return fits
 }

@@ -199,6 +199,9 @@ type demand map[string]int64
 // demandOf is what tasks hold in quota terms: the base keys and, for
 // resources with flavored quotas, the node's flavor key.
 func (t *queueTree) demandOf(r *model.Resources, count int64, node *model.Node, into demand) {
+	if len(t.keys) == 0 {
+		return // no quotas anywhere
+	}
 	add := func(k string, v int64) {
 		if v != 0 && t.keys[k] {
 			into[k] += v * count

@@ -106,13 +106,26 @@ func (p *pass) emptyRoom(s *shape) int64 {
 		return s.empty
 	}
 	var n int64
+	r := &s.req
 	for i := range p.nodes {
 		nd := &p.nodes[i]
-		if passesStatic(nd, s) {
-			e := newNodeState(nd.node)
-			c, _ := tasksFit(&e, &s.req)
-			n = min(n+c, 1<<40)
+		if !passesStatic(nd, s) {
+			continue
 		}
+		c := int64(1 << 40)
+		per := func(capacity, need int64) {
+			if need > 0 {
+				c = min(c, capacity/need)
+			}
+		}
+		per(nd.capCPU, r.MilliCPU)
+		per(nd.capMem, r.MemoryBytes)
+		per(nd.capGPU, r.GPUs)
+		per(nd.capScratch, r.ScratchBytes)
+		for k, v := range r.Custom {
+			per(nd.node.Capacity.Custom[k], v)
+		}
+		n = min(n+c, 1<<40)
 	}
 	s.empty = n
 	return n

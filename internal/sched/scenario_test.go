@@ -479,7 +479,6 @@ func (w *world) end(id model.JobID, ok bool, where string) []string {
 	return []string{fmt.Sprintf("ended %d at %s (%s)", uint64(id), w.now.Sub(testkit.Epoch), j.State)}
 }
 
-
 func (w *world) explain(id model.JobID) []string {
 	e, err := Explain(w.snapshot(), w.now, w.cfg, id)
 	if err != nil {

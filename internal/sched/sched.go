@@ -61,24 +61,14 @@ type Plan struct {
 	Reservations []Reservation
 }
 
-// Schedule places as many pending jobs as fit now and explains every one it
-// leaves pending. The policy, deliberately simple until the scheduler issue
-// replaces it with fair queues, preemption, reservations and backfill:
-//
-//  1. Order jobs by priority (higher first), then submit time, then ID.
-//  2. In that order, place each job all-or-nothing: every task goes to the
-//     best feasible node for it (see README.md: filters, then best fit); if
-//     some task finds no node, the job's tentative placements are undone.
-//  3. A job that does not fit is skipped and does not block lower ones
-//     ("first fit in order"). This can starve a big job behind a stream of
-//     small ones; reservations/backfill in the scheduler issue fix that.
-//  4. Every job left pending gets a Reason computed against the state after
-//     this plan: NoNodes, Constraints, NoNodeFits, Resources or
-//     GangUnplaceable, with numbers in the message.
-//
-// now is unused by this policy (aging, reservations and walltime-aware
-// backfill will need it); it is a parameter so the scheduler never reads the
-// clock. Schedule does not mutate s.
+// Schedule places the pending jobs that start now, chooses preemptions,
+// reserves the starts of blocked jobs, and explains every job it leaves
+// pending, under cfg.Policy (README.md has the policies). Every policy
+// places a job all-or-nothing (or its gang minimum), on the best feasible
+// nodes (filters, then scorers, README.md), never overcommitting a node;
+// every job left pending gets a Reason computed against the state after
+// the plan, with numbers in the message. now is the only clock the
+// scheduler sees. Schedule does not mutate s.
 func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 	switch cfg.policy() {
 	case PolicyFIFO, PolicyEASY, PolicyConservative:
@@ -90,6 +80,9 @@ func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 	return scheduleDure(s, now, cfg)
 }
 
+// scheduleFirstFit is the placement engine alone: jobs by priority, then
+// submit time and ID, each placed if it fits now, no time, queues or
+// reservations (the property tests hold it to the naive reference).
 func scheduleFirstFit(s *Snapshot) *Plan {
 	p := newPass(s.Nodes, s.Allocs)
 	jobs := orderJobs(s.Pending, true)

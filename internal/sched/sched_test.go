@@ -428,10 +428,29 @@ func TestManyShapesEvictIndexes(t *testing.T) {
 		nodes = append(nodes, testkit.Node(fmt.Sprintf("n%02d", i)).CPU(8).Mem("32G").
 			Label("a", fmt.Sprint(i%7)).Label("b", fmt.Sprint(i%11)).Build())
 	}
+	// Enough plain nodes of two kinds for scans to go by equivalence
+	// classes (classes.go).
+	for i := 0; i < 200; i++ {
+		b := testkit.Node(fmt.Sprintf("p%03d", i)).CPU(4).Mem("16G").Label("a", fmt.Sprint(i%7)).Label("b", "x")
+		if i%3 == 0 {
+			b.CPU(16).GPUs(2)
+		}
+		nodes = append(nodes, b.Build())
+	}
 	var jobs []*model.Job
 	for i := 1; i <= 3*maxIndexes; i++ {
 		jobs = append(jobs, testkit.Job(model.JobID(i)).MilliCPU(int64(100+(i%13)*300)).Tasks(1+i%3).
 			Constraint("a", fmt.Sprint(i%7)).Constraint("b", fmt.Sprint((i/7)%11)).Build())
+	}
+	for i := 1; i <= 20*maxIndexes; i++ {
+		b := testkit.Job(model.JobID(1000 + i)).MilliCPU(int64(100 + (i%97)*37)).Tasks(1 + i%4).Priority(i % 3)
+		if i%5 == 0 {
+			b.GPUs(1)
+		}
+		if i%4 == 0 {
+			b.Constraint("a", fmt.Sprint(i%7))
+		}
+		jobs = append(jobs, b.Build())
 	}
 	snap := &Snapshot{Nodes: nodes, Pending: jobs}
 	got := Schedule(snap, testkit.Epoch, placementOnly)

@@ -174,4 +174,3 @@ func humanDuration(d time.Duration) string {
 	}
 	return fmt.Sprintf("%dd%dh", days, h)
 }
-

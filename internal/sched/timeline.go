@@ -141,16 +141,44 @@ type timeline struct {
 }
 
 func newTimeline(now int64, nodes int, base []tev) *timeline {
-	tl := &timeline{now: now, base: base, dynNode: make([][]tev, nodes), isRes: make([]bool, nodes)}
-	slices.SortStableFunc(tl.base, func(a, b tev) int { return cmpInt64(a.at, b.at) })
-	tl.baseNode = slices.Clone(tl.base)
-	slices.SortStableFunc(tl.baseNode, func(a, b tev) int { return int(a.node - b.node) })
+	tl := &timeline{now: now, dynNode: make([][]tev, nodes), isRes: make([]bool, nodes)}
+	// Sort indices, not the events (they are large); the order is total
+	// (time, node, job, position) so it never depends on map or input order
+	// beyond what the caller sorted.
+	idx := make([]int32, len(base))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int {
+		x, y := &base[a], &base[b]
+		switch {
+		case x.at != y.at:
+			return cmpInt64(x.at, y.at)
+		case x.node != y.node:
+			return int(x.node - y.node)
+		case x.job != y.job:
+			return cmpInt64(int64(x.job), int64(y.job))
+		}
+		return int(a - b)
+	})
+	sorted := make([]tev, len(base))
+	for i, k := range idx {
+		sorted[i] = base[k]
+	}
+	tl.base = sorted
+	// By node, keeping time order within a node: a counting sort.
+	tl.baseNode = make([]tev, len(base))
 	tl.nodeStart = make([]int32, nodes+1)
-	for _, e := range tl.baseNode {
+	for _, e := range tl.base {
 		tl.nodeStart[e.node+1]++
 	}
 	for i := 1; i <= nodes; i++ {
 		tl.nodeStart[i] += tl.nodeStart[i-1]
+	}
+	fill := slices.Clone(tl.nodeStart[:nodes])
+	for _, e := range tl.base {
+		tl.baseNode[fill[e.node]] = e
+		fill[e.node]++
 	}
 	return tl
 }

@@ -51,6 +51,16 @@ func placeAny(p *pass, j *model.Job, o placeOpts) int {
 	if j.Topology == "" || o.domain != nil {
 		return p.tryJob(j, o)
 	}
+	// A one-group job that fit no domain: a later one of the same shape and
+	// label needing as many tasks fits none either (room only shrinks).
+	var memo topoKey
+	if len(j.Groups) == 1 && !p.noMemo {
+		g := &j.Groups[0]
+		memo = topoKey{p.shapeFor(g, flavorFor(g, o.flavor), j.Placement == model.PlacementSpread), j.Topology}
+		if need, failed := p.topoFail[memo]; failed && o.gang >= need {
+			return 0
+		}
+	}
 	for _, c := range p.domainRoom(j, o) {
 		if c.spare < 0 {
 			break
@@ -60,7 +70,20 @@ func placeAny(p *pass, j *model.Job, o placeOpts) int {
 			return k
 		}
 	}
+	if memo.s != nil {
+		if p.topoFail == nil {
+			p.topoFail = map[topoKey]int{}
+		}
+		if need, failed := p.topoFail[memo]; !failed || o.gang < need {
+			p.topoFail[memo] = o.gang
+		}
+	}
 	return 0
+}
+
+type topoKey struct {
+	s     *shape
+	label string
 }
 
 // domainFit is how a job's largest group fits in a domain now.
@@ -142,6 +165,30 @@ func (p *pass) topologyReason(j *model.Job) (model.Reason, bool) {
 	if j.Topology == "" {
 		return model.Reason{}, false
 	}
+	// Jobs of one group with the same shape, label and gang share it.
+	if len(j.Groups) != 1 {
+		return p.topologyReasonOf(j)
+	}
+	g := &j.Groups[0]
+	key := topoReasonKey{p.shapeFor(g, "", j.Placement == model.PlacementSpread), j.Topology, j.GangSize()}
+	if r, ok := p.topoReasons[key]; ok {
+		return r, true
+	}
+	r, _ := p.topologyReasonOf(j)
+	if p.topoReasons == nil {
+		p.topoReasons = map[topoReasonKey]model.Reason{}
+	}
+	p.topoReasons[key] = r
+	return r, true
+}
+
+type topoReasonKey struct {
+	s     *shape
+	label string
+	gang  int
+}
+
+func (p *pass) topologyReasonOf(j *model.Job) (model.Reason, bool) {
 	doms := p.domainsFor(j.Topology)
 	g := &j.Groups[primaryGroup(j)]
 	if len(doms) == 0 {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/durehq/dure/internal/fsm"
@@ -44,8 +45,9 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		if len(pending) == 0 && len(held) == 0 {
 			continue
 		}
-		in := &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues()}
-		plan := sched.Schedule(in, now, s.cfg.Sched)
+		in := &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
+			History: recentHistory(snap, historyWindow), DependencyStates: dependencyStates(snap, pending)}
+		plan := sched.Schedule(in, now, s.schedConfig())
 		if plan.Reasons == nil {
 			plan.Reasons = map[model.JobID]model.Reason{}
 		}
@@ -150,6 +152,11 @@ func allocFor(job *model.Job, p sched.Placement) model.Allocation {
 		JobName:    job.Name,
 		Owner:      job.Owner,
 		TaskCount:  job.TaskCount(),
+		// The scheduler charges running work to its queue, weighs it by
+		// priority for preemption, and counts it against array throttles.
+		Queue:       job.Queue,
+		Priority:    job.Priority,
+		ArrayParent: job.ArrayParent,
 	}
 	for _, g := range job.Groups {
 		if g.Name == p.Group {
@@ -199,4 +206,54 @@ func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.J
 		}
 	}
 	return ready, held, wake
+}
+
+// historyWindow bounds the finished jobs the scheduler sees (runtime
+// predictions and fair-share usage decay need recent history only).
+const historyWindow = 1000
+
+// recentHistory returns up to n most recently submitted finished jobs that
+// ran, oldest end first, as the scheduler wants them.
+func recentHistory(snap *state.Snapshot, n int) []model.FinishedJob {
+	var out []model.FinishedJob
+	snap.Jobs(func(j *model.Job) bool {
+		if j.State.Terminal() && !j.StartTime.IsZero() && !j.EndTime.IsZero() {
+			out = append(out, model.FinishedJob{
+				ID: j.ID, Owner: j.Owner, Queue: j.Queue, Usage: j.TotalResources(),
+				Requested: j.Walltime, Ran: j.EndTime.Sub(j.StartTime),
+				SubmitTime: j.SubmitTime, StartTime: j.StartTime, EndTime: j.EndTime, ExitCode: j.ExitCode,
+			})
+		}
+		return len(out) < n
+	})
+	sort.Slice(out, func(a, b int) bool { return out[a].EndTime.Before(out[b].EndTime) })
+	return out
+}
+
+// dependencyStates gives the state of every job a pending job depends on.
+// A dependency on a job that no longer exists (pruned) is absent, which the
+// scheduler treats as never satisfiable.
+func dependencyStates(snap *state.Snapshot, pending []*model.Job) map[model.JobID]model.JobState {
+	var out map[model.JobID]model.JobState
+	for _, j := range pending {
+		for _, d := range j.Dependencies {
+			if out == nil {
+				out = map[model.JobID]model.JobState{}
+			}
+			if dep := snap.Job(d.JobID); dep != nil {
+				out[d.JobID] = dep.State
+			}
+		}
+	}
+	return out
+}
+
+// schedConfig is the scheduler configuration the live server runs with.
+// Preemption stays off until the server carries out Plan.Preemptions (stop
+// the victims with a grace period, requeue them): planning preemptions that
+// nobody executes would hold preemptors back behind reservations forever.
+func (s *Server) schedConfig() sched.Config {
+	c := s.cfg.Sched
+	c.NoPreemption = true
+	return c
 }

@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"time"
+
 	"github.com/durehq/dure/internal/model"
 )
 
@@ -96,6 +98,24 @@ func (b *AllocBuilder) Desired(d model.DesiredStatus) *AllocBuilder { b.a.Desire
 
 // TaskCount sets the number of tasks in the whole job.
 func (b *AllocBuilder) TaskCount(n int) *AllocBuilder { b.a.TaskCount = n; return b }
+
+// Queue sets the queue the allocation's job is in (quota and fair share).
+func (b *AllocBuilder) Queue(q string) *AllocBuilder { b.a.Queue = q; return b }
+
+// Priority sets its job's priority (preemption).
+func (b *AllocBuilder) Priority(p int) *AllocBuilder { b.a.Priority = p; return b }
+
+// Owner sets its job's owner.
+func (b *AllocBuilder) Owner(o string) *AllocBuilder { b.a.Owner = o; return b }
+
+// Walltime sets its job's time limit.
+func (b *AllocBuilder) Walltime(d time.Duration) *AllocBuilder { b.a.Walltime = d; return b }
+
+// Started sets when it started (the zero time: not started yet).
+func (b *AllocBuilder) Started(t time.Time) *AllocBuilder { b.a.StartedAt = t; return b }
+
+// ArrayParent marks it as an element of a job array.
+func (b *AllocBuilder) ArrayParent(id model.JobID) *AllocBuilder { b.a.ArrayParent = id; return b }
 
 // Fence sets the Raft term and index of the plan that created it.
 func (b *AllocBuilder) Fence(term, index uint64) *AllocBuilder {

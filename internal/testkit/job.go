@@ -177,6 +177,33 @@ func (b *JobBuilder) State(s model.JobState) *JobBuilder {
 	return b
 }
 
+// MinTasks sets the gang minimum.
+func (b *JobBuilder) MinTasks(n int) *JobBuilder {
+	nonNeg("Job.MinTasks", int64(n))
+	b.j.MinTasks = n
+	return b
+}
+
+// Topology keeps all tasks inside one value of a node label ("rack").
+func (b *JobBuilder) Topology(label string) *JobBuilder { b.j.Topology = label; return b }
+
+// Spread asks for one task per node where possible.
+func (b *JobBuilder) Spread() *JobBuilder { b.j.Placement = model.PlacementSpread; return b }
+
+// After adds a dependency on another job.
+func (b *JobBuilder) After(typ model.DependencyType, job model.JobID) *JobBuilder {
+	b.j.Dependencies = append(b.j.Dependencies, model.Dependency{Type: typ, JobID: job})
+	return b
+}
+
+// ArrayElement makes the job element index of array parent, with at most
+// throttle elements running at once (0: no limit).
+func (b *JobBuilder) ArrayElement(parent model.JobID, index, throttle int) *JobBuilder {
+	nonNeg("Job.ArrayElement", int64(throttle))
+	b.j.ArrayParent, b.j.ArrayIndex, b.j.ArrayThrottle = parent, index, throttle
+	return b
+}
+
 // Attempt sets the attempt counter.
 func (b *JobBuilder) Attempt(n int) *JobBuilder { b.j.Attempt = n; return b }
 

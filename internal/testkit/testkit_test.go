@@ -162,3 +162,48 @@ func TestBuilderPanicsNameTheMethod(t *testing.T) {
 	}()
 	Job(1).Tasks(-1)
 }
+
+func TestQueueBuilder(t *testing.T) {
+	got := NewQueue("vision").Parent("research").Weight(2).Quota("gpu", 16).Borrow(8).Lend(4).Quota("cpu", 64000).
+		DefaultWalltime(time.Hour).Members("ann", "bob").Build()
+	b, l := int64(8), int64(4)
+	want := &model.Queue{
+		Name: "vision", Parent: "research", Weight: 2,
+		Quotas: []model.Quota{
+			{Resource: "gpu", Nominal: 16, BorrowingLimit: &b, LendingLimit: &l},
+			{Resource: "cpu", Nominal: 64000},
+		},
+		DefaultWalltime: time.Hour,
+		Members:         []string{"ann", "bob"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Queue builder (-want +got):\n%s", diff)
+	}
+	// Copies are independent, limits included.
+	*got.Quotas[0].BorrowingLimit = 99
+	if again := NewQueue("q").Quota("gpu", 1).Borrow(8).Build(); *again.Quotas[0].BorrowingLimit != 8 {
+		t.Errorf("borrowing limit shared between builds")
+	}
+}
+
+func TestQueueBuilderNeedsAQuotaBeforeLimits(t *testing.T) {
+	defer func() {
+		if msg, _ := recover().(string); !strings.Contains(msg, "Queue.Borrow: call Quota first") {
+			t.Errorf("panic %q should say to call Quota first", msg)
+		}
+	}()
+	NewQueue("q").Borrow(1)
+}
+
+func TestJobBuilderSchedulingFields(t *testing.T) {
+	got := Job(5).Tasks(8).MinTasks(2).Topology("rack").Spread().After(model.AfterOK, 3).ArrayElement(4, 1, 50).Build()
+	if got.MinTasks != 2 || got.Topology != "rack" || got.Placement != model.PlacementSpread || got.ArrayParent != 4 || got.ArrayIndex != 1 || got.ArrayThrottle != 50 {
+		t.Errorf("scheduling fields not set: %+v", got)
+	}
+	if diff := cmp.Diff([]model.Dependency{{Type: model.AfterOK, JobID: 3}}, got.Dependencies); diff != "" {
+		t.Errorf("dependencies (-want +got):\n%s", diff)
+	}
+	if got.GangSize() != 2 {
+		t.Errorf("GangSize = %d, want 2", got.GangSize())
+	}
+}
