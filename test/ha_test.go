@@ -217,3 +217,26 @@ func waitJobOn(t *testing.T, c *api.Client, id uint64, state string, limit time.
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestFiveServersSurviveLosingTwo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five servers: long")
+	}
+	h := newHACluster(t, 5)
+	leader := h.waitLeader(15 * time.Second)
+	h.startAgent("n1")
+	// Lose the leader and one follower: three of five still form a majority.
+	other := (leader + 1) % 5
+	h.servers[h.names[leader]].stop(syscall.SIGKILL)
+	h.servers[h.names[other]].stop(syscall.SIGKILL)
+	survivor := h.waitLeader(20 * time.Second)
+	id, err := h.client(survivor).SubmitJob(context.Background(), api.JobSpec{Groups: []api.TaskGroupSpec{{Command: []string{"true"}, Resources: api.Resources{MilliCPU: 100}}}})
+	if err != nil {
+		t.Fatalf("submit with 3 of 5 servers: %v", err)
+	}
+	waitJobOn(t, h.client(survivor), id, "succeeded", 30*time.Second)
+	ms, err := h.client(survivor).ListServers(context.Background())
+	if err != nil || len(ms) != 5 {
+		t.Errorf("members %+v (%v): want all five still configured", ms, err)
+	}
+}
