@@ -28,6 +28,7 @@ func main() {
 		}
 	}
 	root.AddCommand(agentCommand(), devCommand())
+	addSimulationCommands(root)
 	os.Exit(cli.Execute(root))
 }
 

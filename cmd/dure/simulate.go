@@ -266,6 +266,7 @@ type simJSON struct {
 	Dropped      map[string]int     `json:"dropped"`
 	NeverStarted int                `json:"never_started"`
 	Queues       []queueJSON        `json:"queues,omitempty"`
+	ContentionS  float64            `json:"contention_s"` // time some job waited: what queue shares are measured over
 	Passes       int                `json:"passes"`
 	SimS         float64            `json:"sim_s"`
 	SchedS       float64            `json:"sched_s"`
@@ -298,7 +299,7 @@ func toJSON(tr *sim.Trace, r *simRun) simJSON {
 		MeanWaitS: m.MeanWait.Seconds(), MedianWaitS: m.MedianWait.Seconds(), P95WaitS: m.P95Wait.Seconds(),
 		MeanBSLD: m.MeanBSLD, MakespanS: m.Makespan.Seconds(), Preemptions: res.Preemptions, LostWork: res.LostWork,
 		Killed: killed, Dropped: res.Dropped, NeverStarted: len(res.NeverStarted),
-		Passes: res.Passes, SimS: r.wall.Seconds(), SchedS: res.SchedTime.Seconds(),
+		Passes: res.Passes, SimS: r.wall.Seconds(), SchedS: res.SchedTime.Seconds(), ContentionS: res.Contention.Seconds(),
 	}
 	for _, q := range res.Queues {
 		out.Queues = append(out.Queues, queueJSON{
@@ -315,7 +316,7 @@ func printSimulation(w io.Writer, tr *sim.Trace, runs []*simRun) {
 	for _, n := range tr.Notes {
 		fmt.Fprintf(w, "            %s\n", n)
 	}
-	fmt.Fprintf(w, "cluster     %d nodes: %s\n", first.Nodes, first.Capacity)
+	fmt.Fprintf(w, "cluster     %s\n", first.Cluster)
 	fmt.Fprintf(w, "measured    %d of %d completed jobs (the first %d%% to terminate left out); utilization in %s\n",
 		first.Metrics.Jobs, len(first.Jobs), int(sim.WarmupFraction*100), first.Metrics.Resource)
 	fmt.Fprintln(w)
@@ -333,11 +334,20 @@ func printSimulation(w io.Writer, tr *sim.Trace, runs []*simRun) {
 		if len(r.res.Queues) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\nqueues under %s (share: of the %s·time delivered while jobs waited)\n", r.res.Policy, r.res.Primary)
+		if r.res.Contention > 0 {
+			fmt.Fprintf(w, "\nqueues under %s (share: of the %s·time delivered while jobs waited, %s in all)\n",
+				r.res.Policy, r.res.Primary, sim.FormatDuration(r.res.Contention))
+		} else {
+			fmt.Fprintf(w, "\nqueues under %s (no job ever waited, so no shares under contention)\n", r.res.Policy)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "QUEUE\tJOBS\tSHARE\tFAIR SHARE\tDEMAND\tMEAN WAIT\tMEAN BSLD")
 		for _, q := range r.res.Queues {
-			fmt.Fprintf(tw, "%s\t%d\t%.1f%%\t%.1f%%\t%.1f%%\t%s\t%.2f\n", q.Queue, q.Jobs, 100*q.Share, 100*q.FairShare,
+			share := "-"
+			if r.res.Contention > 0 {
+				share = fmt.Sprintf("%.1f%%", 100*q.Share)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f%%\t%.1f%%\t%s\t%.2f\n", q.Queue, q.Jobs, share, 100*q.FairShare,
 				100*q.Demand, sim.FormatDuration(q.MeanWait), q.MeanBSLD)
 		}
 		tw.Flush()

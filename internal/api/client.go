@@ -444,3 +444,10 @@ func (c *Client) PutQueue(ctx context.Context, q QueueSpec) ([]Queue, error) {
 	_, err := c.do(ctx, http.MethodPut, "/v1/queues/"+url.PathEscape(q.Name), nil, q, &out)
 	return out, err
 }
+
+// Explain says why a pending job waits and what would let it start sooner.
+func (c *Client) Explain(ctx context.Context, id uint64) (Explanation, error) {
+	var out Explanation
+	_, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/jobs/%d/explain", id), nil, nil, &out)
+	return out, err
+}

@@ -323,3 +323,19 @@ const (
 // IndexHeader carries the state index of a read; pass it back as ?index= to
 // block until something newer exists.
 const IndexHeader = "X-Dure-Index"
+
+// Explanation answers GET /v1/jobs/{id}/explain: why a pending job waits,
+// when it is expected to start, and what would let it start sooner.
+type Explanation struct {
+	JobID          uint64        `json:"job_id"`
+	StartsNow      bool          `json:"starts_now"`
+	Reason         Reason        `json:"reason"`
+	EstimatedStart time.Time     `json:"estimated_start,omitzero"` // zero: cannot be estimated
+	Sooner         []Alternative `json:"sooner,omitempty"`
+}
+
+// Alternative is one change to the job and the start it would get.
+type Alternative struct {
+	Change string    `json:"change"`
+	Start  time.Time `json:"start"`
+}

@@ -20,7 +20,7 @@ import (
 func (a *app) benchCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure a running cluster",
+		Short: "Measure dure: a running cluster (dispatch) or the scheduler alone (sched)",
 	}
 	c.AddCommand(a.benchDispatchCommand())
 	return c

@@ -147,6 +147,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.runCommand(),
 		a.jobsCommand(),
 		a.jobCommand(),
+		a.explainCommand(),
 		a.waitCommand(),
 		a.logsCommand(),
 		a.cancelCommand(),

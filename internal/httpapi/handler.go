@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/durehq/dure/internal/sched"
 	"github.com/durehq/dure/internal/server"
 	"io"
 	"log/slog"
@@ -48,6 +49,7 @@ type Backend interface {
 	AddServer(ctx context.Context, name, address string) error
 	RemoveServer(ctx context.Context, name string) error
 	UpsertQueue(ctx context.Context, q model.Queue) error
+	Explain(id model.JobID) (*sched.Explanation, error)
 	SaveSnapshot(w io.Writer) error
 	RestoreSnapshot(r io.Reader) error
 }
@@ -85,6 +87,7 @@ func New(b Backend, version string, log *slog.Logger) *Handler {
 	m.HandleFunc("GET /v1/jobs/{id}", h.getJob)
 	m.HandleFunc("POST /v1/jobs/{id}/cancel", h.onLeader(h.cancelJob))
 	m.HandleFunc("GET /v1/jobs/{id}/logs", h.jobLogs)
+	m.HandleFunc("GET /v1/jobs/{id}/explain", h.explainJob)
 	m.HandleFunc("GET /v1/nodes", h.listNodes)
 	m.HandleFunc("GET /v1/nodes/{name}", h.getNode)
 	m.HandleFunc("POST /v1/nodes/{name}/drain", h.onLeader(h.drainNode))

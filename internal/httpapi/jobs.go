@@ -176,3 +176,30 @@ func (h *Handler) withLiveReason(j api.Job) api.Job {
 	}
 	return j
 }
+
+func (h *Handler) explainJob(w http.ResponseWriter, r *http.Request) {
+	id, err := pathJobID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	j := h.b.Store().Snapshot().Job(id)
+	if j == nil {
+		writeError(w, notFoundJob(id))
+		return
+	}
+	if j.State != model.JobPending {
+		writeError(w, apiError(http.StatusConflict, api.CodeConflict, "", fmt.Sprintf("job %d is %s, not pending: nothing to explain (see `dure job %d`)", id, j.State, id)))
+		return
+	}
+	e, err := h.b.Explain(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := api.Explanation{JobID: uint64(e.JobID), StartsNow: e.StartsNow, Reason: api.Reason(e.Reason), EstimatedStart: e.EstimatedStart}
+	for _, a := range e.Sooner {
+		out.Sooner = append(out.Sooner, api.Alternative{Change: a.Change, Start: a.Start})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -125,8 +125,9 @@ func (e *estimator) runFor(j *model.Job) int64 {
 
 // allocEnd is when a live allocation is expected to end: its start (now if
 // not started) plus the expected run time, corrected upwards when it has
-// already run longer, never after start + walltime and never before now +
-// overdueGrace; one being stopped ends after Config.PreemptGrace.
+// already run longer, never after start + walltime; one already past its end
+// is expected to end overdueGrace from now; one being stopped ends after
+// Config.PreemptGrace.
 func (e *estimator) allocEnd(a *model.Allocation) int64 {
 	if a.Desired == model.DesiredStop {
 		return e.now + e.cfg.preemptGrace() // being stopped: gone after its grace period
@@ -150,7 +151,13 @@ func (e *estimator) allocEnd(a *model.Allocation) int64 {
 		}
 		run = next
 	}
-	return max(start+run, e.now+overdueGrace)
+	// Only an allocation already past its expected end is pushed to
+	// now+overdueGrace; clamping every one would move the queue head's
+	// reservation later than the textbook EASY definition puts it.
+	if end := start + run; end > e.now {
+		return end
+	}
+	return e.now + overdueGrace
 }
 
 // sortByRun orders jobs by expected run time, shortest first, keeping the

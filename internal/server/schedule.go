@@ -38,15 +38,13 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		changed = s.store.Changed()
 		snap := s.store.Snapshot()
 		now := s.cfg.Now()
-		pending, held, wake := holdBackoff(snap.JobsInState(model.JobPending), now)
+		in, held, wake := schedInput(snap, now)
 		if !wake.IsZero() {
 			backoffWake = time.After(wake.Sub(now))
 		}
-		if len(pending) == 0 && len(held) == 0 {
+		if len(in.Pending) == 0 && len(held) == 0 {
 			continue
 		}
-		in := &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
-			History: recentHistory(snap, historyWindow), DependencyStates: dependencyStates(snap, pending)}
 		plan := sched.Schedule(in, now, s.schedConfig())
 		if plan.Reasons == nil {
 			plan.Reasons = map[model.JobID]model.Reason{}
@@ -206,6 +204,29 @@ func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.J
 		}
 	}
 	return ready, held, wake
+}
+
+// schedInput builds the scheduler's view of a state snapshot: the pending
+// jobs past their retry backoff (the others are returned apart with their
+// reasons, and wake is when the first becomes eligible), nodes, live
+// allocations, queues, recent history and dependency states.
+func schedInput(snap *state.Snapshot, now time.Time) (in *sched.Snapshot, held map[model.JobID]model.Reason, wake time.Time) {
+	pending, held, wake := holdBackoff(snap.JobsInState(model.JobPending), now)
+	in = &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
+		History: recentHistory(snap, historyWindow), DependencyStates: dependencyStates(snap, pending)}
+	return in, held, wake
+}
+
+// Explain says why a pending job waits, when it should start and what would
+// let it start sooner (sched.Explain on the current state). Any server can
+// answer; a follower's answer may lag the leader's by a moment.
+func (s *Server) Explain(id model.JobID) (*sched.Explanation, error) {
+	now := s.cfg.Now()
+	in, held, _ := schedInput(s.store.Snapshot(), now)
+	if r, ok := held[id]; ok {
+		return &sched.Explanation{JobID: id, Reason: r, EstimatedStart: s.store.Snapshot().Job(id).EligibleAt}, nil
+	}
+	return sched.Explain(in, now, s.schedConfig(), id)
 }
 
 // historyWindow bounds the finished jobs the scheduler sees (runtime

@@ -3,7 +3,6 @@ package sim
 import (
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/durehq/dure/internal/model"
@@ -48,8 +47,9 @@ type simulator struct {
 }
 
 // Run simulates the trace on the cluster with the real scheduler and returns
-// what happened. It fails if the cluster is missing or a plan cannot be
-// applied (ErrPlanInvalid).
+// what happened. It fails if the cluster is missing, a plan cannot be
+// applied (ErrPlanInvalid) or the scheduler goes round in circles
+// (ErrNoProgress).
 func Run(t *Trace, opt Options) (*Result, error) {
 	return run(t, opt, sched.Schedule)
 }
@@ -97,7 +97,8 @@ func run(t *Trace, opt Options, schedule func(*sched.Snapshot, time.Time, sched.
 	}
 	s.res = &Result{
 		Trace: t.Name, Policy: policyOf(opt.Config), Nodes: len(nodes), Capacity: capacity,
-		Start: t.Start, Dropped: map[string]int{},
+		Cluster: DescribeCluster(nodes),
+		Start:   t.Start, Dropped: map[string]int{},
 	}
 	for k, v := range t.Dropped {
 		s.res.Dropped[k] = v
@@ -186,10 +187,7 @@ func fitsEmpty(nodes []*model.Node, g *model.TaskGroup) bool {
 			continue
 		}
 		capRes := n.Capacity
-		capRes.GPUs = min(capRes.GPUs, int64(len(n.GPUs)))
-		if capRes.GPUs < n.Capacity.GPUs && len(n.GPUs) == 0 {
-			capRes.GPUs = 0
-		}
+		capRes.GPUs = min(capRes.GPUs, int64(len(n.GPUs))) // a GPU needs a device index
 		k := int64(1 << 40)
 		per := func(have, want int64) {
 			if want > 0 {
@@ -235,20 +233,20 @@ func (s *simulator) loop() error {
 			break
 		}
 		s.account(now)
-		real := false
+		happened := false // an end or an arrival, not only a wake-up
 		for t, ok := s.events.next(); ok && t == now; t, ok = s.events.next() {
 			s.handle(s.events.pop(), now)
-			real = true
+			happened = true
 		}
 		for s.arrival < len(s.jobs) && s.jobs[s.arrival].tj.Submit == now {
 			s.enqueue(s.arrival)
 			s.arrival++
-			real = true
+			happened = true
 		}
 		if hasWake && wake <= now {
 			hasWake = false
 		}
-		if real {
+		if happened {
 			idleWakes = 0
 		} else {
 			idleWakes++
@@ -301,6 +299,7 @@ func (s *simulator) nextInstant(wake time.Duration, hasWake bool) (time.Duration
 // measured under contention.
 func (s *simulator) account(now time.Duration) {
 	if dt := (now - s.lastT).Seconds(); dt > 0 && len(s.pending) > 0 {
+		s.res.Contention += now - s.lastT
 		for q, b := range s.busyQ {
 			s.contended[q] += b * dt
 		}
@@ -571,6 +570,9 @@ func (s *simulator) preempt(p sched.Preemption, now time.Duration) (bool, error)
 	}
 	s.res.Preemptions++
 	js.preempted++
+	if js.preempted > maxPreemptionsPerJob {
+		return false, fmt.Errorf("%w: job %d preempted %d times (last for job %d): the scheduler keeps starting and stopping it", ErrNoProgress, p.JobID, js.preempted, p.Preemptor)
+	}
 	s.res.LostWork += amount(js.size, s.primary) * (now - js.start).Seconds()
 	if s.opt.PreemptionGrace <= 0 {
 		s.stopRunning(js, now)
@@ -601,62 +603,4 @@ func queueName(q string) string {
 		return model.DefaultQueue
 	}
 	return q
-}
-
-// finishResult computes the metrics and per-queue shares.
-func (s *simulator) finishResult(capacity model.Resources) {
-	r := s.res
-	r.Metrics = ComputeMetrics(r.Jobs, capacity, s.primary)
-	if len(s.queueNames) < 2 {
-		return
-	}
-	weights := map[string]float64{}
-	for _, q := range s.opt.Queues {
-		weights[q.Name] = q.EffectiveWeight()
-	}
-	var totalW, totalC, totalDemand float64
-	demand := make([]float64, len(s.queueNames))
-	for i := range s.jobs {
-		js := &s.jobs[i]
-		demand[js.queueIndex] += amount(js.size, s.primary) * js.run.Seconds()
-	}
-	for i, name := range s.queueNames {
-		w, ok := weights[name]
-		if !ok {
-			w = 1
-		}
-		totalW += w
-		totalC += s.contended[i]
-		totalDemand += demand[i]
-	}
-	type agg struct {
-		n          int
-		wait, bsld float64
-	}
-	per := make([]agg, len(s.queueNames))
-	for _, j := range Measured(r.Jobs) {
-		a := &per[s.queueOf[j.Queue]]
-		a.n++
-		a.wait += j.Wait().Seconds()
-		a.bsld += j.BoundedSlowdown()
-	}
-	for i, name := range s.queueNames {
-		w, ok := weights[name]
-		if !ok {
-			w = 1
-		}
-		qs := QueueShare{Queue: name, Jobs: per[i].n, FairShare: w / totalW}
-		if totalC > 0 {
-			qs.Share = s.contended[i] / totalC
-		}
-		if totalDemand > 0 {
-			qs.Demand = demand[i] / totalDemand
-		}
-		if per[i].n > 0 {
-			qs.MeanWait = secs(per[i].wait / float64(per[i].n))
-			qs.MeanBSLD = per[i].bsld / float64(per[i].n)
-		}
-		r.Queues = append(r.Queues, qs)
-	}
-	sort.Slice(r.Queues, func(a, b int) bool { return strings.Compare(r.Queues[a].Queue, r.Queues[b].Queue) < 0 })
 }

@@ -13,6 +13,9 @@ import (
 // an error, not an out-of-memory.
 const maxSpecNodes = 1_000_000
 
+// maxSpecGPUs bounds the GPU devices of a spec for the same reason.
+const maxSpecGPUs = 1 << 22
+
 // ParseNodes builds a virtual cluster from a small grammar:
 //
 //	spec  = term { "+" term }
@@ -40,7 +43,7 @@ func ParseNodes(spec string) ([]*model.Node, error) {
 		node  *model.Node
 	}
 	var all []parsed
-	total := 0
+	total, gpus := 0, int64(0)
 	for i, term := range terms {
 		count, node, err := parseTerm(term)
 		if err != nil {
@@ -49,6 +52,10 @@ func ParseNodes(spec string) ([]*model.Node, error) {
 		total += count
 		if total > maxSpecNodes {
 			return nil, fmt.Errorf("term %d (%q): more than %d nodes in all", i+1, term, maxSpecNodes)
+		}
+		gpus += int64(count) * node.Capacity.GPUs
+		if gpus > maxSpecGPUs {
+			return nil, fmt.Errorf("term %d (%q): more than %d GPUs in all", i+1, term, maxSpecGPUs)
 		}
 		all = append(all, parsed{count, node})
 	}

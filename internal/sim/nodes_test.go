@@ -75,6 +75,7 @@ func TestParseNodesRejectsBadSpecsSayingWhy(t *testing.T) {
 		{"0x1cpu", `term 1 ("0x1cpu"): node count "0" must be between 1 and 1000000`},
 		{"2000000x1cpu", "must be between 1 and 1000000"},
 		{"600000x1cpu+600000x1cpu", "more than 1000000 nodes in all"},
+		{"1000000x(1024gpu)", "more than 4194304 GPUs in all"},
 		{"2x8cpu,32G", "several items need parentheses"},
 		{"(8cpu)x2", `text after ")"`},
 		{"(8cpu,,4G)", "empty item"},

@@ -62,12 +62,12 @@ const (
 	marginL, marginR       = 80, 30
 	marginT, marginB       = 60, 70
 	plotW, plotH           = chartW - marginL - marginR, chartH - marginT - marginB
-	utilizationBins        = 300
+	utilizationBins        = 120
 	cdfPoints              = 400
 	minWaitOnLogAxis       = 1.0 // seconds: the left edge of the wait CDF
 	fontFamily             = "Helvetica, Arial, sans-serif"
 	axisColor, gridColor   = "#333333", "#dddddd"
-	legendLineW, legendRow = 28, 20
+	legendLineW, legendRow = 28, 22
 )
 
 type series struct {
@@ -123,7 +123,7 @@ func UtilizationChart(w io.Writer, runs []*Result) error {
 	y := axis{title: fmt.Sprintf("utilization (%s, %% of capacity)", runs[0].Primary), min: 0, max: 100,
 		ticks: []float64{0, 20, 40, 60, 80, 100}, label: func(v float64) string { return fmt.Sprintf("%.0f%%", v) }}
 	title := fmt.Sprintf("Utilization over time — %s (mean over %s bins)", runs[0].Trace, fmtDur(end/utilizationBins))
-	return drawChart(w, title, x, y, ss, false)
+	return drawChart(w, title, x, y, ss)
 }
 
 func binCenters(end time.Duration) []float64 {
@@ -148,14 +148,19 @@ func binnedUtilization(r *Result, end time.Duration) []float64 {
 		if i+1 < len(r.Usage) {
 			to = r.Usage[i+1].At.Seconds()
 		}
-		for from < to {
-			b := min(int(from/width), utilizationBins-1)
-			edge := math.Min(to, float64(b+1)*width)
+		if to <= from {
+			continue
+		}
+		b0 := min(int(from/width), utilizationBins-1)
+		b1 := min(int(to/width), utilizationBins-1)
+		for b := b0; b <= b1; b++ {
+			lo, hi := float64(b)*width, float64(b+1)*width
 			if b == utilizationBins-1 {
-				edge = to
+				hi = math.Inf(1) // the last bin takes any rounding at the end
 			}
-			ys[b] += u.Busy * (edge - from)
-			from = edge
+			if overlap := math.Min(to, hi) - math.Max(from, lo); overlap > 0 {
+				ys[b] += u.Busy * overlap
+			}
 		}
 	}
 	for i := range ys {
@@ -194,7 +199,7 @@ func WaitCDFChart(w io.Writer, runs []*Result) error {
 	y := axis{title: "jobs that waited at most this long", min: 0, max: 100,
 		ticks: []float64{0, 20, 40, 60, 80, 100}, label: func(v float64) string { return fmt.Sprintf("%.0f%%", v) }}
 	title := fmt.Sprintf("Wait-time CDF — %s (%d%% warm-up left out)", runs[0].Trace, int(WarmupFraction*100))
-	return drawChart(w, title, x, y, ss, true)
+	return drawChart(w, title, x, y, ss)
 }
 
 // cdf samples the empirical CDF of sorted values at cdfPoints log-spaced
@@ -234,10 +239,12 @@ func runLabel(r *Result) string {
 		r.Policy, fmtDur(r.Metrics.MeanWait), r.Metrics.MeanBSLD, 100*r.Metrics.Utilization)
 }
 
-func drawChart(w io.Writer, title string, x, y axis, ss []series, legendBottomRight bool) error {
+func drawChart(w io.Writer, title string, x, y axis, ss []series) error {
 	var b strings.Builder
+	// The legend sits below the plot, one row per line, so it never hides data.
+	height := chartH + len(ss)*legendRow + 10
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="%s">`+"\n",
-		chartW, chartH, chartW, chartH, fontFamily)
+		chartW, height, chartW, height, fontFamily)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="30" font-size="18" font-weight="bold">%s</text>`+"\n", marginL, html.EscapeString(title))
 	fmt.Fprintf(&b, `<g transform="translate(%d,%d)">`+"\n", marginL, marginT)
@@ -268,27 +275,13 @@ func drawChart(w io.Writer, title string, x, y axis, ss []series, legendBottomRi
 		}
 		b.WriteString("\"/>\n")
 	}
-	// legend, in a white box so lines behind it do not hide it
-	lx, ly := 12.0, 12.0
-	if legendBottomRight {
-		ly = float64(plotH) - 12 - float64(len(ss))*legendRow
-	}
-	longest := 0
-	for _, s := range ss {
-		longest = max(longest, len(s.label))
-	}
-	boxW := float64(legendLineW+16) + 7.2*float64(longest)
-	if legendBottomRight {
-		lx = float64(plotW) - boxW - 12
-	}
-	fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%d" fill="white" fill-opacity="0.9" stroke="%s"/>`+"\n",
-		lx, ly, boxW, len(ss)*legendRow+8, gridColor)
+	// legend
 	for i, s := range ss {
-		yy := ly + 4 + float64(i*legendRow) + legendRow/2
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`+"\n",
-			lx+8, yy, lx+8+legendLineW, yy, palette[i%len(palette)])
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="13" dominant-baseline="middle">%s</text>`+"\n",
-			lx+16+legendLineW, yy, html.EscapeString(s.label))
+		yy := float64(plotH+marginB) + float64(i*legendRow)
+		fmt.Fprintf(&b, `<line x1="0" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-width="3"/>`+"\n",
+			yy, legendLineW, yy, palette[i%len(palette)])
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" font-size="13" dominant-baseline="middle">%s</text>`+"\n",
+			legendLineW+8, yy, html.EscapeString(s.label))
 	}
 	b.WriteString("</g>\n</svg>\n")
 	_, err := io.WriteString(w, b.String())
@@ -344,7 +337,7 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.0fs", d.Seconds())
 	case d < time.Hour:
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 72*time.Hour:
+	case d < 48*time.Hour:
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%.1fd", d.Hours()/24)

@@ -44,6 +44,8 @@ type Result struct {
 	Trace  string
 	Policy sched.Policy
 	Nodes  int
+	// Cluster describes the nodes for people: "1 node (machine): cpu=100".
+	Cluster string
 	// Capacity is the cluster's total; Primary the resource utilization is
 	// measured in ("cpu" or "gpu").
 	Capacity model.Resources
@@ -52,6 +54,9 @@ type Result struct {
 	Jobs     []JobResult
 	Metrics  Metrics
 	Queues   []QueueShare
+	// Contention is how long some job was waiting: the time over which
+	// QueueShare.Share is measured (0: no job ever waited, no shares).
+	Contention time.Duration
 	// Preemptions is how many times a running job was stopped for another;
 	// LostWork the primary resource·seconds those stopped attempts had run.
 	Preemptions int
@@ -81,6 +86,14 @@ type UsagePoint struct {
 // to the virtual cluster (over-committed node, unknown job, partial gang):
 // a scheduler bug the simulator refuses to paper over.
 var ErrPlanInvalid = errors.New("invalid plan")
+
+// ErrNoProgress means the scheduler made the simulation go round in circles:
+// a job stopped and restarted so often that the run would never end.
+var ErrNoProgress = errors.New("no progress")
+
+// maxPreemptionsPerJob bounds how often one job may be preempted before the
+// simulation is declared stuck (ErrNoProgress).
+const maxPreemptionsPerJob = 100
 
 // jobState is the simulator's private record of one trace job.
 type jobState struct {
