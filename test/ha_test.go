@@ -94,9 +94,7 @@ func exited(p *proc) bool {
 
 func (h *haCluster) startAgent(name string) {
 	h.t.Helper()
-	h.agents[name] = startProc(h.t, "agent "+name, "agent", "--name", name, "--servers", strings.Join(h.addrs, ","),
-		"--listen", "127.0.0.1:0", "--data", filepath.Join(h.data, "agent-"+name), "--cpus", "1", "--mem", "1G",
-		"--gpus", "0", "--cgroup-parent", runID+"/ha-"+name, "--kill-grace", "1s", "--log-level", "info")
+	h.startAgentWith(name, "1") // an isolated cgroup parent per agent and test
 }
 
 func (h *haCluster) cleanup() {
