@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/durehq/dure/internal/api"
+	dexec "github.com/durehq/dure/internal/exec"
 )
 
 // startCmd starts any program as a test process: `ip netns exec NS dure …`
@@ -96,7 +97,7 @@ func isolateAgent(t *testing.T, name, dataDir string) string {
 		if left := killCgroupTree(rel); len(left) > 0 {
 			t.Errorf("processes %v survived SIGKILL in cgroup %s", left, rel)
 		}
-		removeCgroups(rel)
+		dexec.RemoveCgroupTree(rel)
 	})
 	return rel
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/durehq/dure/internal/api"
+	dexec "github.com/durehq/dure/internal/exec"
 )
 
 // dureBin is the binary under test, built once by TestMain.
@@ -45,7 +46,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
-	removeCgroups(runID)
+	dexec.RemoveCgroupTree(runID)
 	os.Exit(code)
 }
 
@@ -332,26 +333,6 @@ func killStragglers(dir string) {
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err == nil && bytes.Contains(b, []byte(dir)) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// removeCgroups removes this run's cgroup directories, deepest first.
-func removeCgroups(name string) {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
-	if st, err := os.Stat("/sys/fs/cgroup/" + name); err == nil && st.IsDir() {
-		roots = append(roots, "/sys/fs/cgroup/"+name)
-	}
-	for _, root := range roots {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = syscall.Rmdir(dirs[i])
 		}
 	}
 }

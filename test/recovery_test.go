@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/durehq/dure/internal/api"
+	dexec "github.com/durehq/dure/internal/exec"
 )
 
 func TestServerRestartRecoversState(t *testing.T) {
@@ -84,6 +85,9 @@ func TestAgentKilledNodeDownWorkRequeuedOrFailed(t *testing.T) {
 func TestDevModeRunsJobsAndKeepsStateWithData(t *testing.T) {
 	addr := freeAddr(t)
 	data := t.TempDir()
+	// With --data the agents keep their cgroup parent (dure-dev/) for a
+	// restart to adopt tasks; the test removes it once everything stopped.
+	t.Cleanup(func() { dexec.RemoveCgroupTree("dure-dev") })
 	dev := startProc(t, "dure dev", "dev", "--agents", "2", "--addr", addr, "--data", data, "--log-level", "warn")
 	client := api.NewClient(addr)
 	waitNodes := func() {

@@ -173,30 +173,9 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	stopAgents()
 	wg.Wait()
 	if o.temporary {
-		removeCgroupTree(fmt.Sprintf("dure-dev-%d", os.Getpid()))
+		exec.RemoveCgroupTree(fmt.Sprintf("dure-dev-%d", os.Getpid()))
 	}
 	return srv.shutdown()
-}
-
-// removeCgroupTree removes a cgroup directory and everything below it, in
-// every mounted hierarchy (v1 controllers and the v2 tree). The task cgroups
-// are already gone; this takes the per-run parents the agents made. Errors
-// are ignored: a parent still in use by an adopted task stays.
-func removeCgroupTree(name string) {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
-	roots = append(roots, "/sys/fs/cgroup/"+name)
-	for _, root := range roots {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = syscall.Rmdir(dirs[i])
-		}
-	}
 }
 
 // stopActiveJobs cancels every pending or running job and waits (bounded)

@@ -567,3 +567,25 @@ func ownV1Cgroup(mounts []mount, procSelfCgroup []byte, controller string) (stri
 	}
 	return "", false
 }
+
+// RemoveCgroupTree removes the cgroup directory name (a path below each
+// hierarchy's root) and everything under it, in every mounted hierarchy:
+// the v1 controllers and the v2 tree. It is for parents that per-run agents
+// made (dure dev, tests); task cgroups are removed as their tasks end.
+// Errors are ignored: a cgroup still holding a process stays.
+func RemoveCgroupTree(name string) {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
+	roots = append(roots, "/sys/fs/cgroup/"+name)
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = syscall.Rmdir(dirs[i])
+		}
+	}
+}
