@@ -72,20 +72,7 @@ type proc struct {
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, log: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(dureBin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = &syncWriter{b: p.log}, &syncWriter{b: p.log}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM)
-		if t.Failed() {
-			t.Logf("---- %s output ----\n%s", name, p.output())
-		}
-	})
-	return p
+	return startCmd(t, name, dureBin, args...)
 }
 
 func (p *proc) output() string {

@@ -112,12 +112,6 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	var wg sync.WaitGroup
 	var names []string
 	agentCtx, stopAgents := context.WithCancel(context.Background())
-	self, err := os.Executable()
-	if err != nil {
-		_ = srv.shutdown()
-		stopAgents()
-		return err
-	}
 	for i := 1; i <= o.agents; i++ {
 		f := agentFlags{
 			name: fmt.Sprintf("dev-%d", i), servers: apiAddr, listen: "127.0.0.1:0",
@@ -135,7 +129,6 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 			_ = srv.shutdown()
 			return err
 		}
-		cfg.Exec.SupervisorCommand = []string{self, "supervise"}
 		cfg.MilliCPU = share(whole.Capacity.MilliCPU)
 		cfg.MemoryBytes = share(whole.Capacity.MemoryBytes)
 		cfg.ScratchBytes = share(whole.Capacity.ScratchBytes)

@@ -133,10 +133,10 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, in
 			resp.Body.Close()
 		} else if ctx.Err() != nil {
 			return nil, err
-		} else if attempt+1 < len(c.bases) {
-			continue // unreachable: try the next server at once
-		} else if !anyNoLeader(err) && attempt+1 >= len(c.bases) && len(c.bases) == 1 {
+		} else if len(c.bases) == 1 {
 			return nil, err // the only server cannot be reached: say so now
+		} else if (attempt+1)%len(c.bases) != 0 {
+			continue // unreachable: try the next server at once
 		}
 		if time.Now().After(deadline) {
 			return nil, err
@@ -150,12 +150,6 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, in
 			backoff = min(backoff*2, time.Second)
 		}
 	}
-}
-
-// anyNoLeader reports whether err is a server's "no leader" answer.
-func anyNoLeader(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Status == http.StatusServiceUnavailable
 }
 
 func (c *Client) attempt(ctx context.Context, base, method, path string, q url.Values, body []byte) (*http.Response, error) {

@@ -70,7 +70,7 @@ func (s *Server) RemoveServer(_ context.Context, name string) error {
 		found = found || m.Name == name
 	}
 	if !found {
-		return fmt.Errorf("server %q is not a member: %w", name, errNoSuchServer)
+		return fmt.Errorf("server %q is not a member: %w", name, ErrNoSuchServer)
 	}
 	return leaderErr(s.raft.RemoveServer(raft.ServerID(name), 0, 10*time.Second).Error())
 }
