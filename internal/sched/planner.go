@@ -261,6 +261,7 @@ func (pl *planner) fitsAt(fp *pass, j *model.Job, o placeOpts, w, at int64, use 
 		d *vec
 	}
 	var applied []change
+	dyn := tl.events()
 	for i := range tl.base {
 		if tl.base[i].at > at {
 			break
@@ -270,22 +271,22 @@ func (pl *planner) fitsAt(fp *pass, j *model.Job, o placeOpts, w, at int64, use 
 			applied = append(applied, change{tl.base[i].node, &tl.base[i].d})
 		}
 	}
-	for i := range tl.dyn {
-		if tl.dyn[i].at > at {
+	for i := range dyn {
+		if dyn[i].at > at {
 			break
 		}
-		if tl.dyn[i].at > pl.nowN {
-			d := tl.dyn[i].d
-			fp.addFree(tl.dyn[i].node, &d, 1)
-			applied = append(applied, change{tl.dyn[i].node, &d})
+		if dyn[i].at > pl.nowN {
+			d := dyn[i].d
+			fp.addFree(dyn[i].node, &d, 1)
+			applied = append(applied, change{dyn[i].node, &d})
 		}
 	}
 	end := min(at+w, maxWindow+pl.nowN)
 	var held []change
 	if tl.acquireIn(at, end) {
 		seen := map[int32]bool{}
-		for i := range tl.dyn {
-			e := &tl.dyn[i]
+		for i := range dyn {
+			e := &dyn[i]
 			if e.at <= at || e.at >= end || !e.acq || seen[e.node] {
 				continue
 			}
@@ -318,11 +319,12 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 	need := gangNeed(j)
 	agg := fp.freeTotal()
 	tl := pl.tl
+	dyn := tl.events()
 	bi, di := 0, 0
 	for bi < len(tl.base) && tl.base[bi].at <= pl.nowN {
 		bi++
 	}
-	for di < len(tl.dyn) && tl.dyn[di].at <= pl.nowN {
+	for di < len(dyn) && dyn[di].at <= pl.nowN {
 		di++
 	}
 	type phantom struct {
@@ -335,8 +337,8 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 		if bi < len(tl.base) {
 			at = tl.base[bi].at
 		}
-		if di < len(tl.dyn) && (at < 0 || tl.dyn[di].at < at) {
-			at = tl.dyn[di].at
+		if di < len(dyn) && (at < 0 || dyn[di].at < at) {
+			at = dyn[di].at
 		}
 		last := false
 		if only > 0 && (at < 0 || at >= only) {
@@ -352,9 +354,9 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 			fp.addFree(tl.base[bi].node, &tl.base[bi].d, 1)
 			agg.addScaled(&tl.base[bi].d, 1)
 		}
-		for ; di < len(tl.dyn) && tl.dyn[di].at == at; di++ {
-			fp.addFree(tl.dyn[di].node, &tl.dyn[di].d, 1)
-			agg.addScaled(&tl.dyn[di].d, 1)
+		for ; di < len(dyn) && dyn[di].at == at; di++ {
+			fp.addFree(dyn[di].node, &dyn[di].d, 1)
+			agg.addScaled(&dyn[di].d, 1)
 		}
 		if at == -2 {
 			at = only
@@ -377,8 +379,8 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 				if b < len(tl.base) && tl.base[b].at < end {
 					t = tl.base[b].at
 				}
-				if d < len(tl.dyn) && tl.dyn[d].at < end && (t < 0 || tl.dyn[d].at < t) {
-					t = tl.dyn[d].at
+				if d < len(dyn) && dyn[d].at < end && (t < 0 || dyn[d].at < t) {
+					t = dyn[d].at
 				}
 				if t < 0 {
 					break
@@ -386,8 +388,8 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 				for ; b < len(tl.base) && tl.base[b].at == t; b++ {
 					run.addScaled(&tl.base[b].d, 1)
 				}
-				for ; d < len(tl.dyn) && tl.dyn[d].at == t; d++ {
-					run.addScaled(&tl.dyn[d].d, 1)
+				for ; d < len(dyn) && dyn[d].at == t; d++ {
+					run.addScaled(&dyn[d].d, 1)
 				}
 				low.minWith(&run)
 			}
@@ -398,9 +400,9 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 				continue
 			}
 			seen := map[int32]bool{}
-			for k := di; k < len(tl.dyn) && tl.dyn[k].at < end; k++ {
-				n := tl.dyn[k].node
-				if !tl.dyn[k].acq || seen[n] {
+			for k := di; k < len(dyn) && dyn[k].at < end; k++ {
+				n := dyn[k].node
+				if !dyn[k].acq || seen[n] {
 					continue
 				}
 				seen[n] = true

@@ -128,8 +128,13 @@ type timeline struct {
 	baseNode  []tev
 	nodeStart []int32
 	// dyn: events added during the pass (releases of jobs started now,
-	// reservation acquires and releases), by time; dynNode: per node.
+	// reservation acquires and releases), by time then identity; read it
+	// through events(). added holds the events added since the last
+	// events(), in identity order: a pass adds thousands of releases (one
+	// per job started) and reads the order only for reservations, so
+	// sorting is deferred to the reads rather than paid per insert.
 	dyn     []tev
+	added   []tev
 	dynNode [][]tev
 	// acquires: the times of reservation acquires, ascending.
 	acquires []int64
@@ -193,13 +198,12 @@ func cmpInt64(a, b int64) int {
 	return 0
 }
 
-// add inserts a dynamic event, keeping dyn sorted by time (ties: insertion
-// order), and returns it with its identity (for remove).
+// add records a dynamic event and returns it with its identity (for
+// remove). Events at the same instant keep the order they were added in.
 func (tl *timeline) add(e tev) tev {
 	tl.lastID++
 	e.id = tl.lastID
-	i, _ := slices.BinarySearchFunc(tl.dyn, e.at+1, func(x tev, t int64) int { return cmpInt64(x.at, t) })
-	tl.dyn = slices.Insert(tl.dyn, i, e)
+	tl.added = append(tl.added, e)
 	if e.acq && !tl.isRes[e.node] {
 		tl.isRes[e.node] = true
 		tl.resNodes = append(tl.resNodes, e.node)
@@ -212,13 +216,43 @@ func (tl *timeline) add(e tev) tev {
 	return e
 }
 
+// events returns the dynamic events by time (ties: in the order added).
+// The slice is valid until the next add or remove.
+func (tl *timeline) events() []tev {
+	if len(tl.added) == 0 {
+		return tl.dyn
+	}
+	// Stable: equal times keep identity order.
+	slices.SortStableFunc(tl.added, func(a, b tev) int { return cmpInt64(a.at, b.at) })
+	// Merge from the back, in place; at equal times the added event, whose
+	// identity is larger, goes after.
+	n, m := len(tl.dyn), len(tl.added)
+	tl.dyn = slices.Grow(tl.dyn, m)[:n+m]
+	i, j := n-1, m-1
+	for k := n + m - 1; j >= 0; k-- {
+		if i >= 0 && tl.dyn[i].at > tl.added[j].at {
+			tl.dyn[k] = tl.dyn[i]
+			i--
+		} else {
+			tl.dyn[k] = tl.added[j]
+			j--
+		}
+	}
+	tl.added = tl.added[:0]
+	return tl.dyn
+}
+
 // remove takes back an event add returned (what-if runs undo with it).
 func (tl *timeline) remove(e tev) {
-	i, _ := slices.BinarySearchFunc(tl.dyn, e.at, func(x tev, t int64) int { return cmpInt64(x.at, t) })
-	for ; i < len(tl.dyn) && tl.dyn[i].at == e.at; i++ {
-		if tl.dyn[i].id == e.id {
-			tl.dyn = slices.Delete(tl.dyn, i, i+1)
-			break
+	if i, found := slices.BinarySearchFunc(tl.added, e.id, func(x tev, id int64) int { return cmpInt64(x.id, id) }); found {
+		tl.added = slices.Delete(tl.added, i, i+1)
+	} else {
+		i, _ := slices.BinarySearchFunc(tl.dyn, e.at, func(x tev, t int64) int { return cmpInt64(x.at, t) })
+		for ; i < len(tl.dyn) && tl.dyn[i].at == e.at; i++ {
+			if tl.dyn[i].id == e.id {
+				tl.dyn = slices.Delete(tl.dyn, i, i+1)
+				break
+			}
 		}
 	}
 	tl.dynNode[e.node] = slices.DeleteFunc(tl.dynNode[e.node], func(x tev) bool { return x.id == e.id })
