@@ -7,8 +7,9 @@ import (
 	"strings"
 )
 
-// Node equivalence classes. Nodes with the same capacity, labels and GPU
-// flavor (a static class) pass the same static filters for every shape;
+// Node equivalence classes. Nodes with the same capacity, GPU flavor and
+// values of the labels some shape's constraints name (a static class) pass
+// the same static filters for every shape;
 // those of a static class that also have the same free amounts (and
 // reservation marks) score the same for every shape. A scan for a shape
 // without an index then looks at one node per such bucket instead of at
@@ -52,7 +53,7 @@ func (p *pass) buildClasses() *classes {
 	c := &classes{static: make([]int32, len(p.nodes)), buckets: map[dynKey]*bucket{}, key: make([]dynKey, len(p.nodes)), ok: map[*shape][]int8{}}
 	ids := map[string]int32{}
 	for i := range p.nodes {
-		k := staticKey(&p.nodes[i])
+		k := staticKey(&p.nodes[i], p.labelKeys)
 		id, found := ids[k]
 		if !found {
 			id = int32(len(ids))
@@ -71,14 +72,26 @@ func (p *pass) buildClasses() *classes {
 	return c
 }
 
-func staticKey(n *nodeState) string {
+// staticKey identifies n's static class. Of the labels it takes only those
+// in keys: labels no constraint names (a rack, a hostname) cannot tell
+// nodes apart for any shape of the pass.
+func staticKey(n *nodeState, keys map[string]bool) string {
 	var b strings.Builder
 	for _, v := range []int64{n.capCPU, n.capMem, n.capGPU, n.capScratch} {
 		b.WriteString(strconv.FormatInt(v, 10))
 		b.WriteByte(',')
 	}
 	b.WriteString(strconv.Quote(n.flavor))
-	b.WriteString(canonical(n.node.Capacity.Custom, n.node.Labels))
+	var labels map[string]string
+	for k := range keys {
+		if v, ok := n.node.Labels[k]; ok {
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[k] = v
+		}
+	}
+	b.WriteString(canonical(n.node.Capacity.Custom, labels))
 	return b.String()
 }
 
@@ -116,28 +129,33 @@ func (c *classes) get(k dynKey) *bucket {
 func (p *pass) syncClasses() {
 	c := p.cls
 	for _, n := range p.changes[c.cursor:] {
-		k := c.keyOf(&p.nodes[n])
-		old := c.key[n]
-		if k == old {
-			continue
-		}
-		if b := c.buckets[old]; b != nil {
-			if i, found := slices.BinarySearch(b.nodes, n); found {
-				b.nodes = slices.Delete(b.nodes, i, i+1)
-			}
-			if len(b.nodes) == 0 {
-				delete(c.buckets, old)
-				last := c.list[len(c.list)-1]
-				c.list[b.at], last.at = last, b.at
-				c.list = c.list[:len(c.list)-1]
-			}
-		}
-		b := c.get(k)
-		i, _ := slices.BinarySearch(b.nodes, n)
-		b.nodes = slices.Insert(b.nodes, i, n)
-		c.key[n] = k
+		c.move(p, n)
 	}
 	c.cursor = len(p.changes)
+}
+
+// move puts node n in the bucket of its current state.
+func (c *classes) move(p *pass, n int32) {
+	k := c.keyOf(&p.nodes[n])
+	old := c.key[n]
+	if k == old {
+		return
+	}
+	if b := c.buckets[old]; b != nil {
+		if i, found := slices.BinarySearch(b.nodes, n); found {
+			b.nodes = slices.Delete(b.nodes, i, i+1)
+		}
+		if len(b.nodes) == 0 {
+			delete(c.buckets, old)
+			last := c.list[len(c.list)-1]
+			c.list[b.at], last.at = last, b.at
+			c.list = c.list[:len(c.list)-1]
+		}
+	}
+	b := c.get(k)
+	i, _ := slices.BinarySearch(b.nodes, n)
+	b.nodes = slices.Insert(b.nodes, i, n)
+	c.key[n] = k
 }
 
 // scanClasses is scan by buckets: the best bucket's first node, or -1. It

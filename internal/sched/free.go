@@ -320,8 +320,8 @@ func VerifyJob(free map[string]*NodeFree, placements []Placement) error {
 			return fmt.Errorf("%w: %s: task placed twice", ErrMalformed, where)
 		case p.TaskIndex < 0:
 			return fmt.Errorf("%w: %s: task index must not be negative", ErrMalformed, where)
-		case negative(p.Resources) != "":
-			return fmt.Errorf("%w: %s: %s must not be negative", ErrMalformed, where, negative(p.Resources))
+		case negative(&p.Resources) != "":
+			return fmt.Errorf("%w: %s: %s must not be negative", ErrMalformed, where, negative(&p.Resources))
 		case int64(len(p.GPUIndices)) != p.Resources.GPUs:
 			return fmt.Errorf("%w: %s: requests gpu=%d but names %d GPU indices", ErrMalformed, where, p.Resources.GPUs, len(p.GPUIndices))
 		}
@@ -365,7 +365,7 @@ func VerifyJob(free map[string]*NodeFree, placements []Placement) error {
 }
 
 // negative names the first negative dimension of r, or "".
-func negative(r model.Resources) string {
+func negative(r *model.Resources) string {
 	switch {
 	case r.MilliCPU < 0:
 		return "cpu"
@@ -375,6 +375,9 @@ func negative(r model.Resources) string {
 		return "gpu"
 	case r.ScratchBytes < 0:
 		return "scratch"
+	}
+	if len(r.Custom) == 0 {
+		return ""
 	}
 	keys := make([]string, 0, len(r.Custom))
 	for k, v := range r.Custom {

@@ -82,9 +82,18 @@ type pass struct {
 	nodes   []nodeState
 	unsched []*model.Node
 	changes []int32 // node indices whose free capacity changed, in order
+	// mark is len(changes) when the current tentative placement began, if
+	// every change since is one of its takes (else -1): undo then restores
+	// the nodes exactly and rolls the log back instead of growing it, so
+	// a placement tried and dropped costs the indexes nothing.
+	mark    int
 	shapes  map[shapeKey]*shape
 	indexes []*shapeIndex
 	matches map[string][]bool // label-match vectors by canonical constraints
+	// labelKeys: every label key a shape's constraints name (classes.go).
+	labelKeys map[string]bool
+	// extras caches shapeKey.extra per task group of the snapshot.
+	extras map[*model.TaskGroup]string
 
 	// Reused per job: no allocation per task in the placement loop.
 	tent        []tentative
@@ -108,10 +117,14 @@ type pass struct {
 	// no domain (topology.go).
 	topoFail    map[topoKey]int
 	topoReasons map[topoReasonKey]model.Reason
+	// rooms: per shape and topology label, tasks that fit per domain
+	// (topology.go); roomList the same in creation order.
+	rooms    map[topoKey]*roomTable
+	roomList []*roomTable
 }
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
-	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool)}
+	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1}
 	p.nodes, p.unsched = buildNodes(nodes, allocs)
 	return p
 }
@@ -120,7 +133,7 @@ func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 // indexes or tentative work): the start of a what-if world, such as the
 // cluster at a future time.
 func (p *pass) clone() *pass {
-	c := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), unsched: p.unsched}
+	c := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), unsched: p.unsched, mark: -1}
 	c.nodes = make([]nodeState, len(p.nodes))
 	for i := range p.nodes {
 		c.nodes[i] = p.nodes[i].copy()
@@ -149,13 +162,32 @@ func (p *pass) shapeFor(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
 	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, flavor: flavor, spread: spread}
 	if len(r.Custom) > 0 || len(g.Constraints) > 0 {
-		k.extra = canonical(r.Custom, g.Constraints)
+		// The snapshot is read-only during a pass: the group's key is
+		// built once.
+		extra, ok := p.extras[g]
+		if !ok {
+			extra = canonical(r.Custom, g.Constraints)
+			if p.extras == nil {
+				p.extras = map[*model.TaskGroup]string{}
+			}
+			p.extras[g] = extra
+		}
+		k.extra = extra
 	}
 	if s, ok := p.shapes[k]; ok {
 		return s
 	}
 	s := &shape{req: r.Copy(), constraints: g.Constraints, unfit: -1, empty: -1, flavor: flavor, spread: spread}
 	if len(g.Constraints) > 0 {
+		for k := range g.Constraints {
+			if !p.labelKeys[k] {
+				if p.labelKeys == nil {
+					p.labelKeys = map[string]bool{}
+				}
+				p.labelKeys[k] = true
+				p.cls = nil // classes must now tell this label's values apart
+			}
+		}
 		ck := canonical(nil, g.Constraints)
 		s.match = p.matches[ck]
 		if s.match == nil {
@@ -204,11 +236,12 @@ func invalidJob(j *model.Job) string {
 		return "job has no task groups"
 	}
 	total := 0
-	for _, g := range j.Groups {
+	for gi := range j.Groups {
+		g := &j.Groups[gi]
 		if g.Count < 0 {
 			return "group " + strconv.Quote(g.Name) + " has a negative task count"
 		}
-		if d := negative(g.Resources); d != "" {
+		if d := negative(&g.Resources); d != "" {
 			return "group " + strconv.Quote(g.Name) + " requests a negative " + d
 		}
 		total += g.Count
@@ -277,6 +310,7 @@ func (p *pass) tryJob(j *model.Job, o placeOpts) int {
 	}
 
 	p.tent, p.slots = p.tent[:0], p.slots[:0]
+	p.mark = len(p.changes)
 	for gi := range j.Groups {
 		s := p.groupShapes[gi]
 		for t := 0; t < j.Groups[gi].Count; t++ {
@@ -327,6 +361,7 @@ func (p *pass) emit(j *model.Job, out *[]Placement) {
 		*out = append(*out, pl)
 	}
 	p.tent, p.slots = p.tent[:0], p.slots[:0]
+	p.mark = -1
 }
 
 // take places one task of s on node n tentatively: it subtracts the request,
@@ -378,9 +413,50 @@ func (p *pass) undo() {
 		}
 		nd.freeSlots += r.GPUs
 		nd.refreshShare()
-		p.changes = append(p.changes, tp.node)
+		if p.mark < 0 {
+			p.changes = append(p.changes, tp.node)
+		}
+	}
+	if p.mark >= 0 {
+		p.rollback(p.mark)
 	}
 	p.tent, p.slots = p.tent[:0], p.slots[:0]
+	p.mark = -1
+}
+
+// touch records that node n's free capacity changed (other than by take).
+func (p *pass) touch(n int32) {
+	p.changes = append(p.changes, n)
+	p.mark = -1
+}
+
+// rollback forgets the changes from mark on, whose nodes are back in the
+// state they had at mark: indexes that already applied some apply them
+// again (now to the restored state) and move their cursor back.
+func (p *pass) rollback(mark int) {
+	for _, ix := range p.indexes {
+		if ix.cursor > mark {
+			for _, n := range p.changes[mark:ix.cursor] {
+				p.apply(ix, n)
+			}
+			ix.cursor = mark
+		}
+	}
+	for _, t := range p.roomList {
+		if t.cursor > mark {
+			for _, n := range p.changes[mark:t.cursor] {
+				t.apply(p, n)
+			}
+			t.cursor = mark
+		}
+	}
+	if c := p.cls; c != nil && c.cursor > mark {
+		for _, n := range p.changes[mark:c.cursor] {
+			c.move(p, n)
+		}
+		c.cursor = mark
+	}
+	p.changes = p.changes[:mark]
 }
 
 // best returns the node where one task of s goes now, or -1 if none fits.
@@ -489,36 +565,41 @@ func (p *pass) sync(ix *shapeIndex) {
 		p.rebuild(ix)
 		return
 	}
-	s := ix.owner
 	for _, n := range pending {
-		if ix.pos[n] == excluded {
-			continue
-		}
-		nd := &p.nodes[n]
-		at := ix.pos[n]
-		if !nd.fits(&s.req) {
-			if at >= 0 {
-				ix.remove(int(at))
-			}
-			continue
-		}
-		k := nodeKey(nd, s)
-		if at < 0 {
-			ix.key[n] = k
-			ix.pos[n] = int32(len(ix.heap))
-			ix.heap = append(ix.heap, n)
-			ix.up(len(ix.heap) - 1)
-			continue
-		}
-		old := ix.key[n]
-		ix.key[n] = k
-		if k < old {
-			ix.up(int(at))
-		} else if k > old {
-			ix.down(int(at))
-		}
+		p.apply(ix, n)
 	}
 	ix.cursor = len(p.changes)
+}
+
+// apply brings node n's entry in ix up to date.
+func (p *pass) apply(ix *shapeIndex, n int32) {
+	if ix.pos[n] == excluded {
+		return
+	}
+	s := ix.owner
+	nd := &p.nodes[n]
+	at := ix.pos[n]
+	if !nd.fits(&s.req) {
+		if at >= 0 {
+			ix.remove(int(at))
+		}
+		return
+	}
+	k := nodeKey(nd, s)
+	if at < 0 {
+		ix.key[n] = k
+		ix.pos[n] = int32(len(ix.heap))
+		ix.heap = append(ix.heap, n)
+		ix.up(len(ix.heap) - 1)
+		return
+	}
+	old := ix.key[n]
+	ix.key[n] = k
+	if k < old {
+		ix.up(int(at))
+	} else if k > old {
+		ix.down(int(at))
+	}
 }
 
 func (ix *shapeIndex) less(a, b int32) bool {

@@ -46,6 +46,8 @@ type planner struct {
 	// avoidFail is, per shape, the (end, tasks) pairs at which placing
 	// around reservations failed in this pass (placeAvoiding's memo).
 	avoidFail map[*shape][][2]int64
+	// blockedWraps: the reason wrap for jobs blocked by each reservation.
+	blockedWraps map[model.JobID]func(model.Reason) model.Reason
 }
 
 type laterReason struct {
@@ -64,7 +66,7 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 	pl := &planner{
 		s: s, now: now, nowN: now.UnixNano(), cfg: cfg,
 		p:         newPass(s.Nodes, s.Allocs),
-		plan:      &Plan{Reasons: make(map[model.JobID]model.Reason)},
+		plan:      &Plan{Reasons: make(map[model.JobID]model.Reason, len(s.Pending))},
 		avoidFail: map[*shape][][2]int64{},
 	}
 	pl.byName = make(map[string]int32, len(pl.p.nodes))
@@ -508,7 +510,7 @@ func (pl *planner) record(fp *pass, j *model.Job, at, end int64) *resv {
 		pl.tl.add(tev{at: at, node: n, d: acq, job: j.ID, acq: true})
 		pl.tl.add(tev{at: end, node: n, d: *per[n], job: j.ID})
 		pl.p.nodes[n].reserved++
-		pl.p.changes = append(pl.p.changes, n)
+		pl.p.touch(n)
 	}
 	r := &resv{job: j, start: at, end: end, nodes: nodes}
 	pl.res = append(pl.res, r)

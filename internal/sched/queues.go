@@ -3,6 +3,7 @@ package sched
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -64,6 +65,20 @@ type queueTree struct {
 	// some queue has a "gpu/…" quota).
 	flavored map[string]bool
 	keys     map[string]bool // every governed key
+	// base: whether cpu, memory, gpu and scratch are governed (keys,
+	// without a map lookup per task group).
+	base [4]bool
+	// version counts usage changes; blocked caches blockMessage while it
+	// holds (a long queue repeats the same few messages).
+	version int64
+	blocked map[blockKey]string
+}
+
+type blockKey struct {
+	a       *qnode
+	k       string
+	need    int64
+	version int64
 }
 
 // uniqueQueues picks one queue per name. Names are unique in the state
@@ -115,8 +130,13 @@ func newQueueTree(queues map[string]*model.Queue) *queueTree {
 	for _, r := range t.roots {
 		t.govern(r)
 	}
+	for i, k := range baseKeys {
+		t.base[i] = t.keys[k]
+	}
 	return t
 }
+
+var baseKeys = [4]string{"cpu", "memory", "gpu", "scratch"}
 
 // isAncestor reports whether a is an ancestor of (or is) b.
 func (t *queueTree) isAncestor(a, b *qnode) bool {
@@ -207,10 +227,11 @@ func (t *queueTree) demandOf(r *model.Resources, count int64, node *model.Node, 
 			into[k] += v * count
 		}
 	}
-	add("cpu", r.MilliCPU)
-	add("memory", r.MemoryBytes)
-	add("gpu", r.GPUs)
-	add("scratch", r.ScratchBytes)
+	for i, v := range [4]int64{r.MilliCPU, r.MemoryBytes, r.GPUs, r.ScratchBytes} {
+		if v != 0 && t.base[i] {
+			into[baseKeys[i]] += v * count
+		}
+	}
 	for k, v := range r.Custom {
 		add(k, v)
 	}
@@ -244,6 +265,7 @@ func (t *queueTree) demandOf(r *model.Resources, count int64, node *model.Node, 
 
 // charge adds d (times sign) to the usage of a and its ancestors.
 func (t *queueTree) charge(a *qnode, d demand, sign int64) {
+	t.version++
 	for k, v := range d {
 		for n := a; n != nil; n = n.parent {
 			r := n.res[k]
@@ -265,7 +287,8 @@ func (t *queueTree) charge(a *qnode, d demand, sign int64) {
 // room is how much more of key k a job in queue a may use (unlimited if
 // nothing governs k).
 func (t *queueTree) room(a *qnode, k string) int64 {
-	var chain []*qnode
+	var buf [8]*qnode // trees are shallow: no allocation
+	chain := buf[:0]
 	for n := a; n != nil; n = n.parent {
 		chain = append(chain, n)
 	}
@@ -299,11 +322,12 @@ func (t *queueTree) room(a *qnode, k string) int64 {
 // admits reports whether queue a has room for d, and if not the first key
 // (in sorted order) that lacks it.
 func (t *queueTree) admits(a *qnode, d demand) (bool, string) {
-	keys := make([]string, 0, len(d))
+	var buf [8]string
+	keys := buf[:0]
 	for k := range d {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	for _, k := range keys {
 		if d[k] > 0 && d[k] > t.room(a, k) {
 			return false, k
@@ -316,6 +340,19 @@ func (t *queueTree) admits(a *qnode, d demand) (bool, string) {
 // the level that binds: "queue vision at nominal 16/16 gpu, cohort research
 // has 0 to lend".
 func (t *queueTree) blockMessage(a *qnode, k string, need int64) string {
+	bk := blockKey{a, k, need, t.version}
+	if m, ok := t.blocked[bk]; ok {
+		return m
+	}
+	if t.blocked == nil || len(t.blocked) > 4096 {
+		t.blocked = map[blockKey]string{}
+	}
+	m := t.blockMessageOf(a, k, need)
+	t.blocked[bk] = m
+	return m
+}
+
+func (t *queueTree) blockMessageOf(a *qnode, k string, need int64) string {
 	amt := func(v int64) string { return formatKey(k, v) }
 	room := max(t.room(a, k), 0)
 	ar := a.res[k]

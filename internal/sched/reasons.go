@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -165,6 +166,7 @@ func (p *pass) analyse(s *shape) *shapeAnalysis {
 		dim   string
 	}
 	var withRoom []roomy
+	var shortBase [len(resourceDims)]int // cpu, mem, gpu, scratch: no map work per node
 	short := map[string]int{}
 	for i := range p.nodes {
 		nd := &p.nodes[i]
@@ -180,8 +182,15 @@ func (p *pass) analyse(s *shape) *shapeAnalysis {
 		if c > 0 {
 			a.fitNow = min(a.fitNow+c, 1<<40)
 			withRoom = append(withRoom, roomy{nd, c, dim})
+		} else if i := slices.Index(resourceDims[:], dim); i >= 0 {
+			shortBase[i]++
 		} else {
 			short[dim]++
+		}
+	}
+	for i, n := range shortBase {
+		if n > 0 {
+			short[resourceDims[i]] += n
 		}
 	}
 	switch {
@@ -228,6 +237,9 @@ func (p *pass) analyse(s *shape) *shapeAnalysis {
 	a.room = " (short of " + strings.Join(parts, ", ") + ")"
 	return a
 }
+
+// resourceDims are the names tasksFit gives the built-in dimensions.
+var resourceDims = [...]string{"cpu", "mem", "gpu", "scratch"}
 
 // tasksFit counts how many tasks needing r fit in n's free capacity now, and
 // names the dimension that limits it.

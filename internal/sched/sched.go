@@ -134,13 +134,57 @@ func orderJobs(pending []*model.Job, byPriority bool) []*model.Job {
 	})
 	// A job listed twice keeps its first place in scheduling order.
 	jobs := make([]*model.Job, 0, len(es))
-	seen := make(map[model.JobID]struct{}, len(es))
+	seen := newIDSet(es, func(e entry) model.JobID { return e.id })
 	for _, e := range es {
-		if _, dup := seen[e.id]; dup {
-			continue
+		if seen.add(e.id) {
+			jobs = append(jobs, e.job)
 		}
-		seen[e.id] = struct{}{}
-		jobs = append(jobs, e.job)
 	}
 	return jobs
+}
+
+// idSet is a set of job IDs: a bitmap over their range when IDs are dense
+// (the usual case: the state store numbers jobs), else a map.
+type idSet struct {
+	lo   model.JobID
+	bits []uint64
+	m    map[model.JobID]struct{}
+}
+
+func newIDSet[T any](xs []T, id func(T) model.JobID) *idSet {
+	s := &idSet{}
+	if len(xs) == 0 {
+		return s
+	}
+	lo, hi := id(xs[0]), id(xs[0])
+	for _, x := range xs {
+		lo, hi = min(lo, id(x)), max(hi, id(x))
+	}
+	if uint64(hi-lo) < 64*uint64(len(xs)) {
+		s.lo, s.bits = lo, make([]uint64, uint64(hi-lo)/64+1)
+	} else {
+		s.m = make(map[model.JobID]struct{}, len(xs))
+	}
+	return s
+}
+
+// add inserts id and reports whether it was new.
+func (s *idSet) add(id model.JobID) bool {
+	if s.m != nil || s.bits == nil {
+		if s.m == nil {
+			s.m = map[model.JobID]struct{}{}
+		}
+		if _, dup := s.m[id]; dup {
+			return false
+		}
+		s.m[id] = struct{}{}
+		return true
+	}
+	i := uint64(id - s.lo)
+	w, b := i/64, uint64(1)<<(i%64)
+	if s.bits[w]&b != 0 {
+		return false
+	}
+	s.bits[w] |= b
+	return true
 }

@@ -93,21 +93,57 @@ func (pl *planner) leave(j *model.Job, wrap func(model.Reason) model.Reason) {
 
 // finish computes the reasons of the jobs left pending.
 func (pl *planner) finish() {
+	cache := map[baseKey]model.Reason{}
 	for _, l := range pl.later {
 		if _, done := pl.plan.Reasons[l.job.ID]; done {
 			continue
 		}
-		r := pl.p.reason(l.job)
-		if r.Code == model.ReasonResources || r.Code == model.ReasonGang {
-			if tr, ok := pl.p.topologyReason(l.job); ok {
-				r = tr
+		var r model.Reason
+		if k, ok := baseKeyOf(pl.p, l.job); ok {
+			var found bool
+			if r, found = cache[k]; !found {
+				r = pl.baseReason(l.job)
+				cache[k] = r
 			}
+		} else {
+			r = pl.baseReason(l.job)
 		}
 		if l.wrap != nil {
 			r = l.wrap(r)
 		}
 		pl.plan.Reasons[l.job.ID] = r
 	}
+}
+
+// baseReason is the analysis of why j does not fit the final state.
+func (pl *planner) baseReason(j *model.Job) model.Reason {
+	r := pl.p.reason(j)
+	if r.Code == model.ReasonResources || r.Code == model.ReasonGang {
+		if tr, ok := pl.p.topologyReason(j); ok {
+			r = tr
+		}
+	}
+	return r
+}
+
+// baseKey is everything baseReason reads of a valid one-group job: jobs
+// with equal keys get the same reason, computed once (queues of thousands
+// of jobs have a few hundred distinct keys).
+type baseKey struct {
+	s           *shape // the group's shape, any flavor, packed
+	name        string
+	count, gang int
+	topology    string
+	spread      bool
+}
+
+func baseKeyOf(p *pass, j *model.Job) (baseKey, bool) {
+	if len(j.Groups) != 1 || invalidJob(j) != "" {
+		return baseKey{}, false
+	}
+	g := &j.Groups[0]
+	return baseKey{s: p.shapeFor(g, "", false), name: g.Name, count: g.Count, gang: j.GangSize(),
+		topology: j.Topology, spread: j.Placement == model.PlacementSpread}, true
 }
 
 // reservedWrap turns a job's shortage reason into "reserved, starts at".
@@ -124,6 +160,9 @@ func (pl *planner) blockedWrap(blocker model.JobID) func(model.Reason) model.Rea
 	if blocker == 0 {
 		return nil
 	}
+	if w := pl.blockedWraps[blocker]; w != nil {
+		return w
+	}
 	var r *resv
 	for _, x := range pl.res {
 		if x.job.ID == blocker {
@@ -131,13 +170,19 @@ func (pl *planner) blockedWrap(blocker model.JobID) func(model.Reason) model.Rea
 			break
 		}
 	}
-	return func(model.Reason) model.Reason {
-		msg := fmt.Sprintf("would fit now but would delay job %d", uint64(blocker))
-		if r != nil {
-			msg += fmt.Sprintf(", reserved to start at %s", pl.eta(r.start))
-		}
-		return model.Reason{Code: model.ReasonBackfill, Message: msg}
+	msg := fmt.Sprintf("would fit now but would delay job %d", uint64(blocker))
+	if r != nil {
+		msg += fmt.Sprintf(", reserved to start at %s", pl.eta(r.start))
 	}
+	w := func(model.Reason) model.Reason { return model.Reason{Code: model.ReasonBackfill, Message: msg} }
+	if r != nil {
+		// Thousands of jobs may wait on one reservation: one message.
+		if pl.blockedWraps == nil {
+			pl.blockedWraps = map[model.JobID]func(model.Reason) model.Reason{}
+		}
+		pl.blockedWraps[blocker] = w
+	}
+	return w
 }
 
 // eta renders a future instant for people: "14:05:00 (in 35m)", with the

@@ -98,7 +98,7 @@ func (p *pass) addFree(n int32, d *vec, k int64) {
 		nd.custom[name] += k * x
 	}
 	nd.refreshShare()
-	p.changes = append(p.changes, n)
+	p.touch(n)
 }
 
 // holdBack takes (sign -1) or gives back (+1) room a reservation needs

@@ -119,11 +119,11 @@ func (p *pass) domainRoom(j *model.Job, o placeOpts) []domainFit {
 			}
 			s := p.shapeFor(g, flavorFor(g, o.flavor), spread)
 			var room int64
-			for _, n := range d.nodes {
-				nd := &p.nodes[n]
-				if passesStatic(nd, s) {
-					c, _ := tasksFit(nd, &s.req)
-					room += c
+			if t := p.roomsFor(s, j.Topology); t != nil {
+				room = t.room[di]
+			} else {
+				for _, n := range d.nodes {
+					room += p.nodeRoom(n, s)
 				}
 			}
 			if gi == primary {
@@ -144,6 +144,81 @@ func (p *pass) domainRoom(j *model.Job, o placeOpts) []domainFit {
 		return x.spare > y.spare
 	})
 	return out
+}
+
+// roomTable is, for one shape and topology label, how many tasks of the
+// shape fit now on each node and in each domain. Like a shape index it is
+// kept current from the change log, so rating the domains for a gang costs
+// one look per domain rather than a scan of every node.
+type roomTable struct {
+	dom     []int32 // per node: its domain, or -1 (no label, or static filters fail)
+	contrib []int64 // per node: tasks that fit there now
+	room    []int64 // per domain: the sum of contrib
+	s       *shape
+	cursor  int // how much of pass.changes has been applied
+}
+
+// maxRoomTables bounds the room tables of a pass (16 bytes per node each);
+// past it, domains are rated by scanning their nodes.
+const maxRoomTables = 64
+
+// roomsFor returns the up-to-date room table of s and label, building it
+// on first use; nil when the pass has too many.
+func (p *pass) roomsFor(s *shape, label string) *roomTable {
+	k := topoKey{s, label}
+	if t := p.rooms[k]; t != nil {
+		for _, n := range p.changes[t.cursor:] {
+			t.apply(p, n)
+		}
+		t.cursor = len(p.changes)
+		return t
+	}
+	if len(p.rooms) >= maxRoomTables {
+		return nil
+	}
+	doms := p.domainsFor(label)
+	t := &roomTable{s: s, dom: make([]int32, len(p.nodes)), contrib: make([]int64, len(p.nodes)), room: make([]int64, len(doms))}
+	for i := range t.dom {
+		t.dom[i] = -1
+	}
+	for di := range doms {
+		for _, n := range doms[di].nodes {
+			if passesStatic(&p.nodes[n], s) {
+				t.dom[n] = int32(di)
+				t.contrib[n], _ = tasksFit(&p.nodes[n], &s.req)
+				t.room[di] += t.contrib[n]
+			}
+		}
+	}
+	t.cursor = len(p.changes)
+	if p.rooms == nil {
+		p.rooms = map[topoKey]*roomTable{}
+	}
+	p.rooms[k] = t
+	p.roomList = append(p.roomList, t)
+	return t
+}
+
+// apply brings node n's count up to date.
+func (t *roomTable) apply(p *pass, n int32) {
+	d := t.dom[n]
+	if d < 0 {
+		return
+	}
+	c, _ := tasksFit(&p.nodes[n], &t.s.req)
+	t.room[d] += c - t.contrib[n]
+	t.contrib[n] = c
+}
+
+// nodeRoom is how many tasks of s fit on node n now (0 when n fails a
+// static filter).
+func (p *pass) nodeRoom(n int32, s *shape) int64 {
+	nd := &p.nodes[n]
+	if !passesStatic(nd, s) {
+		return 0
+	}
+	c, _ := tasksFit(nd, &s.req)
+	return c
 }
 
 // primaryGroup is the group whose tasks are hardest to place: most GPUs,
