@@ -50,18 +50,8 @@ type classes struct {
 
 // buildClasses groups the nodes.
 func (p *pass) buildClasses() *classes {
-	c := &classes{static: make([]int32, len(p.nodes)), buckets: map[dynKey]*bucket{}, key: make([]dynKey, len(p.nodes)), ok: map[*shape][]int8{}}
-	ids := map[string]int32{}
-	for i := range p.nodes {
-		k := staticKey(&p.nodes[i], p.labelKeys)
-		id, found := ids[k]
-		if !found {
-			id = int32(len(ids))
-			ids[k] = id
-		}
-		c.static[i] = id
-	}
-	c.nclass = len(ids)
+	st := p.staticClasses()
+	c := &classes{static: st.of, nclass: st.n, buckets: map[dynKey]*bucket{}, key: make([]dynKey, len(p.nodes)), ok: map[*shape][]int8{}}
 	for i := range p.nodes {
 		k := c.keyOf(&p.nodes[i])
 		c.key[i] = k
@@ -72,27 +62,71 @@ func (p *pass) buildClasses() *classes {
 	return c
 }
 
-// staticKey identifies n's static class. Of the labels it takes only those
-// in keys: labels no constraint names (a rack, a hostname) cannot tell
-// nodes apart for any shape of the pass.
-func staticKey(n *nodeState, keys map[string]bool) string {
-	var b strings.Builder
-	for _, v := range []int64{n.capCPU, n.capMem, n.capGPU, n.capScratch} {
-		b.WriteString(strconv.FormatInt(v, 10))
-		b.WriteByte(',')
+// staticClasses numbers the nodes' static classes: capacity, flavor,
+// custom capacity, and the values of the labels in labelKeys (labels no
+// constraint names, such as a rack or a hostname, cannot tell nodes apart
+// for any shape of the pass). The numbering is shared with clones of the
+// pass while their label keys are the same.
+func (p *pass) staticClasses() *staticClasses {
+	keys := make([]string, 0, len(p.labelKeys))
+	for k := range p.labelKeys {
+		keys = append(keys, k)
 	}
-	b.WriteString(strconv.Quote(n.flavor))
-	var labels map[string]string
-	for k := range keys {
-		if v, ok := n.node.Labels[k]; ok {
-			if labels == nil {
-				labels = map[string]string{}
-			}
-			labels[k] = v
+	slices.Sort(keys)
+	id := strings.Join(keys, "\x00")
+	if st := p.static; st != nil && st.keys == id {
+		return st
+	}
+	st := &staticClasses{keys: id, of: make([]int32, len(p.nodes))}
+	// Refine a label at a time: no key strings built per node.
+	type base struct {
+		capClass int32
+		flavor   string
+		custom   string
+	}
+	ids := map[base]int32{}
+	for i := range p.nodes {
+		nd := &p.nodes[i]
+		b := base{capClass: nd.capClass, flavor: nd.flavor}
+		if len(nd.node.Capacity.Custom) > 0 {
+			b.custom = canonical(nd.node.Capacity.Custom, nil)
 		}
+		c, ok := ids[b]
+		if !ok {
+			c = int32(len(ids))
+			ids[b] = c
+		}
+		st.of[i] = c
 	}
-	b.WriteString(canonical(n.node.Capacity.Custom, labels))
-	return b.String()
+	st.n = len(ids)
+	for _, k := range keys {
+		type refined struct {
+			class int32
+			value string
+			has   bool
+		}
+		next := map[refined]int32{}
+		for i := range p.nodes {
+			v, has := p.nodes[i].node.Labels[k]
+			r := refined{st.of[i], v, has}
+			c, ok := next[r]
+			if !ok {
+				c = int32(len(next))
+				next[r] = c
+			}
+			st.of[i] = c
+		}
+		st.n = len(next)
+	}
+	p.static = st
+	return st
+}
+
+// staticClasses is a numbering of the nodes by static class.
+type staticClasses struct {
+	keys string  // the label keys it tells apart, joined
+	of   []int32 // per node
+	n    int
 }
 
 func (c *classes) keyOf(n *nodeState) dynKey {

@@ -35,6 +35,9 @@ type nodeState struct {
 	freeShare int64 // F in bestFit; refreshShare after every change
 
 	flavor string // GPU flavor (see nodeFlavor); "" if none
+	// capClass numbers the node's (capCPU, capMem, capGPU, capScratch):
+	// nodes of one class give a task the same share (shape.taskShare).
+	capClass int32
 	// reserved counts reservations that hold something on this node: new
 	// work avoids such nodes when others fit (avoidReserved).
 	reserved int32
@@ -128,6 +131,7 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 
 	sched = make([]nodeState, 0, len(ready))
 	byName := make(map[string]int32, len(ready))
+	capClasses := map[[4]int64]int32{}
 	for _, n := range ready {
 		if _, dup := byName[n.Name]; dup {
 			continue // names are unique in the state store; be safe anyway
@@ -135,6 +139,13 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 		byName[n.Name] = int32(len(sched))
 		ns := newNodeState(n)
 		ns.index = int32(len(sched))
+		c := [4]int64{ns.capCPU, ns.capMem, ns.capGPU, ns.capScratch}
+		id, ok := capClasses[c]
+		if !ok {
+			id = int32(len(capClasses))
+			capClasses[c] = id
+		}
+		ns.capClass = id
 		sched = append(sched, ns)
 	}
 	for _, a := range allocs {

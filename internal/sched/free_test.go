@@ -2,6 +2,8 @@ package sched
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -152,3 +154,33 @@ func TestVerifyJobSubtractsOnSuccess(t *testing.T) {
 }
 
 func one() model.Resources { return res(1, "1G", 0) }
+
+// TestNodeKeyIsTheScorers holds the written-out node key to the scorers
+// list it stands for, over random nodes, states and shapes.
+func TestNodeKeyIsTheScorers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var nodes []*model.Node
+	for i := 0; i < 40; i++ {
+		b := testkit.Node(fmt.Sprintf("n%02d", i)).CPU(int(1 + rng.IntN(64))).Mem(fmt.Sprintf("%dG", 1+rng.IntN(512)))
+		if rng.IntN(3) == 0 {
+			b.GPUs(1 + rng.IntN(8))
+		}
+		nodes = append(nodes, b.Build())
+	}
+	p := newPass(nodes, nil)
+	for trial := 0; trial < 2000; trial++ {
+		nd := &p.nodes[rng.IntN(len(p.nodes))]
+		nd.cpu = rng.Int64N(nd.capCPU + 1)
+		nd.mem = rng.Int64N(nd.capMem + 1)
+		nd.gpu = rng.Int64N(nd.capGPU + 1)
+		nd.freeSlots = rng.Int64N(nd.capGPU + 1)
+		nd.reserved = int32(rng.IntN(2))
+		nd.nowShare = rng.Int64N(4 * bestFitScale)
+		nd.refreshShare()
+		g := testkit.Job(1).MilliCPU(rng.Int64N(8000)).Mem(fmt.Sprintf("%dM", rng.IntN(64000))).GPUs(rng.IntN(3)).Build().Groups[0]
+		s := p.shapeFor(&g, "", rng.IntN(4) == 0)
+		if got, want := nodeKey(nd, s), scorersKey(nd, s); got != want {
+			t.Fatalf("node %s (%+v), shape %v spread=%v: nodeKey %d, scorers say %d", nd.name, *nd, s.req, s.spread, got, want)
+		}
+	}
+}

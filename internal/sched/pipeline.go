@@ -68,13 +68,55 @@ func avoidReserved(n *nodeState, _ *shape) int64 {
 // "extra" processors). 0 in the present state.
 func avoidFreeNow(n *nodeState, _ *shape) int64 { return n.nowShare }
 
-// nodeKey combines the scorers into one comparable number.
-func nodeKey(n *nodeState, s *shape) int64 {
+// scorersKey combines the scorers into one comparable number: the
+// definition of a node's key.
+func scorersKey(n *nodeState, s *shape) int64 {
 	var k int64
 	for _, sc := range scorers {
 		k += sc.weight * sc.score(n, s)
 	}
 	return k
+}
+
+// nodeKey is scorersKey for the scorers listed above, written out: the
+// indexes compute millions of keys per pass, and bestFit's task share
+// (four divisions) depends only on the shape and the node's capacity, so
+// the shape caches it per capacity class. TestNodeKeyIsTheScorers holds
+// the two equal; change both together.
+func nodeKey(n *nodeState, s *shape) int64 {
+	var k int64
+	if s.req.GPUs == 0 && n.capGPU > 0 {
+		k += keepGPUWeight
+	}
+	if n.reserved > 0 {
+		k += avoidReservedWeight
+	}
+	k += avoidFreeNowWeight * n.nowShare
+	f := n.freeShare - s.taskShare(n)
+	if s.spread {
+		f = -f
+	}
+	return k + f
+}
+
+// taskShare is R in bestFit: one task's share of n's capacity.
+func (s *shape) taskShare(n *nodeState) int64 {
+	c := n.capClass
+	if int(c) < len(s.rShare) && s.rShare[c] >= 0 {
+		return s.rShare[c]
+	}
+	r := &s.req
+	v := share(r.MilliCPU, n.capCPU) + share(r.MemoryBytes, n.capMem) + share(r.GPUs, n.capGPU) + share(r.ScratchBytes, n.capScratch)
+	if int(c) >= len(s.rShare) {
+		grown := make([]int64, c+1)
+		copy(grown, s.rShare)
+		for i := len(s.rShare); i < len(grown); i++ {
+			grown[i] = -1
+		}
+		s.rShare = grown
+	}
+	s.rShare[c] = v
+	return v
 }
 
 // matchesConstraints: the node carries every label key=value the group asks

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,11 +10,18 @@ import (
 )
 
 // maxIndexes bounds how many shape indexes a pass keeps (16 bytes per node
-// each). Past that, a shape without an index is placed by a plain scan of the
-// nodes, until it has been asked for more than twice as often as the least
-// used indexed shape, which then gives up its index. (Plain LRU would rebuild
-// an index for every placement when more shapes than indexes take turns.)
-const maxIndexes = 32
+// each): what fits in indexBudget, between 32 and 128. Past that, a shape
+// without an index is placed by a scan of the nodes, until it has been
+// asked for more than twice as often as the least used indexed shape, which
+// then gives up its index. (Plain LRU would rebuild an index for every
+// placement when more shapes than indexes take turns.) A shape's first
+// placement search scans too: a shape asked for once (one single-task job)
+// is not worth an index.
+func maxIndexes(nodes int) int {
+	return min(128, max(32, indexBudget/(16*max(nodes, 1))))
+}
+
+const indexBudget = 16 << 20
 
 // shapeKey identifies a task shape: a per-task request plus node
 // constraints. Tasks with equal keys are interchangeable for placement (an
@@ -48,6 +56,8 @@ type shape struct {
 	match []bool
 	// analysis caches the reason work for jobs left pending (reasons.go).
 	analysis *shapeAnalysis
+	// rShare caches taskShare per node capacity class (-1: not yet).
+	rShare []int64
 }
 
 // shapeIndex is a min-heap of the nodes where one task of a shape fits now,
@@ -94,6 +104,9 @@ type pass struct {
 	labelKeys map[string]bool
 	// extras caches shapeKey.extra per task group of the snapshot.
 	extras map[*model.TaskGroup]string
+	// static numbers the nodes' static classes (classes.go); shared with
+	// clones.
+	static *staticClasses
 
 	// Reused per job: no allocation per task in the placement loop.
 	tent        []tentative
@@ -133,7 +146,8 @@ func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 // indexes or tentative work): the start of a what-if world, such as the
 // cluster at a future time.
 func (p *pass) clone() *pass {
-	c := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), unsched: p.unsched, mark: -1}
+	c := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), unsched: p.unsched, mark: -1,
+		labelKeys: maps.Clone(p.labelKeys), static: p.static}
 	c.nodes = make([]nodeState, len(p.nodes))
 	for i := range p.nodes {
 		c.nodes[i] = p.nodes[i].copy()
@@ -479,8 +493,11 @@ func (p *pass) indexFor(s *shape) *shapeIndex {
 	if s.idx != nil {
 		return s.idx
 	}
+	if s.uses < 2 {
+		return nil
+	}
 	var ix *shapeIndex
-	if len(p.indexes) < maxIndexes {
+	if len(p.indexes) < maxIndexes(len(p.nodes)) {
 		n := len(p.nodes)
 		ix = &shapeIndex{heap: make([]int32, 0, n), pos: make([]int32, n), key: make([]int64, n)}
 		p.indexes = append(p.indexes, ix)

@@ -438,6 +438,7 @@ func TestManyShapesEvictIndexes(t *testing.T) {
 		nodes = append(nodes, b.Build())
 	}
 	var jobs []*model.Job
+	maxIndexes := maxIndexes(len(nodes))
 	for i := 1; i <= 3*maxIndexes; i++ {
 		jobs = append(jobs, testkit.Job(model.JobID(i)).MilliCPU(int64(100+(i%13)*300)).Tasks(1+i%3).
 			Constraint("a", fmt.Sprint(i%7)).Constraint("b", fmt.Sprint((i/7)%11)).Build())
