@@ -50,23 +50,18 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	}
 	// Shortest predicted run first among equal priorities.
 	type keyed struct {
-		j         *model.Job
-		prio, pos int
-		run       int64
+		j   *model.Job
+		run int64
 	}
 	ks := make([]keyed, len(rest))
 	for i, j := range rest {
-		ks[i] = keyed{j, j.Priority, i, pl.est.runFor(j)}
+		ks[i] = keyed{j, pl.est.runFor(j)}
 	}
-	// Stable by position, with flat keys: faster than a stable sort.
-	slices.SortFunc(ks, func(a, b keyed) int {
-		if a.prio != b.prio {
-			return b.prio - a.prio
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if a.j.Priority != b.j.Priority {
+			return b.j.Priority - a.j.Priority
 		}
-		if a.run != b.run {
-			return cmpInt64(a.run, b.run)
-		}
-		return a.pos - b.pos
+		return cmpInt64(a.run, b.run)
 	})
 	for _, k := range ks {
 		d.consider(k.j, false)
