@@ -3,6 +3,7 @@ package sched
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -115,7 +116,11 @@ func (n *nodeState) freeGPUIndices() []int {
 // state of every schedulable node, sorted by name. It also returns the
 // unschedulable nodes (for reasons). This is the one place free capacity is
 // computed; ComputeFree exposes the same numbers to the plan verifier.
-func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeState, unsched []*model.Node) {
+//
+// allocNode gives, per allocation, the index of the node it holds room on
+// (-1: terminal, or not on a schedulable node); byName the index of each
+// schedulable node.
+func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeState, unsched []*model.Node, allocNode []int32, byName map[string]int32) {
 	ready := make([]*model.Node, 0, len(nodes))
 	for _, n := range nodes {
 		switch {
@@ -126,11 +131,12 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 			unsched = append(unsched, n)
 		}
 	}
-	sort.Slice(ready, func(a, b int) bool { return ready[a].Name < ready[b].Name })
-	sort.Slice(unsched, func(a, b int) bool { return unsched[a].Name < unsched[b].Name })
+	byNodeName := func(a, b *model.Node) int { return strings.Compare(a.Name, b.Name) }
+	slices.SortFunc(ready, byNodeName)
+	slices.SortFunc(unsched, byNodeName)
 
 	sched = make([]nodeState, 0, len(ready))
-	byName := make(map[string]int32, len(ready))
+	byName = make(map[string]int32, len(ready))
 	capClasses := map[[4]int64]int32{}
 	for _, n := range ready {
 		if _, dup := byName[n.Name]; dup {
@@ -148,7 +154,9 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 		ns.capClass = id
 		sched = append(sched, ns)
 	}
-	for _, a := range allocs {
+	allocNode = make([]int32, len(allocs))
+	for k, a := range allocs {
+		allocNode[k] = -1
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
@@ -156,12 +164,13 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 		if !ok {
 			continue // on a down or draining node: holds nothing we could use
 		}
-		sched[i].hold(a.Resources, a.GPUIndices)
+		allocNode[k] = i
+		sched[i].hold(&a.Resources, a.GPUIndices)
 	}
 	for i := range sched {
 		sched[i].refreshShare()
 	}
-	return sched, unsched
+	return sched, unsched, allocNode, byName
 }
 
 func newNodeState(n *model.Node) nodeState {
@@ -199,7 +208,7 @@ func newNodeState(n *model.Node) nodeState {
 
 // hold subtracts a live allocation's resources and marks its devices used.
 // Indices the node does not have are ignored.
-func (n *nodeState) hold(r model.Resources, gpus []int) {
+func (n *nodeState) hold(r *model.Resources, gpus []int) {
 	n.cpu -= r.MilliCPU
 	n.mem -= r.MemoryBytes
 	n.gpu -= r.GPUs
@@ -286,7 +295,7 @@ type NodeFree struct {
 // arithmetic is the scheduler's own, so a plan the scheduler made from the
 // same input always passes VerifyJob.
 func ComputeFree(nodes []*model.Node, allocs []*model.Allocation) map[string]*NodeFree {
-	states, _ := buildNodes(nodes, allocs)
+	states, _, _, _ := buildNodes(nodes, allocs)
 	out := make(map[string]*NodeFree, len(states))
 	for i := range states {
 		n := &states[i]

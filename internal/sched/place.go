@@ -91,6 +91,10 @@ type tentative struct {
 type pass struct {
 	nodes   []nodeState
 	unsched []*model.Node
+	// allocNode: per live allocation of the snapshot, its node (-1: none);
+	// byName: schedulable node name -> index. Not set on clones.
+	allocNode []int32
+	byName    map[string]int32
 	changes []int32 // node indices whose free capacity changed, in order
 	// mark is len(changes) when the current tentative placement began, if
 	// every change since is one of its takes (else -1): undo then restores
@@ -103,7 +107,8 @@ type pass struct {
 	// labelKeys: every label key a shape's constraints name (classes.go).
 	labelKeys map[string]bool
 	// extras caches shapeKey.extra per task group of the snapshot.
-	extras map[*model.TaskGroup]string
+	extras    map[*model.TaskGroup]string
+	lastShape lastShape
 	// static numbers the nodes' static classes (classes.go); shared with
 	// clones.
 	static *staticClasses
@@ -138,7 +143,7 @@ type pass struct {
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1}
-	p.nodes, p.unsched = buildNodes(nodes, allocs)
+	p.nodes, p.unsched, p.allocNode, p.byName = buildNodes(nodes, allocs)
 	return p
 }
 
@@ -173,6 +178,24 @@ func (p *pass) scanIn(s *shape, nodes []int32) int32 {
 // shapeFor returns the pass's shape for a task group, creating it on first
 // sight.
 func (p *pass) shapeFor(g *model.TaskGroup, flavor string, spread bool) *shape {
+	// A job's group is looked up several times in a row (quota, placement,
+	// reasons): remember the last answer.
+	if l := &p.lastShape; l.g == g && l.flavor == flavor && l.spread == spread {
+		return l.s
+	}
+	s := p.shapeOf(g, flavor, spread)
+	p.lastShape = lastShape{g: g, flavor: flavor, spread: spread, s: s}
+	return s
+}
+
+type lastShape struct {
+	g      *model.TaskGroup
+	flavor string
+	spread bool
+	s      *shape
+}
+
+func (p *pass) shapeOf(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
 	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, flavor: flavor, spread: spread}
 	if len(r.Custom) > 0 || len(g.Constraints) > 0 {
@@ -582,8 +605,12 @@ func (p *pass) sync(ix *shapeIndex) {
 		p.rebuild(ix)
 		return
 	}
+	prev := int32(-1)
 	for _, n := range pending {
-		p.apply(ix, n)
+		if n != prev { // a gang's tasks on one node: one change
+			p.apply(ix, n)
+			prev = n
+		}
 	}
 	ix.cursor = len(p.changes)
 }

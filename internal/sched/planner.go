@@ -48,10 +48,16 @@ type planner struct {
 	avoidFail map[*shape][][2]int64
 	// blockedWraps: the reason wrap for jobs blocked by each reservation.
 	blockedWraps map[model.JobID]func(model.Reason) model.Reason
+	// baseKeys numbers the distinct baseKeys of jobs left pending;
+	// baseJobs[i] is the first job left with key i.
+	baseKeys map[baseKey]int32
+	baseJobs []*model.Job
 }
 
 type laterReason struct {
 	job  *model.Job
+	id   model.JobID
+	key  int32                           // in baseJobs; -1: analysed on its own
 	wrap func(model.Reason) model.Reason // nil: the analysis as is
 }
 
@@ -69,10 +75,7 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 		plan:      &Plan{Reasons: make(map[model.JobID]model.Reason, len(s.Pending))},
 		avoidFail: map[*shape][][2]int64{},
 	}
-	pl.byName = make(map[string]int32, len(pl.p.nodes))
-	for i := range pl.p.nodes {
-		pl.byName[pl.p.nodes[i].name] = int32(i)
-	}
+	pl.byName = pl.p.byName
 	pl.queues = uniqueQueues(s.Queues)
 	if predict || cfg.policy() == PolicyDure {
 		pl.history = newHistoryOrder(s.History)
@@ -85,18 +88,7 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 // startTimeline builds the timeline from the live allocations, each
 // expected to end at end(a).
 func (pl *planner) startTimeline(end func(a *model.Allocation) int64) {
-	base := make([]tev, 0, len(pl.s.Allocs))
-	for _, a := range pl.s.Allocs {
-		if a == nil || a.Status.Terminal() {
-			continue
-		}
-		n, ok := pl.byName[a.Node]
-		if !ok {
-			continue
-		}
-		base = append(base, tev{at: end(a), node: n, d: vecOf(&a.Resources), job: a.JobID})
-	}
-	pl.tl = newTimeline(pl.nowN, len(pl.p.nodes), base)
+	pl.tl = newTimeline(pl.nowN, len(pl.p.nodes), pl.s.Allocs, pl.p.allocNode, end)
 }
 
 // place tries j now in the present state, honouring the reservations made

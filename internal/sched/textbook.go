@@ -87,31 +87,47 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 
 // leave records that j stays pending; its reason is the analysis of the
 // final state, passed through wrap when set.
+// Jobs with equal base keys share one analysis; the key is taken here,
+// while the job is at hand.
 func (pl *planner) leave(j *model.Job, wrap func(model.Reason) model.Reason) {
-	pl.later = append(pl.later, laterReason{job: j, wrap: wrap})
+	key := int32(-1)
+	if k, ok := baseKeyOf(pl.p, j); ok {
+		i, found := pl.baseKeys[k]
+		if !found {
+			if pl.baseKeys == nil {
+				pl.baseKeys = map[baseKey]int32{}
+			}
+			i = int32(len(pl.baseJobs))
+			pl.baseKeys[k] = i
+			pl.baseJobs = append(pl.baseJobs, j)
+		}
+		key = i
+	}
+	pl.later = append(pl.later, laterReason{job: j, id: j.ID, key: key, wrap: wrap})
 }
 
 // finish computes the reasons of the jobs left pending.
 func (pl *planner) finish() {
-	cache := map[baseKey]model.Reason{}
+	base := make([]model.Reason, len(pl.baseJobs))
+	done := make([]bool, len(pl.baseJobs))
 	for _, l := range pl.later {
-		if _, done := pl.plan.Reasons[l.job.ID]; done {
+		if _, set := pl.plan.Reasons[l.id]; set {
 			continue
 		}
 		var r model.Reason
-		if k, ok := baseKeyOf(pl.p, l.job); ok {
-			var found bool
-			if r, found = cache[k]; !found {
-				r = pl.baseReason(l.job)
-				cache[k] = r
+		if l.key >= 0 {
+			if !done[l.key] {
+				base[l.key] = pl.baseReason(pl.baseJobs[l.key])
+				done[l.key] = true
 			}
+			r = base[l.key]
 		} else {
 			r = pl.baseReason(l.job)
 		}
 		if l.wrap != nil {
 			r = l.wrap(r)
 		}
-		pl.plan.Reasons[l.job.ID] = r
+		pl.plan.Reasons[l.id] = r
 	}
 }
 

@@ -122,10 +122,10 @@ type tev struct {
 // timeline holds the future events of one pass.
 type timeline struct {
 	now int64
-	// base: releases of live allocations, by time; baseNode: the same by
-	// node then time, nodeStart[n]..nodeStart[n+1] being node n's.
+	// base: releases of live allocations, by time; baseNode: positions in
+	// base by node then time, nodeStart[n]..nodeStart[n+1] being node n's.
 	base      []tev
-	baseNode  []tev
+	baseNode  []int32
 	nodeStart []int32
 	// dyn: events added during the pass (releases of jobs started now,
 	// reservation acquires and releases), by time then identity; read it
@@ -145,17 +145,25 @@ type timeline struct {
 	lastID   int64
 }
 
-func newTimeline(now int64, nodes int, base []tev) *timeline {
+// newTimeline starts a timeline with the release of every live allocation
+// (allocNode[k] >= 0: the node allocs[k] is on) at end(allocs[k]).
+func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []int32, end func(*model.Allocation) int64) *timeline {
 	tl := &timeline{now: now, dynNode: make([][]tev, nodes), isRes: make([]bool, nodes)}
-	// Sort indices, not the events (they are large); the order is total
+	// Sort small keys, not the events (they are large); the order is total
 	// (time, node, job, position) so it never depends on map or input order
 	// beyond what the caller sorted.
-	idx := make([]int32, len(base))
-	for i := range idx {
-		idx[i] = int32(i)
+	type key struct {
+		at        int64
+		job       model.JobID
+		node, pos int32
 	}
-	slices.SortFunc(idx, func(a, b int32) int {
-		x, y := &base[a], &base[b]
+	keys := make([]key, 0, len(allocs))
+	for k, a := range allocs {
+		if n := allocNode[k]; n >= 0 {
+			keys = append(keys, key{end(a), a.JobID, n, int32(k)})
+		}
+	}
+	slices.SortFunc(keys, func(x, y key) int {
 		switch {
 		case x.at != y.at:
 			return cmpInt64(x.at, y.at)
@@ -164,26 +172,26 @@ func newTimeline(now int64, nodes int, base []tev) *timeline {
 		case x.job != y.job:
 			return cmpInt64(int64(x.job), int64(y.job))
 		}
-		return int(a - b)
+		return int(x.pos - y.pos)
 	})
-	sorted := make([]tev, len(base))
-	for i, k := range idx {
-		sorted[i] = base[k]
+	tl.base = make([]tev, len(keys))
+	for i, k := range keys {
+		tl.base[i] = tev{at: k.at, node: k.node, d: vecOf(&allocs[k.pos].Resources), job: k.job}
 	}
-	tl.base = sorted
 	// By node, keeping time order within a node: a counting sort.
-	tl.baseNode = make([]tev, len(base))
+	tl.baseNode = make([]int32, len(keys))
 	tl.nodeStart = make([]int32, nodes+1)
-	for _, e := range tl.base {
-		tl.nodeStart[e.node+1]++
+	for i := range tl.base {
+		tl.nodeStart[tl.base[i].node+1]++
 	}
 	for i := 1; i <= nodes; i++ {
 		tl.nodeStart[i] += tl.nodeStart[i-1]
 	}
 	fill := slices.Clone(tl.nodeStart[:nodes])
-	for _, e := range tl.base {
-		tl.baseNode[fill[e.node]] = e
-		fill[e.node]++
+	for i := range tl.base {
+		n := tl.base[i].node
+		tl.baseNode[fill[n]] = int32(i)
+		fill[n]++
 	}
 	return tl
 }
@@ -278,9 +286,9 @@ func (tl *timeline) hasAcquire(n int32) bool { return tl.isRes[n] }
 // same instant are applied together.
 func (tl *timeline) deficit(n int32, t0, t1 int64) (vec, model.JobID) {
 	ev := tl.scratch[:0]
-	for _, e := range tl.baseNode[tl.nodeStart[n]:tl.nodeStart[n+1]] {
-		if e.at > t0 && e.at < t1 {
-			ev = append(ev, e)
+	for _, i := range tl.baseNode[tl.nodeStart[n]:tl.nodeStart[n+1]] {
+		if e := &tl.base[i]; e.at > t0 && e.at < t1 {
+			ev = append(ev, *e)
 		}
 	}
 	for _, e := range tl.dynNode[n] {
