@@ -95,7 +95,7 @@ type pass struct {
 	// byName: schedulable node name -> index. Not set on clones.
 	allocNode []int32
 	byName    map[string]int32
-	changes []int32 // node indices whose free capacity changed, in order
+	changes   []int32 // node indices whose free capacity changed, in order
 	// mark is len(changes) when the current tentative placement began, if
 	// every change since is one of its takes (else -1): undo then restores
 	// the nodes exactly and rolls the log back instead of growing it, so
