@@ -149,6 +149,10 @@ type BenchResult struct {
 	Placements int           // over all passes
 	Total      time.Duration // sum of pass times
 	PassTimes  []time.Duration
+	// CPU is the process CPU time the passes took (GC on every thread
+	// included), when RunBench was given a CPU clock: what one core
+	// would need.
+	CPU []time.Duration
 	// PlacedFirst is the placements of the first (cold) pass; Pending the
 	// jobs still pending after the last.
 	PlacedFirst int
@@ -161,6 +165,23 @@ func (r *BenchResult) PlacementsPerSecond() float64 {
 		return 0
 	}
 	return float64(r.Placements) / r.Total.Seconds()
+}
+
+// CPUTotal is the CPU time of all passes (0 without a CPU clock).
+func (r *BenchResult) CPUTotal() time.Duration {
+	var t time.Duration
+	for _, d := range r.CPU {
+		t += d
+	}
+	return t
+}
+
+// PlacementsPerCPUSecond is placements over the CPU time of whole passes.
+func (r *BenchResult) PlacementsPerCPUSecond() float64 {
+	if t := r.CPUTotal(); t > 0 {
+		return float64(r.Placements) / t.Seconds()
+	}
+	return 0
 }
 
 // Percentile returns the p-th percentile pass time (nearest rank).
@@ -178,8 +199,9 @@ func (r *BenchResult) Percentile(p float64) time.Duration {
 // cluster and the whole queue. Before each later one, a tenth of the running
 // jobs (chosen by the seeded source) end, the way a busy cluster churns, and
 // the pass schedules the rest of the queue into the freed room. clock times
-// each sched.Schedule call and nothing else.
-func RunBench(w *BenchWorkload, cfg sched.Config, passes int, seed uint64, clock func() time.Time) (*BenchResult, error) {
+// each sched.Schedule call and nothing else; cpu, if not nil, reads the
+// process's CPU time around the same calls.
+func RunBench(w *BenchWorkload, cfg sched.Config, passes int, seed uint64, clock func() time.Time, cpu func() time.Duration) (*BenchResult, error) {
 	if passes < 1 {
 		return nil, fmt.Errorf("bench: passes must be at least 1 (got %d)", passes)
 	}
@@ -195,9 +217,16 @@ func RunBench(w *BenchWorkload, cfg sched.Config, passes int, seed uint64, clock
 	now := w.Now
 	for p := 0; p < passes; p++ {
 		snap := &sched.Snapshot{Nodes: w.Nodes, Allocs: allocs, Pending: pending, Queues: w.Queues}
+		var c0 time.Duration
+		if cpu != nil {
+			c0 = cpu()
+		}
 		t0 := clock()
 		plan := sched.Schedule(snap, now, cfg)
 		d := clock().Sub(t0)
+		if cpu != nil {
+			res.CPU = append(res.CPU, cpu()-c0)
+		}
 		res.Passes++
 		res.Total += d
 		res.PassTimes = append(res.PassTimes, d)
