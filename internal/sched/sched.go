@@ -103,22 +103,23 @@ func scheduleFirstFit(s *Snapshot) *Plan {
 // IDs: by priority (higher first) when byPriority is set, then submit time,
 // then ID. The input slice is not reordered.
 func orderJobs(pending []*model.Job, byPriority bool) []*model.Job {
-	// Sort flat keys rather than chasing pointers in every comparison.
+	// Sort flat keys without pointers (no chasing, no write barriers while
+	// sorting), then look the jobs up by position.
 	type entry struct {
 		prio int
 		sec  int64
-		nsec int
+		nsec int32
+		pos  int32
 		id   model.JobID
-		job  *model.Job
 	}
 	es := make([]entry, 0, len(pending))
-	for _, j := range pending {
+	for i, j := range pending {
 		if j != nil {
 			prio := j.Priority
 			if !byPriority {
 				prio = 0
 			}
-			es = append(es, entry{prio, j.SubmitTime.Unix(), j.SubmitTime.Nanosecond(), j.ID, j})
+			es = append(es, entry{prio, j.SubmitTime.Unix(), int32(j.SubmitTime.Nanosecond()), int32(i), j.ID})
 		}
 	}
 	slices.SortFunc(es, func(a, b entry) int {
@@ -129,15 +130,17 @@ func orderJobs(pending []*model.Job, byPriority bool) []*model.Job {
 			return cmp.Compare(a.sec, b.sec)
 		case a.nsec != b.nsec:
 			return cmp.Compare(a.nsec, b.nsec)
+		case a.id != b.id:
+			return cmp.Compare(a.id, b.id)
 		}
-		return cmp.Compare(a.id, b.id)
+		return cmp.Compare(a.pos, b.pos)
 	})
 	// A job listed twice keeps its first place in scheduling order.
 	jobs := make([]*model.Job, 0, len(es))
 	seen := newIDSet(es, func(e entry) model.JobID { return e.id })
 	for _, e := range es {
 		if seen.add(e.id) {
-			jobs = append(jobs, e.job)
+			jobs = append(jobs, pending[e.pos])
 		}
 	}
 	return jobs
