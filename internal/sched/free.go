@@ -49,7 +49,8 @@ type nodeState struct {
 }
 
 // copy returns an independent copy of the node state.
-func (n *nodeState) copy() nodeState {
+// Without devices, the copy has no device slots (gpuUsed nil).
+func (n *nodeState) copy(devices bool) nodeState {
 	c := *n
 	if n.custom != nil {
 		c.custom = make(map[string]int64, len(n.custom))
@@ -57,7 +58,10 @@ func (n *nodeState) copy() nodeState {
 			c.custom[k] = v
 		}
 	}
-	c.gpuUsed = append([]bool(nil), n.gpuUsed...)
+	c.gpuUsed = nil
+	if devices {
+		c.gpuUsed = append([]bool(nil), n.gpuUsed...)
+	}
 	return c
 }
 

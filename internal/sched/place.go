@@ -2,6 +2,7 @@ package sched
 
 import (
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -149,13 +150,19 @@ func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 
 // clone returns a pass over a deep copy of p's node states (no shapes,
 // indexes or tentative work): the start of a what-if world, such as the
-// cluster at a future time.
-func (p *pass) clone() *pass {
-	c := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), unsched: p.unsched, mark: -1,
-		labelKeys: maps.Clone(p.labelKeys), static: p.static}
+// cluster at a future time. Without devices the copy tracks no GPU device
+// indices (gpuUsed is nil: GPUs are counted only). What depends only on
+// the nodes' static properties is shared.
+func (p *pass) clone(devices bool) *pass {
+	c := &pass{shapes: make(map[shapeKey]*shape), matches: p.matches, unsched: p.unsched, mark: -1,
+		labelKeys: maps.Clone(p.labelKeys), static: p.static, extras: p.extras}
+	if c.extras == nil {
+		c.extras = map[*model.TaskGroup]string{}
+		p.extras = c.extras
+	}
 	c.nodes = make([]nodeState, len(p.nodes))
 	for i := range p.nodes {
-		c.nodes[i] = p.nodes[i].copy()
+		c.nodes[i] = p.nodes[i].copy(devices)
 	}
 	return c
 }
@@ -377,9 +384,21 @@ func (p *pass) tryJob(j *model.Job, o placeOpts) int {
 	return len(p.tent)
 }
 
+// reserve makes room in s for n more elements, at least doubling its
+// capacity when it must grow: append grows large slices by 1.25×, which
+// for a slice built element by element allocates about five times its
+// final size in all.
+func reserve[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	return slices.Grow(s, max(n, len(s)))
+}
+
 // emit appends the tentative placements of j to out (task indices 0..k-1 in
 // group order) and keeps them held.
 func (p *pass) emit(j *model.Job, out *[]Placement) {
+	*out = reserve(*out, len(p.tent))
 	for task, tp := range p.tent {
 		g := &j.Groups[tp.group]
 		pl := Placement{
@@ -427,7 +446,7 @@ func (p *pass) take(n int32, s *shape, group int) {
 	nd.freeSlots -= r.GPUs
 	nd.refreshShare()
 	p.tent = append(p.tent, tentative{node: n, shape: s, group: group, slotsStart: start, slotsEnd: len(p.slots)})
-	p.changes = append(p.changes, n)
+	p.changes = append(reserve(p.changes, 1), n)
 }
 
 // undo releases the current job's tentative placements, newest first.
@@ -463,7 +482,7 @@ func (p *pass) undo() {
 
 // touch records that node n's free capacity changed (other than by take).
 func (p *pass) touch(n int32) {
-	p.changes = append(p.changes, n)
+	p.changes = append(reserve(p.changes, 1), n)
 	p.mark = -1
 }
 

@@ -74,6 +74,7 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 		p:         newPass(s.Nodes, s.Allocs),
 		plan:      &Plan{Reasons: make(map[model.JobID]model.Reason, len(s.Pending))},
 		avoidFail: map[*shape][][2]int64{},
+		later:     make([]laterReason, 0, len(s.Pending)),
 	}
 	pl.byName = pl.p.byName
 	pl.queues = uniqueQueues(s.Queues)
@@ -427,16 +428,13 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 // device indices are not tracked (counts only), nowShare remembers what is
 // free now (avoidFreeNow), and the unfit memo is off since room grows.
 func (pl *planner) future() *pass {
-	fp := pl.p.clone()
+	fp := pl.p.clone(false)
 	fp.noMemo = true
 	fp.domains = pl.p.domains
 	for i := range fp.nodes {
 		nd := &fp.nodes[i]
 		nd.nowShare = pl.p.nodes[i].freeShare
 		nd.reserved = 0
-		for k := range nd.gpuUsed {
-			nd.gpuUsed[k] = false
-		}
 		// Count GPUs only: a GPU counted in the capacity but without a
 		// device is never usable.
 		nd.gpu -= max(0, nd.node.Capacity.GPUs-nd.capGPU)

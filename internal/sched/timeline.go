@@ -211,7 +211,7 @@ func cmpInt64(a, b int64) int {
 func (tl *timeline) add(e tev) tev {
 	tl.lastID++
 	e.id = tl.lastID
-	tl.added = append(tl.added, e)
+	tl.added = append(reserve(tl.added, 1), e)
 	if e.acq && !tl.isRes[e.node] {
 		tl.isRes[e.node] = true
 		tl.resNodes = append(tl.resNodes, e.node)
