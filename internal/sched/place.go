@@ -114,6 +114,10 @@ type pass struct {
 	// clones.
 	static *staticClasses
 
+	// seen[n] == round: node n was applied in the current sync.
+	seen  []uint32
+	round uint32
+
 	// Reused per job: no allocation per task in the placement loop.
 	tent        []tentative
 	slots       []int
@@ -624,11 +628,19 @@ func (p *pass) sync(ix *shapeIndex) {
 		p.rebuild(ix)
 		return
 	}
-	prev := int32(-1)
+	// A node changed several times since (best fit fills a node task by
+	// task) is brought up to date once.
+	if p.seen == nil {
+		p.seen = make([]uint32, len(p.nodes))
+	}
+	if p.round++; p.round == 0 { // wrapped
+		clear(p.seen)
+		p.round = 1
+	}
 	for _, n := range pending {
-		if n != prev { // a gang's tasks on one node: one change
+		if p.seen[n] != p.round {
+			p.seen[n] = p.round
 			p.apply(ix, n)
-			prev = n
 		}
 	}
 	ix.cursor = len(p.changes)
