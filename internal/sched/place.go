@@ -15,9 +15,7 @@ import (
 // without an index is placed by a scan of the nodes, until it has been
 // asked for more than twice as often as the least used indexed shape, which
 // then gives up its index. (Plain LRU would rebuild an index for every
-// placement when more shapes than indexes take turns.) A shape's first
-// placement search scans too: a shape asked for once (one single-task job)
-// is not worth an index.
+// placement when more shapes than indexes take turns.)
 func maxIndexes(nodes int) int {
 	return min(128, max(32, indexBudget/(16*max(nodes, 1))))
 }
@@ -538,9 +536,6 @@ func (p *pass) best(s *shape) int32 {
 func (p *pass) indexFor(s *shape) *shapeIndex {
 	if s.idx != nil {
 		return s.idx
-	}
-	if s.uses < 2 {
-		return nil
 	}
 	var ix *shapeIndex
 	if len(p.indexes) < maxIndexes(len(p.nodes)) {
