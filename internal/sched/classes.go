@@ -118,6 +118,12 @@ func (p *pass) staticClasses() *staticClasses {
 		}
 		st.n = len(next)
 	}
+	st.rep = make([]int32, st.n)
+	st.size = make([]int64, st.n)
+	for i := len(p.nodes) - 1; i >= 0; i-- {
+		st.rep[st.of[i]] = int32(i)
+		st.size[st.of[i]]++
+	}
 	p.static = st
 	return st
 }
@@ -127,6 +133,8 @@ type staticClasses struct {
 	keys string  // the label keys it tells apart, joined
 	of   []int32 // per node
 	n    int
+	rep  []int32 // per class: its first node
+	size []int64 // per class: its nodes
 }
 
 func (c *classes) keyOf(n *nodeState) dynKey {

@@ -29,8 +29,11 @@ const indexBudget = 16 << 20
 type shapeKey struct {
 	cpu, mem, gpu, scratch int64
 	extra                  string
-	flavor                 string
-	spread                 bool
+	// label, value: the one constraint of a group with exactly one and no
+	// custom resources (the common case, keyed without building extra).
+	label, value string
+	flavor       string
+	spread       bool
 }
 
 // shape is one equivalence class of tasks during a pass.
@@ -207,7 +210,11 @@ type lastShape struct {
 func (p *pass) shapeOf(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
 	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, flavor: flavor, spread: spread}
-	if len(r.Custom) > 0 || len(g.Constraints) > 0 {
+	if len(r.Custom) == 0 && len(g.Constraints) == 1 {
+		for l, v := range g.Constraints {
+			k.label, k.value = l, v
+		}
+	} else if len(r.Custom) > 0 || len(g.Constraints) > 0 {
 		// The snapshot is read-only during a pass: the group's key is
 		// built once.
 		extra, ok := p.extras[g]

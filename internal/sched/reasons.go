@@ -106,14 +106,18 @@ func (p *pass) emptyRoom(s *shape) int64 {
 	if s.empty >= 0 {
 		return s.empty
 	}
+	// Nodes of one static class hold as many as each other: count one per
+	// class.
+	const most = int64(1 << 40)
 	var n int64
 	r := &s.req
-	for i := range p.nodes {
+	st := p.staticClasses()
+	for class, i := range st.rep {
 		nd := &p.nodes[i]
 		if !passesStatic(nd, s) {
 			continue
 		}
-		c := int64(1 << 40)
+		c := most
 		per := func(capacity, need int64) {
 			if need > 0 {
 				c = min(c, capacity/need)
@@ -126,7 +130,11 @@ func (p *pass) emptyRoom(s *shape) int64 {
 		for k, v := range r.Custom {
 			per(nd.node.Capacity.Custom[k], v)
 		}
-		n = min(n+c, 1<<40)
+		if size := st.size[class]; c > 0 && size > (most-n)/c {
+			n = most
+		} else {
+			n += size * c
+		}
 	}
 	s.empty = n
 	return n
@@ -165,7 +173,11 @@ func (p *pass) analyse(s *shape) *shapeAnalysis {
 		count int64
 		dim   string
 	}
-	var withRoom []roomy
+	// The message names the three nodes with the most room (the first by
+	// name among equals) and counts the rest.
+	const show = 3
+	var top [show]roomy
+	withRoom := 0
 	var shortBase [len(resourceDims)]int // cpu, mem, gpu, scratch: no map work per node
 	short := map[string]int{}
 	for i := range p.nodes {
@@ -181,7 +193,14 @@ func (p *pass) analyse(s *shape) *shapeAnalysis {
 		c, dim := tasksFit(nd, &s.req)
 		if c > 0 {
 			a.fitNow = min(a.fitNow+c, 1<<40)
-			withRoom = append(withRoom, roomy{nd, c, dim})
+			withRoom++
+			for k := 0; k < show; k++ {
+				if top[k].n == nil || c > top[k].count {
+					copy(top[k+1:], top[k:show-1])
+					top[k] = roomy{nd, c, dim}
+					break
+				}
+			}
 		} else if i := slices.Index(resourceDims[:], dim); i >= 0 {
 			shortBase[i]++
 		} else {
@@ -202,16 +221,15 @@ func (p *pass) analyse(s *shape) *shapeAnalysis {
 		return a
 	}
 
-	if len(withRoom) > 0 {
-		sort.SliceStable(withRoom, func(x, y int) bool { return withRoom[x].count > withRoom[y].count })
-		const show = 3
+	if withRoom > 0 {
 		parts := make([]string, 0, show+1)
-		for i, r := range withRoom {
-			if i == show {
-				parts = append(parts, plural(len(withRoom)-show, "more node"))
-				break
+		for _, r := range top {
+			if r.n != nil {
+				parts = append(parts, fmt.Sprintf("%s %s=%s", r.n.name, r.dim, freeIn(r.n, r.dim)))
 			}
-			parts = append(parts, fmt.Sprintf("%s %s=%s", r.n.name, r.dim, freeIn(r.n, r.dim)))
+		}
+		if withRoom > show {
+			parts = append(parts, plural(withRoom-show, "more node"))
 		}
 		a.room = " (free: " + strings.Join(parts, ", ") + ")"
 		return a

@@ -337,6 +337,29 @@ func TestSchedule(t *testing.T) {
 			}},
 		},
 		{
+			// Room for 2, 3, 3, 1, 3 and 2 tasks: the three roomiest, the
+			// first by name among equals, then a count of the rest.
+			name: "resources message names the three roomiest nodes",
+			nodes: func() []*model.Node {
+				var ns []*model.Node
+				for i := range 6 {
+					ns = append(ns, testkit.Node(fmt.Sprintf("n%d", i)).CPU(8).Mem("16G").Build())
+				}
+				return ns
+			}(),
+			allocs: func() []*model.Allocation {
+				var as []*model.Allocation
+				for i, free := range []int64{2, 3, 3, 1, 3, 2} {
+					as = append(as, testkit.Alloc(9, i, fmt.Sprintf("n%d", i)).MilliCPU((8-free)*1000).Build())
+				}
+				return as
+			}(),
+			pending: []*model.Job{testkit.Job(1).Tasks(15).Build()},
+			want: &Plan{Reasons: map[model.JobID]model.Reason{
+				1: reason(model.ReasonResources, "needs 15 tasks of cpu=1 mem=1GiB; 14 fit now (free: n1 cpu=3, n2 cpu=3, n4 cpu=3, 3 more nodes)"),
+			}},
+		},
+		{
 			name:  "custom resources are counted",
 			nodes: []*model.Node{testkit.Node("a").CPU(8).Mem("16G").Custom("licence", 2).Build(), cpu8.Build()},
 			pending: []*model.Job{
