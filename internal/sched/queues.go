@@ -72,6 +72,7 @@ type queueTree struct {
 	// holds (a long queue repeats the same few messages).
 	version int64
 	blocked map[blockKey]string
+	last    *qnode // node's last answer
 }
 
 type blockKey struct {
@@ -204,12 +205,18 @@ func (t *queueTree) node(name string) *qnode {
 	if name == "" {
 		name = model.DefaultQueue
 	}
+	// Jobs of one queue often come in a row (fair share picks a queue for
+	// several jobs): remember the last answer.
+	if t.last != nil && t.last.name == name {
+		return t.last
+	}
 	n := t.byName[name]
 	if n == nil {
 		n = &qnode{name: name, weight: 1, res: map[string]*qres{}}
 		t.byName[name] = n
 		t.roots = append(t.roots, n)
 	}
+	t.last = n
 	return n
 }
 
