@@ -157,10 +157,15 @@ func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []i
 		job       model.JobID
 		node, pos int32
 	}
+	// The amounts are read in allocation order too: the allocations lie
+	// scattered in memory, and reading them in time order would miss the
+	// cache for each.
 	keys := make([]key, 0, len(allocs))
+	amounts := make([]vec, len(allocs))
 	for k, a := range allocs {
 		if n := allocNode[k]; n >= 0 {
 			keys = append(keys, key{end(a), a.JobID, n, int32(k)})
+			amounts[k] = vecOf(&a.Resources)
 		}
 	}
 	slices.SortFunc(keys, func(x, y key) int {
@@ -176,7 +181,7 @@ func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []i
 	})
 	tl.base = make([]tev, len(keys))
 	for i, k := range keys {
-		tl.base[i] = tev{at: k.at, node: k.node, d: vecOf(&allocs[k.pos].Resources), job: k.job}
+		tl.base[i] = tev{at: k.at, node: k.node, d: amounts[k.pos], job: k.job}
 	}
 	// By node, keeping time order within a node: a counting sort.
 	tl.baseNode = make([]int32, len(keys))
