@@ -110,9 +110,18 @@ func (pl *planner) leave(j *model.Job, wrap func(model.Reason) model.Reason) {
 func (pl *planner) finish() {
 	base := make([]model.Reason, len(pl.baseJobs))
 	done := make([]bool, len(pl.baseJobs))
+	// A reason already given stands (the first, if a job was left twice);
+	// the map is only searched when reasons were given before finish.
+	given := len(pl.plan.Reasons) > 0
+	seen := newIDSet(pl.later, func(l laterReason) model.JobID { return l.id })
 	for _, l := range pl.later {
-		if _, set := pl.plan.Reasons[l.id]; set {
+		if !seen.add(l.id) {
 			continue
+		}
+		if given {
+			if _, set := pl.plan.Reasons[l.id]; set {
+				continue
+			}
 		}
 		var r model.Reason
 		if l.key >= 0 {
