@@ -78,13 +78,28 @@ type JobReason struct {
 	Reason model.Reason `json:"reason"`
 }
 
+// PlannedPreemption asks to stop a running job so that a waiting one can
+// start: the victim's allocations get Desired=stop with Grace between
+// SIGTERM and SIGKILL, and the job is requeued once they have ended.
+type PlannedPreemption struct {
+	JobID     model.JobID   `json:"job_id"`    // the victim
+	AllocIDs  []string      `json:"alloc_ids"` // all its live allocations, sorted
+	Preemptor model.JobID   `json:"preemptor"`
+	Reason    model.Reason  `json:"reason"` // code model.ReasonPreempted; the message names the preemptor
+	Grace     time.Duration `json:"grace"`  // the victim's time to checkpoint; 0: the agent's kill grace
+}
+
 // CommitPlan commits a scheduler plan: many placements in one entry
-// (DESIGN.md §6: never one log entry per task), plus changed pending reasons.
+// (DESIGN.md §6: never one log entry per task), plus changed pending reasons
+// and preemptions.
 type CommitPlan struct {
 	Time    time.Time    `json:"time"`
 	Term    uint64       `json:"term"` // fencing: the leader term that made the plan
 	Jobs    []PlannedJob `json:"jobs,omitempty"`
 	Reasons []JobReason  `json:"reasons,omitempty"`
+	// Preemptions was added after the first release; entries without it
+	// preempt nothing.
+	Preemptions []PlannedPreemption `json:"preemptions,omitempty"`
 }
 
 // AllocUpdate is an agent's report on one allocation.
@@ -96,6 +111,7 @@ type AllocUpdate struct {
 	Signal     string            `json:"signal,omitempty"`
 	OOMKilled  bool              `json:"oom_killed,omitempty"`
 	TimedOut   bool              `json:"timed_out,omitempty"`
+	Stopped    bool              `json:"stopped,omitempty"` // it ended after a stop request (added later)
 	Message    string            `json:"message,omitempty"`
 	StartedAt  time.Time         `json:"started_at"`
 	FinishedAt time.Time         `json:"finished_at"`

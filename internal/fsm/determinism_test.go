@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -69,6 +70,16 @@ func realisticLog(t *testing.T) *harness {
 	h.place(retried, "n1", "n4")
 	h.started(retried)
 	h.update(exited(h.alloc("5.0.2"), 0), exited(h.alloc("5.1.2"), 0))
+	victim := h.submit(testkit.Job(0).MaxRetries(1).Build())  // 9: preempted, requeued
+	preemptor := h.submit(testkit.Job(0).Priority(5).Build()) // 10: runs in its place
+	h.place(victim, "n1")
+	h.started(victim)
+	p := h.plannedPreemption(victim, preemptor, 30*time.Second)
+	h.must(&fsm.CommitPlan{Time: h.now, Term: h.term, Preemptions: []fsm.PlannedPreemption{p}})
+	h.must(&fsm.CommitPlan{Time: h.now, Term: h.term, Preemptions: []fsm.PlannedPreemption{p}}) // a repeat: skipped
+	h.update(stoppedBy(h.alloc(model.AllocID(victim, 0, 1)), 143, "SIGTERM"))
+	h.place(preemptor, "n1")
+	h.started(preemptor)
 	h.node("n3")
 	h.must(&fsm.PruneJobs{IDs: []model.JobID{ok, bad, waiting, blocked}})
 
@@ -76,7 +87,7 @@ func realisticLog(t *testing.T) *harness {
 	h.snap().Jobs(func(j *model.Job) bool { got[j.ID] = j.State; return true })
 	want := map[model.JobID]model.JobState{
 		train: model.JobSucceeded, oom: model.JobFailed, retried: model.JobSucceeded,
-		stopped: model.JobCancelled, blocked: model.JobPending,
+		stopped: model.JobCancelled, blocked: model.JobPending, victim: model.JobPending, preemptor: model.JobRunning,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("the story did not play out (-want +got):\n%s", diff)

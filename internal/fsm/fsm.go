@@ -19,10 +19,11 @@ var (
 
 // Result is what Apply returns for one entry.
 type Result struct {
-	Err     error
-	JobID   model.JobID // SubmitJob: the job's ID (an earlier job's, for a repeated idempotency key)
-	Placed  int         // CommitPlan: jobs placed
-	Skipped int         // CommitPlan: jobs dropped because state changed under the plan
+	Err       error
+	JobID     model.JobID // SubmitJob: the job's ID (an earlier job's, for a repeated idempotency key)
+	Placed    int         // CommitPlan: jobs placed
+	Preempted int         // CommitPlan: jobs asked to stop for a preemptor
+	Skipped   int         // CommitPlan: placements and preemptions dropped because state changed under the plan
 }
 
 // FSM applies commands to a state store.
@@ -235,6 +236,13 @@ func applyCommitPlan(tx *state.WriteTxn, index uint64, c *CommitPlan) Result {
 		tx.PutJob(j)
 		res.Placed++
 	}
+	for i := range c.Preemptions {
+		if applyPreemption(tx, c.Time, &c.Preemptions[i]) {
+			res.Preempted++
+		} else {
+			res.Skipped++
+		}
+	}
 	for _, r := range c.Reasons {
 		old := tx.Job(r.JobID)
 		if old == nil || old.State != model.JobPending || old.Reason == r.Reason {
@@ -304,6 +312,7 @@ func applyAllocUpdates(tx *state.WriteTxn, c *AllocUpdates) Result {
 		case model.AllocExited, model.AllocFailed:
 			a.Status = u.Status
 			a.ExitCode, a.Signal, a.OOMKilled, a.TimedOut = u.ExitCode, u.Signal, u.OOMKilled, u.TimedOut
+			a.Stopped = u.Stopped
 			a.Message = u.Message
 			if !u.StartedAt.IsZero() {
 				a.StartedAt = u.StartedAt

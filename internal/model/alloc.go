@@ -65,12 +65,17 @@ type Allocation struct {
 
 	Desired       DesiredStatus `json:"desired"`
 	DesiredReason string        `json:"desired_reason,omitempty"`
+	// StopGrace, when set with Desired=stop, is how long the agent waits
+	// between SIGTERM and SIGKILL (a preempted task's time to checkpoint);
+	// 0: the agent's own kill grace.
+	StopGrace time.Duration `json:"stop_grace,omitempty"`
 
 	Status     AllocStatus `json:"status"`
 	ExitCode   int         `json:"exit_code"`
 	Signal     string      `json:"signal,omitempty"`
 	OOMKilled  bool        `json:"oom_killed,omitempty"`
 	TimedOut   bool        `json:"timed_out,omitempty"` // walltime exceeded
+	Stopped    bool        `json:"stopped,omitempty"`   // ended after the agent was asked to stop it
 	Message    string      `json:"message,omitempty"`
 	CreatedAt  time.Time   `json:"created_at"`
 	StartedAt  time.Time   `json:"started_at"`

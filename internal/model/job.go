@@ -90,8 +90,17 @@ type Job struct {
 	Dependencies []Dependency `json:"dependencies,omitempty"`
 
 	State   JobState `json:"state"`
-	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal
+	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal; why stopping while preempted
 	Attempt int      `json:"attempt"` // 1 for the first placement, +1 per requeue
+
+	// PreemptedBy, while non-zero, says the current attempt is being stopped
+	// to make room for that job: when its allocations have ended the job is
+	// requeued (unless every task had already succeeded). Cleared then.
+	PreemptedBy JobID `json:"preempted_by,omitempty"`
+	// Preemptions counts the attempts that ended by preemption. They do
+	// not use up MaxRetries: a job whose work is lost is requeued while
+	// Attempt - Preemptions <= MaxRetries.
+	Preemptions int `json:"preemptions,omitempty"`
 
 	SubmitTime time.Time `json:"submit_time"`
 	StartTime  time.Time `json:"start_time"` // latest attempt's placement
