@@ -61,10 +61,21 @@ type Config struct {
 	// that is missing or differs is created or replaced (the --queues file).
 	Queues []model.Queue
 
+	// Sched configures the scheduler. Sched.NoPreemption turns preemption
+	// off; Sched.PreemptGrace (default DefaultPreemptGrace) is both the
+	// time a preempted task gets between SIGTERM and SIGKILL to checkpoint
+	// and when the scheduler expects its room to be free.
 	Sched  sched.Config
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now; injected for tests
 }
+
+// DefaultPreemptGrace is how long a preempted task has between SIGTERM and
+// SIGKILL when Config.Sched.PreemptGrace is unset: long enough to write a
+// checkpoint of modest size, short enough that a high-priority job does not
+// wait long (Slurm's GraceTime and Kubernetes' terminationGracePeriodSeconds
+// default to 0 and 30 s).
+const DefaultPreemptGrace = 30 * time.Second
 
 func (c *Config) setDefaults() error {
 	if c.Name == "" {
@@ -109,6 +120,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
+	}
+	if c.Sched.PreemptGrace < 0 {
+		return fmt.Errorf("server: preempt grace %s must not be negative", c.Sched.PreemptGrace)
+	}
+	if c.Sched.PreemptGrace == 0 {
+		c.Sched.PreemptGrace = DefaultPreemptGrace
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
