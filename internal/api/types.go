@@ -108,6 +108,11 @@ type Job struct {
 	Reason   Reason `json:"reason"`
 	Attempt  int    `json:"attempt"`
 	ExitCode int    `json:"exit_code"`
+	// Preemptions counts attempts stopped to make room for other jobs;
+	// they do not use up MaxRetries. PreemptedBy is set while the current
+	// attempt is being stopped for that job.
+	Preemptions int    `json:"preemptions,omitempty"`
+	PreemptedBy uint64 `json:"preempted_by,omitempty"`
 
 	SubmitTime time.Time `json:"submit_time"`
 	StartTime  time.Time `json:"start_time,omitzero"`
@@ -146,12 +151,17 @@ type Allocation struct {
 
 	Desired       string `json:"desired"` // run, stop
 	DesiredReason string `json:"desired_reason,omitempty"`
+	// StopGrace, with desired stop, is the time between SIGTERM and
+	// SIGKILL (a preempted task's time to checkpoint); 0: the agent's
+	// --kill-grace.
+	StopGrace Duration `json:"stop_grace,omitempty"`
 
 	Status     string    `json:"status"` // assigned, running, exited, failed, lost
 	ExitCode   int       `json:"exit_code"`
 	Signal     string    `json:"signal,omitempty"`
 	OOMKilled  bool      `json:"oom_killed,omitempty"`
 	TimedOut   bool      `json:"timed_out,omitempty"`
+	Stopped    bool      `json:"stopped,omitempty"` // it ended after it was asked to stop
 	Message    string    `json:"message,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
@@ -281,6 +291,7 @@ type AllocUpdate struct {
 	Signal     string    `json:"signal,omitempty"`
 	OOMKilled  bool      `json:"oom_killed,omitempty"`
 	TimedOut   bool      `json:"timed_out,omitempty"`
+	Stopped    bool      `json:"stopped,omitempty"` // it ended after a stop request (SIGTERM)
 	Message    string    `json:"message,omitempty"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`

@@ -20,6 +20,7 @@ func toAPIJob(j *model.Job) api.Job {
 		ID: uint64(j.ID), Name: j.Name, Owner: j.Owner, Queue: j.Queue, Priority: j.Priority,
 		Walltime: api.Duration(j.Walltime), MaxRetries: j.MaxRetries, Tasks: j.TaskCount(),
 		State: string(j.State), Reason: api.Reason(j.Reason), Attempt: j.Attempt, ExitCode: j.ExitCode,
+		Preemptions: j.Preemptions, PreemptedBy: uint64(j.PreemptedBy),
 		SubmitTime: j.SubmitTime, StartTime: j.StartTime, EndTime: j.EndTime,
 	}
 	for _, g := range j.Groups {
@@ -49,8 +50,8 @@ func toAPIAlloc(a *model.Allocation) api.Allocation {
 		Command: a.Command, Env: a.Env, WorkDir: a.WorkDir, Walltime: api.Duration(a.Walltime),
 		JobName: a.JobName, Owner: a.Owner, TaskCount: a.TaskCount,
 		CreateTerm: a.CreateTerm, CreateIndex: a.CreateIndex,
-		Desired: string(a.Desired), DesiredReason: a.DesiredReason,
-		Status: string(a.Status), ExitCode: a.ExitCode, Signal: a.Signal, OOMKilled: a.OOMKilled, TimedOut: a.TimedOut,
+		Desired: string(a.Desired), DesiredReason: a.DesiredReason, StopGrace: api.Duration(a.StopGrace),
+		Status: string(a.Status), ExitCode: a.ExitCode, Signal: a.Signal, OOMKilled: a.OOMKilled, TimedOut: a.TimedOut, Stopped: a.Stopped,
 		Message: a.Message, CreatedAt: a.CreatedAt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt,
 	}
 }
