@@ -202,9 +202,14 @@ type Queue struct {
 	QueueSpec
 	Pending int       `json:"pending"`
 	Running int       `json:"running"`
-	Used    Resources `json:"used"` // by this queue's own running jobs
-	// Quotas' state, one per configured quota: usage of the queue's whole
-	// subtree and how much of it is borrowed beyond the nominal quota.
+	Used    Resources `json:"used"` // by this queue's own live allocations (tasks being stopped included)
+	// Share is the queue's weighted dominant share as fair share ranks
+	// queues: 0 idle, about 1/weight after using the whole cluster for a
+	// while (recent usage decays with the scheduler's half-life).
+	Share float64 `json:"share"`
+	// QuotaUsage has one entry per quota resource the queue's subtree
+	// governs (its own quotas and its children's), sorted by resource, as
+	// the scheduler computes it.
 	QuotaUsage []QuotaUsage `json:"quota_usage,omitempty"`
 }
 
@@ -231,12 +236,18 @@ type QuotaSpec struct {
 	LendingLimit   *int64 `json:"lending_limit,omitempty"`
 }
 
-// QuotaUsage is one quota's current state.
+// QuotaUsage is one quota resource's current state for a queue.
 type QuotaUsage struct {
-	Resource string `json:"resource"`
-	Nominal  int64  `json:"nominal"`
-	Used     int64  `json:"used"`     // by the queue's subtree
-	Borrowed int64  `json:"borrowed"` // used beyond nominal
+	Resource  string `json:"resource"`
+	Nominal   int64  `json:"nominal"`   // the queue's own quota (0: none of its own)
+	Effective int64  `json:"effective"` // nominal plus its children's
+	// BorrowingLimit and LendingLimit as configured; absent: no limit.
+	BorrowingLimit *int64 `json:"borrowing_limit,omitempty"`
+	LendingLimit   *int64 `json:"lending_limit,omitempty"`
+	Used           int64  `json:"used"`     // by the subtree's running jobs (jobs being preempted count for nothing)
+	Borrowed       int64  `json:"borrowed"` // used beyond effective: lent by cohort siblings
+	Lendable       int64  `json:"lendable"` // unused quota siblings may still borrow
+	Room           int64  `json:"room"`     // how much more one of its jobs may use now
 }
 
 // QueueFile is the server's --queues file and `dure queue apply`'s input.

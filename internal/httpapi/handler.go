@@ -50,6 +50,9 @@ type Backend interface {
 	RemoveServer(ctx context.Context, name string) error
 	UpsertQueue(ctx context.Context, q model.Queue) error
 	Explain(id model.JobID) (*sched.Explanation, error)
+	// QueueStatus is the scheduler's view of the queues in snap: quota
+	// usage and fair share per queue.
+	QueueStatus(snap *state.Snapshot) []sched.QueueStatus
 	SaveSnapshot(w io.Writer) error
 	RestoreSnapshot(r io.Reader) error
 }

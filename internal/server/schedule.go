@@ -282,6 +282,14 @@ func (s *Server) Explain(id model.JobID) (*sched.Explanation, error) {
 	return e, err
 }
 
+// QueueStatus is quota usage and fair share per queue in snap, as the
+// scheduler computes them (sched.Queues on the scheduler's input).
+func (s *Server) QueueStatus(snap *state.Snapshot) []sched.QueueStatus {
+	now := s.cfg.Now()
+	in, _, _ := schedInput(snap, now)
+	return sched.Queues(in, now, s.schedConfig())
+}
+
 // waitingForVictims gives a pending job whose preemption victims are still
 // stopping the reason Preempting, naming them, where the scheduler only
 // says it waits for room: once its victims are stopping, the scheduler
