@@ -112,6 +112,8 @@ func reasonOrExit(j *api.Job) string {
 	switch j.State {
 	case "pending":
 		return orDash(j.Reason.Code)
+	case "running":
+		return orDash(j.Reason.Code) // Preempted while it is being stopped
 	case "succeeded":
 		return "exit 0"
 	case "failed":
@@ -202,7 +204,11 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 	} else {
 		kv("Walltime", "none")
 	}
-	kv("Attempt", fmt.Sprintf("%d (retries allowed: %d)", j.Attempt, j.MaxRetries))
+	attempt := fmt.Sprintf("%d (retries allowed: %d)", j.Attempt, j.MaxRetries)
+	if j.Preemptions > 0 {
+		attempt = fmt.Sprintf("%d (retries allowed: %d; preempted %d time(s), which use none)", j.Attempt, j.MaxRetries, j.Preemptions)
+	}
+	kv("Attempt", attempt)
 	kv("Submitted", fmt.Sprintf("%s (%s)", absTime(j.SubmitTime, loc), ago(now, j.SubmitTime)))
 	switch {
 	case !j.StartTime.IsZero():

@@ -258,3 +258,24 @@ func TestRenderJobPendingAndRunningTimes(t *testing.T) {
 		})
 	}
 }
+
+func TestRenderJobBeingPreempted(t *testing.T) {
+	j := cannedDetail()
+	j.State, j.ExitCode, j.EndTime, j.Attempt, j.Preemptions, j.PreemptedBy = "running", 0, time.Time{}, 2, 1, 20
+	j.Reason = api.Reason{Code: "Preempted", Message: "preempted by job 20 of higher priority (5 > 0) in queue default"}
+	var b bytes.Buffer
+	renderJob(&b, &j, t0, time.UTC)
+	for _, line := range []string{
+		"Reason:     Preempted: preempted by job 20 of higher priority (5 > 0) in queue default\n",
+		"Attempt:    2 (retries allowed: 1; preempted 1 time(s), which use none)\n",
+	} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("detail lacks %q:\n%s", line, b.String())
+		}
+	}
+	b.Reset()
+	renderJobs(&b, []api.Job{j}, t0, false)
+	if !strings.Contains(b.String(), "running  2      59m   Preempted") {
+		t.Errorf("jobs table does not say the running job is being preempted:\n%s", b.String())
+	}
+}
