@@ -89,9 +89,9 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // next pass. A preemption is committed only if its victim still runs the
 // allocations the plan names and is not being stopped already, and its
 // preemptor still waits; victims get grace to checkpoint. It also turns
-// placements into allocations and keeps only the
-// pending reasons whose code changed. Messages carry live numbers ("2 fit
-// now") that change with every pass; logging them would write every pending
+// placements into allocations and keeps only the pending reasons whose
+// code changed. Messages carry live numbers ("2 fit now") that change with
+// every pass; logging them would write every pending
 // job into the log on every pass. The leader serves the latest message from
 // memory instead (LiveReason), and the log keeps the code and the message
 // from when the code last changed.
@@ -296,26 +296,30 @@ func (s *Server) QueueStatus(snap *state.Snapshot) []sched.QueueStatus {
 // sees their room as free after the grace period and reserves it for the
 // job (Reserved), which hides why that room is coming.
 func waitingForVictims(snap *state.Snapshot, reasons map[model.JobID]model.Reason) {
-	var victims map[model.JobID][]string
+	var victims map[model.JobID][]model.JobID
 	for _, j := range snap.JobsInState(model.JobRunning) {
 		if j.PreemptedBy == 0 {
 			continue
 		}
 		if r, ok := reasons[j.PreemptedBy]; ok && waitsForRoom(r.Code) {
 			if victims == nil {
-				victims = map[model.JobID][]string{}
+				victims = map[model.JobID][]model.JobID{}
 			}
-			victims[j.PreemptedBy] = append(victims[j.PreemptedBy], j.ID.String())
+			victims[j.PreemptedBy] = append(victims[j.PreemptedBy], j.ID)
 		}
 	}
 	for id, ids := range victims {
+		slices.Sort(ids)
+		names := make([]string, len(ids))
+		for i, v := range ids {
+			names[i] = v.String()
+		}
 		job := "job"
 		if len(ids) > 1 {
 			job = "jobs"
 		}
-		slices.Sort(ids)
 		reasons[id] = model.Reason{Code: model.ReasonPreempting, Message: fmt.Sprintf(
-			"waiting for preempted %s %s to stop; %s", job, strings.Join(ids, ", "), reasons[id].Message)}
+			"waiting for preempted %s %s to stop; %s", job, strings.Join(names, ", "), reasons[id].Message)}
 	}
 }
 
