@@ -11,6 +11,9 @@ import (
 // enforces it; the FSM refuses more, whatever a log entry says.
 const MaxArraySize = 10000
 
+// MaxArrayRanges bounds the comma-separated ranges of one array.
+const MaxArrayRanges = 1000
+
 // ArrayRange is one range of array indices: First, First+Step, … up to and
 // including Last when the step reaches it. Step is at least 1.
 type ArrayRange struct {
@@ -27,11 +30,13 @@ type Array struct {
 }
 
 // Indices returns the array's indices in ascending order without
-// duplicates, or nil if there are more than limit of them (or a range is
-// malformed), so that a hostile range never makes a huge slice.
+// duplicates, or nil if the ranges name more than limit indices, counting
+// an index named twice twice (so that no input costs more than limit steps),
+// or a range is malformed.
 func (a Array) Indices(limit int) []int {
 	seen := map[int]bool{}
 	var out []int
+	written := 0
 	for _, r := range a.Ranges {
 		step := r.Step
 		if step == 0 {
@@ -41,10 +46,10 @@ func (a Array) Indices(limit int) []int {
 			return nil
 		}
 		for i := r.First; i <= r.Last; i += step {
+			if written++; written > limit {
+				return nil
+			}
 			if !seen[i] {
-				if len(out) == limit {
-					return nil
-				}
 				seen[i] = true
 				out = append(out, i)
 			}

@@ -16,6 +16,7 @@ func TestArrayIndices(t *testing.T) {
 		{"one range", []ArrayRange{{First: 1, Last: 4}}, 10, []int{1, 2, 3, 4}},
 		{"step stops before last", []ArrayRange{{First: 0, Last: 15, Step: 4}}, 10, []int{0, 4, 8, 12}},
 		{"sorted and deduplicated", []ArrayRange{{First: 7, Last: 7}, {First: 1, Last: 9, Step: 3}}, 10, []int{1, 4, 7}},
+		{"an index named twice counts twice", []ArrayRange{{First: 0, Last: 1}, {First: 0, Last: 1}}, 3, nil},
 		{"exactly the limit", []ArrayRange{{First: 0, Last: 2}}, 3, []int{0, 1, 2}},
 		{"over the limit", []ArrayRange{{First: 0, Last: 3}}, 3, nil},
 		{"huge range stops at the limit", []ArrayRange{{First: 0, Last: 1 << 62}}, 5, nil},
