@@ -14,10 +14,6 @@ import (
 // Slurm does unless told kill_invalid_depend), decided when the leader
 // commits a plan that reports it, and re-checked here against the state.
 
-// maxArrayRanges bounds the ranges of one array entry (the API's own limits
-// on the --array text are far lower).
-const maxArrayRanges = 1000
-
 // newPendingJob prepares a fresh copy of a submitted job for the table.
 func newPendingJob(j *model.Job, index uint64, note string) {
 	// Whatever the command carries, a new job has not run yet.
@@ -51,8 +47,8 @@ func applySubmitArray(tx *state.WriteTxn, c *SubmitJob) Result {
 	if prev := tx.JobByIdempotencyKey(c.Job.Owner, c.Job.IdempotencyKey); prev != nil {
 		return Result{JobID: arrayID(prev)}
 	}
-	if len(c.Array.Ranges) > maxArrayRanges {
-		return Result{Err: fmt.Errorf("array: %d ranges, at most %d: %w", len(c.Array.Ranges), maxArrayRanges, ErrInvalid)}
+	if len(c.Array.Ranges) > model.MaxArrayRanges {
+		return Result{Err: fmt.Errorf("array: %d ranges, at most %d: %w", len(c.Array.Ranges), model.MaxArrayRanges, ErrInvalid)}
 	}
 	idx := c.Array.Indices(model.MaxArraySize)
 	if len(idx) == 0 {
