@@ -313,3 +313,18 @@ func TestPartialGangCommitsBetweenMinimumAndTaskCount(t *testing.T) {
 		t.Errorf("gang = %s %+v; want succeeded after its 3 started tasks", j.State, j.Reason)
 	}
 }
+
+// BenchmarkSubmitArray10k applies one entry that makes a 10,000-element
+// array (the most one submission may have).
+func BenchmarkSubmitArray10k(b *testing.B) {
+	tmpl := testkit.Job(0).Name("sweep").Command("python", "sweep.py").Build()
+	arr := model.Array{Ranges: ranges([3]int{0, model.MaxArraySize - 1, 1}), Throttle: 50}
+	for b.Loop() {
+		b.StopTimer()
+		h := newHarness(b)
+		b.StartTimer()
+		if _, res := h.submitArray(tmpl.Copy(), arr); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+	}
+}
