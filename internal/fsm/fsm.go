@@ -262,10 +262,9 @@ func applyCommitPlan(tx *state.WriteTxn, index uint64, c *CommitPlan) Result {
 // drained. It also rejects a malformed entry (allocations of another job,
 // fewer than the gang minimum or more than the task count, or not one each
 // for tasks 0..n-1), which would otherwise leave a task unplaced or file an
-// allocation under the wrong job. A partial gang (MinTasks) starts with
-// its first n tasks. Capacity was verified by the
-// leader's plan applier, which applies plans one at a time; nothing else in
-// the log adds load to a node.
+// allocation under the wrong job. A partial gang (MinTasks) starts with its
+// first n tasks. Capacity was verified by the leader's plan applier, which
+// applies plans one at a time; nothing else in the log adds load to a node.
 func planStillValid(tx *state.WriteTxn, pj PlannedJob) bool {
 	j := tx.Job(pj.JobID)
 	n := len(pj.Allocs)
