@@ -226,7 +226,7 @@ func TestJobVerb(t *testing.T) {
 	if res := runCLI(t, srv.srv.URL, "", "job", "99"); res != (cliResult{stderr: "dure: job 99 not found\n", code: 1}) {
 		t.Errorf("unknown job: got %+v", res)
 	}
-	if res := runCLI(t, srv.srv.URL, "", "job", "x1"); res != (cliResult{stderr: "dure: invalid job ID \"x1\": want a positive number like 12\n", code: 1}) {
+	if res := runCLI(t, srv.srv.URL, "", "job", "x1"); res != (cliResult{stderr: "dure: invalid job ID \"x1\": want a positive number like 12, or an array element like 12_3\n", code: 1}) {
 		t.Errorf("bad ID: got %+v", res)
 	}
 }

@@ -48,7 +48,7 @@ type Allocation struct {
 	Walltime  time.Duration     `json:"walltime"`
 	JobName   string            `json:"job_name"`
 	Owner     string            `json:"owner"`
-	TaskCount int               `json:"task_count"` // tasks in the whole job, for DURE_NTASKS
+	TaskCount int               `json:"task_count"` // tasks the attempt started with, for DURE_NTASKS
 
 	// Copied from the job for the scheduler: quota and fair-share accounting
 	// (Queue; "" counts as the default queue), preemption victim choice
@@ -56,6 +56,7 @@ type Allocation struct {
 	Queue       string `json:"queue,omitempty"`
 	Priority    int    `json:"priority,omitempty"`
 	ArrayParent JobID  `json:"array_parent,omitempty"`
+	ArrayIndex  int    `json:"array_index,omitempty"` // for DURE_ARRAY_TASK_ID
 
 	// Fencing: the Raft term and index of the plan that created it. An agent
 	// starts an allocation at most once and reports on it by ID.

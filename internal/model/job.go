@@ -88,6 +88,10 @@ type Job struct {
 	ArrayThrottle int   `json:"array_throttle,omitempty"`
 	// Dependencies must all be satisfied before the job may start.
 	Dependencies []Dependency `json:"dependencies,omitempty"`
+	// StartedTasks is how many tasks the latest attempt started with: the
+	// task count, or fewer (at least MinTasks) for a partial gang. 0 before
+	// the first placement.
+	StartedTasks int `json:"started_tasks,omitempty"`
 
 	State   JobState `json:"state"`
 	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal; why stopping while preempted
@@ -131,7 +135,15 @@ const (
 type Dependency struct {
 	Type  DependencyType `json:"type"`
 	JobID JobID          `json:"job_id"`
+	// Array: JobID is an array's ID and the condition applies to the
+	// array as a whole (see ArrayDependencyVerdict), as Slurm reads a
+	// dependency on an array job. The server hands the scheduler the one
+	// element that decides it.
+	Array bool `json:"array,omitempty"`
 }
+
+// String writes the dependency as Slurm does: "afterok:12".
+func (d Dependency) String() string { return string(d.Type) + ":" + d.JobID.String() }
 
 // Satisfied reports whether a job in state s satisfies the dependency now,
 // and whether it never can (s is terminal and the wrong kind of end).

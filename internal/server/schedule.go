@@ -106,7 +106,8 @@ func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.
 		ps := plan.Placements[start:end]
 		start = end
 		job := latest.Job(ps[0].JobID)
-		if job == nil || job.State != model.JobPending || len(ps) != job.TaskCount() {
+		// A gang with a minimum may start with fewer than all its tasks.
+		if job == nil || job.State != model.JobPending || len(ps) < job.GangSize() || len(ps) > job.TaskCount() {
 			continue
 		}
 		if free == nil {
@@ -117,7 +118,9 @@ func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.
 		}
 		pj := fsm.PlannedJob{JobID: job.ID, Allocs: make([]model.Allocation, 0, len(ps))}
 		for _, p := range ps {
-			pj.Allocs = append(pj.Allocs, allocFor(job, p))
+			a := allocFor(job, p)
+			a.TaskCount = len(ps) // the tasks this attempt starts with
+			pj.Allocs = append(pj.Allocs, a)
 		}
 		cmd.Jobs = append(cmd.Jobs, pj)
 	}
@@ -201,6 +204,7 @@ func allocFor(job *model.Job, p sched.Placement) model.Allocation {
 		Queue:       job.Queue,
 		Priority:    job.Priority,
 		ArrayParent: job.ArrayParent,
+		ArrayIndex:  job.ArrayIndex,
 	}
 	for _, g := range job.Groups {
 		if g.Name == p.Group {
@@ -258,6 +262,7 @@ func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.J
 // allocations, queues, recent history and dependency states.
 func schedInput(snap *state.Snapshot, now time.Time) (in *sched.Snapshot, held map[model.JobID]model.Reason, wake time.Time) {
 	pending, held, wake := holdBackoff(snap.JobsInState(model.JobPending), now)
+	pending = withArrayDependencies(snap, pending)
 	in = &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
 		History: recentHistory(snap, historyWindow), DependencyStates: dependencyStates(snap, pending)}
 	return in, held, wake

@@ -328,6 +328,16 @@ func (s *Server) requireLeader() error {
 // SubmitJob assigns the job its ID and submission time and replicates it.
 // A repeated idempotency key returns the first job's ID.
 func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error) {
+	return s.submit(ctx, j, nil)
+}
+
+// SubmitArray submits a job array: one job per index of a, with
+// consecutive IDs. It returns the array's ID (its first element's).
+func (s *Server) SubmitArray(ctx context.Context, j model.Job, a model.Array) (model.JobID, error) {
+	return s.submit(ctx, j, &a)
+}
+
+func (s *Server) submit(ctx context.Context, j model.Job, arr *model.Array) (model.JobID, error) {
 	if err := s.requireLeader(); err != nil {
 		return 0, err
 	}
@@ -336,17 +346,24 @@ func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error
 	// FSM still catches a retry that races the first submission.
 	if j.IdempotencyKey != "" {
 		if prev := s.store.Snapshot().JobByIdempotencyKey(j.Owner, j.IdempotencyKey); prev != nil {
+			if prev.ArrayParent != 0 {
+				return prev.ArrayParent, nil
+			}
 			return prev.ID, nil
 		}
+	}
+	ids := uint64(1)
+	if arr != nil {
+		ids = uint64(len(arr.Indices(model.MaxArraySize))) // the FSM refuses an array with none
 	}
 	// The FSM refuses an ID below the last one applied, so IDs must reach
 	// raft in the order they are handed out: concurrent submissions would
 	// otherwise race between taking an ID and queueing the entry, and the
-	// loser would fail with a conflict.
+	// loser would fail with a conflict. An array takes one ID per element.
 	s.submitMu.Lock()
-	j.ID = model.JobID(s.nextJobID.Add(1) - 1)
+	j.ID = model.JobID(s.nextJobID.Add(ids) - ids)
 	j.SubmitTime = s.cfg.Now()
-	cmd := &fsm.SubmitJob{Job: j}
+	cmd := &fsm.SubmitJob{Job: j, Array: arr}
 	f, err := s.propose(ctx, cmd)
 	s.submitMu.Unlock()
 	if err != nil {
@@ -362,6 +379,15 @@ func (s *Server) CancelJob(ctx context.Context, id model.JobID, reason string) e
 		return err
 	}
 	_, err := s.apply(ctx, &fsm.CancelJob{Time: s.cfg.Now(), ID: id, Reason: reason})
+	return err
+}
+
+// CancelArray cancels every unfinished element of a job array.
+func (s *Server) CancelArray(ctx context.Context, id model.JobID, reason string) error {
+	if err := s.requireLeader(); err != nil {
+		return err
+	}
+	_, err := s.apply(ctx, &fsm.CancelArray{Time: s.cfg.Now(), ArrayID: id, Reason: reason})
 	return err
 }
 
