@@ -65,6 +65,11 @@ type Allocation struct {
 
 	Desired       DesiredStatus `json:"desired"`
 	DesiredReason string        `json:"desired_reason,omitempty"`
+	// PreemptedBy is set, with Desired=stop, when the allocation is being
+	// stopped to make room for that pending job (sched.Plan.Preemptions):
+	// the scheduler keeps the room it frees for that job and chooses no
+	// further victims for it while it stops. 0 for any other stop.
+	PreemptedBy JobID `json:"preempted_by,omitempty"`
 
 	Status     AllocStatus `json:"status"`
 	ExitCode   int         `json:"exit_code"`

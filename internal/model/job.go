@@ -92,6 +92,11 @@ type Job struct {
 	State   JobState `json:"state"`
 	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal
 	Attempt int      `json:"attempt"` // 1 for the first placement, +1 per requeue
+	// PreemptedBy is set on a job requeued because it was preempted
+	// (its allocations stopped with Allocation.PreemptedBy), to that
+	// preemptor, and cleared when the job is placed again: the scheduler
+	// keeps serving the preemptor first until it starts.
+	PreemptedBy JobID `json:"preempted_by,omitempty"`
 
 	SubmitTime time.Time `json:"submit_time"`
 	StartTime  time.Time `json:"start_time"` // latest attempt's placement
