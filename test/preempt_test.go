@@ -191,7 +191,6 @@ while :; do sleep 0.1; done`, dir)
 // checkpoints, waits while the vision job runs, and then resumes — once:
 // it must not take the reclaimed quota back before the vision job starts.
 func TestReclaimPreemptsTheBorrower(t *testing.T) {
-	t.Skip("needs the scheduler's reclaim fix (branch sched-policy): the requeued borrower re-takes the reclaimed quota at once")
 	queues := filepath.Join(t.TempDir(), "queues.yaml")
 	if err := os.WriteFile(queues, []byte(`queues:
   - name: research

@@ -160,8 +160,8 @@ type Job struct {
 	Attempt  int    `json:"attempt"`
 	ExitCode int    `json:"exit_code"`
 	// Preemptions counts attempts stopped to make room for other jobs;
-	// they do not use up MaxRetries. PreemptedBy is set while the current
-	// attempt is being stopped for that job.
+	// they do not use up MaxRetries. PreemptedBy names the job it was
+	// preempted for, from the stop until it is placed again.
 	Preemptions int    `json:"preemptions,omitempty"`
 	PreemptedBy uint64 `json:"preempted_by,omitempty"`
 

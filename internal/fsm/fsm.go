@@ -223,6 +223,7 @@ func applyCommitPlan(tx *state.WriteTxn, index uint64, c *CommitPlan) Result {
 		j.StartTime = c.Time
 		j.StartedTasks = len(pj.Allocs)
 		j.Reason = model.Reason{}
+		j.PreemptedBy = 0 // placed again: no longer waits behind its preemptor
 		nodes := map[string]bool{}
 		for i := range pj.Allocs {
 			a := pj.Allocs[i].Copy()

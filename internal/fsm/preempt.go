@@ -27,6 +27,7 @@ func applyPreemption(tx *state.WriteTxn, now time.Time, p *PlannedPreemption) bo
 		a.Desired = model.DesiredStop
 		a.DesiredReason = msg
 		a.StopGrace = p.Grace
+		a.PreemptedBy = p.Preemptor
 		tx.PutAlloc(a)
 	}
 	j := tx.Job(p.JobID).Copy()
@@ -95,8 +96,7 @@ func settlePreempted(j *model.Job, current []*model.Allocation, now time.Time) {
 		msg = fmt.Sprintf("preempted by job %d", j.PreemptedBy)
 	}
 	j.State = model.JobPending
-	j.Preemptions++
-	j.PreemptedBy = 0
+	j.Preemptions++ // PreemptedBy stays until the job is placed again (model.Job)
 	j.EligibleAt = time.Time{}
 	j.Reason = model.Reason{Code: model.ReasonPreempted, Message: fmt.Sprintf(
 		"attempt %d %s; requeued (preemption %d; retries are not used up)", j.Attempt, msg, j.Preemptions)}

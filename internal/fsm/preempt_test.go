@@ -75,9 +75,9 @@ func TestPreemptionStopsVictimThenRequeuesIt(t *testing.T) {
 	h.update(stoppedBy(h.alloc("1.1.1"), 143, "SIGTERM"))
 	j = h.job(victim)
 	want := model.Reason{Code: model.ReasonPreempted, Message: "attempt 1 " + msg + "; requeued (preemption 1; retries are not used up)"}
-	if j.State != model.JobPending || j.Preemptions != 1 || j.PreemptedBy != 0 || !j.EligibleAt.IsZero() || !j.EndTime.IsZero() {
-		t.Errorf("victim after its tasks ended: state %s preemptions %d by %d eligible %v end %v; want pending, 1, 0, now, none",
-			j.State, j.Preemptions, j.PreemptedBy, j.EligibleAt, j.EndTime)
+	if j.State != model.JobPending || j.Preemptions != 1 || j.PreemptedBy != preemptor || !j.EligibleAt.IsZero() || !j.EndTime.IsZero() {
+		t.Errorf("victim after its tasks ended: state %s preemptions %d by %d eligible %v end %v; want pending, 1, %d (kept until placed again), now, none",
+			j.State, j.Preemptions, j.PreemptedBy, j.EligibleAt, j.EndTime, preemptor)
 	}
 	if diff := cmp.Diff(want, j.Reason); diff != "" {
 		t.Errorf("requeue reason (-want +got):\n%s", diff)
@@ -184,8 +184,12 @@ func TestPreemptedJobEndings(t *testing.T) {
 			h.preempt(victim, preemptor, time.Second)
 			tt.end(h)
 			j := h.job(victim)
-			if j.State != tt.want || j.Reason.Code != tt.reason || j.PreemptedBy != 0 {
-				t.Errorf("state %s reason %+v preempted by %d; want %s, %s, 0", j.State, j.Reason, j.PreemptedBy, tt.want, tt.reason)
+			wantBy := model.JobID(0) // ended: no claim left
+			if tt.want == model.JobPending {
+				wantBy = preemptor // requeued: kept until placed again
+			}
+			if j.State != tt.want || j.Reason.Code != tt.reason || j.PreemptedBy != wantBy {
+				t.Errorf("state %s reason %+v preempted by %d; want %s, %s, %d", j.State, j.Reason, j.PreemptedBy, tt.want, tt.reason, wantBy)
 			}
 			wantPreemptions := 0
 			if tt.want == model.JobPending {

@@ -363,8 +363,11 @@ func checkInvariants(rt *rapid.T, before, after *state.Snapshot, data []byte) {
 		if j.State.Terminal() == j.EndTime.IsZero() {
 			rt.Fatalf("job %d is %s with end time %v", j.ID, j.State, j.EndTime)
 		}
-		if j.PreemptedBy != 0 && j.State != model.JobRunning {
+		if j.PreemptedBy != 0 && j.State.Terminal() {
 			rt.Fatalf("job %d is %s and still marked preempted by %d", j.ID, j.State, j.PreemptedBy)
+		}
+		if j.PreemptedBy != 0 && j.State == model.JobPending && j.Preemptions == 0 {
+			rt.Fatalf("pending job %d is marked preempted by %d but was never preempted", j.ID, j.PreemptedBy)
 		}
 		if j.Preemptions > j.Attempt {
 			rt.Fatalf("job %d has %d preemptions in %d attempts", j.ID, j.Preemptions, j.Attempt)

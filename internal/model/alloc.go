@@ -70,6 +70,11 @@ type Allocation struct {
 	// between SIGTERM and SIGKILL (a preempted task's time to checkpoint);
 	// 0: the agent's own kill grace.
 	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	// PreemptedBy is set, with Desired=stop, when the allocation is being
+	// stopped to make room for that pending job (sched.Plan.Preemptions):
+	// the scheduler keeps the room it frees for that job and chooses no
+	// further victims for it while it stops. 0 for any other stop.
+	PreemptedBy JobID `json:"preempted_by,omitempty"`
 
 	Status     AllocStatus `json:"status"`
 	ExitCode   int         `json:"exit_code"`

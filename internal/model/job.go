@@ -96,10 +96,12 @@ type Job struct {
 	State   JobState `json:"state"`
 	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal; why stopping while preempted
 	Attempt int      `json:"attempt"` // 1 for the first placement, +1 per requeue
-
-	// PreemptedBy, while non-zero, says the current attempt is being stopped
-	// to make room for that job: when its allocations have ended the job is
-	// requeued (unless every task had already succeeded). Cleared then.
+	// PreemptedBy names the job this one was preempted for. It is set when
+	// the current attempt starts being stopped (its allocations get
+	// Desired=stop and Allocation.PreemptedBy), stays set while the job is
+	// requeued and pending — so the scheduler keeps serving that preemptor
+	// first until it starts — and is cleared when the job is placed again or
+	// ends. Running with PreemptedBy set means "being stopped".
 	PreemptedBy JobID `json:"preempted_by,omitempty"`
 	// Preemptions counts the attempts that ended by preemption. They do
 	// not use up MaxRetries: a job whose work is lost is requeued while
