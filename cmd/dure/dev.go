@@ -19,6 +19,7 @@ import (
 	"github.com/durehq/dure/internal/agent"
 	"github.com/durehq/dure/internal/exec"
 	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/server"
 )
 
 func devCommand() *cobra.Command {
@@ -94,7 +95,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	srv, lis, err := startServer(serverFlags{
 		name: "dev-server", data: filepath.Join(o.data, "server"), httpAddr: o.addr, bootstrapExpect: 1,
 		hbInterval: o.hbInterval, hbTimeout: o.hbTimeout, retention: 24 * time.Hour, maxFinished: 100000,
-		enableDebug: o.enableDebug, queues: o.queues,
+		enableDebug: o.enableDebug, queues: o.queues, preemption: true, preemptGrace: server.DefaultPreemptGrace,
 	}, o.log)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/durehq/dure/internal/httpapi"
+	"github.com/durehq/dure/internal/sched"
 	"github.com/durehq/dure/internal/server"
 )
 
@@ -28,6 +29,8 @@ type serverFlags struct {
 	enableDebug                                               bool
 	hbInterval, hbTimeout, retention                          time.Duration
 	maxFinished                                               int
+	preemption                                                bool
+	preemptGrace                                              time.Duration
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -46,6 +49,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.queues, "queues", "", "YAML file of queues (tree, quotas, weights) applied whenever this server becomes leader")
 	fl.BoolVar(&f.enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
+	fl.BoolVar(&f.preemption, "preemption", true, "let waiting jobs stop lower-priority jobs of their queue and jobs of queues borrowing their quota (--preemption=false: never)")
+	fl.DurationVar(&f.preemptGrace, "preempt-grace", server.DefaultPreemptGrace, "time a preempted task has between SIGTERM and SIGKILL to checkpoint")
 }
 
 // configureServerCommand turns the CLI's `dure server` group into the server
@@ -90,6 +95,9 @@ type runningServer struct {
 }
 
 func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener, error) {
+	if f.preemptGrace <= 0 {
+		return nil, nil, fmt.Errorf("--preempt-grace %s: must be positive (a preempted task needs time to stop)", f.preemptGrace)
+	}
 	lis, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on --http %s: %w", f.httpAddr, err)
@@ -111,6 +119,7 @@ func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener,
 		BootstrapExpect: f.bootstrapExpect, Join: f.join,
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout,
 		JobRetention: f.retention, MaxFinishedJobs: f.maxFinished, Logger: log, Queues: queues,
+		Sched: sched.Config{NoPreemption: !f.preemption, PreemptGrace: f.preemptGrace},
 	})
 	if err != nil {
 		lis.Close()

@@ -133,9 +133,63 @@ func TestAgentStopsTaskWhenServersWantItStopped(t *testing.T) {
 
 	ups := cp.waitEnded("2.0.0")
 	end := ups[len(ups)-1]
-	want := api.AllocUpdate{AllocID: "2.0.0", Node: "node1", Status: "exited", ExitCode: 143, Signal: "SIGTERM", Message: "stopped: cancelled by alice"}
+	want := api.AllocUpdate{AllocID: "2.0.0", Node: "node1", Status: "exited", ExitCode: 143, Signal: "SIGTERM", Stopped: true, Message: "stopped: cancelled by alice"}
 	if diff := cmp.Diff(want, end, cmpopts.IgnoreFields(api.AllocUpdate{}, "StartedAt", "FinishedAt")); diff != "" {
 		t.Errorf("final update (-want +got):\n%s", diff)
+	}
+}
+
+func TestAgentPreemptedTaskCheckpointsOnSIGTERM(t *testing.T) {
+	cp := newControlPlane(t)
+	a := startAgent(t, testConfig(t, cp.URL()))
+	cp.add(shellAlloc("2.0.0", "trap 'echo checkpoint; exit 0' TERM; echo started; while :; do sleep 0.1; done"))
+	cp.waitStatus("2.0.0", "running")
+	waitLog(t, a, "2.0.0", "started\n")
+	cp.preempt("2.0.0", "preempted by job 9", 30*time.Second)
+
+	ups := cp.waitEnded("2.0.0")
+	end := ups[len(ups)-1]
+	want := api.AllocUpdate{AllocID: "2.0.0", Node: "node1", Status: "exited", Stopped: true, Message: "stopped: preempted by job 9"}
+	if diff := cmp.Diff(want, end, cmpopts.IgnoreFields(api.AllocUpdate{}, "StartedAt", "FinishedAt")); diff != "" {
+		t.Errorf("final update (-want +got):\n%s", diff)
+	}
+	if _, out := getLogs(t, a, "2.0.0", ""); out != "started\ncheckpoint\n" {
+		t.Errorf("task output %q; want it to have written its checkpoint line on SIGTERM", out)
+	}
+}
+
+// A preempted task that ignores SIGTERM is killed after the allocation's
+// grace, not the agent's far longer kill grace (the test would time out).
+func TestAgentKillsPreemptedTaskAfterTheAllocationsGrace(t *testing.T) {
+	cp := newControlPlane(t)
+	cfg := testConfig(t, cp.URL())
+	cfg.KillGrace = time.Hour
+	a := startAgent(t, cfg)
+	cp.add(shellAlloc("2.0.0", "trap '' TERM; echo started; while :; do sleep 0.1; done"))
+	cp.waitStatus("2.0.0", "running")
+	waitLog(t, a, "2.0.0", "started\n")
+	cp.preempt("2.0.0", "preempted by job 9", 200*time.Millisecond)
+
+	ups := cp.waitEnded("2.0.0")
+	if end := ups[len(ups)-1]; end.Signal != "SIGKILL" || !end.Stopped {
+		t.Errorf("final update %+v; want killed by SIGKILL after a stop", end)
+	}
+}
+
+// waitLog waits until a task's stdout is want (so that a shell has set
+// its traps before the test signals it).
+func waitLog(t *testing.T, a *testAgent, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, out := getLogs(t, a, id, "")
+		if out == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s output %q; want %q", id, out, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -193,6 +193,17 @@ func (cp *controlPlane) stop(id, reason string) {
 	cp.bump()
 }
 
+// preempt asks for an allocation to stop with its own grace period, as a
+// preemption does.
+func (cp *controlPlane) preempt(id, reason string, grace time.Duration) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.allocs[id].Desired = "stop"
+	cp.allocs[id].DesiredReason = reason
+	cp.allocs[id].StopGrace = api.Duration(grace)
+	cp.bump()
+}
+
 // markLost makes an allocation terminal without its agent, as the servers
 // do when they declare a node down.
 func (cp *controlPlane) markLost(id string) {

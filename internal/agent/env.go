@@ -33,8 +33,10 @@ func DefaultBaseEnv() []string {
 }
 
 // taskEnv builds a task's environment: base, then the job's env on top, then
-// the variables dure sets, which a job cannot override. The result is sorted
-// by name. exec adds DURE_SCRATCH, CUDA_VISIBLE_DEVICES and
+// the variables dure sets, which a job cannot override. DURE_NTASKS is the
+// number of tasks the attempt started with (fewer than the job's tasks for
+// a gang that started with its minimum); array elements also get their
+// array's ID and their index. The result is sorted by name. exec adds DURE_SCRATCH, CUDA_VISIBLE_DEVICES and
 // NVIDIA_VISIBLE_DEVICES itself.
 func taskEnv(base []string, node string, a *api.Allocation) ([]string, error) {
 	m := make(map[string]string, len(base)+len(a.Env)+16)
@@ -54,6 +56,11 @@ func taskEnv(base []string, node string, a *api.Allocation) ([]string, error) {
 	job := strconv.FormatUint(a.JobID, 10)
 	task := strconv.Itoa(a.TaskIndex)
 	ntasks := strconv.Itoa(max(a.TaskCount, 1))
+	if a.ArrayJobID != 0 {
+		arrayJob, index := strconv.FormatUint(a.ArrayJobID, 10), strconv.Itoa(a.ArrayTaskID)
+		m["DURE_ARRAY_JOB_ID"], m["DURE_ARRAY_TASK_ID"] = arrayJob, index
+		m["SLURM_ARRAY_JOB_ID"], m["SLURM_ARRAY_TASK_ID"] = arrayJob, index
+	}
 	for k, v := range map[string]string{
 		"DURE_JOB_ID":     job,
 		"DURE_JOB_NAME":   a.JobName,

@@ -67,6 +67,32 @@ func TestTaskEnv(t *testing.T) {
 	}
 }
 
+func TestTaskEnvOfArrayElement(t *testing.T) {
+	// Element 7 of array 120 is job 127; the job cannot override the array's variables.
+	a := &api.Allocation{ID: "127.0.1", JobID: 127, TaskCount: 1, ArrayJobID: 120, ArrayTaskID: 7, Env: map[string]string{"SLURM_ARRAY_TASK_ID": "0"}}
+	got, err := taskEnv(nil, "n", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"DURE_ARRAY_JOB_ID=120", "DURE_ARRAY_TASK_ID=7", "SLURM_ARRAY_JOB_ID=120", "SLURM_ARRAY_TASK_ID=7", "DURE_JOB_ID=127"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("env %q lacks %s", got, want)
+		}
+	}
+	// Index 0 is an index like any other.
+	a.ArrayTaskID = 0
+	if got, _ := taskEnv(nil, "n", a); !slices.Contains(got, "DURE_ARRAY_TASK_ID=0") {
+		t.Errorf("element 0: env %q lacks DURE_ARRAY_TASK_ID=0", got)
+	}
+	// A job that is not an array element gets none of them.
+	got, _ = taskEnv(nil, "n", &api.Allocation{ID: "1.0.1", JobID: 1})
+	for _, kv := range got {
+		if strings.Contains(kv, "ARRAY") {
+			t.Errorf("a plain job got %s", kv)
+		}
+	}
+}
+
 func TestTaskEnvSingleTaskJobHasOneTask(t *testing.T) {
 	// Allocations from before TaskCount existed carry 0; a task is at least one.
 	got, err := taskEnv(nil, "n", &api.Allocation{ID: "1.0.0", JobID: 1})

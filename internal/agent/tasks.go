@@ -43,11 +43,12 @@ type task struct {
 	memLimit   int64
 	walltime   time.Duration
 	startedAt  time.Time
-	stopWanted bool   // the servers want it stopped (or no longer list it)
-	stopReason string // DesiredReason, for the exit message
-	silent     bool   // the servers no longer list it: its end is not reported
-	adopted    bool   // started by an earlier agent process
-	sentRun    bool   // "running" has been queued for the servers
+	stopWanted bool          // the servers want it stopped (or no longer list it)
+	stopReason string        // DesiredReason, for the exit message
+	stopGrace  time.Duration // the allocation's StopGrace; 0: Config.KillGrace
+	silent     bool          // the servers no longer list it: its end is not reported
+	adopted    bool          // started by an earlier agent process
+	sentRun    bool          // "running" has been queued for the servers
 	early      *exec.Result
 	endedAt    time.Time
 }
@@ -125,11 +126,11 @@ func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
 				})
 			case t == nil:
 				t = newTask(al, taskStarting)
-				t.stopWanted, t.stopReason = true, al.DesiredReason
+				t.stopWanted, t.stopReason, t.stopGrace = true, al.DesiredReason, time.Duration(al.StopGrace)
 				a.track(al.ID, t)
 				toAdopt = append(toAdopt, al)
 			case !t.stopWanted:
-				t.stopWanted, t.stopReason = true, al.DesiredReason
+				t.stopWanted, t.stopReason, t.stopGrace = true, al.DesiredReason, time.Duration(al.StopGrace)
 				if t.state == taskRunning {
 					toStop = append(toStop, al.ID)
 				}
@@ -279,10 +280,19 @@ func (a *Agent) taskStartTime(id string) time.Time {
 }
 
 // stopTask asks exec to stop a task (SIGTERM, grace, SIGKILL); its end
-// arrives as a normal exec event.
+// arrives as a normal exec event. The grace is the allocation's StopGrace
+// (a preempted task's time to checkpoint) when the servers set one, else
+// Config.KillGrace.
+// Callers may hold a.mu.
 func (a *Agent) stopTask(id string) {
 	a.starts.Go(func() {
-		err := a.runner.Stop(id, a.cfg.KillGrace)
+		grace := a.cfg.KillGrace
+		a.mu.Lock()
+		if t := a.tasks[id]; t != nil && t.stopGrace > 0 {
+			grace = t.stopGrace
+		}
+		a.mu.Unlock()
+		err := a.runner.Stop(id, grace)
 		switch {
 		case err == nil:
 		case errors.Is(err, exec.ErrUnknownTask):
@@ -331,7 +341,7 @@ func (a *Agent) finishLocked(id string, t *task, res exec.Result) {
 	}
 	u := api.AllocUpdate{
 		AllocID: id, Node: a.cfg.Name, Status: statusExited,
-		ExitCode: res.ExitCode, Signal: res.Signal, OOMKilled: res.OOMKilled, TimedOut: res.TimedOut,
+		ExitCode: res.ExitCode, Signal: res.Signal, OOMKilled: res.OOMKilled, TimedOut: res.TimedOut, Stopped: res.Stopped,
 		StartedAt: res.StartedAt, FinishedAt: t.endedAt,
 		Message: exitMessage(res, t.memLimit, t.walltime, t.stopReason),
 	}

@@ -208,6 +208,7 @@ type JobFilter struct {
 	State string // pending, running, succeeded, failed, cancelled, or "active" (pending+running)
 	Queue string
 	Owner string
+	Array uint64 // only the elements of this job array
 	Limit int
 }
 
@@ -222,6 +223,9 @@ func (c *Client) ListJobs(ctx context.Context, f JobFilter, w WatchOptions) ([]J
 	}
 	if f.Owner != "" {
 		q.Set("owner", f.Owner)
+	}
+	if f.Array != 0 {
+		q.Set("array", strconv.FormatUint(f.Array, 10))
 	}
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
@@ -242,10 +246,28 @@ func (c *Client) GetJob(ctx context.Context, id uint64, w WatchOptions) (Job, ui
 	return out, idx, err
 }
 
-// CancelJob cancels a pending or running job.
-func (c *Client) CancelJob(ctx context.Context, id uint64) (Job, error) {
+// GetJobRef is GetJob for a job named as people write it: "130", or an
+// array element "123_7" (see JobRef).
+func (c *Client) GetJobRef(ctx context.Context, ref string, w WatchOptions) (Job, uint64, error) {
+	q := url.Values{}
+	w.query(q)
 	var out Job
-	_, err := c.do(ctx, http.MethodPost, fmt.Sprintf("/v1/jobs/%d/cancel", id), nil, struct{}{}, &out)
+	idx, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(ref), q, nil, &out)
+	return out, idx, err
+}
+
+// CancelJob cancels a pending or running job. The ID of a job array (its
+// first element's) cancels the whole array; CancelJobRef with "123_0"
+// cancels the first element alone.
+func (c *Client) CancelJob(ctx context.Context, id uint64) (Job, error) {
+	return c.CancelJobRef(ctx, strconv.FormatUint(id, 10))
+}
+
+// CancelJobRef cancels a job named as people write it: "130", an array
+// element "123_7", or a whole array "123".
+func (c *Client) CancelJobRef(ctx context.Context, ref string) (Job, error) {
+	var out Job
+	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(ref)+"/cancel", nil, struct{}{}, &out)
 	return out, err
 }
 

@@ -2,8 +2,11 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -61,6 +64,46 @@ type JobSpec struct {
 	// IdempotencyKey makes a retried submission return the first job's ID
 	// instead of creating a second job.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+
+	// Array makes a job array, one job per index, in Slurm's --array
+	// syntax: "0-99", "1,3,5-7", "0-15:4", and "%N" to run at most N
+	// elements at once ("1-1000%50"). The submission answers the array's ID.
+	Array string `json:"array,omitempty"`
+	// Dependencies must all be met before the job may start.
+	Dependencies []DependencySpec `json:"dependencies,omitempty"`
+	// MinTasks lets a job of several tasks start with its first MinTasks
+	// tasks (or more) when not all fit; 0 means all tasks start together.
+	MinTasks int `json:"min_tasks,omitempty"`
+	// Topology is a node label key ("rack"): every task runs on nodes with
+	// the same value of it.
+	Topology string `json:"topology,omitempty"`
+	// Placement is "pack" (the default: fill nodes) or "spread" (one task
+	// per node where possible).
+	Placement string `json:"placement,omitempty"`
+}
+
+// DependencySpec is one "start after" condition, as submitted.
+type DependencySpec struct {
+	// Type is afterok (the job succeeded), afterany (it ended) or
+	// afternotok (it failed or was cancelled).
+	Type string `json:"type"`
+	// Job is a job ID ("12") or an array element ("12_3"). An array's ID
+	// means the whole array: every element must meet the condition.
+	Job string `json:"job"`
+}
+
+// Dependency is one "start after" condition of a job, resolved to a job ID.
+type Dependency struct {
+	Type  string `json:"type"`
+	JobID uint64 `json:"job_id"`
+	Array bool   `json:"array,omitempty"` // JobID is an array's: the condition covers every element
+}
+
+// ArrayInfo places a job in its array.
+type ArrayInfo struct {
+	JobID    uint64 `json:"job_id"`             // the array's ID (its first element's)
+	TaskID   int    `json:"task_id"`            // the element's index
+	Throttle int    `json:"throttle,omitempty"` // most elements running at once (0: no limit)
 }
 
 // TaskGroupSpec is a set of identical tasks.
@@ -103,11 +146,24 @@ type Job struct {
 	MaxRetries int             `json:"max_retries"`
 	Groups     []TaskGroupSpec `json:"groups"`
 	Tasks      int             `json:"tasks"`
+	// StartedTasks is how many tasks the latest attempt started with:
+	// Tasks, or fewer (at least MinTasks) for a partial gang.
+	StartedTasks int          `json:"started_tasks,omitempty"`
+	MinTasks     int          `json:"min_tasks,omitempty"`
+	Topology     string       `json:"topology,omitempty"`
+	Placement    string       `json:"placement,omitempty"`
+	Dependencies []Dependency `json:"dependencies,omitempty"`
+	Array        *ArrayInfo   `json:"array,omitempty"` // set for an element of a job array
 
 	State    string `json:"state"` // pending, running, succeeded, failed, cancelled
 	Reason   Reason `json:"reason"`
 	Attempt  int    `json:"attempt"`
 	ExitCode int    `json:"exit_code"`
+	// Preemptions counts attempts stopped to make room for other jobs;
+	// they do not use up MaxRetries. PreemptedBy names the job it was
+	// preempted for, from the stop until it is placed again.
+	Preemptions int    `json:"preemptions,omitempty"`
+	PreemptedBy uint64 `json:"preempted_by,omitempty"`
 
 	SubmitTime time.Time `json:"submit_time"`
 	StartTime  time.Time `json:"start_time,omitzero"`
@@ -115,6 +171,15 @@ type Job struct {
 
 	Allocations []Allocation `json:"allocations,omitempty"` // in GET /v1/jobs/{id} only
 	Events      []Event      `json:"events,omitempty"`      // in GET /v1/jobs/{id} only
+}
+
+// Ref is how people name the job: "123_7" for element 7 of array 123,
+// else its ID.
+func (j *Job) Ref() string {
+	if j.Array != nil {
+		return JobRef{ID: j.Array.JobID, Index: j.Array.TaskID, Element: true}.String()
+	}
+	return strconv.FormatUint(j.ID, 10)
 }
 
 // Terminal reports whether the job's state is final.
@@ -139,19 +204,28 @@ type Allocation struct {
 	Walltime  Duration          `json:"walltime"`
 	JobName   string            `json:"job_name"`
 	Owner     string            `json:"owner"`
-	TaskCount int               `json:"task_count"`
+	TaskCount int               `json:"task_count"` // tasks the attempt started with
+
+	// Set for an element of a job array.
+	ArrayJobID  uint64 `json:"array_job_id,omitempty"`
+	ArrayTaskID int    `json:"array_task_id,omitempty"`
 
 	CreateTerm  uint64 `json:"create_term"`
 	CreateIndex uint64 `json:"create_index"`
 
 	Desired       string `json:"desired"` // run, stop
 	DesiredReason string `json:"desired_reason,omitempty"`
+	// StopGrace, with desired stop, is the time between SIGTERM and
+	// SIGKILL (a preempted task's time to checkpoint); 0: the agent's
+	// --kill-grace.
+	StopGrace Duration `json:"stop_grace,omitempty"`
 
 	Status     string    `json:"status"` // assigned, running, exited, failed, lost
 	ExitCode   int       `json:"exit_code"`
 	Signal     string    `json:"signal,omitempty"`
 	OOMKilled  bool      `json:"oom_killed,omitempty"`
 	TimedOut   bool      `json:"timed_out,omitempty"`
+	Stopped    bool      `json:"stopped,omitempty"` // it ended after it was asked to stop
 	Message    string    `json:"message,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
@@ -192,9 +266,14 @@ type Queue struct {
 	QueueSpec
 	Pending int       `json:"pending"`
 	Running int       `json:"running"`
-	Used    Resources `json:"used"` // by this queue's own running jobs
-	// Quotas' state, one per configured quota: usage of the queue's whole
-	// subtree and how much of it is borrowed beyond the nominal quota.
+	Used    Resources `json:"used"` // by this queue's own live allocations (tasks being stopped included)
+	// Share is the queue's weighted dominant share as fair share ranks
+	// queues: 0 idle, about 1/weight after using the whole cluster for a
+	// while (recent usage decays with the scheduler's half-life).
+	Share float64 `json:"share"`
+	// QuotaUsage has one entry per quota resource the queue's subtree
+	// governs (its own quotas and its children's), sorted by resource, as
+	// the scheduler computes it.
 	QuotaUsage []QuotaUsage `json:"quota_usage,omitempty"`
 }
 
@@ -221,12 +300,18 @@ type QuotaSpec struct {
 	LendingLimit   *int64 `json:"lending_limit,omitempty"`
 }
 
-// QuotaUsage is one quota's current state.
+// QuotaUsage is one quota resource's current state for a queue.
 type QuotaUsage struct {
-	Resource string `json:"resource"`
-	Nominal  int64  `json:"nominal"`
-	Used     int64  `json:"used"`     // by the queue's subtree
-	Borrowed int64  `json:"borrowed"` // used beyond nominal
+	Resource  string `json:"resource"`
+	Nominal   int64  `json:"nominal"`   // the queue's own quota (0: none of its own)
+	Effective int64  `json:"effective"` // nominal plus its children's
+	// BorrowingLimit and LendingLimit as configured; absent: no limit.
+	BorrowingLimit *int64 `json:"borrowing_limit,omitempty"`
+	LendingLimit   *int64 `json:"lending_limit,omitempty"`
+	Used           int64  `json:"used"`     // by the subtree's running jobs (jobs being preempted count for nothing)
+	Borrowed       int64  `json:"borrowed"` // used beyond effective: lent by cohort siblings
+	Lendable       int64  `json:"lendable"` // unused quota siblings may still borrow
+	Room           int64  `json:"room"`     // how much more one of its jobs may use now
 }
 
 // QueueFile is the server's --queues file and `dure queue apply`'s input.
@@ -281,6 +366,7 @@ type AllocUpdate struct {
 	Signal     string    `json:"signal,omitempty"`
 	OOMKilled  bool      `json:"oom_killed,omitempty"`
 	TimedOut   bool      `json:"timed_out,omitempty"`
+	Stopped    bool      `json:"stopped,omitempty"` // it ended after a stop request (SIGTERM)
 	Message    string    `json:"message,omitempty"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
@@ -338,4 +424,43 @@ type Explanation struct {
 type Alternative struct {
 	Change string    `json:"change"`
 	Start  time.Time `json:"start"`
+}
+
+// JobRef names a job the way people write it: a job ID ("130"), or an
+// element of a job array as ARRAY_INDEX ("123_7"), as Slurm does. A bare
+// array ID ("123") names job 123, which is also the array's first element;
+// commands that act on whole arrays (cancel, wait, dependencies) read it as
+// the whole array.
+type JobRef struct {
+	ID      uint64 // the job's ID, or for an element the array's
+	Index   int    // the element's index when Element is set
+	Element bool
+}
+
+// ErrBadJobRef is wrapped by every ParseJobRef error.
+var ErrBadJobRef = errors.New("invalid job ID")
+
+// ParseJobRef reads "130" or "123_7".
+func ParseJobRef(s string) (JobRef, error) {
+	id, idx, elem := strings.Cut(s, "_")
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || n == 0 || id[0] == '+' {
+		return JobRef{}, fmt.Errorf("%w %q: want a positive number like 12, or an array element like 12_3", ErrBadJobRef, s)
+	}
+	r := JobRef{ID: n}
+	if elem {
+		i, err := strconv.Atoi(idx)
+		if err != nil || i < 0 || idx[0] == '+' || idx[0] == '-' {
+			return JobRef{}, fmt.Errorf("%w %q: the array index after _ must be a number 0 or more, like 12_3", ErrBadJobRef, s)
+		}
+		r.Index, r.Element = i, true
+	}
+	return r, nil
+}
+
+func (r JobRef) String() string {
+	if r.Element {
+		return fmt.Sprintf("%d_%d", r.ID, r.Index)
+	}
+	return strconv.FormatUint(r.ID, 10)
 }

@@ -16,7 +16,7 @@ func (a *app) explainCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:     "explain ID",
 		Short:   "Say why a pending job waits, when it should start, and what would start it sooner",
-		Example: "  dure explain 12\n  dure explain 12 -o json",
+		Example: "  dure explain 12\n  dure explain 12_3\n  dure explain 12 -o json",
 		Args:    args(cobra.ExactArgs(1)),
 	}
 	out := outputFlag(c, false)
@@ -24,7 +24,7 @@ func (a *app) explainCommand() *cobra.Command {
 		if err := checkOutput(*out, false); err != nil {
 			return err
 		}
-		id, err := parseJobID(argv[0])
+		id, err := a.jobIDOf(c.Context(), argv[0])
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,13 +19,17 @@ const defaultJobsLimit = 100
 func (a *app) jobsCommand() *cobra.Command {
 	var f api.JobFilter
 	var all bool
+	var array string
 	c := &cobra.Command{
 		Use:   "jobs",
 		Short: "List jobs, newest first",
 		Long: "List jobs, newest first: by default the newest 100 of every user in every state.\n" +
 			"--state takes pending, running, succeeded, failed, cancelled or active\n" +
-			"(pending and running).",
-		Example: "  dure jobs\n  dure jobs --state active --user alice\n  dure jobs -o json",
+			"(pending and running). A job array shows whole, where it first appears: each\n" +
+			"running element on its own row (12_3), the others grouped by state and\n" +
+			"reason (12_[4-99%10]). --array ID lists one array's elements one per row;\n" +
+			"-o json lists every job (element) the limit lets through, one by one.",
+		Example: "  dure jobs\n  dure jobs --state active --user alice\n  dure jobs --array 12\n  dure jobs -o json",
 		Args:    args(cobra.NoArgs),
 	}
 	out := outputFlag(c, true)
@@ -33,6 +38,7 @@ func (a *app) jobsCommand() *cobra.Command {
 	c.Flags().StringVar(&f.Owner, "user", "", "only jobs of this user")
 	c.Flags().IntVar(&f.Limit, "limit", defaultJobsLimit, "show at most this many jobs")
 	c.Flags().BoolVar(&all, "all", false, "show every job (no --limit)")
+	c.Flags().StringVar(&array, "array", "", "only the elements of this job array, one per row, in index order")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if err := checkOutput(*out, true); err != nil {
 			return err
@@ -48,9 +54,22 @@ func (a *app) jobsCommand() *cobra.Command {
 		if all {
 			f.Limit = 0
 		}
-		jobs, _, err := a.client().ListJobs(c.Context(), f, api.WatchOptions{})
+		if array != "" {
+			ref, err := api.ParseJobRef(array)
+			if err != nil || ref.Element {
+				return fmt.Errorf("--array: want a job array's ID, such as 12 (got %q)", array)
+			}
+			f.Array = ref.ID
+		}
+		cl := a.client()
+		jobs, _, err := cl.ListJobs(c.Context(), f, api.WatchOptions{})
 		if err != nil {
 			return err
+		}
+		if *out != outJSON && f.Array == 0 {
+			if jobs, err = completeArrays(c.Context(), cl, jobs, f); err != nil {
+				return err
+			}
 		}
 		if *out == outJSON {
 			if jobs == nil {
@@ -62,25 +81,46 @@ func (a *app) jobsCommand() *cobra.Command {
 			fmt.Fprintln(a.stderr, "no jobs")
 			return nil
 		}
-		renderJobs(a.stdout, jobs, a.now(), *out == outWide)
+		if f.Array != 0 {
+			renderJobList(a.stdout, jobs, a.now(), *out == outWide)
+		} else {
+			renderJobs(a.stdout, jobs, a.now(), *out == outWide)
+		}
 		return nil
 	}
 	return c
 }
 
-// renderJobs prints the jobs table.
+// renderJobs prints the jobs table, with job arrays compacted (compactRows).
 func renderJobs(w io.Writer, jobs []api.Job, now time.Time, wide bool) {
+	renderRows(w, compactRows(jobs), now, wide)
+}
+
+// renderJobList prints the jobs table with one row per job.
+func renderJobList(w io.Writer, jobs []api.Job, now time.Time, wide bool) {
+	rows := make([]jobRow, len(jobs))
+	for i := range jobs {
+		rows[i] = jobRow{ref: jobs[i].Ref(), job: &jobs[i], jobs: 1}
+	}
+	renderRows(w, rows, now, wide)
+}
+
+func renderRows(w io.Writer, rows []jobRow, now time.Time, wide bool) {
 	t := newTable(w)
 	if wide {
 		row(t, "ID", "NAME", "USER", "QUEUE", "STATE", "TASKS", "TIME", "REASON/EXIT", "PRIO", "CPU", "MEM", "GPU", "SUBMITTED", "MESSAGE")
 	} else {
 		row(t, "ID", "NAME", "USER", "QUEUE", "STATE", "TASKS", "TIME", "REASON/EXIT")
 	}
-	for i := range jobs {
-		j := &jobs[i]
+	for _, r := range rows {
+		j := r.job
+		when := jobTime(j, now)
+		if r.jobs > 1 && j.State != "pending" {
+			when = "-" // the elements ran for different times
+		}
 		cells := []string{
-			strconv.FormatUint(j.ID, 10), orDash(truncate(j.Name, 24)), orDash(j.Owner), orDash(j.Queue),
-			j.State, strconv.Itoa(taskCount(j)), jobTime(j, now), reasonOrExit(j),
+			r.ref, orDash(truncate(j.Name, 24)), orDash(j.Owner), orDash(j.Queue),
+			j.State, tasksCell(j), when, reasonOrExit(j),
 		}
 		if wide {
 			tot := totalResources(j)
@@ -112,6 +152,8 @@ func reasonOrExit(j *api.Job) string {
 	switch j.State {
 	case "pending":
 		return orDash(j.Reason.Code)
+	case "running":
+		return orDash(j.Reason.Code) // Preempted while it is being stopped
 	case "succeeded":
 		return "exit 0"
 	case "failed":
@@ -123,6 +165,24 @@ func reasonOrExit(j *api.Job) string {
 		return orDash(j.Reason.Code)
 	}
 	return "-"
+}
+
+// tasksCell is the TASKS column: the task count, or "2/4" for a gang that
+// runs with part of its tasks.
+func tasksCell(j *api.Job) string {
+	n := taskCount(j)
+	if j.State == "running" && j.StartedTasks > 0 && j.StartedTasks < n {
+		return fmt.Sprintf("%d/%d", j.StartedTasks, n)
+	}
+	return strconv.Itoa(n)
+}
+
+// startedTasks is how many tasks the job's latest attempt started with.
+func startedTasks(j *api.Job) int {
+	if j.StartedTasks > 0 {
+		return j.StartedTasks
+	}
+	return taskCount(j)
 }
 
 func taskCount(j *api.Job) int {
@@ -146,9 +206,12 @@ func totalResources(j *api.Job) api.Resources {
 
 func (a *app) jobCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:     "job ID",
-		Short:   "Show one job: state, reason, times, resources, allocations, events",
-		Example: "  dure job 12\n  dure job 12 -o json",
+		Use:   "job ID",
+		Short: "Show one job: state, reason, times, resources, allocations, events",
+		Long: "Show one job. ID is a job ID or an array element (12_3). The ID of a job\n" +
+			"array shows the array: its elements and their states (-o json: the list of\n" +
+			"elements).",
+		Example: "  dure job 12\n  dure job 12_3\n  dure job 12 -o json",
 		Args:    args(cobra.ExactArgs(1)),
 	}
 	out := outputFlag(c, false)
@@ -156,14 +219,30 @@ func (a *app) jobCommand() *cobra.Command {
 		if err := checkOutput(*out, false); err != nil {
 			return err
 		}
-		id, err := parseJobID(argv[0])
+		ref, err := parseJobRef(argv[0])
 		if err != nil {
 			return err
 		}
-		j, _, err := a.client().GetJob(c.Context(), id, api.WatchOptions{})
+		cl := a.client()
+		isArray, jp, err := resolveArray(c.Context(), cl, ref)
 		if err != nil {
 			return err
 		}
+		if isArray {
+			elems, _, err := cl.ListJobs(c.Context(), api.JobFilter{Array: ref.ID, Limit: maxArrayList}, api.WatchOptions{})
+			if err != nil {
+				return err
+			}
+			if *out == outJSON {
+				return writeJSON(a.stdout, elems)
+			}
+			if len(elems) == 0 {
+				return fmt.Errorf("array %d has no elements left (pruned after their retention)", ref.ID)
+			}
+			renderArray(a.stdout, ref.ID, elems, a.now())
+			return nil
+		}
+		j := *jp
 		if *out == outJSON {
 			return writeJSON(a.stdout, j)
 		}
@@ -178,6 +257,13 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 	t := newTable(w)
 	kv := func(k, v string) { row(t, k+":", v) }
 	kv("ID", strconv.FormatUint(j.ID, 10))
+	if j.Array != nil {
+		throttle := ""
+		if j.Array.Throttle > 0 {
+			throttle = fmt.Sprintf(", at most %d running at once", j.Array.Throttle)
+		}
+		kv("Array", fmt.Sprintf("%s: element %d of array %d%s", j.Ref(), j.Array.TaskID, j.Array.JobID, throttle))
+	}
 	kv("Name", orDash(j.Name))
 	kv("Owner", orDash(j.Owner))
 	kv("Queue", orDash(j.Queue))
@@ -196,13 +282,34 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 	if j.Terminal() {
 		kv("Exit code", strconv.Itoa(j.ExitCode))
 	}
-	kv("Tasks", strconv.Itoa(taskCount(j)))
+	tasks := strconv.Itoa(taskCount(j))
+	if j.StartedTasks > 0 && j.StartedTasks < taskCount(j) {
+		tasks += fmt.Sprintf(" (%d started)", j.StartedTasks)
+	}
+	kv("Tasks", tasks)
+	if gang := gangText(j); gang != "" {
+		kv("Placement", gang)
+	}
+	if len(j.Dependencies) > 0 {
+		deps := make([]string, len(j.Dependencies))
+		for i, d := range j.Dependencies {
+			deps[i] = fmt.Sprintf("%s:%d", d.Type, d.JobID)
+			if d.Array {
+				deps[i] += " (whole array)"
+			}
+		}
+		kv("Depends on", strings.Join(deps, ", "))
+	}
 	if j.Walltime > 0 {
 		kv("Walltime", humanDuration(time.Duration(j.Walltime)))
 	} else {
 		kv("Walltime", "none")
 	}
-	kv("Attempt", fmt.Sprintf("%d (retries allowed: %d)", j.Attempt, j.MaxRetries))
+	attempt := fmt.Sprintf("%d (retries allowed: %d)", j.Attempt, j.MaxRetries)
+	if j.Preemptions > 0 {
+		attempt = fmt.Sprintf("%d (retries allowed: %d; preempted %d time(s), which use none)", j.Attempt, j.MaxRetries, j.Preemptions)
+	}
+	kv("Attempt", attempt)
 	kv("Submitted", fmt.Sprintf("%s (%s)", absTime(j.SubmitTime, loc), ago(now, j.SubmitTime)))
 	switch {
 	case !j.StartTime.IsZero():
@@ -258,6 +365,21 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 		row(t, "  "+absTime(e.Time, loc), e.Type, e.Message)
 	}
 	t.Flush()
+}
+
+// gangText describes the job's gang and placement options, or "".
+func gangText(j *api.Job) string {
+	var parts []string
+	if j.MinTasks > 0 && j.MinTasks < taskCount(j) {
+		parts = append(parts, fmt.Sprintf("starts with at least %d of %d tasks", j.MinTasks, taskCount(j)))
+	}
+	if j.Topology != "" {
+		parts = append(parts, fmt.Sprintf("all tasks in one %s", j.Topology))
+	}
+	if j.Placement != "" {
+		parts = append(parts, j.Placement)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // allocExit renders how a task ended: "0", "137 (OOM)", "-1 (SIGKILL)".

@@ -226,7 +226,7 @@ func TestJobVerb(t *testing.T) {
 	if res := runCLI(t, srv.srv.URL, "", "job", "99"); res != (cliResult{stderr: "dure: job 99 not found\n", code: 1}) {
 		t.Errorf("unknown job: got %+v", res)
 	}
-	if res := runCLI(t, srv.srv.URL, "", "job", "x1"); res != (cliResult{stderr: "dure: invalid job ID \"x1\": want a positive number like 12\n", code: 1}) {
+	if res := runCLI(t, srv.srv.URL, "", "job", "x1"); res != (cliResult{stderr: "dure: invalid job ID \"x1\": want a positive number like 12, or an array element like 12_3\n", code: 1}) {
 		t.Errorf("bad ID: got %+v", res)
 	}
 }
@@ -256,5 +256,26 @@ func TestRenderJobPendingAndRunningTimes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRenderJobBeingPreempted(t *testing.T) {
+	j := cannedDetail()
+	j.State, j.ExitCode, j.EndTime, j.Attempt, j.Preemptions, j.PreemptedBy = "running", 0, time.Time{}, 2, 1, 20
+	j.Reason = api.Reason{Code: "Preempted", Message: "preempted by job 20 of higher priority (5 > 0) in queue default"}
+	var b bytes.Buffer
+	renderJob(&b, &j, t0, time.UTC)
+	for _, line := range []string{
+		"Reason:     Preempted: preempted by job 20 of higher priority (5 > 0) in queue default\n",
+		"Attempt:    2 (retries allowed: 1; preempted 1 time(s), which use none)\n",
+	} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("detail lacks %q:\n%s", line, b.String())
+		}
+	}
+	b.Reset()
+	renderJobs(&b, []api.Job{j}, t0, false)
+	if !strings.Contains(b.String(), "running  2      59m   Preempted") {
+		t.Errorf("jobs table does not say the running job is being preempted:\n%s", b.String())
 	}
 }

@@ -13,11 +13,12 @@ import (
 	"github.com/durehq/dure/internal/spec"
 )
 
-// renderQueues prints the queues table: the tree (parent, weight), the load,
-// and each quota as used/nominal with what is borrowed beyond it.
+// renderQueues prints the queues table: the tree (parent, weight), fair
+// share, the load, and each quota resource as used/quota of the whole
+// subtree, with what is borrowed beyond it or could be lent to siblings.
 func renderQueues(w io.Writer, qs []api.Queue) {
 	t := newTable(w)
-	row(t, "NAME", "PARENT", "WEIGHT", "PENDING", "RUNNING", "USED", "QUOTA (used/nominal)", "DESCRIPTION")
+	row(t, "NAME", "PARENT", "WEIGHT", "SHARE", "PENDING", "RUNNING", "USED", "QUOTA (used/quota)", "DESCRIPTION")
 	for _, q := range qs {
 		used := "-"
 		if !toModel(q.Used).IsZero() {
@@ -27,20 +28,27 @@ func renderQueues(w io.Writer, qs []api.Queue) {
 		if q.Weight > 0 {
 			weight = strconv.FormatFloat(q.Weight, 'g', -1, 64)
 		}
-		row(t, q.Name, orDash(q.Parent), weight, strconv.Itoa(q.Pending), strconv.Itoa(q.Running), used, quotaSummary(q.QuotaUsage), orDash(q.Description))
+		row(t, q.Name, orDash(q.Parent), weight, strconv.FormatFloat(q.Share, 'f', 2, 64), strconv.Itoa(q.Pending), strconv.Itoa(q.Running),
+			used, quotaSummary(q), orDash(q.Description))
 	}
 	t.Flush()
 }
 
-func quotaSummary(us []api.QuotaUsage) string {
-	if len(us) == 0 {
+// quotaSummary is "gpu 6/4 (+2 borrowed), cpu 2/8 (6 lendable)": used of
+// the subtree's quota (its own nominal plus its children's), what is used
+// beyond it, and, in a cohort, what siblings may still borrow.
+func quotaSummary(q api.Queue) string {
+	if len(q.QuotaUsage) == 0 {
 		return "-"
 	}
-	parts := make([]string, 0, len(us))
-	for _, u := range us {
-		p := fmt.Sprintf("%s %s/%s", u.Resource, quotaAmount(u.Resource, u.Used), quotaAmount(u.Resource, u.Nominal))
-		if u.Borrowed > 0 {
+	parts := make([]string, 0, len(q.QuotaUsage))
+	for _, u := range q.QuotaUsage {
+		p := fmt.Sprintf("%s %s/%s", u.Resource, quotaAmount(u.Resource, u.Used), quotaAmount(u.Resource, u.Effective))
+		switch {
+		case u.Borrowed > 0:
 			p += fmt.Sprintf(" (+%s borrowed)", quotaAmount(u.Resource, u.Borrowed))
+		case u.Lendable > 0 && q.Parent != "":
+			p += fmt.Sprintf(" (%s lendable)", quotaAmount(u.Resource, u.Lendable))
 		}
 		parts = append(parts, p)
 	}

@@ -198,6 +198,26 @@ func args(v cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
+// parseJobRef reads a job argument: an ID (12) or an array element (12_3).
+func parseJobRef(s string) (api.JobRef, error) {
+	ref, err := api.ParseJobRef(strings.TrimSpace(s))
+	if err != nil {
+		return ref, fmt.Errorf("invalid job ID %q: want a positive number like 12, or an array element like 12_3", s)
+	}
+	return ref, nil
+}
+
+// jobIDOf reads a job argument and returns the job's ID, asking the server
+// for the ID of an array element (12_3).
+func (a *app) jobIDOf(ctx context.Context, arg string) (uint64, error) {
+	ref, err := parseJobRef(arg)
+	if err != nil || !ref.Element {
+		return ref.ID, err
+	}
+	j, _, err := a.client().GetJobRef(ctx, ref.String(), api.WatchOptions{})
+	return j.ID, err
+}
+
 // parseJobID reads a job ID argument.
 func parseJobID(s string) (uint64, error) {
 	id, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)

@@ -47,6 +47,9 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if js.Array != "" {
+				return fmt.Errorf("--array: dure run follows one job; submit arrays with dure submit or dure sbatch")
+			}
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return a.runJob(ctx, js)
@@ -95,7 +98,7 @@ func (a *app) runJob(ctx context.Context, js api.JobSpec) error {
 		}
 		if !logs.started {
 			prog.stop()
-			logs.start(logCtx, taskCount(&j))
+			logs.start(logCtx, startedTasks(&j))
 		}
 		if j.Terminal() {
 			break

@@ -265,6 +265,9 @@ func (f *fakeServer) listJobs(w http.ResponseWriter, r *http.Request) {
 		if q.Get("queue") != "" && j.Queue != q.Get("queue") || q.Get("owner") != "" && j.Owner != q.Get("owner") {
 			continue
 		}
+		if arr := q.Get("array"); arr != "" && (j.Array == nil || strconv.FormatUint(j.Array.JobID, 10) != arr) {
+			continue
+		}
 		c := *j
 		c.Allocations, c.Events = nil, nil
 		out = append(out, c)
@@ -280,7 +283,18 @@ func (f *fakeServer) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeServer) lookup(w http.ResponseWriter, r *http.Request) (uint64, bool) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	ref, err := api.ParseJobRef(r.PathValue("id"))
+	id := ref.ID
+	if err == nil && ref.Element {
+		id = 0 // unless the element is found
+		f.mu.Lock()
+		for _, j := range f.jobs {
+			if j.Array != nil && j.Array.JobID == ref.ID && j.Array.TaskID == ref.Index {
+				id = j.ID
+			}
+		}
+		f.mu.Unlock()
+	}
 	if err != nil {
 		writeErr(w, 400, api.Error{Code: api.CodeInvalid, Field: "id", Message: "not a job ID"})
 		return 0, false

@@ -25,6 +25,13 @@ type jobFlags struct {
 	env, constraints    []string
 	workdir             string
 	idempotencyKey      string
+
+	// Arrays, dependencies and gang placement: job-level, like Slurm's.
+	array, dependency             string
+	afterOK, afterAny, afterNotOK []string
+	minTasks                      int
+	topology, placement           string
+	spread                        bool
 }
 
 func (f *jobFlags) register(fs *pflag.FlagSet) {
@@ -41,6 +48,15 @@ func (f *jobFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "run only on nodes labelled k=v (repeatable)")
 	fs.StringVar(&f.workdir, "workdir", "", "working directory of the tasks on the node")
 	fs.StringVar(&f.idempotencyKey, "idempotency-key", "", "a retried submit with the same key returns the first job's ID")
+	fs.StringVarP(&f.array, "array", "a", "", "a job array, one job per index: 0-99, 1,3,5-7, 0-15:4; %N runs at most N at once (1-1000%50)")
+	fs.StringVarP(&f.dependency, "dependency", "d", "", "start after other jobs, in Slurm's syntax: afterok:12:13,afterany:14_2")
+	fs.StringSliceVar(&f.afterOK, "afterok", nil, "start after these jobs succeeded (IDs, 12_3 elements or array IDs; comma-separated, repeatable)")
+	fs.StringSliceVar(&f.afterAny, "afterany", nil, "start after these jobs ended, however they ended")
+	fs.StringSliceVar(&f.afterNotOK, "afternotok", nil, "start after these jobs failed or were cancelled")
+	fs.IntVar(&f.minTasks, "min-tasks", 0, "let the job start with at least this many of its tasks when not all fit (default: all)")
+	fs.StringVar(&f.topology, "topology", "", "keep every task on nodes with the same value of this node label, e.g. rack")
+	fs.StringVar(&f.placement, "placement", "", "pack (default: fill nodes) or spread (one task per node where possible)")
+	fs.BoolVar(&f.spread, "spread", false, "same as --placement spread")
 }
 
 // groupFlags are the flags that describe one task group; with a job file of
@@ -75,6 +91,9 @@ func (f *jobFlags) apply(js *api.JobSpec, fs *pflag.FlagSet, cmdline []string) e
 	}
 	if set("idempotency-key") {
 		js.IdempotencyKey = f.idempotencyKey
+	}
+	if err := f.applyScheduling(js, set); err != nil {
+		return err
 	}
 
 	touchesGroup := len(cmdline) > 0
@@ -136,6 +155,60 @@ func (f *jobFlags) apply(js *api.JobSpec, fs *pflag.FlagSet, cmdline []string) e
 	}
 	if g.Constraints, err = mergePairs(g.Constraints, f.constraints, "--constraint"); err != nil {
 		return err
+	}
+	return nil
+}
+
+// applyScheduling sets the array, dependency and gang flags. Dependency
+// flags replace the file's dependencies as a whole.
+func (f *jobFlags) applyScheduling(js *api.JobSpec, set func(string) bool) error {
+	if set("array") {
+		if _, err := spec.ParseArray(f.array); err != nil {
+			return fmt.Errorf("--array: %w", err)
+		}
+		js.Array = f.array
+	}
+	if set("dependency") || set("afterok") || set("afterany") || set("afternotok") {
+		js.Dependencies = nil
+		if set("dependency") {
+			ds, err := spec.ParseDependency(f.dependency)
+			if err != nil {
+				return fmt.Errorf("--dependency: %w", err)
+			}
+			js.Dependencies = ds
+		}
+		for _, flag := range []struct {
+			name string
+			refs []string
+		}{{"afterok", f.afterOK}, {"afterany", f.afterAny}, {"afternotok", f.afterNotOK}} {
+			for _, ref := range flag.refs {
+				if _, err := api.ParseJobRef(strings.TrimSpace(ref)); err != nil {
+					return fmt.Errorf("--%s: %w", flag.name, err)
+				}
+				js.Dependencies = append(js.Dependencies, api.DependencySpec{Type: flag.name, Job: strings.TrimSpace(ref)})
+			}
+		}
+	}
+	if set("min-tasks") {
+		if f.minTasks < 1 {
+			return fmt.Errorf("--min-tasks: must be at least 1 (got %d)", f.minTasks)
+		}
+		js.MinTasks = f.minTasks
+	}
+	if set("topology") {
+		js.Topology = f.topology
+	}
+	if set("placement") {
+		if f.placement != "pack" && f.placement != "spread" {
+			return fmt.Errorf("--placement: must be pack or spread (got %q)", f.placement)
+		}
+		js.Placement = f.placement
+	}
+	if set("spread") && f.spread {
+		if set("placement") && f.placement != "spread" {
+			return fmt.Errorf("--spread: contradicts --placement %s", f.placement)
+		}
+		js.Placement = "spread"
 	}
 	return nil
 }
@@ -226,10 +299,14 @@ func (a *app) submitCommand() *cobra.Command {
 		Short: "Submit a job and print its ID",
 		Long: "Submit a job described by a YAML job file (- reads stdin), by flags and a\n" +
 			"command after --, or both (flags override the file). Prints the job ID alone,\n" +
-			"so scripts can write: id=$(dure submit -- sleep 10)",
+			"so scripts can write: id=$(dure submit -- sleep 10). With --array it prints\n" +
+			"the array's ID; its elements are ID_INDEX (12_3).",
 		Example: "  dure submit -- sleep 10\n" +
 			"  dure submit --cpus 4 --mem 8G --gpus 1 --time 2h --name train -- python train.py\n" +
-			"  dure submit job.yaml --queue short",
+			"  dure submit job.yaml --queue short\n" +
+			"  dure submit --array 0-99%10 -- sh -c './sweep.sh $DURE_ARRAY_TASK_ID'\n" +
+			"  dure submit --afterok 12 -- ./report.sh\n" +
+			"  dure submit --tasks 8 --gpus 1 --topology rack --min-tasks 4 -- ./train.sh",
 		RunE: func(c *cobra.Command, argv []string) error {
 			js, err := a.buildSpec(c, &f, argv)
 			if err != nil {

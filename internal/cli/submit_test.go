@@ -77,6 +77,22 @@ func TestSubmitBuildsSpecFromFlags(t *testing.T) {
 			}},
 		},
 		{
+			name: "array, dependency and gang flags",
+			args: []string{"--array", "0-15:4%2", "--afterok", "3,4_1", "--afterany", "5", "--afternotok", "6",
+				"--min-tasks", "2", "--topology", "rack", "--spread", "--tasks", "4", "--", "x"},
+			want: api.JobSpec{Name: "x", Queue: "default", Owner: "alice", Array: "0-15:4%2", MinTasks: 2, Topology: "rack", Placement: "spread",
+				Dependencies: []api.DependencySpec{{Type: "afterok", Job: "3"}, {Type: "afterok", Job: "4_1"}, {Type: "afterany", Job: "5"}, {Type: "afternotok", Job: "6"}},
+				Groups:       []api.TaskGroupSpec{{Name: "main", Count: 4, Resources: api.Resources{MilliCPU: 1000}, Command: []string{"x"}}}},
+		},
+		{
+			name: "dependency flags replace the file's",
+			file: "dependency: afterok:9\narray: 1-3\nplacement: spread\ncommand: [x]\n",
+			args: []string{"FILE", "-d", "afterany:7:8", "-a", "5", "--placement", "pack"},
+			want: api.JobSpec{Name: "x", Queue: "default", Owner: "alice", Array: "5", Placement: "pack",
+				Dependencies: []api.DependencySpec{{Type: "afterany", Job: "7"}, {Type: "afterany", Job: "8"}},
+				Groups:       []api.TaskGroupSpec{{Name: "main", Count: 1, Resources: api.Resources{MilliCPU: 1000}, Command: []string{"x"}}}},
+		},
+		{
 			name: "flag-like words after -- belong to the command",
 			args: []string{"--cpus", "1", "--", "ls", "--cpus", "-la"},
 			want: api.JobSpec{Name: "ls", Queue: "default", Owner: "alice", Groups: []api.TaskGroupSpec{{
@@ -141,6 +157,20 @@ func TestSubmitRejectsBadInputBeforeSending(t *testing.T) {
 			"dure: unknown flag: --cpu\nRun 'dure submit --help' for usage.\n"},
 		{"validation names the field", "", []string{"--priority", "100000000", "--", "true"},
 			"dure: priority: must be between -1000000 and 1000000; got 100000000\n"},
+		{"bad array", "", []string{"--array", "5-1", "--", "true"},
+			"dure: --array: range \"5-1\" runs backwards; write the lower index first\n"},
+		{"bad dependency", "", []string{"--dependency", "after:3", "--", "true"},
+			"dure: --dependency: \"after:3\": after (start after the job started) is not supported; use afterany or afterok\n"},
+		{"bad afterok", "", []string{"--afterok", "3,x", "--", "true"},
+			"dure: --afterok: invalid job ID \"x\": want a positive number like 12, or an array element like 12_3\n"},
+		{"zero min-tasks", "", []string{"--min-tasks", "0", "--", "true"},
+			"dure: --min-tasks: must be at least 1 (got 0)\n"},
+		{"min-tasks above the tasks", "", []string{"--min-tasks", "3", "--tasks", "2", "--", "true"},
+			"dure: min_tasks: must be between 1 and the job's task count (2), or 0 for all; got 3\n"},
+		{"bad placement", "", []string{"--placement", "scatter", "--", "true"},
+			"dure: --placement: must be pack or spread (got \"scatter\")\n"},
+		{"spread against pack", "", []string{"--spread", "--placement", "pack", "--", "true"},
+			"dure: --spread: contradicts --placement pack\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,6 +274,25 @@ func TestSbatch(t *testing.T) {
 }
 
 var cmpEmpty = cmp.Comparer(func(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") })
+
+func TestSbatchArrayAndRunRefusesArrays(t *testing.T) {
+	srv := newFakeServer(t)
+	p := writeFile(t, "job.sh", "#!/bin/sh\n#SBATCH --array=1-20%3 -d afterok:7\necho $SLURM_ARRAY_TASK_ID\n")
+	if res := runCLI(t, srv.srv.URL, "", "sbatch", "--parsable", p); res.code != 0 || res.stdout != "1\n" {
+		t.Fatalf("sbatch: %+v", res)
+	}
+	s := srv.submitted()[0]
+	if s.Array != "1-20%3" || !cmp.Equal(s.Dependencies, []api.DependencySpec{{Type: "afterok", Job: "7"}}) {
+		t.Errorf("sbatch spec: array %q dependencies %+v; want the directives'", s.Array, s.Dependencies)
+	}
+	res := runCLI(t, srv.srv.URL, "", "run", "--array", "1-3", "--", "true")
+	if res.code != 1 || !strings.Contains(res.stderr, "dure run follows one job; submit arrays with dure submit or dure sbatch") {
+		t.Errorf("run --array: %+v; want a refusal", res)
+	}
+	if n := len(srv.submitted()); n != 1 {
+		t.Errorf("%d submissions; want only the sbatch one", n)
+	}
+}
 
 func TestSbatchBadDirectiveNamesLine(t *testing.T) {
 	p := writeFile(t, "job.sh", "#!/bin/sh\n#SBATCH --ntasks=many\ntrue\n")

@@ -28,21 +28,23 @@ func (a *app) waitCommand() *cobra.Command {
 		Use:   "wait ID…",
 		Short: "Block until jobs finish; exit 0 if all succeeded",
 		Long: "Block until every named job is final, printing one line per job as it ends.\n" +
-			"Exit status: 0 if all succeeded; 1 if any failed, was cancelled or does not\n" +
-			"exist; 2 if --timeout passed first (and none of the finished ones failed).",
-		Example: "  dure wait 12 13 14\n  dure wait --timeout 10m $(dure submit -- ./step1.sh)",
+			"A job array's ID waits for every element (one line for the array); 12_3 waits\n" +
+			"for one element. Exit status: 0 if all succeeded; 1 if any failed, was\n" +
+			"cancelled or does not exist; 2 if --timeout passed first (and none of the\n" +
+			"finished ones failed).",
+		Example: "  dure wait 12 13 14\n  dure wait --timeout 10m $(dure submit -- ./step1.sh)\n  dure wait 12_3",
 		Args:    args(cobra.MinimumNArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
 			if timeout < 0 {
 				return fmt.Errorf("--timeout: must not be negative (got %s)", timeout)
 			}
-			ids := make([]uint64, len(argv))
+			refs := make([]api.JobRef, len(argv))
 			for i, s := range argv {
-				id, err := parseJobID(s)
+				ref, err := parseJobRef(s)
 				if err != nil {
 					return err
 				}
-				ids[i] = id
+				refs[i] = ref
 			}
 			ctx := c.Context()
 			if timeout > 0 {
@@ -50,7 +52,7 @@ func (a *app) waitCommand() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			code := a.waitJobs(ctx, ids, timeout)
+			code := a.waitJobs(ctx, refs, timeout)
 			if code != waitAllSucceeded {
 				return &ExitError{Code: code}
 			}
@@ -63,30 +65,28 @@ func (a *app) waitCommand() *cobra.Command {
 
 // waitJobs waits for every job concurrently, printing each outcome as it
 // arrives, and returns the exit code.
-func (a *app) waitJobs(ctx context.Context, ids []uint64, timeout time.Duration) int {
+func (a *app) waitJobs(ctx context.Context, refs []api.JobRef, timeout time.Duration) int {
 	cl := a.client()
 	var mu sync.Mutex
 	failed, timedOut := false, false
 	var wg sync.WaitGroup
-	for _, id := range ids {
+	for _, ref := range refs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j, err := waitFinal(ctx, cl, id)
+			line, ok, err := waitOne(ctx, cl, ref)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 				timedOut = true
-				fmt.Fprintf(a.stdout, "%d %s after %s\n", id, stillState(j.State), timeout)
+				fmt.Fprintf(a.stdout, "%s %s after %s\n", ref, line, timeout)
 			case err != nil:
 				failed = true
-				fmt.Fprintf(a.stderr, "dure: %s\n", aboutJob(id, err))
+				fmt.Fprintf(a.stderr, "dure: %s\n", aboutRef(ref.String(), err))
 			default:
-				if j.State != "succeeded" {
-					failed = true
-				}
-				fmt.Fprintln(a.stdout, outcome(&j))
+				failed = failed || !ok
+				fmt.Fprintln(a.stdout, line)
 			}
 		}()
 	}
@@ -98,6 +98,35 @@ func (a *app) waitJobs(ctx context.Context, ids []uint64, timeout time.Duration)
 		return waitTimedOut
 	}
 	return waitAllSucceeded
+}
+
+// waitOne waits for a job, an element or a whole array. It returns the
+// outcome line and whether everything succeeded, or on error what it last
+// saw ("still running").
+func waitOne(ctx context.Context, cl *api.Client, ref api.JobRef) (line string, ok bool, err error) {
+	isArray, j, err := resolveArray(ctx, cl, ref)
+	if err != nil {
+		return "not finished", false, err
+	}
+	if isArray {
+		elems, err := waitArray(ctx, cl, ref.ID)
+		if err != nil {
+			if len(elems) == 0 {
+				return "not finished", false, err
+			}
+			return "array still has " + arraySummary(elems), false, err
+		}
+		ok = true
+		for i := range elems {
+			ok = ok && elems[i].State == "succeeded"
+		}
+		return arrayOutcome(ref.ID, elems), ok, nil
+	}
+	final, err := waitFinal(ctx, cl, j.ID)
+	if err != nil {
+		return stillState(final.State), false, err
+	}
+	return outcome(&final), final.State == "succeeded", nil
 }
 
 // waitFinal blocks until the job is final, like api.Client.WaitJob, but on
@@ -120,9 +149,17 @@ func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) 
 // aboutJob describes an error about one job, naming the job unless the
 // message already does.
 func aboutJob(id uint64, err error) string {
+	if id == 0 {
+		return describeError(err)
+	}
+	return aboutRef(strconv.FormatUint(id, 10), err)
+}
+
+// aboutRef is aboutJob for a job named as the user wrote it (12, 12_3).
+func aboutRef(ref string, err error) string {
 	msg := describeError(err)
-	if id != 0 && !strings.Contains(msg, "job "+strconv.FormatUint(id, 10)) {
-		return fmt.Sprintf("job %d: %s", id, msg)
+	if ref != "" && !strings.Contains(msg, "job "+ref) && !strings.Contains(msg, "array "+ref) {
+		return fmt.Sprintf("job %s: %s", ref, msg)
 	}
 	return msg
 }
@@ -137,7 +174,7 @@ func stillState(state string) string {
 // outcome is one line about a final job: "12 succeeded (exit 0)",
 // "13 failed (exit 3)", "14 cancelled (Cancelled: by alice)".
 func outcome(j *api.Job) string {
-	s := strconv.FormatUint(j.ID, 10) + " " + j.State
+	s := j.Ref() + " " + j.State
 	switch {
 	case j.State == "succeeded" || j.ExitCode != 0:
 		return s + " (exit " + strconv.Itoa(j.ExitCode) + ")"
@@ -151,24 +188,33 @@ func outcome(j *api.Job) string {
 
 func (a *app) cancelCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "cancel ID…",
-		Short:   "Cancel pending or running jobs",
-		Example: "  dure cancel 12\n  dure cancel 12 13 14",
+		Use:   "cancel ID…",
+		Short: "Cancel pending or running jobs",
+		Long: "Cancel jobs. A job array's ID cancels every unfinished element of the array,\n" +
+			"as scancel does; 12_3 cancels one element.",
+		Example: "  dure cancel 12\n  dure cancel 12 13 14\n  dure cancel 12_3",
 		Args:    args(cobra.MinimumNArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
 			cl := a.client()
 			failed := false
 			for _, s := range argv {
-				id, err := parseJobID(s)
-				if err == nil {
-					_, err = cl.CancelJob(c.Context(), id)
-				}
+				ref, err := parseJobRef(s)
 				if err != nil {
 					failed = true
-					fmt.Fprintf(a.stderr, "dure: %s\n", aboutJob(id, err))
+					fmt.Fprintf(a.stderr, "dure: %v\n", err)
 					continue
 				}
-				fmt.Fprintf(a.stdout, "cancelled %d\n", id)
+				j, err := cl.CancelJobRef(c.Context(), ref.String())
+				if err != nil {
+					failed = true
+					fmt.Fprintf(a.stderr, "dure: %s\n", aboutRef(ref.String(), err))
+					continue
+				}
+				if !ref.Element && j.Array != nil && j.Array.JobID == ref.ID {
+					fmt.Fprintf(a.stdout, "cancelled array %s\n", ref)
+				} else {
+					fmt.Fprintf(a.stdout, "cancelled %s\n", ref)
+				}
 			}
 			if failed {
 				return &ExitError{Code: 1}
@@ -186,10 +232,10 @@ func (a *app) logsCommand() *cobra.Command {
 		Short: "Print (or follow with -f) a task's output",
 		Long: "Print a task's standard output, or with --stderr its standard error, to this\n" +
 			"command's standard output. -f keeps streaming until the task ends.",
-		Example: "  dure logs 12\n  dure logs 12 -f --task 3\n  dure logs 12 --stderr",
+		Example: "  dure logs 12\n  dure logs 12 -f --task 3\n  dure logs 12 --stderr\n  dure logs 12_3",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			id, err := parseJobID(argv[0])
+			id, err := a.jobIDOf(c.Context(), argv[0])
 			if err != nil {
 				return err
 			}

@@ -96,7 +96,7 @@ func TestCancel(t *testing.T) {
 	res := runCLI(t, srv.srv.URL, "", "cancel", "12", "99", "10", "abc")
 	want := cliResult{
 		stdout: "cancelled 12\n",
-		stderr: "dure: job 99 not found\ndure: job 10 already succeeded\ndure: invalid job ID \"abc\": want a positive number like 12\n",
+		stderr: "dure: job 99 not found\ndure: job 10 already succeeded\ndure: invalid job ID \"abc\": want a positive number like 12, or an array element like 12_3\n",
 		code:   1,
 	}
 	if res != want {

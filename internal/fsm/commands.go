@@ -22,6 +22,8 @@ const (
 	TypeAllocUpdates Type = 7
 	TypePruneJobs    Type = 8
 	TypeUpsertQueue  Type = 9
+	// 10 is taken by another change in flight; do not reuse.
+	TypeCancelArray Type = 11
 )
 
 // encodingVersion is the first byte of every entry, so a future binary
@@ -55,8 +57,14 @@ type DrainNode struct {
 }
 
 // SubmitJob adds a validated job. ID and SubmitTime are set by the leader.
+//
+// With Array set it adds a job array instead: one job per index, in index
+// order, with consecutive IDs from Job.ID on (the array's ID, which is also
+// its first element's). The leader reserves the IDs; the FSM expands the
+// indices, so one entry carries the whole array.
 type SubmitJob struct {
-	Job model.Job `json:"job"`
+	Job   model.Job    `json:"job"`
+	Array *model.Array `json:"array,omitempty"`
 }
 
 // CancelJob cancels a job; live allocations are asked to stop.
@@ -64,6 +72,14 @@ type CancelJob struct {
 	Time   time.Time   `json:"time"`
 	ID     model.JobID `json:"id"`
 	Reason string      `json:"reason,omitempty"`
+}
+
+// CancelArray cancels every unfinished element of the array whose ID is
+// ArrayID (scancel on an array job).
+type CancelArray struct {
+	Time    time.Time   `json:"time"`
+	ArrayID model.JobID `json:"array_id"`
+	Reason  string      `json:"reason,omitempty"`
 }
 
 // PlannedJob is one job's complete set of placements in a plan.
@@ -78,13 +94,28 @@ type JobReason struct {
 	Reason model.Reason `json:"reason"`
 }
 
+// PlannedPreemption asks to stop a running job so that a waiting one can
+// start: the victim's allocations get Desired=stop with Grace between
+// SIGTERM and SIGKILL, and the job is requeued once they have ended.
+type PlannedPreemption struct {
+	JobID     model.JobID   `json:"job_id"`    // the victim
+	AllocIDs  []string      `json:"alloc_ids"` // all its live allocations, sorted
+	Preemptor model.JobID   `json:"preemptor"`
+	Reason    model.Reason  `json:"reason"` // code model.ReasonPreempted; the message names the preemptor
+	Grace     time.Duration `json:"grace"`  // the victim's time to checkpoint; 0: the agent's kill grace
+}
+
 // CommitPlan commits a scheduler plan: many placements in one entry
-// (DESIGN.md §6: never one log entry per task), plus changed pending reasons.
+// (DESIGN.md §6: never one log entry per task), plus changed pending reasons
+// and preemptions.
 type CommitPlan struct {
 	Time    time.Time    `json:"time"`
 	Term    uint64       `json:"term"` // fencing: the leader term that made the plan
 	Jobs    []PlannedJob `json:"jobs,omitempty"`
 	Reasons []JobReason  `json:"reasons,omitempty"`
+	// Preemptions was added after the first release; entries without it
+	// preempt nothing.
+	Preemptions []PlannedPreemption `json:"preemptions,omitempty"`
 }
 
 // AllocUpdate is an agent's report on one allocation.
@@ -96,6 +127,7 @@ type AllocUpdate struct {
 	Signal     string            `json:"signal,omitempty"`
 	OOMKilled  bool              `json:"oom_killed,omitempty"`
 	TimedOut   bool              `json:"timed_out,omitempty"`
+	Stopped    bool              `json:"stopped,omitempty"` // it ended after a stop request (added later)
 	Message    string            `json:"message,omitempty"`
 	StartedAt  time.Time         `json:"started_at"`
 	FinishedAt time.Time         `json:"finished_at"`
@@ -128,6 +160,7 @@ func (CommitPlan) Type() Type   { return TypeCommitPlan }
 func (AllocUpdates) Type() Type { return TypeAllocUpdates }
 func (PruneJobs) Type() Type    { return TypePruneJobs }
 func (UpsertQueue) Type() Type  { return TypeUpsertQueue }
+func (CancelArray) Type() Type  { return TypeCancelArray }
 
 // Encode turns a command into log entry bytes: version, type, JSON payload.
 func Encode(c Command) ([]byte, error) {
@@ -171,6 +204,8 @@ func Decode(b []byte) (Command, error) {
 		c = &PruneJobs{}
 	case TypeUpsertQueue:
 		c = &UpsertQueue{}
+	case TypeCancelArray:
+		c = &CancelArray{}
 	default:
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadEntry, b[1])
 	}

@@ -27,6 +27,8 @@ func sampleCommands() []fsm.Command {
 		Group("workers").Tasks(4).CPU(8).Mem("64G").GPUs(1).Env("NCCL_DEBUG", "INFO").Constraint("pool", "gpu").
 		Command("python", "train.py", "--epochs=3").Group("ps").Tasks(1).Custom("license", 1).Build()
 	job.IdempotencyKey = "nightly-2025-01-01"
+	job.MinTasks, job.Topology, job.Placement = 2, "rack", model.PlacementSpread
+	job.Dependencies = []model.Dependency{{Type: model.AfterOK, JobID: 7}, {Type: model.AfterAny, JobID: 3, Array: true}}
 	alloc := testkit.Alloc(42, 3, "gpu-01").CPU(8).Mem("64G").GPUIndices(1).Group("workers").TaskCount(5).Build()
 	alloc.Env = map[string]string{"A": "1"}
 	alloc.WorkDir, alloc.Walltime, alloc.JobName, alloc.Owner = "/scratch", time.Hour, "train", "ada"
@@ -35,14 +37,18 @@ func sampleCommands() []fsm.Command {
 		&fsm.NodeStatus{Time: t0.Add(time.Second), Name: "gpu-01", Status: model.NodeDown, Reason: "no heartbeat for 10s"},
 		&fsm.DrainNode{Time: t0, Name: "gpu-01", Drain: true, Reason: "firmware update"},
 		&fsm.SubmitJob{Job: *job},
+		&fsm.SubmitJob{Job: *job, Array: &model.Array{Ranges: []model.ArrayRange{{First: 0, Last: 15, Step: 4}, {First: 20, Last: 20}}, Throttle: 3}},
+		&fsm.CancelArray{Time: t0, ArrayID: 42, Reason: "by user request"},
 		&fsm.CancelJob{Time: t0, ID: 42, Reason: "by user request"},
 		&fsm.CommitPlan{Time: t0, Term: 3,
 			Jobs:    []fsm.PlannedJob{{JobID: 42, Allocs: []model.Allocation{*alloc}}},
-			Reasons: []fsm.JobReason{{JobID: 43, Reason: model.Reason{Code: model.ReasonResources, Message: "needs 8 GPUs; 2 free"}}}},
+			Reasons: []fsm.JobReason{{JobID: 43, Reason: model.Reason{Code: model.ReasonResources, Message: "needs 8 GPUs; 2 free"}}},
+			Preemptions: []fsm.PlannedPreemption{{JobID: 40, AllocIDs: []string{"40.0.1", "40.1.1"}, Preemptor: 43, Grace: 30 * time.Second,
+				Reason: model.Reason{Code: model.ReasonPreempted, Message: "preempted by job 43 of higher priority (5 > 0) in queue gpu"}}}},
 		&fsm.AllocUpdates{Time: t0, Updates: []fsm.AllocUpdate{
 			{AllocID: "42.3.1", Node: "gpu-01", Status: model.AllocRunning, StartedAt: t0},
 			{AllocID: "42.2.1", Node: "gpu-01", Status: model.AllocExited, ExitCode: 137, Signal: "SIGKILL", OOMKilled: true,
-				TimedOut: true, Message: "killed", StartedAt: t0, FinishedAt: t0.Add(time.Minute)},
+				TimedOut: true, Stopped: true, Message: "killed", StartedAt: t0, FinishedAt: t0.Add(time.Minute)},
 		}},
 		&fsm.PruneJobs{IDs: []model.JobID{1, 2, 3}},
 		&fsm.UpsertQueue{Queue: model.Queue{Name: "gpu", Description: "GPU work", CreateIndex: 4, ModifyIndex: 9}},
@@ -86,7 +92,7 @@ func TestTypeNumbersAreStable(t *testing.T) {
 	}
 	want := map[string]fsm.Type{
 		"RegisterNode": 1, "NodeStatus": 2, "DrainNode": 3, "SubmitJob": 4, "CancelJob": 5,
-		"CommitPlan": 6, "AllocUpdates": 7, "PruneJobs": 8, "UpsertQueue": 9,
+		"CommitPlan": 6, "AllocUpdates": 7, "PruneJobs": 8, "UpsertQueue": 9, "CancelArray": 11,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("command type numbers changed (-want +got):\n%s", diff)

@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -15,7 +16,8 @@ import (
 // realisticLog drives one FSM through the stories users live through and
 // returns it with its log: nodes join, fail, drain and come back; jobs
 // succeed, fail, run out of memory, are retried, cancelled, deduplicated and
-// pruned; one entry is garbage.
+// pruned; an array is cancelled whole, a dependent of a failed job is
+// cancelled; one entry is garbage.
 func realisticLog(t *testing.T) *harness {
 	h := newHarness(t)
 	for _, n := range []string{"n1", "n2", "n3", "n4"} {
@@ -69,14 +71,33 @@ func realisticLog(t *testing.T) *harness {
 	h.place(retried, "n1", "n4")
 	h.started(retried)
 	h.update(exited(h.alloc("5.0.2"), 0), exited(h.alloc("5.1.2"), 0))
+	victim := h.submit(testkit.Job(0).MaxRetries(1).Build())  // 9: preempted, requeued
+	preemptor := h.submit(testkit.Job(0).Priority(5).Build()) // 10: runs in its place
+	h.place(victim, "n1")
+	h.started(victim)
+	p := h.plannedPreemption(victim, preemptor, 30*time.Second)
+	h.must(&fsm.CommitPlan{Time: h.now, Term: h.term, Preemptions: []fsm.PlannedPreemption{p}})
+	h.must(&fsm.CommitPlan{Time: h.now, Term: h.term, Preemptions: []fsm.PlannedPreemption{p}}) // a repeat: skipped
+	h.update(stoppedBy(h.alloc(model.AllocID(victim, 0, 1)), 143, "SIGTERM"))
+	h.place(preemptor, "n1")
+	h.started(preemptor)
 	h.node("n3")
 	h.must(&fsm.PruneJobs{IDs: []model.JobID{ok, bad, waiting, blocked}})
+	// An array, one element started, then cancelled whole; a job whose
+	// dependency failed, cancelled when a plan reports it.
+	arr, _ := h.submitArray(testkit.Job(0).Build(), model.Array{Ranges: ranges([3]int{0, 4, 2}), Throttle: 1})
+	h.place(arr, "n1")
+	h.started(arr)
+	h.must(&fsm.CancelArray{Time: h.now, ArrayID: arr, Reason: "by user request"})
+	never := h.submit(testkit.Job(0).After(model.AfterOK, oom).Build())
+	h.neverPlan(never)
 
 	got := map[model.JobID]model.JobState{}
 	h.snap().Jobs(func(j *model.Job) bool { got[j.ID] = j.State; return true })
 	want := map[model.JobID]model.JobState{
 		train: model.JobSucceeded, oom: model.JobFailed, retried: model.JobSucceeded,
-		stopped: model.JobCancelled, blocked: model.JobPending,
+		stopped: model.JobCancelled, blocked: model.JobPending, victim: model.JobPending, preemptor: model.JobRunning,
+		arr: model.JobCancelled, arr + 1: model.JobCancelled, arr + 2: model.JobCancelled, never: model.JobCancelled,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("the story did not play out (-want +got):\n%s", diff)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/durehq/dure/internal/model"
 	"github.com/durehq/dure/internal/state"
@@ -15,14 +14,18 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the command is malformed (the API layer refuses such
+	// input first; this guards the state against a bad entry).
+	ErrInvalid = errors.New("invalid")
 )
 
 // Result is what Apply returns for one entry.
 type Result struct {
-	Err     error
-	JobID   model.JobID // SubmitJob: the job's ID (an earlier job's, for a repeated idempotency key)
-	Placed  int         // CommitPlan: jobs placed
-	Skipped int         // CommitPlan: jobs dropped because state changed under the plan
+	Err       error
+	JobID     model.JobID // SubmitJob: the job's (or array's) ID (an earlier one's, for a repeated idempotency key)
+	Placed    int         // CommitPlan: jobs placed
+	Preempted int         // CommitPlan: jobs asked to stop for a preemptor
+	Skipped   int         // CommitPlan: placements and preemptions dropped because state changed under the plan
 }
 
 // FSM applies commands to a state store.
@@ -76,12 +79,12 @@ func apply(tx *state.WriteTxn, index, term uint64, cmd Command) Result {
 	case *AllocUpdates:
 		return applyAllocUpdates(tx, c)
 	case *PruneJobs:
-		for _, id := range c.IDs {
-			if j := tx.Job(id); j != nil && j.State.Terminal() && !hasLiveAllocs(tx, id) {
-				tx.DeleteJob(id)
-			}
+		for _, id := range prunable(tx, c.IDs) {
+			tx.DeleteJob(id)
 		}
 		return Result{}
+	case *CancelArray:
+		return applyCancelArray(tx, c)
 	case *UpsertQueue:
 		q := c.Queue
 		if old := tx.Queue(q.Name); old != nil {
@@ -164,6 +167,9 @@ func applyDrainNode(tx *state.WriteTxn, c *DrainNode) Result {
 }
 
 func applySubmitJob(tx *state.WriteTxn, c *SubmitJob) Result {
+	if c.Array != nil {
+		return applySubmitArray(tx, c)
+	}
 	if prev := tx.JobByIdempotencyKey(c.Job.Owner, c.Job.IdempotencyKey); prev != nil {
 		return Result{JobID: prev.ID}
 	}
@@ -176,13 +182,11 @@ func applySubmitJob(tx *state.WriteTxn, c *SubmitJob) Result {
 		return Result{Err: fmt.Errorf("queue %q: %w", c.Job.Queue, ErrNotFound)}
 	}
 	j := c.Job.Copy()
-	// Whatever the command carries, a new job has not run yet.
-	j.Attempt, j.StartTime, j.EndTime, j.ExitCode = 0, time.Time{}, time.Time{}, 0
-	j.State = model.JobPending
-	j.Reason = model.Reason{Code: model.ReasonNewJob, Message: "submitted; waiting for the scheduler"}
-	j.CreateIndex = tx.Index
-	j.Events = nil
-	j.AddEvent(j.SubmitTime, "submitted", fmt.Sprintf("submitted by %s to queue %s", j.Owner, j.Queue))
+	if err := checkDependencies(j); err != nil {
+		return Result{Err: err}
+	}
+	j.ArrayParent, j.ArrayIndex, j.ArrayThrottle = 0, 0, 0 // only an Array entry makes elements
+	newPendingJob(j, tx.Index, "")
 	tx.PutJob(j)
 	return Result{JobID: j.ID}
 }
@@ -217,7 +221,9 @@ func applyCommitPlan(tx *state.WriteTxn, index uint64, c *CommitPlan) Result {
 		j.State = model.JobRunning
 		j.Attempt++
 		j.StartTime = c.Time
+		j.StartedTasks = len(pj.Allocs)
 		j.Reason = model.Reason{}
+		j.PreemptedBy = 0 // placed again: no longer waits behind its preemptor
 		nodes := map[string]bool{}
 		for i := range pj.Allocs {
 			a := pj.Allocs[i].Copy()
@@ -231,13 +237,26 @@ func applyCommitPlan(tx *state.WriteTxn, index uint64, c *CommitPlan) Result {
 			tx.PutAlloc(a)
 			nodes[a.Node] = true
 		}
-		j.AddEvent(c.Time, "placed", fmt.Sprintf("attempt %d: %d task(s) placed on %s", j.Attempt, len(pj.Allocs), joinSorted(nodes)))
+		j.AddEvent(c.Time, "placed", fmt.Sprintf("attempt %d: %s placed on %s", j.Attempt, startedText(j), joinSorted(nodes)))
 		tx.PutJob(j)
 		res.Placed++
+	}
+	for i := range c.Preemptions {
+		if applyPreemption(tx, c.Time, &c.Preemptions[i]) {
+			res.Preempted++
+		} else {
+			res.Skipped++
+		}
 	}
 	for _, r := range c.Reasons {
 		old := tx.Job(r.JobID)
 		if old == nil || old.State != model.JobPending || old.Reason == r.Reason {
+			continue
+		}
+		if r.Reason.Code == model.ReasonDependencyNever {
+			// Cancel the job, or, if the state does not bear the plan
+			// out, keep the old reason so a later plan can say it again.
+			cancelNeverSatisfiable(tx, old, c.Time)
 			continue
 		}
 		j := old.Copy()
@@ -249,15 +268,16 @@ func applyCommitPlan(tx *state.WriteTxn, index uint64, c *CommitPlan) Result {
 
 // planStillValid rejects a planned job whose world changed between planning
 // and commit: it is no longer pending, or a node it uses is gone, down or
-// drained. It also rejects a malformed entry (allocations of another job, or
-// not exactly one per task), which would otherwise leave a task unplaced
-// or file an allocation under the wrong job. Capacity was verified by the
-// leader's plan applier, which applies plans one at a time; nothing else in
-// the log adds load to a node.
+// drained. It also rejects a malformed entry (allocations of another job,
+// fewer than the gang minimum or more than the task count, or not one each
+// for tasks 0..n-1), which would otherwise leave a task unplaced or file an
+// allocation under the wrong job. A partial gang (MinTasks) starts with its
+// first n tasks. Capacity was verified by the leader's plan applier, which
+// applies plans one at a time; nothing else in the log adds load to a node.
 func planStillValid(tx *state.WriteTxn, pj PlannedJob) bool {
 	j := tx.Job(pj.JobID)
 	n := len(pj.Allocs)
-	if j == nil || j.State != model.JobPending || n == 0 || n != j.TaskCount() {
+	if j == nil || j.State != model.JobPending || n == 0 || n < j.GangSize() || n > j.TaskCount() {
 		return false
 	}
 	seen := make([]bool, n)
@@ -304,6 +324,7 @@ func applyAllocUpdates(tx *state.WriteTxn, c *AllocUpdates) Result {
 		case model.AllocExited, model.AllocFailed:
 			a.Status = u.Status
 			a.ExitCode, a.Signal, a.OOMKilled, a.TimedOut = u.ExitCode, u.Signal, u.OOMKilled, u.TimedOut
+			a.Stopped = u.Stopped
 			a.Message = u.Message
 			if !u.StartedAt.IsZero() {
 				a.StartedAt = u.StartedAt

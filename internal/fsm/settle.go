@@ -32,6 +32,10 @@ func settleJob(tx *state.WriteTxn, id model.JobID, now time.Time) {
 		}
 	}
 	sort.Slice(current, func(a, b int) bool { return current[a].TaskIndex < current[b].TaskIndex })
+	if j.PreemptedBy != 0 {
+		settlePreempted(j, current, now)
+		return
+	}
 
 	var failed, lost *model.Allocation
 	done := true
@@ -54,12 +58,14 @@ func settleJob(tx *state.WriteTxn, id model.JobID, now time.Time) {
 		j.ExitCode = failed.ExitCode
 		finish(j, model.JobFailed, failureReason(failed), now)
 		stopLiveAllocs(tx, id, fmt.Sprintf("task %d of the job failed", failed.TaskIndex))
-	case lost != nil && j.Attempt <= j.MaxRetries:
+	case lost != nil && j.Attempt-j.Preemptions <= j.MaxRetries:
+		// Attempts that ended by preemption do not use up retries.
+		retry := j.Attempt - j.Preemptions
 		j.State = model.JobPending
-		backoff := model.RetryBackoff(j.Attempt)
+		backoff := model.RetryBackoff(retry)
 		j.EligibleAt = now.Add(backoff)
 		j.Reason = model.Reason{Code: model.ReasonRequeued, Message: fmt.Sprintf(
-			"attempt %d lost (%s); requeued, retry %d of %d after %s", j.Attempt, lost.Message, j.Attempt, j.MaxRetries, backoff)}
+			"attempt %d lost (%s); requeued, retry %d of %d after %s", j.Attempt, lost.Message, retry, j.MaxRetries, backoff)}
 		j.AddEvent(now, "requeued", j.Reason.Message)
 		stopLiveAllocs(tx, id, "job requeued after lost work")
 	case lost != nil:
@@ -92,6 +98,7 @@ func failureReason(a *model.Allocation) model.Reason {
 // finish moves a job to a terminal state.
 func finish(j *model.Job, st model.JobState, r model.Reason, now time.Time) {
 	j.State = st
+	j.PreemptedBy = 0
 	j.Reason = r
 	j.EndTime = now
 	j.AddEvent(now, string(st), r.Message)

@@ -164,7 +164,7 @@ func (h *Handler) allocUpdates(w http.ResponseWriter, r *http.Request) {
 		}
 		ups = append(ups, fsm.AllocUpdate{
 			AllocID: u.AllocID, Node: u.Node, Status: st, ExitCode: u.ExitCode, Signal: u.Signal,
-			OOMKilled: u.OOMKilled, TimedOut: u.TimedOut, Message: u.Message,
+			OOMKilled: u.OOMKilled, TimedOut: u.TimedOut, Stopped: u.Stopped, Message: u.Message,
 			StartedAt: u.StartedAt.UTC(), FinishedAt: u.FinishedAt.UTC(),
 		})
 	}

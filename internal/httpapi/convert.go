@@ -20,7 +20,15 @@ func toAPIJob(j *model.Job) api.Job {
 		ID: uint64(j.ID), Name: j.Name, Owner: j.Owner, Queue: j.Queue, Priority: j.Priority,
 		Walltime: api.Duration(j.Walltime), MaxRetries: j.MaxRetries, Tasks: j.TaskCount(),
 		State: string(j.State), Reason: api.Reason(j.Reason), Attempt: j.Attempt, ExitCode: j.ExitCode,
+		Preemptions: j.Preemptions, PreemptedBy: uint64(j.PreemptedBy),
 		SubmitTime: j.SubmitTime, StartTime: j.StartTime, EndTime: j.EndTime,
+		StartedTasks: j.StartedTasks, MinTasks: j.MinTasks, Topology: j.Topology, Placement: j.Placement,
+	}
+	if j.ArrayParent != 0 {
+		out.Array = &api.ArrayInfo{JobID: uint64(j.ArrayParent), TaskID: j.ArrayIndex, Throttle: j.ArrayThrottle}
+	}
+	for _, d := range j.Dependencies {
+		out.Dependencies = append(out.Dependencies, api.Dependency{Type: string(d.Type), JobID: uint64(d.JobID), Array: d.Array})
 	}
 	for _, g := range j.Groups {
 		out.Groups = append(out.Groups, api.TaskGroupSpec{
@@ -47,10 +55,10 @@ func toAPIAlloc(a *model.Allocation) api.Allocation {
 		ID: a.ID, JobID: uint64(a.JobID), Group: a.Group, TaskIndex: a.TaskIndex, Attempt: a.Attempt, Node: a.Node,
 		Resources: toAPIResources(a.Resources), GPUIndices: a.GPUIndices,
 		Command: a.Command, Env: a.Env, WorkDir: a.WorkDir, Walltime: api.Duration(a.Walltime),
-		JobName: a.JobName, Owner: a.Owner, TaskCount: a.TaskCount,
+		JobName: a.JobName, Owner: a.Owner, TaskCount: a.TaskCount, ArrayJobID: uint64(a.ArrayParent), ArrayTaskID: a.ArrayIndex,
 		CreateTerm: a.CreateTerm, CreateIndex: a.CreateIndex,
-		Desired: string(a.Desired), DesiredReason: a.DesiredReason,
-		Status: string(a.Status), ExitCode: a.ExitCode, Signal: a.Signal, OOMKilled: a.OOMKilled, TimedOut: a.TimedOut,
+		Desired: string(a.Desired), DesiredReason: a.DesiredReason, StopGrace: api.Duration(a.StopGrace),
+		Status: string(a.Status), ExitCode: a.ExitCode, Signal: a.Signal, OOMKilled: a.OOMKilled, TimedOut: a.TimedOut, Stopped: a.Stopped,
 		Message: a.Message, CreatedAt: a.CreatedAt, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt,
 	}
 }

@@ -36,6 +36,8 @@ func writeError(w http.ResponseWriter, err error) {
 		ae = apiError(http.StatusNotFound, api.CodeNotFound, "", err.Error())
 	case errors.Is(err, fsm.ErrConflict):
 		ae = apiError(http.StatusConflict, api.CodeConflict, "", err.Error())
+	case errors.Is(err, fsm.ErrInvalid):
+		ae = apiError(http.StatusBadRequest, api.CodeInvalid, "", err.Error())
 	case errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
 		// raft wraps the store's error in text, so the errno is often lost.
 		ae = apiError(http.StatusInsufficientStorage, api.CodeNoSpace, "", "the server's disk is full: writes are refused until space is freed (reads still work); "+err.Error())

@@ -15,7 +15,8 @@ import (
 // specOf turns a stored job back into the spec it stands for.
 func specOf(j *model.Job) api.JobSpec {
 	s := api.JobSpec{Name: j.Name, Queue: j.Queue, Priority: j.Priority, Walltime: api.Duration(j.Walltime),
-		MaxRetries: j.MaxRetries, Owner: j.Owner, IdempotencyKey: j.IdempotencyKey}
+		MaxRetries: j.MaxRetries, Owner: j.Owner, IdempotencyKey: j.IdempotencyKey,
+		MinTasks: j.MinTasks, Topology: j.Topology, Placement: j.Placement}
 	for _, g := range j.Groups {
 		r := g.Resources
 		s.Groups = append(s.Groups, api.TaskGroupSpec{Name: g.Name, Count: g.Count, Command: g.Command, Env: g.Env,
@@ -38,6 +39,8 @@ func FuzzSubmitJSON(f *testing.F) {
 		`{"groups":[{"command":["\u0000"]}]}`,
 		`{"groups":[{"command":["x"],"env":{"=":"\ud800"}}]}`,
 		`{"groups":[{"command":["x"]}]}]`,
+		`{"array":"0-15:4%2","min_tasks":1,"topology":"rack","placement":"spread","groups":[{"count":2,"command":["x"]}]}`,
+		`{"dependencies":[{"type":"afterok","job":"1"},{"type":"afterany","job":"1_0"}],"groups":[{"command":["x"]}]}`,
 		`null`, `[]`, `"x"`, ``, `{`,
 	}
 	for _, s := range seeds {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +40,9 @@ type Backend interface {
 	LiveReason(id model.JobID) (model.Reason, bool)
 
 	SubmitJob(ctx context.Context, j model.Job) (model.JobID, error)
+	SubmitArray(ctx context.Context, j model.Job, a model.Array) (model.JobID, error)
 	CancelJob(ctx context.Context, id model.JobID, reason string) error
+	CancelArray(ctx context.Context, id model.JobID, reason string) error
 	DrainNode(ctx context.Context, name string, drain bool, reason string) error
 	RegisterNode(ctx context.Context, n model.Node) error
 	Heartbeat(name, session string) (reregister bool, err error)
@@ -50,6 +54,9 @@ type Backend interface {
 	RemoveServer(ctx context.Context, name string) error
 	UpsertQueue(ctx context.Context, q model.Queue) error
 	Explain(id model.JobID) (*sched.Explanation, error)
+	// QueueStatus is the scheduler's view of the queues in snap: quota
+	// usage and fair share per queue.
+	QueueStatus(snap *state.Snapshot) []sched.QueueStatus
 	SaveSnapshot(w io.Writer) error
 	RestoreSnapshot(r io.Reader) error
 }
@@ -249,12 +256,44 @@ func setIndex(w http.ResponseWriter, idx uint64) {
 	w.Header().Set(api.IndexHeader, strconv.FormatUint(idx, 10))
 }
 
-func pathJobID(r *http.Request) (model.JobID, error) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil || id == 0 {
-		return 0, apiError(http.StatusBadRequest, api.CodeInvalid, "id", fmt.Sprintf("job ID %q is not a positive integer", r.PathValue("id")))
+// pathJobID reads the job named in the path: an ID ("130") or an array
+// element ("123_7"), resolved to the element's own ID.
+func (h *Handler) pathJobID(r *http.Request) (model.JobID, error) {
+	id, _, err := h.pathJobRef(r)
+	return id, err
+}
+
+// pathJobRef is pathJobID that also says whether the path names a whole
+// array: an array's ID on its own ("123"), as scancel reads it.
+func (h *Handler) pathJobRef(r *http.Request) (id model.JobID, wholeArray bool, err error) {
+	ref, err := api.ParseJobRef(r.PathValue("id"))
+	if err != nil {
+		return 0, false, apiError(http.StatusBadRequest, api.CodeInvalid, "id", err.Error())
 	}
-	return model.JobID(id), nil
+	snap := h.b.Store().Snapshot()
+	if !ref.Element {
+		id = model.JobID(ref.ID)
+		return id, len(snap.ArrayElements(id)) > 0, nil
+	}
+	id, err = elementID(snap, ref)
+	return id, false, err
+}
+
+// elementID finds the job ID of an array element.
+func elementID(snap *state.Snapshot, ref api.JobRef) (model.JobID, error) {
+	elems := snap.ArrayElements(model.JobID(ref.ID))
+	if len(elems) == 0 {
+		return 0, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("job %s not found: %d is not a job array (or its elements were all pruned)", ref, ref.ID))
+	}
+	i, found := slices.BinarySearchFunc(elems, ref.Index, func(j *model.Job, idx int) int { return cmp.Compare(j.ArrayIndex, idx) })
+	if !found {
+		idx := make([]int, len(elems))
+		for k, e := range elems {
+			idx[k] = e.ArrayIndex
+		}
+		return 0, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("job %s not found: array %d has no element %d (it has %s)", ref, ref.ID, ref.Index, model.FormatIndices(idx)))
+	}
+	return elems[i].ID, nil
 }
 
 func notFoundJob(id model.JobID) error {

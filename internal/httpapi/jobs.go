@@ -3,11 +3,13 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/model"
 	"github.com/durehq/dure/internal/spec"
+	"github.com/durehq/dure/internal/state"
 )
 
 func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
@@ -25,7 +27,14 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	job := spec.ToModel(&js)
-	q := h.b.Store().Snapshot().Queue(job.Queue)
+	snap := h.b.Store().Snapshot()
+	deps, err := resolveDependencies(snap, js.Dependencies)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	job.Dependencies = deps
+	q := snap.Queue(job.Queue)
 	if q == nil {
 		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "queue", fmt.Sprintf("queue %q does not exist (see `dure queues`)", job.Queue)))
 		return
@@ -34,7 +43,13 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	id, err := h.b.SubmitJob(r.Context(), job)
+	var id model.JobID
+	if js.Array != "" {
+		arr, _ := spec.ParseArray(js.Array) // Validate accepted it
+		id, err = h.b.SubmitArray(r.Context(), job, arr)
+	} else {
+		id, err = h.b.SubmitJob(r.Context(), job)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -42,11 +57,50 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: uint64(id)})
 }
 
+// resolveDependencies turns dependencies as users write them into job IDs:
+// an element ("12_3") becomes its own job's ID, an array's ID stands for
+// the whole array. A job that does not exist is refused.
+func resolveDependencies(snap *state.Snapshot, specs []api.DependencySpec) ([]model.Dependency, error) {
+	var out []model.Dependency
+	for i, d := range specs {
+		ref, _ := api.ParseJobRef(d.Job) // Validate accepted it
+		field := fmt.Sprintf("dependencies[%d].job", i)
+		var dep model.Dependency
+		switch {
+		case ref.Element:
+			id, err := elementID(snap, ref)
+			if err != nil {
+				return nil, apiError(http.StatusBadRequest, api.CodeInvalid, field, fmt.Sprintf("dependency %s:%s: no such job (%s)", d.Type, ref, err.(*api.Error).Message))
+			}
+			dep = model.Dependency{Type: model.DependencyType(d.Type), JobID: id}
+		case len(snap.ArrayElements(model.JobID(ref.ID))) > 0:
+			dep = model.Dependency{Type: model.DependencyType(d.Type), JobID: model.JobID(ref.ID), Array: true}
+		case snap.Job(model.JobID(ref.ID)) != nil:
+			dep = model.Dependency{Type: model.DependencyType(d.Type), JobID: model.JobID(ref.ID)}
+		default:
+			return nil, apiError(http.StatusBadRequest, api.CodeInvalid, field, fmt.Sprintf("dependency %s:%s: no such job (never submitted, or finished and pruned after its retention)", d.Type, ref))
+		}
+		if !slices.Contains(out, dep) {
+			out = append(out, dep)
+		}
+	}
+	return out, nil
+}
+
 var jobStates = map[string]bool{"pending": true, "running": true, "succeeded": true, "failed": true, "cancelled": true, "active": true, "finished": true}
 
 func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	stateFilter, queue, owner := q.Get("state"), q.Get("queue"), q.Get("owner")
+	var array model.JobID
+	if s := q.Get("array"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "array", "must be a job array's ID, a positive integer"))
+			return
+		}
+		array = model.JobID(n)
+	}
 	if stateFilter != "" && !jobStates[stateFilter] {
 		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "state", "must be one of pending, running, succeeded, failed, cancelled, active, finished"))
 		return
@@ -90,6 +144,17 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 		snapIndex = snap.Index
 		out = out[:0]
 		var modified uint64
+		if array != 0 {
+			// An array's elements, in index order; the watch is the table's.
+			ch := snap.Jobs(func(*model.Job) bool { return false })
+			for _, j := range snap.ArrayElements(array) {
+				modified = max(modified, j.ModifyIndex)
+				if match(j) && len(out) < limit {
+					out = append(out, h.withLiveReason(toAPIJob(j)))
+				}
+			}
+			return modified, ch, nil
+		}
 		ch := snap.Jobs(func(j *model.Job) bool {
 			modified = max(modified, j.ModifyIndex)
 			if match(j) {
@@ -111,7 +176,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
-	id, err := pathJobID(r)
+	id, err := h.pathJobID(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -141,22 +206,34 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// cancelJob cancels a job, or with an array's ID (not ID_INDEX) every
+// unfinished element of the array, as scancel does. It answers the job
+// named (for an array, its first element still known).
 func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
-	id, err := pathJobID(r)
+	id, wholeArray, err := h.pathJobRef(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if h.b.Store().Snapshot().Job(id) == nil {
-		writeError(w, notFoundJob(id))
-		return
+	switch {
+	case wholeArray:
+		err = h.b.CancelArray(r.Context(), id, "by user request")
+	case h.b.Store().Snapshot().Job(id) == nil:
+		err = notFoundJob(id)
+	default:
+		err = h.b.CancelJob(r.Context(), id, "by user request")
 	}
-	if err := h.b.CancelJob(r.Context(), id, "by user request"); err != nil {
+	if err != nil {
 		writeError(w, err)
 		return
 	}
 	snap := h.b.Store().Snapshot()
 	j := snap.Job(id)
+	if wholeArray && j == nil {
+		if elems := snap.ArrayElements(id); len(elems) > 0 {
+			j, id = elems[0], elems[0].ID
+		}
+	}
 	if j == nil {
 		writeError(w, notFoundJob(id))
 		return
@@ -178,7 +255,7 @@ func (h *Handler) withLiveReason(j api.Job) api.Job {
 }
 
 func (h *Handler) explainJob(w http.ResponseWriter, r *http.Request) {
-	id, err := pathJobID(r)
+	id, err := h.pathJobID(r)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -16,7 +16,7 @@ import (
 // follow, it first waits for the task to be placed, so `dure run` can follow
 // a job that is still pending.
 func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
-	id, err := pathJobID(r)
+	id, err := h.pathJobID(r)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -7,10 +7,15 @@ import (
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/sched"
 	"github.com/durehq/dure/internal/spec"
 	"github.com/durehq/dure/internal/state"
 )
 
+// listQueues answers GET /v1/queues: each configured queue with its job
+// counts, what its own live allocations hold, and its quota usage and fair
+// share exactly as the scheduler computes them (sched.Queues) from the
+// same snapshot.
 func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) {
 	snap := h.b.Store().Snapshot()
 	queues := snap.Queues()
@@ -31,37 +36,22 @@ func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	// Quota usage is per subtree: a queue's own allocations count for it and
-	// for every ancestor.
-	parent := map[string]string{}
-	for _, q := range queues {
-		parent[q.Name] = q.Parent
-	}
-	subtree := map[string]map[string]int64{} // queue → quota resource → amount
-	nodes := map[string]*model.Node{}
-	for _, n := range snap.Nodes() {
-		nodes[n.Name] = n
-	}
 	for _, a := range snap.LiveAllocs() {
-		j := snap.Job(a.JobID)
-		if j == nil || loads[j.Queue] == nil {
-			continue
+		if j := snap.Job(a.JobID); j != nil && loads[j.Queue] != nil {
+			loads[j.Queue].used = loads[j.Queue].used.Add(a.Resources)
 		}
-		loads[j.Queue].used = loads[j.Queue].used.Add(a.Resources)
-		for q, hops := j.Queue, 0; q != "" && hops <= len(queues); q, hops = parent[q], hops+1 {
-			if subtree[q] == nil {
-				subtree[q] = map[string]int64{}
-			}
-			addQuotaUsage(subtree[q], a, nodes[a.Node])
-		}
+	}
+	status := map[string]sched.QueueStatus{}
+	for _, st := range h.b.QueueStatus(snap) {
+		status[st.Name] = st
 	}
 	out := []api.Queue{}
 	for _, q := range queues {
 		l := loads[q.Name]
-		v := api.Queue{QueueSpec: spec.QueueFromModel(q), Pending: l.pending, Running: l.running, Used: toAPIResources(l.used)}
-		for _, qu := range q.Quotas {
-			used := subtree[q.Name][qu.Resource]
-			v.QuotaUsage = append(v.QuotaUsage, api.QuotaUsage{Resource: qu.Resource, Nominal: qu.Nominal, Used: used, Borrowed: max(0, used-qu.Nominal)})
+		st := status[q.Name]
+		v := api.Queue{QueueSpec: spec.QueueFromModel(q), Pending: l.pending, Running: l.running, Used: toAPIResources(l.used), Share: st.Share}
+		for _, res := range st.Resources {
+			v.QuotaUsage = append(v.QuotaUsage, toAPIQuotaUsage(res))
 		}
 		out = append(out, v)
 	}
@@ -69,36 +59,18 @@ func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// addQuotaUsage adds an allocation to the per-quota-resource sums, both plain
-// ("gpu") and flavored ("gpu/H100", from the node's "gpu.model" label or, for
-// GPUs, its devices' model).
-func addQuotaUsage(sums map[string]int64, a *model.Allocation, n *model.Node) {
-	amounts := map[string]int64{"cpu": a.Resources.MilliCPU, "memory": a.Resources.MemoryBytes, "gpu": a.Resources.GPUs, "scratch": a.Resources.ScratchBytes}
-	for k, v := range a.Resources.Custom {
-		amounts[k] = v
-	}
-	for res, v := range amounts {
-		if v == 0 {
-			continue
+func toAPIQuotaUsage(r sched.QueueResource) api.QuotaUsage {
+	limit := func(v int64) *int64 {
+		if v < 0 {
+			return nil
 		}
-		sums[res] += v
-		if flavor := nodeFlavor(n, res); flavor != "" {
-			sums[res+"/"+flavor] += v
-		}
+		return &v
 	}
-}
-
-func nodeFlavor(n *model.Node, res string) string {
-	if n == nil {
-		return ""
+	return api.QuotaUsage{
+		Resource: r.Resource, Nominal: r.Nominal, Effective: r.Effective,
+		BorrowingLimit: limit(r.BorrowingLimit), LendingLimit: limit(r.LendingLimit),
+		Used: r.Used, Borrowed: r.Borrowed, Lendable: r.Lendable, Room: r.Room,
 	}
-	if f := n.Labels[res+".model"]; f != "" {
-		return f
-	}
-	if res == "gpu" && len(n.GPUs) > 0 {
-		return n.GPUs[0].Model
-	}
-	return ""
 }
 
 func (h *Handler) putQueue(w http.ResponseWriter, r *http.Request) {

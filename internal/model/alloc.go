@@ -48,7 +48,7 @@ type Allocation struct {
 	Walltime  time.Duration     `json:"walltime"`
 	JobName   string            `json:"job_name"`
 	Owner     string            `json:"owner"`
-	TaskCount int               `json:"task_count"` // tasks in the whole job, for DURE_NTASKS
+	TaskCount int               `json:"task_count"` // tasks the attempt started with, for DURE_NTASKS
 
 	// Copied from the job for the scheduler: quota and fair-share accounting
 	// (Queue; "" counts as the default queue), preemption victim choice
@@ -56,6 +56,7 @@ type Allocation struct {
 	Queue       string `json:"queue,omitempty"`
 	Priority    int    `json:"priority,omitempty"`
 	ArrayParent JobID  `json:"array_parent,omitempty"`
+	ArrayIndex  int    `json:"array_index,omitempty"` // for DURE_ARRAY_TASK_ID
 
 	// Fencing: the Raft term and index of the plan that created it. An agent
 	// starts an allocation at most once and reports on it by ID.
@@ -65,12 +66,22 @@ type Allocation struct {
 
 	Desired       DesiredStatus `json:"desired"`
 	DesiredReason string        `json:"desired_reason,omitempty"`
+	// StopGrace, when set with Desired=stop, is how long the agent waits
+	// between SIGTERM and SIGKILL (a preempted task's time to checkpoint);
+	// 0: the agent's own kill grace.
+	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	// PreemptedBy is set, with Desired=stop, when the allocation is being
+	// stopped to make room for that pending job (sched.Plan.Preemptions):
+	// the scheduler keeps the room it frees for that job and chooses no
+	// further victims for it while it stops. 0 for any other stop.
+	PreemptedBy JobID `json:"preempted_by,omitempty"`
 
 	Status     AllocStatus `json:"status"`
 	ExitCode   int         `json:"exit_code"`
 	Signal     string      `json:"signal,omitempty"`
 	OOMKilled  bool        `json:"oom_killed,omitempty"`
 	TimedOut   bool        `json:"timed_out,omitempty"` // walltime exceeded
+	Stopped    bool        `json:"stopped,omitempty"`   // ended after the agent was asked to stop it
 	Message    string      `json:"message,omitempty"`
 	CreatedAt  time.Time   `json:"created_at"`
 	StartedAt  time.Time   `json:"started_at"`

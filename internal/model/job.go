@@ -88,10 +88,25 @@ type Job struct {
 	ArrayThrottle int   `json:"array_throttle,omitempty"`
 	// Dependencies must all be satisfied before the job may start.
 	Dependencies []Dependency `json:"dependencies,omitempty"`
+	// StartedTasks is how many tasks the latest attempt started with: the
+	// task count, or fewer (at least MinTasks) for a partial gang. 0 before
+	// the first placement.
+	StartedTasks int `json:"started_tasks,omitempty"`
 
 	State   JobState `json:"state"`
-	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal
+	Reason  Reason   `json:"reason"`  // why pending; why failed/cancelled when terminal; why stopping while preempted
 	Attempt int      `json:"attempt"` // 1 for the first placement, +1 per requeue
+	// PreemptedBy names the job this one was preempted for. It is set when
+	// the current attempt starts being stopped (its allocations get
+	// Desired=stop and Allocation.PreemptedBy), stays set while the job is
+	// requeued and pending — so the scheduler keeps serving that preemptor
+	// first until it starts — and is cleared when the job is placed again or
+	// ends. Running with PreemptedBy set means "being stopped".
+	PreemptedBy JobID `json:"preempted_by,omitempty"`
+	// Preemptions counts the attempts that ended by preemption. They do
+	// not use up MaxRetries: a job whose work is lost is requeued while
+	// Attempt - Preemptions <= MaxRetries.
+	Preemptions int `json:"preemptions,omitempty"`
 
 	SubmitTime time.Time `json:"submit_time"`
 	StartTime  time.Time `json:"start_time"` // latest attempt's placement
@@ -122,7 +137,15 @@ const (
 type Dependency struct {
 	Type  DependencyType `json:"type"`
 	JobID JobID          `json:"job_id"`
+	// Array: JobID is an array's ID and the condition applies to the
+	// array as a whole (see ArrayDependencyVerdict), as Slurm reads a
+	// dependency on an array job. The server hands the scheduler the one
+	// element that decides it.
+	Array bool `json:"array,omitempty"`
 }
+
+// String writes the dependency as Slurm does: "afterok:12".
+func (d Dependency) String() string { return string(d.Type) + ":" + d.JobID.String() }
 
 // Satisfied reports whether a job in state s satisfies the dependency now,
 // and whether it never can (s is terminal and the wrong kind of end).

@@ -125,11 +125,38 @@ func (c Config) halfLife() time.Duration {
 }
 
 // Preemption asks the server to stop a running job so that a waiting one
-// can start. The preemptor is not placed in the same plan: it starts in a
-// later pass, once the victim's allocations have ended.
+// (the preemptor) can start. The preemptor is not placed in the same plan:
+// it gets a Reservation at now + Config.PreemptGrace and the reason
+// Preempting, and starts in a later pass, once its victims have ended.
+//
+// What a server must do with each Preemption of a plan it commits:
+//
+//  1. Verify it against the latest state like placements: skip it if the
+//     preemptor is no longer pending or none of AllocIDs is live; stop only
+//     those that are live and not already stopping.
+//  2. Stop them in one log entry: Desired=stop, DesiredReason =
+//     Reason.Message, PreemptedBy = Preemptor. The agent stops the tasks
+//     with a grace period (SIGTERM, SIGKILL after it), which should match
+//     Config.PreemptGrace.
+//  3. Keep handing those allocations to the scheduler (Snapshot.Allocs)
+//     until they have ended. While they are live with PreemptedBy = P, the
+//     scheduler counts them as holding no quota and as gone a grace period
+//     from now, keeps their room for P (P goes first and reserves it), and
+//     chooses no further victims for P; the next plans repeat P's
+//     reservation and reason, not the preemption.
+//  4. When the job's last allocation has ended, requeue the job: pending,
+//     its work lost, Reason code Preempted, Job.PreemptedBy = P, no retry
+//     backoff and not counted against MaxRetries. Clear Job.PreemptedBy
+//     when the job is placed again. While a requeued job names a pending
+//     P, the scheduler considers P before every other job, so the room its
+//     victims freed goes to P.
+//
+// A preemptor that starts, or is cancelled, releases its claim: the
+// allocations still stopping for it and the jobs it requeued are then
+// ordinary.
 type Preemption struct {
 	// JobID is the victim; AllocIDs are its live allocations (all of them:
-	// a gang is stopped whole).
+	// a gang is stopped whole), sorted.
 	JobID    model.JobID
 	AllocIDs []string
 	// Preemptor is the job the room is made for.

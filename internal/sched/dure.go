@@ -10,16 +10,18 @@ import (
 // scheduleDure is dure's own policy; README.md describes it. In short:
 //
 //  1. Gate: jobs whose dependencies are not met wait (or can never run).
-//  2. Main phase: jobs in fair order (queues by weighted dominant share,
-//     then priority, owner share and expansion factor inside a queue). Each
+//  2. Main phase: preemptors whose victims are stopping or requeued first
+//     (the room is theirs); then jobs in fair order (queues by weighted
+//     dominant share, then priority, owner share and expansion factor
+//     inside a queue), jobs that would borrow quota after the others. Each
 //     must fit its queue's quota (with borrowing) and the nodes (gang,
 //     topology, flavors), and may not delay a reservation. The first
 //     ReservationDepth jobs that do not fit get a reservation, on predicted
 //     run times; the first few that cannot start now try preemption
 //     (reclaiming lent quota, or lower priority in their own queue).
 //  3. Backfill phase: once the reservations are made, the remaining jobs
-//     by priority then shortest predicted run first, each started only if
-//     it delays no reservation.
+//     by priority then shortest predicted run first (those that would
+//     borrow last), each started only if it delays no reservation.
 //  4. Reasons for every job left.
 func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	pl := newPlanner(s, now, cfg, !cfg.NoPredictions)
@@ -35,27 +37,72 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	}
 	d := newDure(pl, ready)
 	d.fair.buildSources(d.tree, ready, pl.est)
-	var rest []*model.Job
+	// Preemptors go first until they start: the room their victims free is
+	// theirs. While victims stop, a preemptor's reservation is made before
+	// anyone else's and it chooses no new victims; once they are requeued,
+	// it is placed before anyone else (Allocation.PreemptedBy,
+	// Job.PreemptedBy).
+	for _, j := range ready {
+		if d.pre.waiting[j.ID] != nil {
+			d.consider(j, true)
+			d.pre.served[j.ID] = true
+		}
+	}
+	reserving := func() bool { return depth < 0 || len(pl.res)-pl.preemptRes < depth }
+	// Jobs that would borrow quota come after every job that stays within
+	// its queue's nominal quota (as in Kueue): a queue reclaiming what it
+	// lent goes before the borrower, in this pass and after its victims
+	// were requeued. Once a queue's next job borrows, the queue's later
+	// jobs wait behind it, so its own order (priority first) holds.
+	var rest, borrowers, restBorrowers []*model.Job
+	parked := map[*qnode]bool{}
 	for {
 		src := d.fair.pick(d.tree)
 		if src == nil {
 			break
 		}
 		j := src.pop()
-		if depth >= 0 && len(pl.res)-pl.preemptRes >= depth {
+		if d.pre.waiting[j.ID] != nil {
+			continue // considered above
+		}
+		if parked[src.q] || d.borrows(j, src.q) {
+			parked[src.q] = true
+			borrowers = append(borrowers, j)
+			continue
+		}
+		if !reserving() {
 			rest = append(rest, j)
 			continue
 		}
 		d.consider(j, true)
 	}
-	// Shortest predicted run first among equal priorities.
+	for _, j := range borrowers {
+		if !reserving() {
+			restBorrowers = append(restBorrowers, j)
+			continue
+		}
+		d.consider(j, true)
+	}
+	// Backfill: shortest predicted run first among equal priorities, jobs
+	// that borrow last.
+	for _, js := range [][]*model.Job{rest, restBorrowers} {
+		for _, j := range d.backfillOrder(js) {
+			d.consider(j, false)
+		}
+	}
+	pl.finish()
+	return pl.plan
+}
+
+// backfillOrder sorts jobs by priority, then shortest predicted run.
+func (d *dure) backfillOrder(jobs []*model.Job) []*model.Job {
 	type keyed struct {
 		j   *model.Job
 		run int64
 	}
-	ks := make([]keyed, len(rest))
-	for i, j := range rest {
-		ks[i] = keyed{j, pl.est.runFor(j)}
+	ks := make([]keyed, len(jobs))
+	for i, j := range jobs {
+		ks[i] = keyed{j, d.pl.est.runFor(j)}
 	}
 	slices.SortStableFunc(ks, func(a, b keyed) int {
 		if a.j.Priority != b.j.Priority {
@@ -63,11 +110,41 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		}
 		return cmpInt64(a.run, b.run)
 	})
-	for _, k := range ks {
-		d.consider(k.j, false)
+	out := make([]*model.Job, len(ks))
+	for i := range ks {
+		out[i] = ks[i].j
 	}
-	pl.finish()
-	return pl.plan
+	return out
+}
+
+// borrows reports whether j would take its queue above its own nominal
+// quota of a key the queue's tree governs, whatever GPU flavor it gets (a
+// queue without a quota for a governed key borrows all it uses). A root
+// queue never borrows: it has no one to borrow from.
+func (d *dure) borrows(j *model.Job, q *qnode) bool {
+	if len(d.tree.keys) == 0 || q.parent == nil {
+		return false
+	}
+	root := q
+	for root.parent != nil {
+		root = root.parent
+	}
+	for _, f := range d.flavorsFor(j, q) {
+		over := false
+		for k, x := range d.gangDemand(j, f) {
+			if x <= 0 || root.res[k] == nil {
+				continue
+			}
+			if r := q.res[k]; r == nil || r.used+x > r.effN {
+				over = true
+				break
+			}
+		}
+		if !over {
+			return false
+		}
+	}
+	return true
 }
 
 // dure is the state of a PolicyDure pass on top of the planner.
@@ -112,7 +189,7 @@ func newDure(pl *planner, pending []*model.Job) *dure {
 		capacity[2] += float64(nd.capGPU)
 	}
 	d.fair = newFair(pl.s, pl.nowN, pl.cfg, d.tree, capacity, pending, pl.history)
-	d.pre = newPreemptor(d)
+	d.pre = newPreemptor(d, pending)
 	return d
 }
 
@@ -165,13 +242,32 @@ func (d *dure) consider(j *model.Job, main bool) {
 		d.start(j, q, actual, w)
 		return
 	}
-	if main && !pl.cfg.NoPreemption && d.preempts < maxPreemptAttempts {
+	// While jobs are being stopped for it, it keeps their room; it
+	// chooses no new victims before they have stopped, even if it would
+	// not fit then (the cluster changed, or another preemptor came first):
+	// then it goes first and may choose again.
+	leave := pl.leave
+	if e := d.pre.waiting[j.ID]; e != nil && len(e.stopping) > 0 {
+		if d.pre.wait(j, q, flavors, w, e.stopping) {
+			return
+		}
+		note := "; " + d.pre.waitMessage(e.stopping) + ", which will not be enough"
+		leave = func(j *model.Job, wrap func(model.Reason) model.Reason) {
+			pl.leave(j, func(base model.Reason) model.Reason {
+				if wrap != nil {
+					base = wrap(base)
+				}
+				base.Message += note
+				return base
+			})
+		}
+	} else if main && !pl.cfg.NoPreemption && d.preempts < maxPreemptAttempts {
 		if d.pre.try(j, q, flavors, w) {
 			return
 		}
 	}
 	if len(roomy) == 0 {
-		pl.leave(j, func(model.Reason) model.Reason {
+		leave(j, func(model.Reason) model.Reason {
 			return model.Reason{Code: model.ReasonQuota, Message: quotaMsg}
 		})
 		return
@@ -182,11 +278,17 @@ func (d *dure) consider(j *model.Job, main bool) {
 	}
 	if main && (depth < 0 || len(pl.res)-pl.preemptRes < depth) {
 		if r := d.reserveBest(j, roomy, w); r != nil {
-			pl.leave(j, pl.reservedWrap(r))
+			wrap := pl.reservedWrap(r)
+			if blocked := pl.blockedWrap(blocker); blocked != nil {
+				// It fits now but for an earlier reservation: say so,
+				// rather than what the final state's free room suggests.
+				wrap = func(base model.Reason) model.Reason { return pl.reservedWrap(r)(blocked(base)) }
+			}
+			leave(j, wrap)
 			return
 		}
 	}
-	pl.leave(j, pl.blockedWrap(blocker))
+	leave(j, pl.blockedWrap(blocker))
 }
 
 // flavorsFor lists the GPU flavors to try for j, in order; [""] means any

@@ -25,11 +25,16 @@ import (
 // candidate gone, nothing is preempted. The what-if is undone either way:
 // victims hold their resources until they stop, and the job starts in a
 // later pass. Jobs already being stopped (Desired=stop) count as free room
-// before any new victim is chosen, so a waiting preemptor does not pick
-// more victims on every pass; they hold no quota. The preemptor is planned
-// to start when its victims' grace period ends, as a reservation (so
-// nothing started later in the pass takes its room), and its quota counts
-// from now, on top of its victims' (safe until they stop).
+// before any new victim is chosen and hold no quota. The preemptor is
+// planned to start when its victims' grace period ends, as a reservation
+// (so nothing started later in the pass takes its room), and its quota
+// counts from now, on top of its victims' (safe until they stop).
+//
+// Victims stopping for a pending preemptor (Allocation.PreemptedBy) or
+// requeued for it (Job.PreemptedBy) earmark their room for it: it goes
+// first in the pass (dure.go), keeps the room with a reservation (wait)
+// and chooses no new victims while they stop; no one else picks them or
+// counts on their room before it has been served.
 
 type victim struct {
 	id       model.JobID
@@ -42,8 +47,9 @@ type victim struct {
 	tasks    int
 	dem      demand
 	stopping bool
-	reclaim  bool  // chosen as a borrowing queue's job (for the message)
-	events   []tev // its timeline events while stopped in a what-if
+	by       model.JobID // stopping for this job (Allocation.PreemptedBy), or 0
+	reclaim  bool        // chosen as a borrowing queue's job (for the message)
+	events   []tev       // its timeline events while stopped in a what-if
 }
 
 // demand is the victim's quota demand, summed on first use.
@@ -62,6 +68,15 @@ type preemptor struct {
 	running []*victim // nil until first needed
 	claimed map[model.JobID]bool
 	fp      *pass // the future state what-ifs run on (one per try)
+	// waiting holds the pending jobs that others were preempted for and
+	// that have not started yet: the room is earmarked for them.
+	waiting map[model.JobID]*earmark
+	// served: waiting preemptors already considered in this pass.
+	served map[model.JobID]bool
+	// chosen: victims chosen in this pass. Their quota counts until they
+	// stop, but not in later preemptors' what-ifs, which look at the
+	// instant they will have stopped.
+	chosen []*victim
 }
 
 // maxVictimCandidates bounds the running jobs one preemptor tries as
@@ -69,8 +84,47 @@ type preemptor struct {
 // whole cluster of small jobs.
 const maxVictimCandidates = 128
 
-func newPreemptor(d *dure) *preemptor {
-	return &preemptor{d: d, claimed: map[model.JobID]bool{}}
+// earmark is what was preempted for one pending job: victims still
+// stopping (Allocation.PreemptedBy) and victims already requeued
+// (Job.PreemptedBy).
+type earmark struct {
+	stopping []*victim
+	requeued []model.JobID
+}
+
+func newPreemptor(d *dure, pending []*model.Job) *preemptor {
+	pr := &preemptor{d: d, claimed: map[model.JobID]bool{}, waiting: map[model.JobID]*earmark{}, served: map[model.JobID]bool{}}
+	ids := make(map[model.JobID]bool, len(pending))
+	for _, j := range pending {
+		ids[j.ID] = true
+	}
+	mark := func(p model.JobID) *earmark {
+		e := pr.waiting[p]
+		if e == nil {
+			e = &earmark{}
+			pr.waiting[p] = e
+		}
+		return e
+	}
+	for _, j := range pending {
+		if j.PreemptedBy != 0 && j.PreemptedBy != j.ID && ids[j.PreemptedBy] {
+			e := mark(j.PreemptedBy)
+			e.requeued = append(e.requeued, j.ID)
+		}
+	}
+	for _, a := range d.pl.s.Allocs {
+		if a != nil && !a.Status.Terminal() && a.Desired == model.DesiredStop && ids[a.PreemptedBy] {
+			pr.load()
+			break
+		}
+	}
+	for _, v := range pr.running {
+		if v.stopping && ids[v.by] {
+			e := mark(v.by)
+			e.stopping = append(e.stopping, v)
+		}
+	}
+	return pr
 }
 
 // load groups the live allocations by job.
@@ -104,6 +158,7 @@ func (pr *preemptor) load() {
 		}
 		if a.Desired == model.DesiredStop {
 			v.stopping = true
+			v.by = max(v.by, a.PreemptedBy)
 		}
 	}
 	slices.SortFunc(pr.running, func(a, b *victim) int { return cmpInt64(int64(a.id), int64(b.id)) })
@@ -154,6 +209,7 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	if len(cands) > maxVictimCandidates {
 		cands = cands[:maxVictimCandidates]
 	}
+	defer pr.atGrace(j.ID)()
 	pr.fp = d.pl.future()
 	if pr.fits(j, q, flavors, w) {
 		return false // it starts by then anyway: a reservation, not a preemption
@@ -197,6 +253,7 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	for _, v := range set {
 		if !v.stopping {
 			pr.d.tree.charge(v.q, pr.demand(v), 1)
+			pr.chosen = append(pr.chosen, v)
 		}
 	}
 	d.tree.charge(q, dem, 1)
@@ -238,6 +295,82 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	return true
 }
 
+// wait handles a preemptor that could not start now while victims are
+// still stopping for it (Allocation.PreemptedBy): if it fits once they are
+// gone (after the grace period), it keeps that room with a reservation and
+// counts against its quota from now. It returns false if it would not fit
+// even then; the caller chooses no further victims either way.
+func (pr *preemptor) wait(j *model.Job, q *qnode, flavors []string, w int64, victims []*victim) bool {
+	if len(victims) == 0 {
+		return false
+	}
+	defer pr.atGrace(j.ID)()
+	pr.fp = pr.d.pl.future()
+	if !pr.fits(j, q, flavors, w) {
+		return false
+	}
+	dem := pr.claim(j, q, flavors, w)
+	pr.d.tree.charge(q, dem, 1)
+	for _, v := range victims {
+		pr.claimed[v.id] = true
+	}
+	pr.d.pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonPreempting, Message: pr.waitMessage(victims)}
+	return true
+}
+
+func (pr *preemptor) waitMessage(victims []*victim) string {
+	ids := make([]string, len(victims))
+	for i, v := range victims {
+		ids[i] = fmt.Sprint(uint64(v.id))
+	}
+	return fmt.Sprintf("waiting for preempted %s %s to stop", pluralWord(len(ids), "job"), strings.Join(ids, ", "))
+}
+
+// atGrace prepares the what-ifs of preemptor j, which look at the instant
+// its victims will have stopped: victims chosen earlier in this pass hold
+// no quota then, and the room of victims stopping for other preemptors
+// that have not been considered yet stays held (earmarked for them). It
+// returns the undo.
+func (pr *preemptor) atGrace(j model.JobID) func() {
+	d := pr.d
+	earlier := pr.chosen
+	for _, v := range earlier {
+		d.tree.charge(v.q, pr.demand(v), -1)
+	}
+	held := pr.holdEarmarked(j)
+	return func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			d.pl.tl.remove(held[i])
+		}
+		for _, v := range earlier {
+			d.tree.charge(v.q, pr.demand(v), 1)
+		}
+	}
+}
+
+// holdEarmarked adds timeline events that keep the room of victims
+// stopping for other preemptors not yet considered in this pass.
+func (pr *preemptor) holdEarmarked(j model.JobID) []tev {
+	pl := pr.d.pl
+	grace := pl.nowN + pl.cfg.preemptGrace()
+	var evs []tev
+	for _, v := range pr.running {
+		if !v.stopping || v.by == j || pr.waiting[v.by] == nil || pr.served[v.by] {
+			continue
+		}
+		for i, a := range v.allocs {
+			if v.nodes[i] < 0 {
+				continue
+			}
+			var back vec
+			r := vecOf(&a.Resources)
+			back.addScaled(&r, -1)
+			evs = append(evs, pl.tl.add(tev{at: grace, node: v.nodes[i], d: back, job: v.id}))
+		}
+	}
+	return evs
+}
+
 func pluralWord(n int, w string) string {
 	if n == 1 {
 		return w
@@ -277,8 +410,8 @@ func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*vic
 	}
 	var out []*victim
 	for _, v := range pr.running {
-		if pr.claimed[v.id] {
-			continue
+		if pr.claimed[v.id] || v.stopping && v.by != 0 && v.by != j.ID && pr.waiting[v.by] != nil {
+			continue // chosen for another preemptor, or its room is earmarked for one
 		}
 		v.reclaim = false
 		switch {

@@ -179,6 +179,20 @@ func genDure(t *rapid.T) (*Snapshot, time.Time) {
 	for id := range ids {
 		s.DependencyStates[id] = model.JobPending
 	}
+	// Preemptions under way: some stopping allocations are being stopped
+	// for a pending job, some pending jobs were requeued for one.
+	if len(s.Pending) > 0 {
+		for _, a := range s.Allocs {
+			if a.Desired == model.DesiredStop && rapid.Bool().Draw(t, "stopfor") {
+				a.PreemptedBy = rapid.SampledFrom(s.Pending).Draw(t, "preemptor").ID
+			}
+		}
+		for _, j := range s.Pending {
+			if rapid.IntRange(0, 5).Draw(t, "requeued") == 0 {
+				j.PreemptedBy = rapid.SampledFrom(s.Pending).Draw(t, "requeuedfor").ID
+			}
+		}
+	}
 	for _, a := range s.Allocs {
 		if rapid.IntRange(0, 4).Draw(t, "inarray") == 0 {
 			a.ArrayParent = 100

@@ -326,15 +326,38 @@ func checkPreemptionRules(t tb, s *Snapshot, now time.Time, cfg Config, p *Plan)
 		for v := range victims {
 			checkVictimEligible(t, s, p, j, v, live[v])
 		}
-		if !preemptorFits(s, now, cfg, p, j, victims, nil) {
+		if waitingBehind(s, j) {
+			// j goes first with the other preemptors, in an order the
+			// naive check does not follow: room stopping for those not
+			// yet served is held from it.
+			continue
+		}
+		if !preemptorFits(s, now, cfg, p, j, victims, nil, true) {
 			t.Errorf("preemptor %d does not fit even with victims %v gone", pid, keysSorted(victims))
 		}
 		for v := range victims {
-			if preemptorFits(s, now, cfg, p, j, victims, map[model.JobID]bool{v: true}) {
+			if preemptorFits(s, now, cfg, p, j, victims, map[model.JobID]bool{v: true}, false) {
 				t.Errorf("preemptor %d fits without preempting victim %d: not minimal (victims %v)", pid, v, keysSorted(victims))
 			}
 		}
 	}
+}
+
+// waitingBehind: j was preempted for (a requeued job names it) and some
+// allocation is being stopped for another pending job.
+func waitingBehind(s *Snapshot, j *model.Job) bool {
+	pending := map[model.JobID]bool{}
+	mine := false
+	for _, x := range s.Pending {
+		pending[x.ID] = true
+		mine = mine || x.PreemptedBy == j.ID && x.ID != j.ID
+	}
+	for _, a := range s.Allocs {
+		if a.Desired == model.DesiredStop && a.PreemptedBy != j.ID && pending[a.PreemptedBy] {
+			return mine
+		}
+	}
+	return false
 }
 
 func keysSorted(m map[model.JobID]bool) []model.JobID {
@@ -346,50 +369,66 @@ func keysSorted(m map[model.JobID]bool) []model.JobID {
 	return out
 }
 
-// preemptorFits: after the grace period, with the victims (less `keep`),
-// every allocation already stopping and everything expected to end by then
-// gone, and the plan's placements running, does j fit the nodes (naive
-// first fit) and its queue's quota (naive room)?
-func preemptorFits(s *Snapshot, now time.Time, cfg Config, p *Plan, j *model.Job, victims, keep map[model.JobID]bool) bool {
-	// j starts after the grace period: what ends by then is gone too.
+// preemptorFits: after the grace period, does j fit the nodes (naive
+// first fit) and its queue's quota (naive room)? Gone by then: every
+// allocation already stopping, everything expected to end by then, and
+// j's victims less `keep`.
+//
+// final=true checks the state the whole plan leads to: every victim of
+// every preemptor gone, the plan's placements running and every other
+// preemptor's planned start held. Each later decision honoured j's
+// reservation, so j must fit there. final=false checks the state when j
+// chose its victims, as far as the plan shows it: victims of preemptors
+// decided before j gone and their starts held, and the plan's placements
+// running (some were placed later, which only takes room away). If j fits
+// there with a victim kept, that victim was not needed.
+func preemptorFits(s *Snapshot, now time.Time, cfg Config, p *Plan, j *model.Job, victims, keep map[model.JobID]bool, final bool) bool {
 	grace := cfg.PreemptGrace
 	if grace <= 0 {
 		grace = time.Minute
 	}
+	at := now.Add(grace)
 	est := naiveEstimates(s, now, cfg)
-	// Preemptors decided before j (their reservations come first) hold
-	// their room and their victims are gone too.
-	before := map[model.JobID]bool{}
+	// Preemptors whose starts are held, and whose victims are gone.
+	held := map[model.JobID]bool{}
 	for _, r := range p.Reservations {
 		if r.JobID == j.ID {
-			break
+			if !final {
+				break
+			}
+			continue
 		}
-		before[r.JobID] = true
+		if p.Reasons[r.JobID].Code == model.ReasonPreempting {
+			held[r.JobID] = true
+		}
 	}
-	earlier := map[model.JobID]bool{}
+	others := map[model.JobID]bool{}
 	for _, pr := range p.Preemptions {
-		if before[pr.Preemptor] {
-			earlier[pr.JobID] = true
+		if final || held[pr.Preemptor] {
+			others[pr.JobID] = true
 		}
 	}
-	gone := func(a *model.Allocation) bool {
-		return a.Desired == model.DesiredStop || earlier[a.JobID] || victims[a.JobID] && !keep[a.JobID] ||
-			!est.allocEnd(a).After(now.Add(grace))
-	}
+	victim := func(id model.JobID) bool { return others[id] || victims[id] && !keep[id] }
 	var allocs []*model.Allocation
 	for _, a := range s.Allocs {
-		if !a.Status.Terminal() && !gone(a) {
+		if !a.Status.Terminal() && a.Desired != model.DesiredStop && !victim(a.JobID) && est.allocEnd(a).After(at) {
 			allocs = append(allocs, a)
 		}
 	}
-	// The plan's placements run; preemptors decided before j hold their
-	// room (their reservations at now, in decision order).
-	ps := append([]Placement(nil), p.Placements...)
-	for _, r := range p.Reservations {
-		if r.JobID == j.ID {
-			break
+	jobs := map[model.JobID]*model.Job{}
+	for _, x := range s.Pending {
+		jobs[x.ID] = x
+	}
+	// The plan's placements run (those expected to end by then are gone);
+	// the held preemptors' planned starts take their room.
+	var ps []Placement
+	for _, pl := range p.Placements {
+		if now.Add(est.runFor(jobs[pl.JobID])).After(at) {
+			ps = append(ps, pl)
 		}
-		if p.Reasons[r.JobID].Code == model.ReasonPreempting {
+	}
+	for _, r := range p.Reservations {
+		if held[r.JobID] {
 			ps = append(ps, r.Placements...)
 		}
 	}
@@ -407,20 +446,25 @@ func preemptorFits(s *Snapshot, now time.Time, cfg Config, p *Plan, j *model.Job
 	for _, n := range s.Nodes {
 		nodes[n.Name] = n
 	}
-	// Quota: jobs being stopped hold none; victims of earlier preemptors
-	// still count (until they stop), j's own victims (less keep) do not.
+	// Quota: jobs being stopped hold none, nor do the victims counted gone
+	// above (in the decision-time state, later preemptors' victims still
+	// count, until they stop); the plan's placements and the held
+	// preemptors count from now.
 	nq := newNaiveQuota(s.Queues)
 	for _, a := range s.Allocs {
-		if !a.Status.Terminal() && a.Desired != model.DesiredStop && !(victims[a.JobID] && !keep[a.JobID]) {
+		if !a.Status.Terminal() && a.Desired != model.DesiredStop && !victim(a.JobID) {
 			nq.add(a.Queue, keysOf(a.Resources, nodes[a.Node]), 1)
 		}
 	}
-	jobs := map[model.JobID]*model.Job{}
-	for _, x := range s.Pending {
-		jobs[x.ID] = x
-	}
-	for _, pl := range ps {
+	for _, pl := range p.Placements {
 		nq.add(jobs[pl.JobID].Queue, keysOf(pl.Resources, nodes[pl.Node]), 1)
+	}
+	for _, r := range p.Reservations {
+		if held[r.JobID] {
+			for _, pl := range r.Placements {
+				nq.add(jobs[pl.JobID].Queue, keysOf(pl.Resources, nodes[pl.Node]), 1)
+			}
+		}
 	}
 	need := map[string]int64{}
 	for _, pl := range ref.Placements {

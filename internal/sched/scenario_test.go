@@ -25,13 +25,15 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //	# comment
 //	node NAME [count=N] cpu=8 mem=16G [gpu=4] [model=A100] [label=k:v]...
 //	queue NAME [parent=P] [weight=W] [default=1h] [quota=RES:NOMINAL[:borrow=B][:lend=L]]...
-//	config [policy=P] [depth=N] [halflife=D] [walltime=D] [nopreempt] [nopredict]
+//	config [policy=P] [depth=N] [halflife=D] [walltime=D] [grace=D] [nopreempt] [nopredict]
 //	job ID [tasks=N] [cpu=C] [mem=M] [gpu=G] [queue=Q] [owner=U] [prio=P] [wall=D]
 //	       [runs=D] [min=K] [topology=KEY] [spread] [label=k:v] [after=TYPE:ID]...
 //	       [array=PARENT:INDEX[:THROTTLE]] [group=NAME ...more group fields]
 //	advance D      move the clock; running jobs whose runs= elapsed end (succeed)
 //	end ID [fail]  end a running job now
-//	schedule       run Schedule, print the plan, apply it (starts run, victims are requeued)
+//	schedule       run Schedule, print the plan, apply it (starts run; victims are
+//	               requeued at once or, with grace=D, marked as stopping for their
+//	               preemptor (Desired=stop, PreemptedBy) and requeued D later)
 //	explain ID     print Explain for a job
 //	----           expected output of the command above, up to a blank line
 //
@@ -57,6 +59,10 @@ type world struct {
 	runs    map[model.JobID]time.Duration // actual runtimes (runs=)
 	allocs  []*model.Allocation
 	history []model.FinishedJob
+	// grace: how long preempted jobs take to stop (config grace=); 0
+	// requeues them at once. stops: when each stopping job stops.
+	grace time.Duration
+	stops map[model.JobID]time.Time
 }
 
 func runScenario(t *testing.T, path string) {
@@ -64,7 +70,8 @@ func runScenario(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, now: testkit.Epoch, jobs: map[model.JobID]*model.Job{}, runs: map[model.JobID]time.Duration{}}
+	w := &world{t: t, now: testkit.Epoch, jobs: map[model.JobID]*model.Job{}, runs: map[model.JobID]time.Duration{},
+		stops: map[model.JobID]time.Time{}}
 	lines := strings.Split(string(data), "\n")
 	var out []string // the file rewritten with actual output
 	failed := false
@@ -263,6 +270,9 @@ func (w *world) config(args []string, where string) {
 			w.cfg.FairShareHalfLife = w.dur(v, where)
 		case "walltime":
 			w.cfg.DefaultWalltime = w.dur(v, where)
+		case "grace":
+			w.grace = w.dur(v, where)
+			w.cfg.PreemptGrace = w.grace
 		case "nopreempt":
 			w.cfg.NoPreemption = true
 		case "nopredict":
@@ -378,7 +388,19 @@ func (w *world) schedule() []string {
 	}
 	for _, p := range plan.Preemptions {
 		out = append(out, fmt.Sprintf("preempt %d for %d: %s", uint64(p.JobID), uint64(p.Preemptor), p.Reason.Message))
-		w.requeue(p.JobID)
+		if w.grace <= 0 {
+			w.requeue(p.JobID, p.Preemptor)
+			continue
+		}
+		if _, ok := w.stops[p.JobID]; ok {
+			w.t.Errorf("job %d preempted again while it stops", uint64(p.JobID))
+		}
+		w.stops[p.JobID] = w.now.Add(w.grace)
+		for _, a := range w.allocs {
+			if a.JobID == p.JobID {
+				a.Desired, a.DesiredReason, a.PreemptedBy = model.DesiredStop, p.Reason.Message, p.Preemptor
+			}
+		}
 	}
 	ids := make([]model.JobID, 0, len(plan.Reasons))
 	for id := range plan.Reasons {
@@ -413,6 +435,7 @@ func compactNodes(names []string) string {
 func (w *world) start(j *model.Job, ps []Placement) {
 	j.State = model.JobRunning
 	j.StartTime = w.now
+	j.PreemptedBy = 0
 	j.Attempt++
 	for _, p := range ps {
 		a := testkit.Alloc(j.ID, p.TaskIndex, p.Node).Resources(p.Resources).GPUIndices(p.GPUIndices...).Attempt(j.Attempt).Build()
@@ -425,33 +448,56 @@ func (w *world) start(j *model.Job, ps []Placement) {
 	}
 }
 
-func (w *world) requeue(id model.JobID) {
+// requeue stops a preempted job's allocations and makes it pending again,
+// marked with its preemptor as the server does.
+func (w *world) requeue(id, preemptor model.JobID) {
 	j := w.jobs[id]
+	j.PreemptedBy = preemptor
 	w.allocs = slices.DeleteFunc(w.allocs, func(a *model.Allocation) bool { return a.JobID == id })
 	j.State = model.JobPending
+	delete(w.stops, id)
 }
 
 // advance moves the clock to `to`, ending the jobs whose runtime elapses on
-// the way, in order.
+// the way and stopping (requeueing) preempted ones whose grace is over, in
+// order.
 func (w *world) advance(to time.Time) []string {
 	var out []string
 	for {
 		var next model.JobID
 		var at time.Time
+		stop := false
 		for _, id := range w.ids() {
 			j := w.jobs[id]
+			if j.State != model.JobRunning {
+				continue
+			}
+			if e, ok := w.stops[id]; ok && !e.After(to) && (next == 0 || e.Before(at)) {
+				next, at, stop = id, e, true
+			}
 			d, ok := w.runs[id]
-			if j.State != model.JobRunning || !ok {
+			if !ok {
 				continue
 			}
 			if e := j.StartTime.Add(d); !e.After(to) && (next == 0 || e.Before(at)) {
-				next, at = id, e
+				next, at, stop = id, e, false
 			}
 		}
 		if next == 0 {
 			break
 		}
 		w.now = at
+		if stop {
+			var by model.JobID
+			for _, a := range w.allocs {
+				if a.JobID == next {
+					by = a.PreemptedBy
+				}
+			}
+			w.requeue(next, by)
+			out = append(out, fmt.Sprintf("stopped %d at %s (requeued)", uint64(next), w.now.Sub(testkit.Epoch)))
+			continue
+		}
 		out = append(out, w.end(next, true, "")...)
 	}
 	w.now = to
@@ -470,6 +516,7 @@ func (w *world) end(id model.JobID, ok bool, where string) []string {
 		}
 	}
 	w.allocs = slices.DeleteFunc(w.allocs, func(a *model.Allocation) bool { return a.JobID == id })
+	delete(w.stops, id)
 	j.State, j.EndTime = model.JobSucceeded, w.now
 	if !ok {
 		j.State, j.ExitCode = model.JobFailed, 1

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/durehq/dure/internal/fsm"
@@ -49,11 +51,12 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		if plan.Reasons == nil {
 			plan.Reasons = map[model.JobID]model.Reason{}
 		}
+		waitingForVictims(snap, plan.Reasons)
 		for id, r := range held {
 			plan.Reasons[id] = r
 		}
-		cmd := verifyPlan(s.store.Snapshot(), plan, term, s.cfg.Now())
-		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 {
+		cmd := verifyPlan(s.store.Snapshot(), plan, term, s.cfg.Now(), s.cfg.Sched.PreemptGrace)
+		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 && len(cmd.Preemptions) == 0 {
 			s.liveReasons.Store(&plan.Reasons)
 			continue
 		}
@@ -72,7 +75,10 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			continue
 		}
 		if res.Skipped > 0 {
-			log.Debug("plan partly stale", "placed", res.Placed, "skipped", res.Skipped)
+			log.Debug("plan partly stale", "placed", res.Placed, "preempted", res.Preempted, "skipped", res.Skipped)
+		}
+		if res.Preempted > 0 {
+			log.Info("preempting", "jobs", res.Preempted, "grace", s.cfg.Sched.PreemptGrace)
 		}
 	}
 }
@@ -80,13 +86,16 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // verifyPlan re-checks a plan against the latest state (optimistic
 // concurrency, DESIGN.md rule 4): a job is committed only if it is still
 // pending and all its placements still fit; otherwise it is left for the
-// next pass. It also turns placements into allocations and keeps only the
-// pending reasons whose code changed. Messages carry live numbers ("2 fit
-// now") that change with every pass; logging them would write every pending
+// next pass. A preemption is committed only if its victim still runs the
+// allocations the plan names and is not being stopped already, and its
+// preemptor still waits; victims get grace to checkpoint. It also turns
+// placements into allocations and keeps only the pending reasons whose
+// code changed. Messages carry live numbers ("2 fit now") that change with
+// every pass; logging them would write every pending
 // job into the log on every pass. The leader serves the latest message from
 // memory instead (LiveReason), and the log keeps the code and the message
 // from when the code last changed.
-func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.Time) *fsm.CommitPlan {
+func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.Time, grace time.Duration) *fsm.CommitPlan {
 	cmd := &fsm.CommitPlan{Time: now, Term: term}
 	var free map[string]*sched.NodeFree
 	for start := 0; start < len(plan.Placements); {
@@ -97,7 +106,8 @@ func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.
 		ps := plan.Placements[start:end]
 		start = end
 		job := latest.Job(ps[0].JobID)
-		if job == nil || job.State != model.JobPending || len(ps) != job.TaskCount() {
+		// A gang with a minimum may start with fewer than all its tasks.
+		if job == nil || job.State != model.JobPending || len(ps) < job.GangSize() || len(ps) > job.TaskCount() {
 			continue
 		}
 		if free == nil {
@@ -108,9 +118,21 @@ func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.
 		}
 		pj := fsm.PlannedJob{JobID: job.ID, Allocs: make([]model.Allocation, 0, len(ps))}
 		for _, p := range ps {
-			pj.Allocs = append(pj.Allocs, allocFor(job, p))
+			a := allocFor(job, p)
+			a.TaskCount = len(ps) // the tasks this attempt starts with
+			pj.Allocs = append(pj.Allocs, a)
 		}
 		cmd.Jobs = append(cmd.Jobs, pj)
+	}
+	victims := map[model.JobID]bool{}
+	for _, p := range plan.Preemptions {
+		if victims[p.JobID] || !preemptionHolds(latest, p) {
+			continue
+		}
+		victims[p.JobID] = true
+		cmd.Preemptions = append(cmd.Preemptions, fsm.PlannedPreemption{
+			JobID: p.JobID, AllocIDs: slices.Sorted(slices.Values(p.AllocIDs)), Preemptor: p.Preemptor, Reason: p.Reason, Grace: grace,
+		})
 	}
 	for id, r := range plan.Reasons {
 		if j := latest.Job(id); j != nil && j.State == model.JobPending && j.Reason.Code != r.Code {
@@ -119,6 +141,33 @@ func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.
 	}
 	sortReasons(cmd.Reasons)
 	return cmd
+}
+
+// preemptionHolds reports whether a planned preemption still makes sense
+// in the latest state: the victim runs exactly the allocations named (all
+// of its current attempt's live ones, none already being stopped) and the
+// preemptor still waits. The FSM checks the same when it applies it.
+func preemptionHolds(latest *state.Snapshot, p sched.Preemption) bool {
+	victim, preemptor := latest.Job(p.JobID), latest.Job(p.Preemptor)
+	if victim == nil || victim.State != model.JobRunning || victim.PreemptedBy != 0 ||
+		preemptor == nil || preemptor.State != model.JobPending || len(p.AllocIDs) == 0 {
+		return false
+	}
+	named := map[string]bool{}
+	for _, id := range p.AllocIDs {
+		named[id] = true
+	}
+	live := 0
+	for _, a := range latest.AllocsByJob(p.JobID) {
+		if a.Attempt != victim.Attempt || a.Status.Terminal() {
+			continue
+		}
+		if a.Desired != model.DesiredRun || !named[a.ID] {
+			return false
+		}
+		live++
+	}
+	return live == len(p.AllocIDs) && live == len(named)
 }
 
 // LiveReason is the reason the leader's latest scheduling pass gave for a
@@ -155,6 +204,7 @@ func allocFor(job *model.Job, p sched.Placement) model.Allocation {
 		Queue:       job.Queue,
 		Priority:    job.Priority,
 		ArrayParent: job.ArrayParent,
+		ArrayIndex:  job.ArrayIndex,
 	}
 	for _, g := range job.Groups {
 		if g.Name == p.Group {
@@ -198,7 +248,7 @@ func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.J
 			held = map[model.JobID]model.Reason{}
 		}
 		held[j.ID] = model.Reason{Code: model.ReasonBackoff, Message: fmt.Sprintf(
-			"retry %d waits out its backoff until %s (%s from now)", j.Attempt, j.EligibleAt.UTC().Format(time.TimeOnly), j.EligibleAt.Sub(now).Round(100*time.Millisecond))}
+			"retry %d waits out its backoff until %s (%s from now)", j.Attempt-j.Preemptions, j.EligibleAt.UTC().Format(time.TimeOnly), j.EligibleAt.Sub(now).Round(100*time.Millisecond))}
 		if wake.IsZero() || j.EligibleAt.Before(wake) {
 			wake = j.EligibleAt
 		}
@@ -212,6 +262,7 @@ func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.J
 // allocations, queues, recent history and dependency states.
 func schedInput(snap *state.Snapshot, now time.Time) (in *sched.Snapshot, held map[model.JobID]model.Reason, wake time.Time) {
 	pending, held, wake := holdBackoff(snap.JobsInState(model.JobPending), now)
+	pending = withArrayDependencies(snap, pending)
 	in = &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
 		History: recentHistory(snap, historyWindow), DependencyStates: dependencyStates(snap, pending)}
 	return in, held, wake
@@ -222,11 +273,67 @@ func schedInput(snap *state.Snapshot, now time.Time) (in *sched.Snapshot, held m
 // answer; a follower's answer may lag the leader's by a moment.
 func (s *Server) Explain(id model.JobID) (*sched.Explanation, error) {
 	now := s.cfg.Now()
-	in, held, _ := schedInput(s.store.Snapshot(), now)
+	snap := s.store.Snapshot()
+	in, held, _ := schedInput(snap, now)
 	if r, ok := held[id]; ok {
 		return &sched.Explanation{JobID: id, Reason: r, EstimatedStart: s.store.Snapshot().Job(id).EligibleAt}, nil
 	}
-	return sched.Explain(in, now, s.schedConfig(), id)
+	e, err := sched.Explain(in, now, s.schedConfig(), id)
+	if err == nil && !e.StartsNow {
+		r := map[model.JobID]model.Reason{id: e.Reason}
+		waitingForVictims(snap, r)
+		e.Reason = r[id]
+	}
+	return e, err
+}
+
+// QueueStatus is quota usage and fair share per queue in snap, as the
+// scheduler computes them (sched.Queues on the scheduler's input).
+func (s *Server) QueueStatus(snap *state.Snapshot) []sched.QueueStatus {
+	now := s.cfg.Now()
+	in, _, _ := schedInput(snap, now)
+	return sched.Queues(in, now, s.schedConfig())
+}
+
+// waitingForVictims gives a pending job whose preemption victims are still
+// stopping the reason Preempting, naming them, where the scheduler only
+// says it waits for room: once its victims are stopping, the scheduler
+// sees their room as free after the grace period and reserves it for the
+// job (Reserved), which hides why that room is coming.
+func waitingForVictims(snap *state.Snapshot, reasons map[model.JobID]model.Reason) {
+	var victims map[model.JobID][]model.JobID
+	for _, j := range snap.JobsInState(model.JobRunning) {
+		if j.PreemptedBy == 0 {
+			continue
+		}
+		if r, ok := reasons[j.PreemptedBy]; ok && waitsForRoom(r.Code) {
+			if victims == nil {
+				victims = map[model.JobID][]model.JobID{}
+			}
+			victims[j.PreemptedBy] = append(victims[j.PreemptedBy], j.ID)
+		}
+	}
+	for id, ids := range victims {
+		slices.Sort(ids)
+		names := make([]string, len(ids))
+		for i, v := range ids {
+			names[i] = v.String()
+		}
+		job := "job"
+		if len(ids) > 1 {
+			job = "jobs"
+		}
+		reasons[id] = model.Reason{Code: model.ReasonPreempting, Message: fmt.Sprintf(
+			"waiting for preempted %s %s to stop; %s", job, strings.Join(names, ", "), reasons[id].Message)}
+	}
+}
+
+func waitsForRoom(code string) bool {
+	switch code {
+	case model.ReasonReserved, model.ReasonResources, model.ReasonPriority, model.ReasonBackfill:
+		return true
+	}
+	return false
 }
 
 // historyWindow bounds the finished jobs the scheduler sees (runtime
@@ -269,12 +376,8 @@ func dependencyStates(snap *state.Snapshot, pending []*model.Job) map[model.JobI
 	return out
 }
 
-// schedConfig is the scheduler configuration the live server runs with.
-// Preemption stays off until the server carries out Plan.Preemptions (stop
-// the victims with a grace period, requeue them): planning preemptions that
-// nobody executes would hold preemptors back behind reservations forever.
-func (s *Server) schedConfig() sched.Config {
-	c := s.cfg.Sched
-	c.NoPreemption = true
-	return c
-}
+// schedConfig is the scheduler configuration the live server runs with:
+// the configured one, whose PreemptGrace is also the grace victims get
+// (setDefaults), so the scheduler plans preemptors to start when their
+// victims' grace ends.
+func (s *Server) schedConfig() sched.Config { return s.cfg.Sched }

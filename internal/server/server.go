@@ -61,10 +61,21 @@ type Config struct {
 	// that is missing or differs is created or replaced (the --queues file).
 	Queues []model.Queue
 
+	// Sched configures the scheduler. Sched.NoPreemption turns preemption
+	// off; Sched.PreemptGrace (default DefaultPreemptGrace) is both the
+	// time a preempted task gets between SIGTERM and SIGKILL to checkpoint
+	// and when the scheduler expects its room to be free.
 	Sched  sched.Config
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now; injected for tests
 }
+
+// DefaultPreemptGrace is how long a preempted task has between SIGTERM and
+// SIGKILL when Config.Sched.PreemptGrace is unset: long enough to write a
+// checkpoint of modest size, short enough that a high-priority job does not
+// wait long (Slurm's GraceTime and Kubernetes' terminationGracePeriodSeconds
+// default to 0 and 30 s).
+const DefaultPreemptGrace = 30 * time.Second
 
 func (c *Config) setDefaults() error {
 	if c.Name == "" {
@@ -109,6 +120,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
+	}
+	if c.Sched.PreemptGrace < 0 {
+		return fmt.Errorf("server: preempt grace %s must not be negative", c.Sched.PreemptGrace)
+	}
+	if c.Sched.PreemptGrace == 0 {
+		c.Sched.PreemptGrace = DefaultPreemptGrace
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -311,6 +328,16 @@ func (s *Server) requireLeader() error {
 // SubmitJob assigns the job its ID and submission time and replicates it.
 // A repeated idempotency key returns the first job's ID.
 func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error) {
+	return s.submit(ctx, j, nil)
+}
+
+// SubmitArray submits a job array: one job per index of a, with
+// consecutive IDs. It returns the array's ID (its first element's).
+func (s *Server) SubmitArray(ctx context.Context, j model.Job, a model.Array) (model.JobID, error) {
+	return s.submit(ctx, j, &a)
+}
+
+func (s *Server) submit(ctx context.Context, j model.Job, arr *model.Array) (model.JobID, error) {
 	if err := s.requireLeader(); err != nil {
 		return 0, err
 	}
@@ -319,17 +346,24 @@ func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error
 	// FSM still catches a retry that races the first submission.
 	if j.IdempotencyKey != "" {
 		if prev := s.store.Snapshot().JobByIdempotencyKey(j.Owner, j.IdempotencyKey); prev != nil {
+			if prev.ArrayParent != 0 {
+				return prev.ArrayParent, nil
+			}
 			return prev.ID, nil
 		}
+	}
+	ids := uint64(1)
+	if arr != nil {
+		ids = uint64(len(arr.Indices(model.MaxArraySize))) // the FSM refuses an array with none
 	}
 	// The FSM refuses an ID below the last one applied, so IDs must reach
 	// raft in the order they are handed out: concurrent submissions would
 	// otherwise race between taking an ID and queueing the entry, and the
-	// loser would fail with a conflict.
+	// loser would fail with a conflict. An array takes one ID per element.
 	s.submitMu.Lock()
-	j.ID = model.JobID(s.nextJobID.Add(1) - 1)
+	j.ID = model.JobID(s.nextJobID.Add(ids) - ids)
 	j.SubmitTime = s.cfg.Now()
-	cmd := &fsm.SubmitJob{Job: j}
+	cmd := &fsm.SubmitJob{Job: j, Array: arr}
 	f, err := s.propose(ctx, cmd)
 	s.submitMu.Unlock()
 	if err != nil {
@@ -345,6 +379,15 @@ func (s *Server) CancelJob(ctx context.Context, id model.JobID, reason string) e
 		return err
 	}
 	_, err := s.apply(ctx, &fsm.CancelJob{Time: s.cfg.Now(), ID: id, Reason: reason})
+	return err
+}
+
+// CancelArray cancels every unfinished element of a job array.
+func (s *Server) CancelArray(ctx context.Context, id model.JobID, reason string) error {
+	if err := s.requireLeader(); err != nil {
+		return err
+	}
+	_, err := s.apply(ctx, &fsm.CancelArray{Time: s.cfg.Now(), ArrayID: id, Reason: reason})
 	return err
 }
 

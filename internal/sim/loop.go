@@ -416,6 +416,7 @@ func (s *simulator) start(id model.JobID, ps []sched.Placement, now time.Duratio
 		allocs = append(allocs, a)
 	}
 	s.dequeue(ji)
+	mj.PreemptedBy = 0 // placed again: no longer waits behind its preemptor
 	js.allocs = allocs
 	js.start = now
 	amt := amount(js.size, s.primary)
@@ -551,8 +552,9 @@ func (s *simulator) handle(e event, now time.Duration) {
 		}
 	case evStop:
 		if js.stopping {
+			by := js.allocs[0].PreemptedBy
 			s.stopRunning(js, now)
-			s.requeue(e.job)
+			s.requeue(e.job, by)
 		}
 	}
 }
@@ -576,23 +578,25 @@ func (s *simulator) preempt(p sched.Preemption, now time.Duration) (bool, error)
 	s.res.LostWork += amount(js.size, s.primary) * (now - js.start).Seconds()
 	if s.opt.PreemptionGrace <= 0 {
 		s.stopRunning(js, now)
-		s.requeue(ji)
+		s.requeue(ji, p.Preemptor)
 		return true, nil
 	}
 	js.stopping = true
 	for _, a := range js.allocs {
-		a.Desired, a.DesiredReason = model.DesiredStop, "preempted for job "+p.Preemptor.String()
+		a.Desired, a.DesiredReason, a.PreemptedBy = model.DesiredStop, "preempted for job "+p.Preemptor.String(), p.Preemptor
 	}
 	s.events.push(event{at: now + s.opt.PreemptionGrace, kind: evStop, job: ji, attempt: js.attempt})
 	return false, nil
 }
 
-// requeue puts a stopped job back in the queue with its original
-// submission time, as the server does; its work so far is lost.
-func (s *simulator) requeue(ji int) {
+// requeue puts a job stopped for preemptor back in the queue with its
+// original submission time, marked as preempted by it, as the server does;
+// its work so far is lost.
+func (s *simulator) requeue(ji int, preemptor model.JobID) {
 	js := &s.jobs[ji]
 	mj := js.tj.Request.modelJob(js.mj.ID, js.mj.SubmitTime, s.merge)
 	mj.Attempt = js.attempt
+	mj.PreemptedBy = preemptor
 	mj.Reason = model.Reason{Code: model.ReasonPreempted, Message: "stopped to make room for another job"}
 	js.mj = mj
 	s.enqueue(ji)

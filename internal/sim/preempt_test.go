@@ -26,38 +26,48 @@ queues:
   - {name: q2, parent: cohort, quotas: {cpu: {nominal: 2}}}
 `
 
+// Queue q2 reclaims the 2 processors it lent to q1 by preempting job 1,
+// once: the requeued job 1 may not borrow them back while job 2 waits for
+// them or runs, and no pass chooses more victims while job 1 stops.
 func TestDurePolicyReclaimsLentQuotaByPreemption(t *testing.T) {
-	// KNOWN BUG in internal/sched's dure policy, open: when queue q2 reclaims
-	// quota lent to q1 by preempting q1's job, the requeued victim is placed
-	// again on the reclaimed quota at the same instant and the preemptor
-	// gets QuotaExceeded — preempt, re-place, preempt, … (the simulator stops
-	// it with ErrNoProgress). The live server runs with preemption off until
-	// this is fixed (server.schedConfig). Remove this skip with the fix.
-	t.Skip("known bug: dure policy livelocks reclaiming lent quota by preemption (see the comment)")
-	tr, err := ReadSWF(strings.NewReader(twoQueues), "two.swf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	queues, err := ReadQueues([]byte(twoQueuesConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := Run(tr, Options{Config: sched.Config{Policy: sched.PolicyDure}, Queues: queues})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Preemptions != 1 || res.LostWork != 40 {
-		t.Errorf("%d preemptions losing %v cpu·s; want job 1 stopped once at 10 s, losing 4 cpus × 10 s = 40", res.Preemptions, res.LostWork)
-	}
-	byID := map[model.JobID]JobResult{}
-	for _, r := range res.Jobs {
-		byID[r.ID] = r
-	}
-	if j2 := byID[2]; j2.Wait() != 0 {
-		t.Errorf("job 2 waited %s; q2 was owed its 2 cpus at once", j2.Wait())
-	}
-	if j1 := byID[1]; j1.Preempted != 1 || j1.Run != 100*time.Second || j1.Start < 10*time.Second {
-		t.Errorf("job 1 = %+v; want preempted once, then a full 100 s run started after 10 s", j1)
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+	}{
+		{"stopped at once", 0},
+		{"with a 5 s grace", 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := ReadSWF(strings.NewReader(twoQueues), "two.swf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			queues, err := ReadQueues([]byte(twoQueuesConfig))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(tr, Options{Config: sched.Config{Policy: sched.PolicyDure, PreemptGrace: tc.grace},
+				Queues: queues, PreemptionGrace: tc.grace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Preemptions != 1 || res.LostWork != 40 {
+				t.Errorf("%d preemptions losing %v cpu·s; want job 1 stopped once at 10 s, losing 4 cpus × 10 s = 40", res.Preemptions, res.LostWork)
+			}
+			byID := map[model.JobID]JobResult{}
+			for _, r := range res.Jobs {
+				byID[r.ID] = r
+			}
+			// Job 2 starts once job 1 has stopped and runs its 50 s; job 1
+			// needs all 4 processors, so it starts over when job 2 ends.
+			start2 := 10*time.Second + tc.grace
+			if j2 := byID[2]; j2.Start != start2 || j2.End != start2+50*time.Second {
+				t.Errorf("job 2 ran %s–%s; want %s–%s: q2 is owed its 2 cpus once job 1 has stopped", j2.Start, j2.End, start2, start2+50*time.Second)
+			}
+			if j1 := byID[1]; j1.Preempted != 1 || j1.Start != start2+50*time.Second || j1.Run != 100*time.Second {
+				t.Errorf("job 1 = %+v; want preempted once, then a full 100 s run from %s", j1, start2+50*time.Second)
+			}
+		})
 	}
 }
 

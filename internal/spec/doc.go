@@ -8,7 +8,8 @@
 //   - ParseSbatch reads the #SBATCH and #DURE directives of a batch script
 //     and makes a job that runs the script itself.
 //   - ParseCPU, ParseSize and ParseWalltime read the quantities that CLI
-//     flags, job files and directives share.
+//     flags, job files and directives share; ParseArray and ParseDependency
+//     read Slurm's --array and --dependency syntax.
 //
 // Each produces an api.JobSpec. The caller applies its own overrides (CLI
 // flags), then calls Normalize (fill defaults) and Validate (check every

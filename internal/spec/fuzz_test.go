@@ -3,6 +3,7 @@ package spec
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,8 @@ func FuzzParseJobFile(f *testing.F) {
 		"time: 1-00:00:00\nscript: \"#!/usr/bin/env python3\\nprint(1)\"\n",
 		"name: a\n---\nname: b\n",
 		"? [a]\n: b\n",
+		"array: 0-15:4%2\ndependency: afterok:12:13_2,afterany:14\nmin_tasks: 2\ntopology: rack\nplacement: spread\ntasks: 4\ncommand: [x]\n",
+		"dependency: [afterok:1, 'afternotok:2_0']\narray: '1,3,5-7'\ncommand: [x]\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -51,6 +54,8 @@ func FuzzParseSbatch(f *testing.F) {
 		"#!/usr/bin/env -S python3 -u\n#SBATCH --tmp=100 --priority 5 --requeue\nprint(1)\n",
 		"#!/bin/sh\n#SBATCH --qos=x\n",
 		"#!/bin/sh\n#SBATCH -J 'unterminated\n",
+		"#!/bin/sh\n#SBATCH --array=1-20%3 -d afterok:5:6_1\n#DURE --min-tasks 2 --topology rack --spread -n 4\necho $SLURM_ARRAY_TASK_ID\n",
+		"#!/bin/sh\n#SBATCH -a 0-15:4 --dependency=afternotok:9,afterany:10 --spread-job --placement=pack\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -86,6 +91,8 @@ func FuzzValidateJSON(f *testing.F) {
 		`{"walltime": 3600, "groups":[{"name":"a","command":["x"]},{"name":"a","command":["y"]}]}`,
 		`{"groups":[]}`,
 		`{"owner":"a b","idempotency_key":"k","groups":null}`,
+		`{"array":"0-99%5","dependencies":[{"type":"afterok","job":"12_3"}],"min_tasks":2,"topology":"rack","placement":"spread","groups":[{"count":4,"command":["x"]}]}`,
+		`{"array":"5-1","dependencies":[{"type":"after","job":"0"}],"min_tasks":9,"topology":"a=b","placement":"x","groups":[{"command":["x"]}]}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -226,7 +233,71 @@ func naiveLimits(s *api.JobSpec) string {
 	if total > 100000 {
 		return "tasks per job"
 	}
+	if s.MinTasks < 0 || s.MinTasks > total {
+		return "min_tasks"
+	}
+	if s.Placement != "" && s.Placement != "pack" && s.Placement != "spread" {
+		return "placement"
+	}
+	if len(s.Topology) > 253 || strings.ContainsAny(s.Topology, "=, \t\n") || hasControl(s.Topology) {
+		return "topology"
+	}
+	if s.Array != "" && naiveArraySize(s.Array) < 1 {
+		return "array"
+	}
+	if len(s.Dependencies) > 100 {
+		return "dependencies"
+	}
+	for _, d := range s.Dependencies {
+		if d.Type != "afterok" && d.Type != "afterany" && d.Type != "afternotok" || !naiveJobRef.MatchString(d.Job) || strings.Trim(strings.Split(d.Job, "_")[0], "0") == "" {
+			return "dependencies"
+		}
+	}
 	return ""
+}
+
+var (
+	naiveJobRef     = regexp.MustCompile(`^[0-9]{1,19}(_[0-9]{1,18})?$`)
+	naiveArrayRange = regexp.MustCompile(`^([0-9]+)(-([0-9]+)(:([0-9]+))?)?$`)
+)
+
+// naiveArraySize counts the distinct indices of an --array text the plain
+// way, or returns 0 if it breaks a documented rule.
+func naiveArraySize(text string) int {
+	text = strings.TrimSpace(text)
+	if i := strings.Index(text, "%"); i >= 0 {
+		n, err := strconv.Atoi(text[i+1:])
+		if err != nil || n < 1 || strings.HasPrefix(text[i+1:], "+") {
+			return 0
+		}
+		text = text[:i]
+	}
+	seen := map[int]bool{}
+	written := 0
+	for _, part := range strings.Split(text, ",") {
+		m := naiveArrayRange.FindStringSubmatch(strings.TrimSpace(part))
+		if m == nil {
+			return 0
+		}
+		first, _ := strconv.Atoi(m[1])
+		last, step := first, 1
+		if m[3] != "" {
+			last, _ = strconv.Atoi(m[3])
+		}
+		if m[5] != "" {
+			step, _ = strconv.Atoi(m[5])
+		}
+		if first > 9999999 || last > 9999999 || last < first || step < 1 {
+			return 0
+		}
+		for i := first; i <= last; i += step {
+			if written++; written > 10000 {
+				return 0
+			}
+			seen[i] = true
+		}
+	}
+	return len(seen)
 }
 
 func FuzzParseSize(f *testing.F) {

@@ -55,7 +55,7 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // Job-level fields, and fields of a task group. A group's fields may also be
 // written at the top level for a job with a single group.
 var (
-	jobFields   = []string{"name", "queue", "priority", "time", "retries", "groups"}
+	jobFields   = []string{"name", "queue", "priority", "time", "retries", "array", "dependency", "min_tasks", "topology", "placement", "groups"}
 	groupFields = []string{"name", "tasks", "cpus", "memory", "gpus", "scratch", "custom", "constraints", "env", "workdir", "command", "script"}
 )
 
@@ -71,6 +71,9 @@ var fieldHints = map[string]string{
 	"partition": "queue", "cmd": "command", "args": "command",
 	"environment": "env", "chdir": "workdir", "cwd": "workdir", "working_dir": "workdir", "workingdir": "workdir",
 	"job_name": "name", "constraint": "constraints", "labels": "constraints", "resources": "custom",
+	"dependencies": "dependency", "depends_on": "dependency", "after": "dependency", "afterok": "dependency",
+	"min_count": "min_tasks", "mintasks": "min_tasks", "min-tasks": "min_tasks", "gang": "min_tasks",
+	"spread": "placement", "pack": "placement", "distribution": "placement",
 }
 
 // ParseJobFile reads a job file: YAML, or JSON, which is YAML too. The format
@@ -236,6 +239,18 @@ func (p *fileParser) job(root *yaml.Node) (api.JobSpec, error) {
 				d, err = ParseWalltime(text)
 				s.Walltime = api.Duration(d)
 			}
+		case "array":
+			if s.Array, err = p.str(e.val, e.key); err == nil {
+				_, err = ParseArray(s.Array)
+			}
+		case "dependency":
+			s.Dependencies, err = p.dependencies(e.val, e.key)
+		case "min_tasks":
+			s.MinTasks, err = p.int(e.val, e.key)
+		case "topology":
+			s.Topology, err = p.str(e.val, e.key)
+		case "placement":
+			s.Placement, err = p.str(e.val, e.key)
 		case "groups":
 			groups = e
 		default:
@@ -429,6 +444,39 @@ func (p *fileParser) strList(n *yaml.Node, field string) ([]string, error) {
 			return nil, err
 		}
 		out = append(out, s)
+	}
+	return out, nil
+}
+
+// dependencies reads dependency: as one string in Slurm's syntax
+// ("afterok:12:13,afterany:14") or a list of such strings.
+func (p *fileParser) dependencies(n *yaml.Node, field string) ([]api.DependencySpec, error) {
+	n, err := p.resolve(n)
+	if err != nil {
+		return nil, err
+	}
+	texts := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		texts = n.Content
+	}
+	var out []api.DependencySpec
+	for i, item := range texts {
+		f := field
+		if n.Kind == yaml.SequenceNode {
+			f = fmt.Sprintf("%s[%d]", field, i)
+		}
+		text, err := p.str(item, f)
+		if err != nil {
+			return nil, err
+		}
+		ds, err := ParseDependency(text)
+		if err != nil {
+			return nil, &ParseError{Line: item.Line, Field: f, Message: err.Error(), Err: err}
+		}
+		out = append(out, ds...)
+	}
+	if len(out) > MaxDependencies {
+		return nil, &ParseError{Line: n.Line, Field: field, Message: fmt.Sprintf("names %d jobs; at most %d are allowed", len(out), MaxDependencies)}
 	}
 	return out, nil
 }

@@ -154,7 +154,7 @@ func TestParseJobFileErrors(t *testing.T) {
 		{"a list, not a job", "- a\n- b\n", `line 1: want a job: a mapping of fields such as name:, tasks: and command:; got a list`},
 		{"unknown field with a hint", "name: a\nwalltime: 1h\n", `line 2: unknown field "walltime"; did you mean "time"?`},
 		{"unknown field", "nmae: a\n",
-			`line 1: unknown field "nmae"; known fields are name, queue, priority, time, retries, groups, tasks, cpus, memory, gpus, scratch, custom, constraints, env, workdir, command, script`},
+			`line 1: unknown field "nmae"; known fields are name, queue, priority, time, retries, array, dependency, min_tasks, topology, placement, groups, tasks, cpus, memory, gpus, scratch, custom, constraints, env, workdir, command, script`},
 		{"unknown group field", "groups:\n  - name: a\n    mem: 4G\n", `line 3: groups[0]: unknown field "mem"; did you mean "memory"?`},
 		{"job field in a group", "groups:\n  - name: a\n    time: 1h\n", "line 3: groups[0].time: is a field of the job, not of a group; write it at the top level"},
 		{"field written twice", "name: a\ntasks: 1\nname: b\n", "line 3: name: written twice (first on line 1)"},

@@ -25,6 +25,14 @@ const (
 	MaxLabelLen          = 253        // constraint keys and values
 	MaxOwnerLen          = 64
 	MaxIdempotencyKeyLen = 128
+	// Job arrays: at most model.MaxArraySize (10,000) elements per
+	// submission, indices from 0 to MaxArrayIndex, and the --array text at
+	// most MaxArrayText characters.
+	MaxArrayIndex = 9_999_999
+	MaxArrayText  = 10000
+	// MaxDependencies bounds the jobs a job names as dependencies (an
+	// array's ID counts once, however many elements it has).
+	MaxDependencies = 100
 	// MaxArgBytes is the longest single command argument. The kernel refuses
 	// to exec an argument of MAX_ARG_STRLEN (128 KiB) bytes or more, because
 	// it counts the terminating NUL, so this is one byte under 128 KiB.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/model"
 )
 
 // RequeueRetries is what sbatch's --requeue means in dure: the job is
@@ -151,6 +152,25 @@ var directives = []directive{
 		j.g.Resources.ScratchBytes, err = parseSize(v, slurmSizeUnit)
 		return err
 	}},
+	{"array", 'a', requiredArg, func(j *sbatchJob, v string, _ int) error {
+		_, err := ParseArray(v)
+		j.spec.Array = v
+		return err
+	}},
+	{"dependency", 'd', requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+		j.spec.Dependencies, err = ParseDependency(v)
+		return err
+	}},
+	{"min-tasks", 0, requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+		if j.spec.MinTasks, err = wholeNumber(v); err == nil && j.spec.MinTasks < 1 {
+			return fmt.Errorf("must be at least 1; got %d", j.spec.MinTasks)
+		}
+		return err
+	}},
+	{"topology", 0, requiredArg, func(j *sbatchJob, v string, _ int) error { j.spec.Topology = v; return nil }},
+	{"placement", 0, requiredArg, func(j *sbatchJob, v string, _ int) error { j.spec.Placement = v; return nil }},
+	{"spread", 0, noArg, func(j *sbatchJob, _ string, _ int) error { j.spec.Placement = model.PlacementSpread; return nil }},
+	{"spread-job", 0, noArg, func(j *sbatchJob, _ string, _ int) error { j.spec.Placement = model.PlacementSpread; return nil }},
 }
 
 // unsupported are Slurm options people often write, with what to do instead.
@@ -158,8 +178,6 @@ var unsupported = map[string]string{
 	"output":            "output files are not supported yet; read a job's output with `dure logs ID`",
 	"error":             "output files are not supported yet; read a job's output with `dure logs ID`",
 	"export":            "is not supported yet; set variables in the script itself",
-	"array":             "job arrays arrive with the scheduler issue; not supported yet",
-	"dependency":        "dependencies arrive with the scheduler issue; not supported yet",
 	"nodes":             "dure places tasks, not nodes: ask for tasks with --ntasks and per-task resources",
 	"ntasks-per-node":   "dure places tasks, not nodes: ask for tasks with --ntasks and per-task resources",
 	"wrap":              "has no meaning inside a script",
@@ -171,7 +189,7 @@ var unsupported = map[string]string{
 	"ntasks-per-socket": "is not supported",
 }
 
-var unsupportedShort = map[byte]string{'o': "output", 'e': "error", 'a': "array", 'd': "dependency", 'N': "nodes"}
+var unsupportedShort = map[byte]string{'o': "output", 'e': "error", 'N': "nodes"}
 
 // ParseSbatch reads a batch script's #SBATCH and #DURE directives and returns
 // a job with one group that runs the script itself (see scriptCommand: the

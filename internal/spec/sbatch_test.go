@@ -92,6 +92,16 @@ func TestParseSbatchDirectives(t *testing.T) {
 		}},
 		{"look-alikes are comments", "# SBATCH --qos=x\n#SBATCHX --qos=x\n##SBATCH --qos=x\n  #SBATCH --qos=x", func(s *api.JobSpec) {}},
 		{"empty directive", "#SBATCH\n#DURE   ", func(s *api.JobSpec) {}},
+		{"--array with a throttle", "#SBATCH --array=0-15:4%2", func(s *api.JobSpec) { s.Array = "0-15:4%2" }},
+		{"-a", "#SBATCH -a 1,3,5-7", func(s *api.JobSpec) { s.Array = "1,3,5-7" }},
+		{"--dependency", "#SBATCH --dependency=afterok:12:13_2,afterany:14", func(s *api.JobSpec) {
+			s.Dependencies = []api.DependencySpec{{Type: "afterok", Job: "12"}, {Type: "afterok", Job: "13_2"}, {Type: "afterany", Job: "14"}}
+		}},
+		{"-d", "#SBATCH -d afternotok:9", func(s *api.JobSpec) { s.Dependencies = []api.DependencySpec{{Type: "afternotok", Job: "9"}} }},
+		{"gang options", "#DURE --min-tasks 2 --topology=rack --spread", func(s *api.JobSpec) {
+			s.MinTasks, s.Topology, s.Placement = 2, "rack", "spread"
+		}},
+		{"--spread-job and --placement", "#SBATCH --spread-job\n#DURE --placement=pack", func(s *api.JobSpec) { s.Placement = "pack" }},
 		{"directives stop at the first command", "true\n#SBATCH --qos=ignored", func(s *api.JobSpec) {}},
 	}
 	for _, tc := range cases {
@@ -116,13 +126,17 @@ func TestParseSbatchErrors(t *testing.T) {
 		name, directives, want string
 	}{
 		{"unknown directive lists the supported ones", "#SBATCH --qos=high",
-			"line 2: --qos: unknown directive; supported are -J/--job-name, -p/--partition, -n/--ntasks, -c/--cpus-per-task, --mem, --mem-per-cpu, -G/--gpus, --gpus-per-task, --gres, -t/--time, --nice, --priority, --requeue, --no-requeue, --retries, -D/--chdir, -C/--constraint, --tmp"},
+			"line 2: --qos: unknown directive; supported are -J/--job-name, -p/--partition, -n/--ntasks, -c/--cpus-per-task, --mem, --mem-per-cpu, -G/--gpus, --gpus-per-task, --gres, -t/--time, --nice, --priority, --requeue, --no-requeue, --retries, -D/--chdir, -C/--constraint, --tmp, -a/--array, -d/--dependency, --min-tasks, --topology, --placement, --spread, --spread-job"},
 		{"unknown short directive", "#SBATCH -q high", "line 2: -q: unknown directive; supported are " + supportedList()},
 		{"a prefix of a long option", "#SBATCH --tim=1", "line 2: --tim: unknown directive; supported are " + supportedList()},
 		{"-o", "#SBATCH -o out.txt", "line 2: -o: " + output},
 		{"--error", "#SBATCH --error=err.txt", "line 2: --error: " + output},
-		{"--array", "#SBATCH --array=1-10", "line 2: --array: job arrays arrive with the scheduler issue; not supported yet"},
-		{"-d", "#SBATCH -d afterok:1", "line 2: -d: dependencies arrive with the scheduler issue; not supported yet"},
+		{"bad --array", "#SBATCH --array=1-10%0", "line 2: --array: throttle %0: must be at least 1 (the most elements that run at once)"},
+		{"bad -a", "#SBATCH -a 5-1", `line 2: -a: range "5-1" runs backwards; write the lower index first`},
+		{"-d with an unsupported type", "#SBATCH -d after:1", `line 2: -d: "after:1": after (start after the job started) is not supported; use afterany or afterok`},
+		{"-d with any-of", "#SBATCH -d afterok:1?afterok:2", "line 2: -d: '?' (start when any one condition holds) is not supported; every condition must hold: separate them with ','"},
+		{"--min-tasks 0", "#SBATCH --min-tasks=0", "line 2: --min-tasks: must be at least 1; got 0"},
+		{"--spread takes no value", "#SBATCH --spread=yes", "line 2: --spread: takes no value"},
 		{"--export", "#SBATCH --export=ALL", "line 2: --export: is not supported yet; set variables in the script itself"},
 		{"-N", "#SBATCH -N 2", "line 2: -N: dure places tasks, not nodes: ask for tasks with --ntasks and per-task resources"},
 		{"--mem with --mem-per-cpu", "#SBATCH --mem=1G\n#SBATCH --mem-per-cpu=1G", "line 3: --mem-per-cpu: cannot be used together with --mem"},

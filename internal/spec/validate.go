@@ -125,6 +125,35 @@ func Validate(s *api.JobSpec) error {
 		v.add("idempotency_key", "must be printable text")
 	}
 
+	if s.Array != "" {
+		if _, err := ParseArray(s.Array); err != nil {
+			v.add("array", "%v", err)
+		}
+	}
+	if len(s.Dependencies) > MaxDependencies {
+		v.add("dependencies", "names %d jobs; at most %d are allowed", len(s.Dependencies), MaxDependencies)
+	} else {
+		for i, d := range s.Dependencies {
+			p := fmt.Sprintf("dependencies[%d]", i)
+			if err := checkDependencyType(d.Type); err != nil {
+				v.add(p+".type", "%v", err)
+			}
+			if _, err := api.ParseJobRef(d.Job); err != nil {
+				v.add(p+".job", "%v", err)
+			}
+		}
+	}
+	if s.Topology != "" {
+		if msg := labelProblem(s.Topology); msg != "" {
+			v.add("topology", "the node label key %s", msg)
+		}
+	}
+	switch s.Placement {
+	case "", model.PlacementPack, model.PlacementSpread:
+	default:
+		v.add("placement", "must be %q or %q; got %q", model.PlacementPack, model.PlacementSpread, s.Placement)
+	}
+
 	switch n := len(s.Groups); {
 	case n == 0:
 		v.add("groups", "a job needs at least one task group")
@@ -155,6 +184,9 @@ func Validate(s *api.JobSpec) error {
 		}
 		if tasks > MaxTasksPerJob {
 			v.add("groups", "the job has %d tasks; at most %d are allowed per job", tasks, MaxTasksPerJob)
+		}
+		if s.MinTasks < 0 || s.MinTasks > tasks {
+			v.add("min_tasks", "must be between 1 and the job's task count (%d), or 0 for all; got %d", tasks, s.MinTasks)
 		}
 	}
 
@@ -318,7 +350,9 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // ToModel turns a validated spec into the job it describes: the fields a user
 // chooses. The server sets ID, owner (if it decides who submitted), state,
-// times and indexes. The result shares no maps or slices with s.
+// times and indexes, resolves the dependencies (they name jobs as people
+// write them, see api.JobRef) and expands the array (see ParseArray). The
+// result shares no maps or slices with s.
 func ToModel(s *api.JobSpec) model.Job {
 	j := model.Job{
 		Name:           s.Name,
@@ -328,6 +362,9 @@ func ToModel(s *api.JobSpec) model.Job {
 		Walltime:       time.Duration(s.Walltime),
 		MaxRetries:     s.MaxRetries,
 		IdempotencyKey: s.IdempotencyKey,
+		MinTasks:       s.MinTasks,
+		Topology:       s.Topology,
+		Placement:      s.Placement,
 		Groups:         make([]model.TaskGroup, len(s.Groups)),
 	}
 	for i, g := range s.Groups {

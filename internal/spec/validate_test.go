@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,13 @@ func TestValidateAcceptsGoodSpecs(t *testing.T) {
 		"queue with dots and dash": func(s *api.JobSpec) { s.Queue = "team-a.gpu_1" },
 		"one-character queue":      func(s *api.JobSpec) { s.Queue = "q" },
 		"63-character queue":       func(s *api.JobSpec) { s.Queue = strings.Repeat("q", 63) },
+		"array and dependencies": func(s *api.JobSpec) {
+			s.Array = "1-1000%50"
+			s.Dependencies = []api.DependencySpec{{Type: "afterok", Job: "12"}, {Type: "afternotok", Job: "13_0"}}
+		},
+		"gang options":  func(s *api.JobSpec) { s.MinTasks, s.Topology, s.Placement = 2, "rack", "spread" },
+		"min_tasks all": func(s *api.JobSpec) { s.MinTasks = 4 },
+		"pack":          func(s *api.JobSpec) { s.Placement = "pack" },
 	}
 	for name, change := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -79,6 +87,13 @@ func atLimits(s *api.JobSpec) {
 	g.Resources = api.Resources{MilliCPU: MaxMilliCPU, MemoryBytes: MaxMemoryBytes, GPUs: MaxGPUs, ScratchBytes: MaxScratchBytes, Custom: map[string]int64{"fpga": MaxCustomValue}}
 	g.Constraints = map[string]string{strings.Repeat("k", MaxLabelLen): strings.Repeat("v", MaxLabelLen)}
 	g.Command = []string{"sh", "-c", strings.Repeat("x", MaxArgBytes)}
+	s.MinTasks = MaxTasksPerGroup
+	s.Topology = strings.Repeat("t", MaxLabelLen)
+	s.Array = fmt.Sprintf("%d-%d%%%d", MaxArrayIndex-model.MaxArraySize+1, MaxArrayIndex, model.MaxArraySize)
+	s.Dependencies = nil
+	for i := range MaxDependencies {
+		s.Dependencies = append(s.Dependencies, api.DependencySpec{Type: "afterany", Job: fmt.Sprintf("%d_%d", i+1, i)})
+	}
 }
 
 func TestValidateReportsFieldAndRule(t *testing.T) {
@@ -87,6 +102,28 @@ func TestValidateReportsFieldAndRule(t *testing.T) {
 		change func(s *api.JobSpec)
 		want   FieldErrors
 	}{
+		{"array too big", func(s *api.JobSpec) { s.Array = "0-10000" },
+			FieldErrors{{"array", `"0-10000" has more than 10000 elements; at most 10000 are allowed per submission`}}},
+		{"array throttle 0", func(s *api.JobSpec) { s.Array = "0-9%0" },
+			FieldErrors{{"array", "throttle %0: must be at least 1 (the most elements that run at once)"}}},
+		{"too many dependencies", func(s *api.JobSpec) {
+			for range MaxDependencies + 1 {
+				s.Dependencies = append(s.Dependencies, api.DependencySpec{Type: "afterok", Job: "1"})
+			}
+		}, FieldErrors{{"dependencies", "names 101 jobs; at most 100 are allowed"}}},
+		{"bad dependency", func(s *api.JobSpec) { s.Dependencies = []api.DependencySpec{{Type: "before", Job: "0"}} },
+			FieldErrors{
+				{"dependencies[0].type", `unknown dependency type "before"; want afterok, afterany, afternotok`},
+				{"dependencies[0].job", `invalid job ID "0": want a positive number like 12, or an array element like 12_3`},
+			}},
+		{"min_tasks above the task count", func(s *api.JobSpec) { s.MinTasks = 5 },
+			FieldErrors{{"min_tasks", "must be between 1 and the job's task count (4), or 0 for all; got 5"}}},
+		{"negative min_tasks", func(s *api.JobSpec) { s.MinTasks = -1 },
+			FieldErrors{{"min_tasks", "must be between 1 and the job's task count (4), or 0 for all; got -1"}}},
+		{"topology with =", func(s *api.JobSpec) { s.Topology = "rack=r1" },
+			FieldErrors{{"topology", `the node label key must not contain '=' or ','; got "rack=r1"`}}},
+		{"unknown placement", func(s *api.JobSpec) { s.Placement = "scatter" },
+			FieldErrors{{"placement", `must be "pack" or "spread"; got "scatter"`}}},
 		{"name too long", func(s *api.JobSpec) { s.Name = strings.Repeat("n", 129) },
 			FieldErrors{{"name", "must be at most 128 characters; got 129"}}},
 		{"name with a newline", func(s *api.JobSpec) { s.Name = "a\nb" },

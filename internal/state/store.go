@@ -133,6 +133,23 @@ func (s *Snapshot) Jobs(fn func(*model.Job) bool) <-chan struct{} {
 	return it.WatchCh()
 }
 
+// ArrayElements returns the elements of the array whose ID is parent, in
+// ID order (which is index order), pruned ones left out. An array's
+// elements hold consecutive IDs from parent on, so this reads only them.
+func (s *Snapshot) ArrayElements(parent model.JobID) []*model.Job {
+	it, err := s.txn.LowerBound(tableJobs, "id", parent)
+	must(err)
+	var out []*model.Job
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		j := obj.(*model.Job)
+		if j.ArrayParent != parent {
+			break
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
 // JobByIdempotencyKey returns the job an owner submitted with key, or nil.
 func (s *Snapshot) JobByIdempotencyKey(owner, key string) *model.Job {
 	if key == "" {
