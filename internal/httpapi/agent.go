@@ -121,6 +121,7 @@ func (h *Handler) nodeAllocs(w http.ResponseWriter, r *http.Request) {
 				out = append(out, toAPIAlloc(a))
 			}
 		}
+		snapIndex = max(snapIndex, modified)
 		return modified, ch, nil
 	})
 	if err != nil {

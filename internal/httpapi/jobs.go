@@ -153,6 +153,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 					out = append(out, h.withLiveReason(toAPIJob(j)))
 				}
 			}
+			snapIndex = max(snapIndex, modified)
 			return modified, ch, nil
 		}
 		ch := snap.Jobs(func(j *model.Job) bool {
@@ -162,6 +163,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 			}
 			return len(out) < limit
 		})
+		snapIndex = max(snapIndex, modified)
 		return modified, ch, nil
 	})
 	if err != nil {
@@ -196,6 +198,7 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
 			return 0, nil, notFoundJob(id)
 		}
 		out = h.withLiveReason(toAPIJobDetail(j, snap.AllocsByJob(id)))
+		snapIndex = max(snapIndex, j.ModifyIndex)
 		return j.ModifyIndex, ch, nil
 	})
 	if err != nil {
