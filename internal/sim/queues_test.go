@@ -103,3 +103,39 @@ func FuzzReadQueues(f *testing.F) {
 		}
 	})
 }
+
+// Fair shares follow the tree: split by weight among siblings with jobs, a
+// queue's own jobs counting as one more child of weight 1; queues without
+// jobs take nothing.
+func TestFairSharesFollowTheTree(t *testing.T) {
+	conf := []*model.Queue{
+		{Name: "cohort"},
+		{Name: "a", Parent: "cohort", Weight: 3},
+		{Name: "b", Parent: "cohort"},
+		{Name: "idle", Parent: "cohort", Weight: 5},
+		{Name: "d", Weight: 1},
+	}
+	for _, tc := range []struct {
+		name  string
+		names []string
+		jobs  []int
+		want  []float64
+	}{
+		// roots cohort and d: ½ each; a and b split cohort's ½ 3:1.
+		{"leaves", []string{"a", "b", "d", "cohort", "idle"}, []int{5, 5, 5, 0, 0}, []float64{0.375, 0.125, 0.5, 0, 0}},
+		// cohort's own jobs are a child of weight 1 beside a (3) and b (1).
+		{"a cohort with jobs of its own", []string{"a", "b", "d", "cohort"}, []int{5, 5, 5, 1}, []float64{0.3, 0.1, 0.5, 0.1}},
+		// a queue not in the file is a root of weight 1.
+		{"unknown queue", []string{"a", "other"}, []int{1, 1}, []float64{0.5, 0.5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := fairShares(conf, tc.names, tc.jobs)
+			for i := range got {
+				if d := got[i] - tc.want[i]; d > 1e-12 || d < -1e-12 {
+					t.Errorf("fair shares of %v = %v, want %v", tc.names, got, tc.want)
+					break
+				}
+			}
+		})
+	}
+}
