@@ -166,6 +166,7 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 				Config: sched.Config{
 					Policy: p, DefaultWalltime: f.defaultWalltime,
 					NoPreemption: f.noPreempt, NoPredictions: f.noPredict,
+					PreemptGrace: f.grace, // what the scheduler expects a stop to take (0: its default)
 				},
 				Nodes: nodes, Queues: queues, RunPastWalltime: f.runPast,
 				PreemptionGrace: f.grace, Clock: time.Now,
