@@ -79,7 +79,7 @@ func simulateCommand() *cobra.Command {
 	fl.BoolVar(&f.compare, "compare", false, "simulate every policy on the trace (overrides --policy)")
 	fl.StringVar(&f.nodes, "nodes", "", "cluster spec, e.g. 100x1cpu or 64x(8cpu,512G,8gpu:H100)+32x(64cpu,256G)")
 	fl.StringVar(&f.nodeList, "node-list", "", "openb node list CSV giving the cluster (default: openb_node_list_all_node.csv beside an openb trace)")
-	fl.StringVar(&f.queues, "queues", "", "queue configuration YAML (see docs/simulate.md)")
+	fl.StringVar(&f.queues, "queues", "", "queue file, as for dure server --queues and dure queue apply (see docs/simulate.md)")
 	fl.StringVarP(&f.output, "output", "o", f.output, "output format: table or json")
 	fl.StringVar(&f.plot, "plot", "", "write SVG charts (utilization over time, wait CDF) into this directory")
 	fl.IntVar(&f.limit, "limit", 0, "simulate only the first N jobs of the trace")
@@ -166,6 +166,7 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 				Config: sched.Config{
 					Policy: p, DefaultWalltime: f.defaultWalltime,
 					NoPreemption: f.noPreempt, NoPredictions: f.noPredict,
+					PreemptGrace: f.grace, // what the scheduler expects a stop to take (0: its default)
 				},
 				Nodes: nodes, Queues: queues, RunPastWalltime: f.runPast,
 				PreemptionGrace: f.grace, Clock: time.Now,

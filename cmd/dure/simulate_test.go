@@ -81,9 +81,49 @@ func TestSimulateASliceOfKTH(t *testing.T) {
 	}
 }
 
+// The queue file of dure server --queues and dure queue apply configures
+// the simulated queues: SWF field 15 names them (q1, q2).
+func TestSimulateReadsTheServersQueueFile(t *testing.T) {
+	dir := t.TempDir()
+	swf := filepath.Join(dir, "t.swf")
+	os.WriteFile(swf, []byte("; MaxProcs: 4\n"+
+		"1 0 -1 10 4 -1 -1 4 10 -1 1 1 1 -1 1 -1 -1 -1\n"+
+		"2 0 -1 10 4 -1 -1 4 10 -1 1 2 2 -1 2 -1 -1 -1\n"), 0o644)
+	queues := filepath.Join(dir, "queues.yaml")
+	os.WriteFile(queues, []byte(`queues:
+  - name: all
+  - {name: q1, parent: all, weight: 3, quotas: [{resource: cpu, nominal: 4000}]}
+  - {name: q2, parent: all, weight: 1, members: [u2]}
+`), 0o644)
+	stdout, stderr, code := dure(t, "simulate", "--trace", swf, "--queues", queues, "--policy", "dure", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	var got struct {
+		Queues []struct {
+			Queue     string  `json:"queue"`
+			FairShare float64 `json:"fair_share"`
+		} `json:"queues"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("-o json is not JSON: %v\n%s", err, stdout)
+	}
+	want := map[string]float64{"q1": 0.75, "q2": 0.25}
+	if len(got.Queues) != 2 {
+		t.Fatalf("queues %+v, want q1 and q2", got.Queues)
+	}
+	for _, q := range got.Queues {
+		if want[q.Queue] != q.FairShare {
+			t.Errorf("queue %s: fair share %v, want %v (weights 3 and 1 from the file)", q.Queue, q.FairShare, want[q.Queue])
+		}
+	}
+}
+
 func TestSimulateRejectsBadInvocations(t *testing.T) {
 	swf := filepath.Join(t.TempDir(), "t.swf")
 	os.WriteFile(swf, []byte("; MaxProcs: 4\n1 0 -1 10 2 -1 -1 2 10 -1 1 1 1 -1 -1 -1 -1 -1\n"), 0o644)
+	badQueues := filepath.Join(t.TempDir(), "queues.yaml")
+	os.WriteFile(badQueues, []byte("queues:\n  - {name: q1, quotas: [{resource: gpu, nominal: 2, lending_limit: 3}]}\n"), 0o644)
 	bad := filepath.Join(t.TempDir(), "bad.swf")
 	os.WriteFile(bad, []byte("1 0 -1 10 2\n"), 0o644)
 	for _, tc := range []struct {
@@ -97,6 +137,7 @@ func TestSimulateRejectsBadInvocations(t *testing.T) {
 		{[]string{"simulate", "--trace", bad}, "dure: bad.swf:1: a job line has 18 numbers, this one has 5"},
 		{[]string{"simulate", "--trace", swf, "--load-scale", "0"}, "dure: --load-scale: load scale must be positive"},
 		{[]string{"simulate", "--trace", filepath.Join(t.TempDir(), "missing.swf")}, "no such file"},
+		{[]string{"simulate", "--trace", swf, "--queues", badQueues}, "queues[0].quotas[0].lending_limit: must be between 0 and the nominal quota 2"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, stderr, code := dure(t, tc.args...)

@@ -12,16 +12,17 @@ import (
 //  1. Gate: jobs whose dependencies are not met wait (or can never run).
 //  2. Main phase: preemptors whose victims are stopping or requeued first
 //     (the room is theirs); then jobs in fair order (queues by weighted
-//     dominant share, then priority, owner share and expansion factor
-//     inside a queue), jobs that would borrow quota after the others. Each
+//     dominant share, then priority, owner share and submit time inside a
+//     queue), jobs that would borrow quota after the others. Each
 //     must fit its queue's quota (with borrowing) and the nodes (gang,
 //     topology, flavors), and may not delay a reservation. The first
 //     ReservationDepth jobs that do not fit get a reservation, on predicted
 //     run times; the first few that cannot start now try preemption
 //     (reclaiming lent quota, or lower priority in their own queue).
 //  3. Backfill phase: once the reservations are made, the remaining jobs
-//     by priority then shortest predicted run first (those that would
-//     borrow last), each started only if it delays no reservation.
+//     by priority, jobs expected to run less than τ first, then in fair
+//     order, with the set that fills the free room best first (those that
+//     would borrow last), each started only if it delays no reservation.
 //  4. Reasons for every job left.
 func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	pl := newPlanner(s, now, cfg, !cfg.NoPredictions)
@@ -36,7 +37,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		}
 	}
 	d := newDure(pl, ready)
-	d.fair.buildSources(d.tree, ready, pl.est)
+	d.fair.buildSources(d.tree, ready)
 	// Preemptors go first until they start: the room their victims free is
 	// theirs. While victims stop, a preemptor's reservation is made before
 	// anyone else's and it chooses no new victims; once they are requeued,
@@ -83,10 +84,11 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		}
 		d.consider(j, true)
 	}
-	// Backfill: shortest predicted run first among equal priorities, jobs
-	// that borrow last.
+	// Backfill, jobs that borrow last: by priority; among equals, jobs
+	// expected to run less than τ first, the rest in fair order; the set
+	// that fills the free room best goes first (pack.go).
 	for _, js := range [][]*model.Job{rest, restBorrowers} {
-		for _, j := range d.backfillOrder(js) {
+		for _, j := range d.packFirst(d.backfillOrder(js)) {
 			d.consider(j, false)
 		}
 	}
@@ -94,15 +96,20 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	return pl.plan
 }
 
-// backfillOrder sorts jobs by priority, then shortest predicted run.
+// backfillOrder sorts jobs by priority; among equal priorities, jobs
+// expected to run less than τ (boundedSlowdownFloor) come first, shortest
+// first, and the others keep their (fair) order. Very short jobs cost
+// almost nothing to start and are the ones whose bounded slowdown waiting
+// hurts most; the others keep the order that does not change with time,
+// so backfill does not starve long jobs either.
 func (d *dure) backfillOrder(jobs []*model.Job) []*model.Job {
 	type keyed struct {
 		j   *model.Job
-		run int64
+		run int64 // expected run, or τ for all that run at least τ
 	}
 	ks := make([]keyed, len(jobs))
 	for i, j := range jobs {
-		ks[i] = keyed{j, d.pl.est.runFor(j)}
+		ks[i] = keyed{j, min(d.pl.est.runFor(j), boundedSlowdownFloor)}
 	}
 	slices.SortStableFunc(ks, func(a, b keyed) int {
 		if a.j.Priority != b.j.Priority {

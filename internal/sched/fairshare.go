@@ -3,7 +3,6 @@ package sched
 import (
 	"container/heap"
 	"math"
-	"sort"
 
 	"github.com/durehq/dure/internal/model"
 )
@@ -20,9 +19,11 @@ import (
 // share of a queue is its dominant resource's (cur + dec) / cluster capacity,
 // divided by its weight. Queues are compared with their siblings in the tree
 // (the one with the lowest share goes next, at every level); inside a queue,
-// jobs go by priority, then the owner with the lowest share, then the job
-// with the largest expansion factor (wait + expected run) / expected run,
-// which favours short jobs and ages long ones.
+// jobs go by priority, then the owner with the lowest share, then submit
+// time. That last order does not change as time passes (an expansion
+// factor would): the job a reservation is made for stays the same from
+// pass to pass until it starts, so the room drained for it is not given
+// to another job halfway, and long jobs are not overtaken forever.
 
 type usage = [3]float64
 
@@ -102,7 +103,6 @@ type userList struct {
 	owner    string
 	queue    string
 	jobs     []*model.Job
-	xf       []float64
 	next     int
 	cur, dec usage
 	share    float64
@@ -110,7 +110,7 @@ type userList struct {
 }
 
 // userHeap orders a queue's owners by their next job: priority first, then
-// the owner's share, then expansion factor, submit time and ID.
+// the owner's share, then submit time and ID.
 type userHeap []*userList
 
 func (h userHeap) Len() int { return len(h) }
@@ -122,8 +122,6 @@ func (h userHeap) Less(a, b int) bool {
 		return jx.Priority > jy.Priority
 	case x.share != y.share:
 		return x.share < y.share
-	case x.xf[x.next] != y.xf[y.next]:
-		return x.xf[x.next] > y.xf[y.next]
 	case !jx.SubmitTime.Equal(jy.SubmitTime):
 		return jx.SubmitTime.Before(jy.SubmitTime)
 	}
@@ -262,7 +260,7 @@ func (f *fair) queueShare(n *qnode) float64 {
 }
 
 // buildSources files the jobs under their queues and owners, in order.
-func (f *fair) buildSources(tree *queueTree, jobs []*model.Job, est *estimator) {
+func (f *fair) buildSources(tree *queueTree, jobs []*model.Job) {
 	byUser := map[*userList]*source{}
 	var lists []*userList
 	for _, j := range jobs {
@@ -282,32 +280,7 @@ func (f *fair) buildSources(tree *queueTree, jobs []*model.Job, est *estimator) 
 		}
 	}
 	for _, u := range lists {
-		u.xf = make([]float64, len(u.jobs))
-		type keyed struct {
-			j  *model.Job
-			xf float64
-		}
-		ks := make([]keyed, len(u.jobs))
-		for i, j := range u.jobs {
-			run := float64(max(est.runFor(j), int64(boundedSlowdownFloor)))
-			wait := float64(max(f.now-j.SubmitTime.UnixNano(), 0))
-			ks[i] = keyed{j, (wait + run) / run}
-		}
-		sort.SliceStable(ks, func(a, b int) bool {
-			x, y := ks[a], ks[b]
-			switch {
-			case x.j.Priority != y.j.Priority:
-				return x.j.Priority > y.j.Priority
-			case x.xf != y.xf:
-				return x.xf > y.xf
-			case !x.j.SubmitTime.Equal(y.j.SubmitTime):
-				return x.j.SubmitTime.Before(y.j.SubmitTime)
-			}
-			return x.j.ID < y.j.ID
-		})
-		for i := range ks {
-			u.jobs[i], u.xf[i] = ks[i].j, ks[i].xf
-		}
+		// jobs arrive in scheduling order (priority, submit time, ID).
 		u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
 		heap.Push(&byUser[u].users, u)
 	}
@@ -381,6 +354,6 @@ func (f *fair) started(q *qnode, owner string, r *usage) {
 // share and predictions.
 const historyHalfLives = 10
 
-// boundedSlowdownFloor is the τ of bounded slowdown (10 s): expansion
-// factors treat shorter runs as this long.
+// boundedSlowdownFloor is the τ of bounded slowdown (10 s): backfill
+// serves jobs expected to run no longer than that first (dure.go).
 const boundedSlowdownFloor = 10e9

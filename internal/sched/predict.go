@@ -102,9 +102,10 @@ func (e *estimator) queueDefault(queue string) int64 {
 }
 
 // predicted is the owner's recent average run time, capped at w; w when
-// there is no history (or predictions are off).
+// there is no history, predictions are off, or the owner is anonymous ("":
+// jobs of unknown users share no history).
 func (e *estimator) predicted(owner string, w int64) int64 {
-	if !e.predict {
+	if !e.predict || owner == "" {
 		return w
 	}
 	r := e.recent[owner]
@@ -158,12 +159,6 @@ func (e *estimator) allocEnd(a *model.Allocation) int64 {
 		return end
 	}
 	return e.now + overdueGrace
-}
-
-// sortByRun orders jobs by expected run time, shortest first, keeping the
-// given order among equals (shortest-job-backfilled-first).
-func (e *estimator) sortByRun(jobs []*model.Job) {
-	slices.SortStableFunc(jobs, func(a, b *model.Job) int { return cmpInt64(e.runFor(a), e.runFor(b)) })
 }
 
 // historyOrder visits the history newest first, by end time then ID, so

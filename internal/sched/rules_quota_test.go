@@ -485,7 +485,8 @@ func preemptorFits(s *Snapshot, now time.Time, cfg Config, p *Plan, j *model.Job
 }
 
 // checkVictimEligible: the victim is in the preemptor's queue with a lower
-// priority, or in a queue of the same tree that borrows (after the plan) a
+// priority, or in a queue of the same tree that borrows (after the plan,
+// other preemptors counted) a
 // resource the preemptor needs while the preemptor's queue is within its
 // nominal quota (before the plan).
 func checkVictimEligible(t tb, s *Snapshot, p *Plan, j *model.Job, v model.JobID, allocs []*model.Allocation) {
@@ -523,6 +524,14 @@ func checkVictimEligible(t tb, s *Snapshot, p *Plan, j *model.Job, v model.JobID
 	}
 	for _, pl := range p.Placements {
 		after.add(jobs[pl.JobID].Queue, keysOf(pl.Resources, nodes[pl.Node]), 1)
+	}
+	// Preemptors count against their queue's quota from now.
+	for _, r := range p.Reservations {
+		if p.Reasons[r.JobID].Code == model.ReasonPreempting && r.JobID != j.ID {
+			for _, pl := range r.Placements {
+				after.add(jobs[pl.JobID].Queue, keysOf(pl.Resources, nodes[pl.Node]), 1)
+			}
+		}
 	}
 	root := func(q string) string {
 		for before.parent(q) != "" {

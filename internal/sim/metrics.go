@@ -146,8 +146,10 @@ type QueueShare struct {
 	// while jobs were waiting (contention is when fair share matters; over a
 	// whole replay every queue eventually gets all it asked for).
 	Share float64
-	// FairShare is the queue's weight over the sum of the weights of all
-	// queues in the trace (weights from the queue configuration, else 1).
+	// FairShare is the queue's share of the cluster by weight when every
+	// queue with jobs wants more: split from the roots down among siblings
+	// with jobs (a queue's own jobs one more child of weight 1), as the
+	// scheduler weighs them (weights from the queue configuration, else 1).
 	FairShare float64
 	// Demand is the queue's fraction of all submitted work (size × run).
 	Demand   float64

@@ -22,8 +22,8 @@ const twoQueues = `; MaxProcs: 4
 const twoQueuesConfig = `
 queues:
   - name: cohort
-  - {name: q1, parent: cohort, quotas: {cpu: {nominal: 2}}}
-  - {name: q2, parent: cohort, quotas: {cpu: {nominal: 2}}}
+  - {name: q1, parent: cohort, quotas: [{resource: cpu, nominal: 2000}]}
+  - {name: q2, parent: cohort, quotas: [{resource: cpu, nominal: 2000}]}
 `
 
 // Queue q2 reclaims the 2 processors it lent to q1 by preempting job 1,

@@ -12,25 +12,25 @@ import (
 func (s *simulator) finishResult(capacity model.Resources) {
 	r := s.res
 	r.Metrics = ComputeMetrics(r.Jobs, capacity, s.primary)
-	if len(s.queueNames) < 2 {
-		return
-	}
-	weights := map[string]float64{}
-	for _, q := range s.opt.Queues {
-		weights[q.Name] = q.EffectiveWeight()
-	}
-	var totalW, totalC, totalDemand float64
+	jobs := make([]int, len(s.queueNames))
 	demand := make([]float64, len(s.queueNames))
 	for i := range s.jobs {
 		js := &s.jobs[i]
+		jobs[js.queueIndex]++
 		demand[js.queueIndex] += amount(js.size, s.primary) * js.run.Seconds()
 	}
-	for i, name := range s.queueNames {
-		w, ok := weights[name]
-		if !ok {
-			w = 1
+	withJobs := 0
+	for _, n := range jobs {
+		if n > 0 {
+			withJobs++
 		}
-		totalW += w
+	}
+	if withJobs < 2 {
+		return
+	}
+	fair := fairShares(s.opt.Queues, s.queueNames, jobs)
+	var totalC, totalDemand float64
+	for i := range s.queueNames {
 		totalC += s.contended[i]
 		totalDemand += demand[i]
 	}
@@ -46,11 +46,10 @@ func (s *simulator) finishResult(capacity model.Resources) {
 		a.bsld += j.BoundedSlowdown()
 	}
 	for i, name := range s.queueNames {
-		w, ok := weights[name]
-		if !ok {
-			w = 1
+		if jobs[i] == 0 {
+			continue // a cohort, or a queue no job of the trace names
 		}
-		qs := QueueShare{Queue: name, Jobs: per[i].n, FairShare: w / totalW}
+		qs := QueueShare{Queue: name, Jobs: per[i].n, FairShare: fair[i]}
 		if totalC > 0 {
 			qs.Share = s.contended[i] / totalC
 		}
@@ -64,6 +63,100 @@ func (s *simulator) finishResult(capacity model.Resources) {
 		r.Queues = append(r.Queues, qs)
 	}
 	sort.Slice(r.Queues, func(a, b int) bool { return strings.Compare(r.Queues[a].Queue, r.Queues[b].Queue) < 0 })
+}
+
+// fairShares is each queue's fair share of the cluster when every queue
+// with jobs wants more than it gets: from the roots down, a queue's share
+// is split among its children whose subtrees have jobs, by weight, its own
+// jobs counting as one more child of weight 1 (as the scheduler does).
+// Queues no job names, and their subtrees, take nothing: they lend.
+// Queues not in the configuration are roots of weight 1.
+func fairShares(conf []*model.Queue, names []string, jobs []int) []float64 {
+	type node struct {
+		weight   float64
+		children []string
+		own      int // jobs of the queue itself
+		active   bool
+	}
+	tree := map[string]*node{}
+	get := func(name string) *node {
+		n := tree[name]
+		if n == nil {
+			n = &node{weight: 1}
+			tree[name] = n
+		}
+		return n
+	}
+	parent := map[string]string{}
+	for _, q := range conf {
+		get(q.Name).weight = q.EffectiveWeight()
+		if q.Parent != "" {
+			parent[q.Name] = q.Parent
+		}
+	}
+	for i, name := range names {
+		get(name).own += jobs[i]
+	}
+	var roots []string
+	for name := range tree {
+		if p, ok := parent[name]; ok && tree[p] != nil {
+			tree[p].children = append(tree[p].children, name)
+		} else {
+			roots = append(roots, name)
+		}
+	}
+	sort.Strings(roots)
+	for _, n := range tree {
+		sort.Strings(n.children)
+	}
+	// A subtree is active when some queue in it has jobs (the file's tree
+	// has no cycles: spec.ParseQueueFile refuses them).
+	var mark func(name string) bool
+	mark = func(name string) bool {
+		n := tree[name]
+		n.active = n.own > 0
+		for _, c := range n.children {
+			if mark(c) {
+				n.active = true
+			}
+		}
+		return n.active
+	}
+	for _, r := range roots {
+		mark(r)
+	}
+	own := map[string]float64{}
+	var split func(group []string, share float64, ownJobs bool, self string)
+	split = func(group []string, share float64, ownJobs bool, self string) {
+		var total float64
+		for _, c := range group {
+			if tree[c].active {
+				total += tree[c].weight
+			}
+		}
+		if ownJobs {
+			total++
+			own[self] = share / total
+		}
+		for _, c := range group {
+			n := tree[c]
+			if !n.active {
+				continue
+			}
+			cs := share * n.weight / total
+			if len(n.children) == 0 {
+				own[c] = cs
+				continue
+			}
+			split(n.children, cs, n.own > 0, c)
+		}
+	}
+	split(roots, 1, false, "")
+	out := make([]float64, len(names))
+	for i, name := range names {
+		out[i] = own[name]
+	}
+	return out
 }
 
 // DescribeCluster summarises nodes for people: "1 node (machine): cpu=100",

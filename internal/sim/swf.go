@@ -124,7 +124,7 @@ func ReadSWF(r io.Reader, name string) (*Trace, error) {
 				q = "q" + strconv.FormatInt(f[14], 10)
 			}
 		}
-		owner := "unknown"
+		owner := "" // unknown: anonymous, not one user with a shared history
 		if f[11] >= 0 {
 			owner = "u" + strconv.FormatInt(f[11], 10)
 		}

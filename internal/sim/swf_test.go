@@ -39,7 +39,7 @@ func TestReadSWFConvertsJobLines(t *testing.T) {
 		{ID: 2, Number: 9, Line: 9, Submit: 150 * time.Second, Runtime: 0, Request: Request{
 			Owner: "u4", Queue: "q5", Walltime: 10 * time.Second, Tasks: 1, PerTask: cpu, Processors: true}},
 		{ID: 3, Number: 8, Line: 8, Submit: 200 * time.Second, Runtime: 30 * time.Second, Request: Request{
-			Owner: "unknown", Queue: model.DefaultQueue, Walltime: 30 * time.Second, Tasks: 6, PerTask: cpu, Processors: true}},
+			Owner: "" /* user -1: anonymous */, Queue: model.DefaultQueue, Walltime: 30 * time.Second, Tasks: 6, PerTask: cpu, Processors: true}},
 	}
 	if diff := cmp.Diff(want, tr.Jobs); diff != "" {
 		t.Errorf("jobs (-want +got):\n%s", diff)
