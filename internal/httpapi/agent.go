@@ -112,14 +112,10 @@ func (h *Handler) nodeAllocs(w http.ResponseWriter, r *http.Request) {
 	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
-		allocs, ch := snap.AllocsByNode(node)
+		live, modified, ch := snap.LiveAllocsByNode(node)
 		out = out[:0]
-		var modified uint64
-		for _, a := range allocs {
-			modified = max(modified, a.ModifyIndex)
-			if !a.Status.Terminal() {
-				out = append(out, toAPIAlloc(a))
-			}
+		for _, a := range live {
+			out = append(out, toAPIAlloc(a))
 		}
 		return modified, ch, nil
 	})
