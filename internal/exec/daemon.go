@@ -40,6 +40,7 @@ type daemon struct {
 	ln      *net.UnixListener
 	journal *journal
 	devnull int
+	pool    *cgroupPool // spare task cgroups (v1)
 
 	exitOnce sync.Once
 	homeOnce sync.Once
@@ -124,6 +125,7 @@ func daemonMain(dir string, log *slog.Logger) int {
 		tasks:    map[string]*dtask{},
 		children: map[int]bool{},
 		conns:    map[*dconn]struct{}{},
+		pool:     newCgroupPool(),
 	}
 	if d.devnull, err = unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		return fail("opening %s: %v", os.DevNull, err)
@@ -356,7 +358,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	d.tasks[id] = dt
 	d.mu.Unlock()
 
-	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log}
+	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log, pool: d.pool}
 	if err := os.Mkdir(tr.dir, 0o755); err != nil {
 		d.unreserve(id)
 		if errors.Is(err, os.ErrExist) {
@@ -401,7 +403,8 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	if tr.pid > 0 {
 		pstart, _ := pidStartTime(tr.pid)
 		rec = journalRecord{Op: journalRun, ID: id, Pid: tr.pid, PidStart: pstart, StartedAt: tr.result.StartedAt,
-			Walltime: spec.Walltime, KillGrace: spec.KillGrace, Cgroup: &tr.cg}
+			Walltime: spec.Walltime, KillGrace: spec.KillGrace, Cgroup: &tr.cg,
+			MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryBytes, OOMBase: tr.oomBase}
 		if err := d.journal.append(rec); err != nil {
 			d.log.Error("journal: a replacement daemon will not find this task", "task", id, "err", err)
 		}
@@ -610,6 +613,7 @@ func (d *daemon) exitNow() {
 		}
 	}
 	_ = d.journal.close()
+	d.pool.drain()
 	d.log.Info("supervisor daemon exiting")
 	os.Exit(0)
 }

@@ -30,6 +30,15 @@ type taskRun struct {
 	child    bool      // we are its parent: we reap it and learn its exit status
 	deadline time.Time // walltime; zero means none
 	result   Result
+
+	// pool, if set, gives and takes back the task's cgroup (node daemon).
+	pool *cgroupPool
+	// oomBase is the OOM kill count the task's cgroup had when the task
+	// got it (a reused cgroup's counters go on); oomKills is the count
+	// read as it ended, if oomRead.
+	oomBase  int64
+	oomKills int64
+	oomRead  bool
 }
 
 // v1Home is where the forking thread returns to after forking a task inside
@@ -68,7 +77,9 @@ func (tr *taskRun) setup() (stdout, stderr int, err error) {
 		}
 		fds[i] = fd
 	}
-	if err := createCgroup(tr.cg, tr.spec.MilliCPU, tr.spec.MemoryBytes); err != nil {
+	if base, ok := tr.pool.take(tr.cg, tr.spec.MilliCPU, tr.spec.MemoryBytes); ok {
+		tr.oomBase = base
+	} else if err := createCgroup(tr.cg, tr.spec.MilliCPU, tr.spec.MemoryBytes); err != nil {
 		closeFDs(fds[:]...)
 		_ = os.RemoveAll(scratch)
 		return -1, -1, fmt.Errorf("cgroup: %w", err)
@@ -234,15 +245,20 @@ func (tr *taskRun) collect() {
 		tr.log.Error("killing leftover processes", "task", tr.spec.ID, "err", err)
 	}
 	if n, ok := oomKills(tr.cg); ok {
-		tr.result.OOMKilled = n > 0
+		tr.result.OOMKilled = n > tr.oomBase
+		tr.oomKills, tr.oomRead = n, true
 	} else {
 		tr.result.OOMKilled = tr.result.Signal == "SIGKILL" && memoryFailcnt(tr.cg) > 0
 	}
 }
 
-// cleanup removes the scratch directory and the cgroup.
+// cleanup removes the scratch directory and the cgroup (or gives the
+// cgroup back to the pool).
 func (tr *taskRun) cleanup() {
 	_ = removeDir(filepath.Join(tr.dir, scratchDir))
+	if tr.oomRead && tr.pool.put(tr.cg, tr.spec.MilliCPU, tr.spec.MemoryBytes, tr.oomKills) {
+		return
+	}
 	if err := removeCgroup(tr.cg); err != nil {
 		tr.log.Error("cleanup", "task", tr.spec.ID, "err", err)
 	}
