@@ -15,8 +15,8 @@ import (
 // cgroups, writing their limits and removing them again costs about 0.3 ms
 // of CPU per task on top of the deferred kernel work of freeing a memory
 // cgroup; renaming a spare into place (v1 allows renames within a parent)
-// costs two system calls, and limits equal to the spare's last ones are not
-// written again. While a task runs its cgroups have their usual names
+// costs two system calls, and memory limits equal to the spare's last ones
+// are not written again. While a task runs its cgroups have their usual names
 // (<parent>/<task ID>), so nothing else needs to know about the pool.
 //
 // A reused memory cgroup keeps its cumulative counters: the OOM kill count
@@ -195,7 +195,11 @@ func limitFor(memoryBytes int64) int64 {
 // those equal to what the spare already has.
 func (sp *spareCgroup) retune(c cgroupSpec, milliCPU, memoryBytes int64) error {
 	quota, mem := quotaFor(milliCPU), limitFor(memoryBytes)
-	if !sp.known || quota != sp.quotaUS {
+	// A quota is written even when it is the spare's: that also refills the
+	// period's budget, which the last task may have used up, and the
+	// forking thread, which joins the cgroup to fork the task, would
+	// otherwise wait out the period.
+	if !sp.known || quota != sp.quotaUS || quota > 0 {
 		if !sp.known {
 			if err := writeFile(filepath.Join(c.CPUDir, "cpu.cfs_period_us"), strconv.Itoa(cfsPeriodUS)); err != nil {
 				return err
