@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -220,6 +221,27 @@ func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modi
 		modified = obj.(*model.Allocation).ModifyIndex
 	}
 	return live, modified, last.WatchCh()
+}
+
+// AllocChangesOnNode returns the allocations on a node (live or ended)
+// changed after index after, oldest change first, the highest ModifyIndex
+// on the node, and a channel closed when any allocation there changes. Its
+// cost grows with the changes, not with the node's allocations.
+func (s *Snapshot) AllocChangesOnNode(node string, after uint64) (changed []*model.Allocation, modified uint64, watch <-chan struct{}) {
+	it, err := s.txn.GetReverse(tableAllocs, "node_modify_prefix", node+"\x00") // see LiveAllocsByNode
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		a := obj.(*model.Allocation)
+		if modified == 0 {
+			modified = a.ModifyIndex
+		}
+		if a.ModifyIndex <= after {
+			break
+		}
+		changed = append(changed, a)
+	}
+	slices.Reverse(changed)
+	return changed, modified, it.WatchCh()
 }
 
 // LiveAllocs returns every allocation that still holds resources.

@@ -351,3 +351,46 @@ func TestFinishedJobsNewestFirst(t *testing.T) {
 		t.Errorf("first three finished jobs (-want +got):\n%s", diff)
 	}
 }
+
+func TestAllocChangesOnNode(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutAlloc(testkit.Alloc(1, 0, "n1").Build())
+		tx.PutAlloc(testkit.Alloc(2, 0, "n1").Build())
+		tx.PutAlloc(testkit.Alloc(9, 0, "n10").Build())
+	})
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		tx.PutAlloc(testkit.Alloc(3, 0, "n1").Status(model.AllocAssigned).Build())
+	})
+	write(t, s, 3, func(tx *state.WriteTxn) {
+		a := tx.Alloc("1.0.1").Copy()
+		a.Status = model.AllocExited
+		tx.PutAlloc(a)
+		tx.PutAlloc(testkit.Alloc(9, 1, "n10").Build())
+	})
+	snap := s.Snapshot()
+	for _, tt := range []struct {
+		after        uint64
+		want         []string
+		wantModified uint64
+	}{
+		{0, []string{"2.0.1", "3.0.1", "1.0.1"}, 3}, // oldest change first; ended ones too
+		{1, []string{"3.0.1", "1.0.1"}, 3},
+		{2, []string{"1.0.1"}, 3},
+		{3, nil, 3},
+	} {
+		got, modified, _ := snap.AllocChangesOnNode("n1", tt.after)
+		if diff := cmp.Diff(tt.want, allocIDs(got)); diff != "" || modified != tt.wantModified {
+			t.Errorf("changes after %d: modified %d (want %d), allocations (-want +got):\n%s", tt.after, modified, tt.wantModified, diff)
+		}
+	}
+	_, _, watch := snap.AllocChangesOnNode("n1", 3)
+	write(t, s, 4, func(tx *state.WriteTxn) { tx.PutAlloc(testkit.Alloc(9, 2, "n10").Build()) })
+	if closed(watch) {
+		t.Error("watch on n1 fired for a change on n10")
+	}
+	write(t, s, 5, func(tx *state.WriteTxn) { tx.DeleteJob(1) })
+	if !closed(watch) {
+		t.Error("watch on n1 did not fire when an allocation there was deleted")
+	}
+}
