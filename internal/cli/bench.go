@@ -30,6 +30,7 @@ func (a *app) benchCommand() *cobra.Command {
 type benchOptions struct {
 	jobs        int
 	concurrency int
+	batch       int
 	cmd         string
 	cpus        string
 	queue       string
@@ -42,6 +43,7 @@ type benchResult struct {
 	Mode        string    `json:"mode"` // throughput or idle
 	Jobs        int       `json:"jobs"`
 	Concurrency int       `json:"concurrency"`
+	Batch       int       `json:"batch"` // jobs per submit request (1: POST /v1/jobs; more: POST /v1/jobs:batch)
 	SubmitPerS  float64   `json:"submit_per_s"`
 	E2EJobsPerS float64   `json:"e2e_jobs_per_s"`
 	SubmitS     float64   `json:"submit_s"` // first submit to last submit answered
@@ -59,7 +61,7 @@ type latencyMS struct {
 }
 
 func (a *app) benchDispatchCommand() *cobra.Command {
-	o := benchOptions{jobs: 100, concurrency: 8, cmd: "true", cpus: "100m", timeout: 10 * time.Minute}
+	o := benchOptions{jobs: 100, concurrency: 8, batch: 1, cmd: "true", cpus: "100m", timeout: 10 * time.Minute}
 	c := &cobra.Command{
 		Use:   "dispatch",
 		Short: "Submit many trivial jobs and report throughput and start latency",
@@ -68,14 +70,16 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 			"throughput (jobs / time from the first submit until the last job was seen\n" +
 			"finished) and submit→process-start latency (allocation start minus job\n" +
 			"submit time, both server-side clocks). With --idle, submit one job at a time\n" +
-			"and wait for it to start before the next: the idle-cluster latency.",
-		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 50 --idle -o json",
+			"and wait for it to start before the next: the idle-cluster latency. With\n" +
+			"--batch N each request submits N jobs at once (POST /v1/jobs:batch).",
+		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 10000 --concurrency 4 --batch 100\n  dure bench dispatch --jobs 50 --idle -o json",
 		Args:    args(cobra.NoArgs),
 	}
 	out := outputFlag(c, false)
 	fs := c.Flags()
 	fs.IntVar(&o.jobs, "jobs", o.jobs, "number of jobs to submit")
 	fs.IntVar(&o.concurrency, "concurrency", o.concurrency, "concurrent submitters")
+	fs.IntVar(&o.batch, "batch", o.batch, "jobs per submit request (more than 1: the batch endpoint)")
 	fs.StringVar(&o.cmd, "cmd", o.cmd, "command each job runs, split on spaces")
 	fs.StringVar(&o.cpus, "cpus", o.cpus, "CPUs per job (small, so many fit at once)")
 	fs.StringVar(&o.queue, "queue", "", "queue to submit to")
@@ -90,6 +94,12 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 		}
 		if o.concurrency < 1 {
 			return fmt.Errorf("--concurrency: must be at least 1 (got %d)", o.concurrency)
+		}
+		if o.batch < 1 || o.batch > maxBenchBatch {
+			return fmt.Errorf("--batch: must be 1 to %d (got %d)", maxBenchBatch, o.batch)
+		}
+		if o.idle && o.batch > 1 {
+			return fmt.Errorf("--batch: --idle submits one job at a time (got --batch %d)", o.batch)
 		}
 		argv := strings.Fields(o.cmd)
 		if len(argv) == 0 {
@@ -128,6 +138,9 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 	return c
 }
 
+// maxBenchBatch is the most jobs the batch endpoint takes in one request.
+const maxBenchBatch = 1000
+
 // benchWaiters is how many goroutines wait for the submitted jobs to finish.
 const benchWaiters = 2
 
@@ -135,7 +148,7 @@ const benchWaiters = 2
 // only a timeout or no job at all getting through is an error.
 func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions) (benchResult, error) {
 	cl := a.client()
-	res := benchResult{Mode: "throughput", Jobs: o.jobs, Concurrency: o.concurrency}
+	res := benchResult{Mode: "throughput", Jobs: o.jobs, Concurrency: o.concurrency, Batch: o.batch}
 	if o.idle {
 		res.Mode, res.Concurrency = "idle", 1
 	}
@@ -167,17 +180,34 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 	} else {
 		var next atomic.Int64
 		var wg sync.WaitGroup
+		batch := make([]api.JobSpec, o.batch)
+		for i := range batch {
+			batch[i] = js
+		}
 		for range o.concurrency {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
-					id, err := cl.SubmitJob(ctx, js)
-					if err != nil {
-						fail(err)
+				step := int64(o.batch)
+				for i := int(next.Add(step) - step); i < len(ids); i = int(next.Add(step) - step) {
+					n := min(o.batch, len(ids)-i)
+					if n == 1 && o.batch == 1 {
+						id, err := cl.SubmitJob(ctx, js)
+						if err != nil {
+							fail(err)
+							continue
+						}
+						ids[i] = id
 						continue
 					}
-					ids[i] = id
+					got, err := cl.SubmitJobs(ctx, batch[:n])
+					if err != nil {
+						for range n {
+							fail(err)
+						}
+						continue
+					}
+					copy(ids[i:], got)
 				}
 			}()
 		}
@@ -306,7 +336,11 @@ func round(v float64) float64 {
 func renderBench(w io.Writer, r benchResult) {
 	t := newTable(w)
 	row(t, "mode", r.Mode)
-	row(t, "jobs", fmt.Sprintf("%d (concurrency %d)", r.Jobs, r.Concurrency))
+	jobs := fmt.Sprintf("%d (concurrency %d)", r.Jobs, r.Concurrency)
+	if r.Batch > 1 {
+		jobs = fmt.Sprintf("%d (concurrency %d, %d per request)", r.Jobs, r.Concurrency, r.Batch)
+	}
+	row(t, "jobs", jobs)
 	row(t, "failed", fmt.Sprint(r.Failed))
 	row(t, "submit", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.SubmitPerS, r.Jobs, secs(r.SubmitS)))
 	row(t, "end-to-end", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.E2EJobsPerS, r.Jobs-r.Failed, secs(r.E2ES)))

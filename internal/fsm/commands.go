@@ -22,6 +22,7 @@ const (
 	TypeAllocUpdates Type = 7
 	TypePruneJobs    Type = 8
 	TypeUpsertQueue  Type = 9
+	TypeSubmitJobs   Type = 12
 )
 
 // encodingVersion is the first byte of every entry, so a future binary
@@ -57,6 +58,14 @@ type DrainNode struct {
 // SubmitJob adds a validated job. ID and SubmitTime are set by the leader.
 type SubmitJob struct {
 	Job model.Job `json:"job"`
+}
+
+// SubmitJobs adds several validated jobs in one entry, all or none: the
+// leader's group commit of concurrent submissions and the batch API. Each
+// job is applied as SubmitJob would (a repeated idempotency key, also one
+// earlier in the same entry, answers with the first job's ID).
+type SubmitJobs struct {
+	Jobs []model.Job `json:"jobs"`
 }
 
 // CancelJob cancels a job; live allocations are asked to stop.
@@ -128,6 +137,7 @@ func (CommitPlan) Type() Type   { return TypeCommitPlan }
 func (AllocUpdates) Type() Type { return TypeAllocUpdates }
 func (PruneJobs) Type() Type    { return TypePruneJobs }
 func (UpsertQueue) Type() Type  { return TypeUpsertQueue }
+func (SubmitJobs) Type() Type   { return TypeSubmitJobs }
 
 // Encode turns a command into log entry bytes: version, type, JSON payload.
 func Encode(c Command) ([]byte, error) {
@@ -171,6 +181,8 @@ func Decode(b []byte) (Command, error) {
 		c = &PruneJobs{}
 	case TypeUpsertQueue:
 		c = &UpsertQueue{}
+	case TypeSubmitJobs:
+		c = &SubmitJobs{}
 	default:
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadEntry, b[1])
 	}

@@ -1,13 +1,16 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/server"
 	"github.com/durehq/dure/internal/spec"
+	"github.com/durehq/dure/internal/state"
 )
 
 func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
@@ -16,21 +19,8 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	spec.Normalize(&js)
-	if js.Owner == "" {
-		js.Owner = "anonymous"
-	}
-	if err := spec.Validate(&js); err != nil {
-		writeError(w, err)
-		return
-	}
-	job := spec.ToModel(&js)
-	q := h.b.Store().Snapshot().Queue(job.Queue)
-	if q == nil {
-		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "queue", fmt.Sprintf("queue %q does not exist (see `dure queues`)", job.Queue)))
-		return
-	}
-	if err := mayUseQueue(q, job.Owner); err != nil {
+	job, err := h.jobFromSpec(&js, h.b.Store().Snapshot())
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -40,6 +30,90 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: uint64(id)})
+}
+
+// jobFromSpec validates a submitted spec and turns it into a job for snap's
+// queues.
+func (h *Handler) jobFromSpec(js *api.JobSpec, snap *state.Snapshot) (model.Job, error) {
+	spec.Normalize(js)
+	if js.Owner == "" {
+		js.Owner = "anonymous"
+	}
+	if err := spec.Validate(js); err != nil {
+		return model.Job{}, err
+	}
+	job := spec.ToModel(js)
+	q := snap.Queue(job.Queue)
+	if q == nil {
+		return model.Job{}, apiError(http.StatusBadRequest, api.CodeInvalid, "queue", fmt.Sprintf("queue %q does not exist (see `dure queues`)", job.Queue))
+	}
+	if err := mayUseQueue(q, job.Owner); err != nil {
+		return model.Job{}, err
+	}
+	return job, nil
+}
+
+// submitJobs is POST /v1/jobs:batch: up to server.MaxSubmitBatch jobs, all
+// validated before any is submitted, then committed in one log entry.
+func (h *Handler) submitJobs(w http.ResponseWriter, r *http.Request) {
+	var in api.SubmitBatch
+	if err := decodeLimit(w, r, &in, MaxBatchBodyBytes); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(in.Jobs) == 0 || len(in.Jobs) > server.MaxSubmitBatch {
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "jobs", fmt.Sprintf("must hold 1 to %d jobs; got %d", server.MaxSubmitBatch, len(in.Jobs))))
+		return
+	}
+	snap := h.b.Store().Snapshot()
+	jobs := make([]model.Job, len(in.Jobs))
+	for i := range in.Jobs {
+		job, err := h.jobFromSpec(&in.Jobs[i], snap)
+		if err != nil {
+			writeError(w, inBatch(i, err))
+			return
+		}
+		jobs[i] = job
+	}
+	ids, err := h.b.SubmitJobs(r.Context(), jobs)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := api.SubmitBatchResponse{IDs: make([]uint64, len(ids))}
+	for i, id := range ids {
+		out.IDs[i] = uint64(id)
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// inBatch names job i of a batch in a validation error's field.
+func inBatch(i int, err error) error {
+	prefix := fmt.Sprintf("jobs[%d]", i)
+	join := func(field string) string {
+		if field == "" {
+			return prefix
+		}
+		return prefix + "." + field
+	}
+	var ae *api.Error
+	var fe spec.FieldErrors
+	var fe1 spec.FieldError
+	switch {
+	case errors.As(err, &ae):
+		c := *ae
+		c.Field = join(c.Field)
+		return &c
+	case errors.As(err, &fe):
+		out := make(spec.FieldErrors, len(fe))
+		for k, e := range fe {
+			out[k] = spec.FieldError{Field: join(e.Field), Message: e.Message}
+		}
+		return out
+	case errors.As(err, &fe1):
+		return spec.FieldError{Field: join(fe1.Field), Message: fe1.Message}
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
 }
 
 var jobStates = map[string]bool{"pending": true, "running": true, "succeeded": true, "failed": true, "cancelled": true, "active": true, "finished": true}
