@@ -120,7 +120,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 
 // passPacing is how many times its own duration the scheduler waits after a
 // pass before the next (see scheduleLoop).
-const passPacing = 2
+const passPacing = 4
 
 // verifyPlan re-checks a plan against the latest state (optimistic
 // concurrency, DESIGN.md rule 4): a job is committed only if it is still
