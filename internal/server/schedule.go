@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -83,7 +85,11 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		for id, r := range held {
 			plan.Reasons[id] = r
 		}
-		cmd := verifyPlan(s.store.Snapshot(), plan, term, s.cfg.Now())
+		// verifyPlan looks up every job it has a reason for in the latest
+		// state; hand it only the reasons whose code changed.
+		changes := *plan
+		changes.Reasons = reasonChanges(snap, in.Pending, held, plan.Reasons)
+		cmd := verifyPlan(s.store.Snapshot(), &changes, term, s.cfg.Now())
 		notBefore = time.Now().Add(passPacing * time.Since(passStart))
 		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 {
 			s.liveReasons.Store(&plan.Reasons)
@@ -217,13 +223,29 @@ func allocFor(job *model.Job, p sched.Placement) model.Allocation {
 	return a
 }
 
+// sortReasons orders reasons by job, keeping the entry deterministic.
 func sortReasons(rs []fsm.JobReason) {
-	// insertion sort is fine for the usual handful; keeps the entry deterministic
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].JobID < rs[j-1].JobID; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
+	slices.SortFunc(rs, func(a, b fsm.JobReason) int { return cmp.Compare(a.JobID, b.JobID) })
+}
+
+// reasonChanges returns the reasons of a pass whose code differs from the
+// job's in the pass's snapshot: the pending jobs it scheduled (ready) and
+// those held back (held). Only the scheduler changes a pending job's
+// reason and it commits one plan at a time, so a code equal to the
+// snapshot's is equal to the latest state's too.
+func reasonChanges(snap *state.Snapshot, ready []*model.Job, held, reasons map[model.JobID]model.Reason) map[model.JobID]model.Reason {
+	out := map[model.JobID]model.Reason{}
+	for _, j := range ready {
+		if r, ok := reasons[j.ID]; ok && r.Code != j.Reason.Code {
+			out[j.ID] = r
 		}
 	}
+	for id := range held {
+		if j := snap.Job(id); j != nil && j.Reason.Code != reasons[id].Code {
+			out[id] = reasons[id]
+		}
+	}
+	return out
 }
 
 // holdBackoff splits pending jobs into those the scheduler may place now and
