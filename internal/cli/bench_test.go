@@ -125,6 +125,68 @@ func TestBenchDispatchInBatches(t *testing.T) {
 	}
 }
 
+// The bench is done only when every job is: it polls for active jobs of
+// its user and reads each job once at the end.
+func TestBenchDispatchWaitsForEveryJob(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.onSubmit = func(id uint64) {
+		if id != 3 {
+			runAndFinish(srv, id, time.Millisecond, "succeeded", 0)
+		}
+	}
+	done := make(chan cliResult)
+	go func() { done <- runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "5", "-o", "json") }()
+	polls := func() int {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		n := 0
+		for _, q := range srv.listReqs {
+			if strings.Contains(q, "state=active") && strings.Contains(q, "owner=alice") {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for polls() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the bench does not poll for its active jobs")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("the bench finished while job 3 was still pending: %+v", res)
+	default:
+	}
+	runAndFinish(srv, 3, 2*time.Millisecond, "succeeded", 0)
+	res := <-done
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 || got.Failed != 0 || got.LatencyMS.Max != 2 {
+		t.Errorf("got %+v (%v): want all 5 jobs succeeded, the slowest started after 2ms", res, err)
+	}
+}
+
+// Another active job of the same user cannot be told apart by the poll:
+// the bench then waits for its own jobs one by one, not for that job.
+func TestBenchDispatchWithOtherActiveJobs(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.mu.Lock()
+	other, _ := srv.addLocked(api.JobSpec{Name: "long", Owner: "alice"})
+	srv.mu.Unlock()
+	srv.onSubmit = func(id uint64) { runAndFinish(srv, id, time.Millisecond, "succeeded", 0) }
+	res := runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "4", "-o", "json")
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 || got.Failed != 0 || got.Jobs != 4 {
+		t.Errorf("got %+v (%v); want 4 jobs succeeded", res, err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if st := srv.jobs[other].State; st != "pending" {
+		t.Errorf("the other job is %s; the bench must leave it alone", st)
+	}
+}
+
 func TestRenderBench(t *testing.T) {
 	var b bytes.Buffer
 	renderBench(&b, benchResult{Mode: "throughput", Jobs: 1000, Concurrency: 8, SubmitPerS: 812.345, E2EJobsPerS: 401.5,

@@ -116,6 +116,12 @@ func inBatch(i int, err error) error {
 	return fmt.Errorf("%s: %w", prefix, err)
 }
 
+// activeStates are the state filters a plain list answers from the state
+// index.
+var activeStates = map[string][]model.JobState{
+	"pending": {model.JobPending}, "running": {model.JobRunning}, "active": {model.JobPending, model.JobRunning},
+}
+
 var jobStates = map[string]bool{"pending": true, "running": true, "succeeded": true, "failed": true, "cancelled": true, "active": true, "finished": true}
 
 func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
@@ -159,6 +165,40 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []api.Job
 	var snapIndex uint64
+	if states := activeStates[stateFilter]; states != nil && index == 0 {
+		// A plain read of pending or running jobs walks those alone, not
+		// every job the server keeps (a watch still needs the walk below:
+		// a job that left the state must wake it).
+		snap := h.b.Store().Snapshot()
+		lists := make([][]*model.Job, len(states)) // each in ascending ID order
+		for i, st := range states {
+			lists[i] = snap.JobsInState(st)
+		}
+		for len(out) < limit {
+			// The newest job left over all lists.
+			best := -1
+			for i, l := range lists {
+				if len(l) > 0 && (best < 0 || l[len(l)-1].ID > lists[best][len(lists[best])-1].ID) {
+					best = i
+				}
+			}
+			if best < 0 {
+				break
+			}
+			l := lists[best]
+			j := l[len(l)-1]
+			lists[best] = l[:len(l)-1]
+			if match(j) {
+				out = append(out, h.withLiveReason(toAPIJob(j)))
+			}
+		}
+		if out == nil {
+			out = []api.Job{}
+		}
+		setIndex(w, snap.Index)
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
 	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
