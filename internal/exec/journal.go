@@ -221,7 +221,7 @@ func (d *daemon) adopt(recs []journalRecord) {
 			continue // it ended and was recorded; only the journal missed it
 		}
 		tr := &taskRun{
-			dir: dir, cg: *rec.Cgroup, log: d.log, pid: rec.Pid, pool: d.pool, oomBase: rec.OOMBase,
+			dir: dir, cg: *rec.Cgroup, log: d.log, pid: rec.Pid, pool: d.pool, dirs: d.dirs, oomBase: rec.OOMBase,
 			spec: TaskSpec{ID: rec.ID, Walltime: rec.Walltime, KillGrace: rec.KillGrace, MilliCPU: rec.MilliCPU, MemoryBytes: rec.MemoryBytes},
 		}
 		tr.result.StartedAt = rec.StartedAt

@@ -33,6 +33,11 @@ type taskRun struct {
 
 	// pool, if set, gives and takes back the task's cgroup (node daemon).
 	pool *cgroupPool
+	// dirs, if set, takes back the task's empty scratch directory (node
+	// daemon); prepared says the task directory came from it, with scratch
+	// and log files made.
+	dirs     *dirPool
+	prepared bool
 	// oomBase is the OOM kill count the task's cgroup had when the task
 	// got it (a reused cgroup's counters go on); oomKills is the count
 	// read as it ended, if oomRead.
@@ -64,8 +69,10 @@ const lostRestarted = "supervisor restarted; exit status unknown"
 // the cgroup with the task's limits. On error it undoes what it made.
 func (tr *taskRun) setup() (stdout, stderr int, err error) {
 	scratch := filepath.Join(tr.dir, scratchDir)
-	if err := os.Mkdir(scratch, 0o700); err != nil {
-		return -1, -1, fmt.Errorf("creating scratch directory: %w", err)
+	if !tr.prepared {
+		if err := os.Mkdir(scratch, 0o700); err != nil {
+			return -1, -1, fmt.Errorf("creating scratch directory: %w", err)
+		}
 	}
 	fds := [2]int{-1, -1}
 	for i, name := range []string{stdoutFile, stderrFile} {
@@ -255,7 +262,9 @@ func (tr *taskRun) collect() {
 // cleanup removes the scratch directory and the cgroup (or gives the
 // cgroup back to the pool).
 func (tr *taskRun) cleanup() {
-	_ = removeDir(filepath.Join(tr.dir, scratchDir))
+	if scratch := filepath.Join(tr.dir, scratchDir); !tr.dirs.recycle(scratch) {
+		_ = removeDir(scratch)
+	}
 	if tr.oomRead && tr.pool.put(tr.cg, tr.spec.MilliCPU, tr.spec.MemoryBytes, tr.oomKills) {
 		return
 	}
