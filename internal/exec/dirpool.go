@@ -22,7 +22,8 @@ import (
 // scratch directory, when the task left it empty, goes into the next spare
 // instead of being removed, so a task frees no inode either.
 //
-// Spare names start with '+', which no task ID does (validID): Recover and
+// On tmpfs there is no pool: making an inode there costs less than keeping
+// spares. Spare names start with '+', which no task ID does (validID): Recover and
 // everything else that lists Dir skip them. A daemon removes the spares
 // it finds at start (an earlier daemon may have died making one) and the
 // ones it made when it exits.
@@ -50,9 +51,9 @@ const (
 )
 
 // newDirPool removes what an earlier daemon left in dir and starts making
-// spares.
+// spares, unless dir is on tmpfs: there an inode costs less than the
+// renames and checks of keeping spares (nil then).
 func newDirPool(dir string, log *slog.Logger) *dirPool {
-	p := &dirPool{dir: dir, log: log, wake: make(chan struct{}, 1)}
 	if entries, err := os.ReadDir(dir); err == nil {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), spareDirPrefix) || strings.HasPrefix(e.Name(), spareScratchPrefix) {
@@ -60,6 +61,15 @@ func newDirPool(dir string, log *slog.Logger) *dirPool {
 			}
 		}
 	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err == nil && fs.Type == unix.TMPFS_MAGIC {
+		return nil
+	}
+	return startDirPool(dir, log)
+}
+
+func startDirPool(dir string, log *slog.Logger) *dirPool {
+	p := &dirPool{dir: dir, log: log, wake: make(chan struct{}, 1)}
 	go p.fill()
 	p.kick()
 	return p
@@ -132,10 +142,7 @@ func (p *dirPool) recycle(scratch string) bool {
 	p.mu.Lock()
 	full := p.off || p.closed || len(p.scratch) >= maxSpareScratch
 	p.mu.Unlock()
-	if full || !emptyDir(scratch) {
-		return false
-	}
-	if err := os.Chmod(scratch, 0o700); err != nil {
+	if full || !emptyPrivateDir(scratch) {
 		return false
 	}
 	name := p.name(spareScratchPrefix)
@@ -148,14 +155,22 @@ func (p *dirPool) recycle(scratch string) bool {
 	return true
 }
 
-func emptyDir(path string) bool {
+// emptyPrivateDir reports whether path is an empty directory of mode 0700
+// (resetting a mode the task changed).
+func emptyPrivateDir(path string) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	names, err := f.Readdirnames(1)
-	return len(names) == 0 && err != nil
+	if names, err := f.Readdirnames(1); len(names) > 0 || err == nil {
+		return false
+	}
+	st, err := f.Stat()
+	if err != nil || !st.IsDir() {
+		return false
+	}
+	return st.Mode().Perm() == 0o700 || f.Chmod(0o700) == nil
 }
 
 func (p *dirPool) name(prefix string) string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func dirNames(t *testing.T, dir string) []string {
@@ -44,6 +45,9 @@ func TestDirPool(t *testing.T) {
 		}
 	}
 	p := newDirPool(dir, slog.New(slog.DiscardHandler))
+	if p == nil { // the test's directory is on tmpfs
+		p = startDirPool(dir, slog.New(slog.DiscardHandler))
+	}
 	t.Cleanup(p.close)
 	full := func() bool {
 		p.mu.Lock()
@@ -143,5 +147,30 @@ func TestEndedTaskDirectory(t *testing.T) {
 		if got := h.readLog(id, "stdout") + h.readLog(id, "stderr"); got != "out\nerr\n" {
 			t.Errorf("%s: logs %q", id, got)
 		}
+	}
+}
+
+// On tmpfs an inode is cheaper than keeping spares: no pool.
+func TestNoDirPoolOnTmpfs(t *testing.T) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "dure-dirpool-")
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if p := newDirPool(dir, slog.New(slog.DiscardHandler)); p != nil {
+		p.close()
+		t.Error("a directory pool on tmpfs")
+	}
+	// Without a pool a task's directory is made at start, as it always was.
+	h := nodeRunner(t, dir, cgroupOff, "")
+	if res := h.run(shell("t", "test -d \"$DURE_SCRATCH\"")); res.ExitCode != 0 {
+		t.Errorf("task on tmpfs: %+v", res)
+	}
+	if diff := cmp.Diff([]string{statusFile, stderrFile, stdoutFile}, dirNames(t, filepath.Join(dir, "t"))); diff != "" {
+		t.Errorf("task directory (-want +got):\n%s", diff)
 	}
 }
