@@ -224,7 +224,10 @@ func (a *Agent) eventLoop(ctx context.Context) {
 }
 
 // watchLoop follows the node's allocations with blocking queries and
-// reconciles each answer.
+// reconciles each answer. It asks for changes only: the first answer (and
+// any after the servers' state went backwards) is the node's whole live
+// list, later ones the allocations changed since the previous answer, so a
+// busy node's watch costs its changes rather than its whole list each time.
 func (a *Agent) watchLoop(ctx context.Context) {
 	select {
 	case <-ctx.Done():
@@ -236,9 +239,10 @@ func (a *Agent) watchLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		var allocs []api.Allocation
 		var idx uint64
+		var all bool
 		err := a.servers.follow(ctx, "allocations", watchWait+10*time.Second, func(ctx context.Context, c *api.Client) error {
 			var err error
-			allocs, idx, err = c.NodeAllocations(ctx, a.cfg.Name, api.WatchOptions{Index: index, Wait: watchWait})
+			allocs, idx, all, err = c.NodeAllocationChanges(ctx, a.cfg.Name, api.WatchOptions{Index: index, Wait: watchWait})
 			return err
 		})
 		if err != nil {
@@ -251,11 +255,29 @@ func (a *Agent) watchLoop(ctx context.Context) {
 			continue
 		}
 		bo.reset()
-		// An index going backwards means a different or rebuilt state; that
-		// answer may be older than what we acted on, so it cannot prove a
-		// task orphaned.
-		fresh := idx >= index
-		a.reconcile(allocs, fresh)
+		switch {
+		case all:
+			// An index going backwards means a different or rebuilt state;
+			// that answer may be older than what we acted on, so it cannot
+			// prove a task orphaned.
+			a.reconcile(allocs, nil, idx >= index)
+		case idx < index:
+			// Changes against a different or rebuilt state: start over
+			// from the whole list.
+			index = 0
+			continue
+		default:
+			var live []api.Allocation
+			var ended []string
+			for _, al := range allocs {
+				if al.Status == statusExited || al.Status == statusFailed || al.Status == statusLost {
+					ended = append(ended, al.ID)
+					continue
+				}
+				live = append(live, al)
+			}
+			a.reconcile(live, ended, false)
+		}
 		if idx == 0 {
 			// No index: the query cannot block; do not spin.
 			a.log.Warn("server answered the allocation watch without an index; polling", "header", api.IndexHeader)

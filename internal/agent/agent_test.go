@@ -434,8 +434,22 @@ func TestAgentRestartReportsWhatTheEarlierProcessCouldNot(t *testing.T) {
 	}
 }
 
+// TestAgentStopsTasksTheServersNoLongerList: the servers end a task the
+// agent runs (it leaves the node's list); the agent stops it without a
+// report. Against servers that answer the allocation watch with changes
+// (the ended allocation is among them) and against older servers that
+// answer with the whole list (it is missing from it).
 func TestAgentStopsTasksTheServersNoLongerList(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		t.Run(map[bool]string{false: "changes", true: "whole list"}[old], func(t *testing.T) {
+			testAgentStopsOrphans(t, old)
+		})
+	}
+}
+
+func testAgentStopsOrphans(t *testing.T, oldServer bool) {
 	cp := newControlPlane(t)
+	cp.noChanges = oldServer
 	a := startAgent(t, testConfig(t, cp.URL()))
 	cp.add(shellAlloc("12.0.0", "exec sleep 300"))
 	cp.waitStatus("12.0.0", "running")

@@ -33,10 +33,15 @@ type controlPlane struct {
 	requests   int // update requests
 	reregister bool
 	refuse     bool // answer update requests with 503, as a server without a leader does
+	// mod is the index at which each allocation last changed, for watches
+	// with changes=true; noChanges makes the double ignore the parameter,
+	// as a server from before it did.
+	mod       map[string]uint64
+	noChanges bool
 }
 
 func newControlPlane(t testing.TB) *controlPlane {
-	cp := &controlPlane{t: t, changed: make(chan struct{}), index: 1, allocs: map[string]*api.Allocation{}}
+	cp := &controlPlane{t: t, changed: make(chan struct{}), index: 1, allocs: map[string]*api.Allocation{}, mod: map[string]uint64{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/agent/register", cp.register)
 	mux.HandleFunc("POST /v1/agent/heartbeat", cp.heartbeat)
@@ -112,6 +117,10 @@ func (cp *controlPlane) allocations(w http.ResponseWriter, r *http.Request) {
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	if q.Get("changes") == "true" && min > 0 && !cp.noChanges {
+		cp.changes(w, r, node, min, timer.C)
+		return
+	}
 	for {
 		cp.mu.Lock()
 		if cp.index > min {
@@ -142,6 +151,42 @@ func (cp *controlPlane) allocations(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// changes answers a watch with changes=true as the servers do: the
+// allocations of the node changed after index after, ended ones included,
+// once there is one (or the wait is over).
+func (cp *controlPlane) changes(w http.ResponseWriter, r *http.Request, node string, after uint64, timeout <-chan time.Time) {
+	for {
+		cp.mu.Lock()
+		out := []api.Allocation{}
+		for _, id := range cp.order {
+			if a := cp.allocs[id]; a.Node == node && cp.mod[id] > after {
+				out = append(out, *a)
+			}
+		}
+		ch := cp.changed
+		if len(out) > 0 {
+			w.Header().Set(api.IndexHeader, strconv.FormatUint(cp.index, 10))
+			w.Header().Set(api.AllocationsHeader, api.AllocationsChanges)
+			cp.mu.Unlock()
+			writeJSON(w, out)
+			return
+		}
+		cp.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout:
+			cp.mu.Lock()
+			w.Header().Set(api.IndexHeader, strconv.FormatUint(cp.index, 10))
+			w.Header().Set(api.AllocationsHeader, api.AllocationsChanges)
+			cp.mu.Unlock()
+			writeJSON(w, out)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
 func (cp *controlPlane) update(w http.ResponseWriter, r *http.Request) {
 	var body api.AllocUpdates
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
@@ -163,6 +208,7 @@ func (cp *controlPlane) update(w http.ResponseWriter, r *http.Request) {
 		}
 		a.Status, a.ExitCode, a.Signal, a.OOMKilled, a.TimedOut, a.Message = u.Status, u.ExitCode, u.Signal, u.OOMKilled, u.TimedOut, u.Message
 		a.StartedAt, a.FinishedAt = u.StartedAt, u.FinishedAt
+		cp.mod[a.ID] = cp.index + 1 // the index bump gives this change
 	}
 	cp.bump()
 	w.WriteHeader(http.StatusNoContent)
@@ -181,6 +227,7 @@ func (cp *controlPlane) add(a api.Allocation) {
 	cp.order = append(cp.order, a.ID)
 	cp.allocs[a.ID] = &a
 	cp.bump()
+	cp.mod[a.ID] = cp.index
 }
 
 // stop sets an allocation's desired state to stop, as a cancel or a
@@ -191,6 +238,7 @@ func (cp *controlPlane) stop(id, reason string) {
 	cp.allocs[id].Desired = "stop"
 	cp.allocs[id].DesiredReason = reason
 	cp.bump()
+	cp.mod[id] = cp.index
 }
 
 // preempt asks for an allocation to stop with its own grace period, as a
@@ -202,6 +250,7 @@ func (cp *controlPlane) preempt(id, reason string, grace time.Duration) {
 	cp.allocs[id].DesiredReason = reason
 	cp.allocs[id].StopGrace = api.Duration(grace)
 	cp.bump()
+	cp.mod[id] = cp.index
 }
 
 // markLost makes an allocation terminal without its agent, as the servers
@@ -211,6 +260,7 @@ func (cp *controlPlane) markLost(id string) {
 	defer cp.mu.Unlock()
 	cp.allocs[id].Status = "lost"
 	cp.bump()
+	cp.mod[id] = cp.index
 }
 
 func (cp *controlPlane) refuseUpdates(refuse bool) {

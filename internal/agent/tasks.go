@@ -17,6 +17,7 @@ const (
 	statusRunning  = "running"
 	statusExited   = "exited"
 	statusFailed   = "failed"
+	statusLost     = "lost"
 	desiredRun     = "run"
 	desiredStop    = "stop"
 )
@@ -72,11 +73,14 @@ func (a *Agent) markEnded(id string, t *task, at time.Time) {
 }
 
 // reconcile acts on one answer of the allocation watch: start what should
-// run and has not been started, stop what should stop. checkOrphans is set
-// when the answer is at least as new as every earlier one: then a live task
-// missing from it is one the servers consider finished (e.g. marked lost
-// while this node was away), and it is stopped without a report.
-func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
+// run and has not been started, stop what should stop. allocs are live
+// allocations of this node: the whole list, or those that changed. ended
+// are allocations the servers have ended (a changes answer); a live task
+// among them is one the servers consider finished (e.g. marked lost while
+// this node was away), and it is stopped without a report. checkOrphans is
+// set when allocs is the whole list and at least as new as every earlier
+// answer: then a live task missing from it is such a task too.
+func (a *Agent) reconcile(allocs []api.Allocation, ended []string, checkOrphans bool) {
 	var toStart, toAdopt []*api.Allocation
 	var toStop []string
 	var updates []api.AllocUpdate
@@ -140,17 +144,27 @@ func (a *Agent) reconcile(allocs []api.Allocation, checkOrphans bool) {
 			a.log.Warn("allocation has an unknown desired state; ignoring it", "alloc", al.ID, "desired", al.Desired)
 		}
 	}
+	orphan := func(id string, t *task) {
+		if t.stopWanted {
+			return
+		}
+		a.log.Warn("stopping a task the servers no longer assign to this node", "alloc", id)
+		t.stopWanted, t.silent = true, true
+		t.stopReason = "no longer assigned to this node"
+		if t.state == taskRunning {
+			toStop = append(toStop, id)
+		}
+	}
 	if checkOrphans {
 		for id, t := range a.live {
-			if listed[id] || t.stopWanted {
-				continue
+			if !listed[id] {
+				orphan(id, t)
 			}
-			a.log.Warn("stopping a task the servers no longer assign to this node", "alloc", id)
-			t.stopWanted, t.silent = true, true
-			t.stopReason = "no longer assigned to this node"
-			if t.state == taskRunning {
-				toStop = append(toStop, id)
-			}
+		}
+	}
+	for _, id := range ended {
+		if t := a.live[id]; t != nil {
+			orphan(id, t)
 		}
 	}
 	if len(updates) > 0 {

@@ -375,6 +375,32 @@ func (c *Client) Heartbeat(ctx context.Context, h Heartbeat) (HeartbeatResponse,
 	return out, err
 }
 
+// SubmitJobs submits up to 1000 jobs in one request and one log entry:
+// all are accepted or none. It returns their IDs in order. Specs without
+// an idempotency key get a random one each, so that a batch retried on
+// another server returns the same jobs.
+func (c *Client) SubmitJobs(ctx context.Context, specs []JobSpec) ([]uint64, error) {
+	b := SubmitBatch{Jobs: make([]JobSpec, len(specs))}
+	for i, spec := range specs {
+		if spec.IdempotencyKey == "" {
+			var r [16]byte
+			if _, err := rand.Read(r[:]); err != nil {
+				return nil, err
+			}
+			spec.IdempotencyKey = "auto-" + hex.EncodeToString(r[:])
+		}
+		b.Jobs[i] = spec
+	}
+	var out SubmitBatchResponse
+	if _, err := c.do(ctx, http.MethodPost, "/v1/jobs:batch", nil, b, &out); err != nil {
+		return nil, err
+	}
+	if len(out.IDs) != len(specs) {
+		return nil, fmt.Errorf("POST /v1/jobs:batch answered %d IDs for %d jobs", len(out.IDs), len(specs))
+	}
+	return out.IDs, nil
+}
+
 // NodeAllocations returns the allocations on a node that are not yet
 // terminal, blocking as a watch when w.Index is set.
 func (c *Client) NodeAllocations(ctx context.Context, node string, w WatchOptions) ([]Allocation, uint64, error) {
@@ -384,6 +410,29 @@ func (c *Client) NodeAllocations(ctx context.Context, node string, w WatchOption
 	var out []Allocation
 	idx, err := c.do(ctx, http.MethodGet, "/v1/agent/allocations", q, nil, &out)
 	return out, idx, err
+}
+
+// NodeAllocationChanges is the incremental form of NodeAllocations, what
+// agents watch with: with w.Index 0 it returns the node's live allocations
+// (all true); after that, blocking until something changed after w.Index,
+// only the allocations of the node changed after w.Index, ended ones
+// included (all false), oldest change first. Against a server without the
+// incremental form it returns the whole live list every time (all true).
+func (c *Client) NodeAllocationChanges(ctx context.Context, node string, w WatchOptions) (allocs []Allocation, index uint64, all bool, err error) {
+	q := url.Values{}
+	q.Set("node", node)
+	q.Set("changes", "true")
+	w.query(q)
+	resp, err := c.send(ctx, http.MethodGet, "/v1/agent/allocations", q, nil)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer resp.Body.Close()
+	index, _ = strconv.ParseUint(resp.Header.Get(IndexHeader), 10, 64)
+	if err := json.NewDecoder(resp.Body).Decode(&allocs); err != nil {
+		return nil, index, false, fmt.Errorf("decode GET /v1/agent/allocations answer: %w", err)
+	}
+	return allocs, index, resp.Header.Get(AllocationsHeader) != AllocationsChanges, nil
 }
 
 // UpdateAllocations reports a batch of task state changes.

@@ -122,6 +122,17 @@ type SubmitResponse struct {
 	ID uint64 `json:"id"`
 }
 
+// SubmitBatch is the body of POST /v1/jobs:batch: up to 1000 jobs, all
+// accepted or none.
+type SubmitBatch struct {
+	Jobs []JobSpec `json:"jobs"`
+}
+
+// SubmitBatchResponse answers a batch with the jobs' IDs, in order.
+type SubmitBatchResponse struct {
+	IDs []uint64 `json:"ids"`
+}
+
 // Reason explains a decision with a stable code and a message for people.
 type Reason struct {
 	Code    string `json:"code,omitempty"`
@@ -409,6 +420,17 @@ const (
 // IndexHeader carries the state index of a read; pass it back as ?index= to
 // block until something newer exists.
 const IndexHeader = "X-Dure-Index"
+
+// AllocationsHeader says what an allocation watch with changes=true
+// answered: AllocationsAll (every live allocation of the node: the answer
+// to index 0) or AllocationsChanges (every allocation of the node, live or
+// ended, changed after the index asked for). A server that does not know
+// the parameter sends no header and the whole live list.
+const (
+	AllocationsHeader  = "X-Dure-Allocations"
+	AllocationsAll     = "all"
+	AllocationsChanges = "changes"
+)
 
 // Explanation answers GET /v1/jobs/{id}/explain: why a pending job waits,
 // when it is expected to start, and what would let it start sooner.

@@ -30,6 +30,7 @@ func (a *app) benchCommand() *cobra.Command {
 type benchOptions struct {
 	jobs        int
 	concurrency int
+	batch       int
 	cmd         string
 	cpus        string
 	queue       string
@@ -42,6 +43,7 @@ type benchResult struct {
 	Mode        string    `json:"mode"` // throughput or idle
 	Jobs        int       `json:"jobs"`
 	Concurrency int       `json:"concurrency"`
+	Batch       int       `json:"batch"` // jobs per submit request (1: POST /v1/jobs; more: POST /v1/jobs:batch)
 	SubmitPerS  float64   `json:"submit_per_s"`
 	E2EJobsPerS float64   `json:"e2e_jobs_per_s"`
 	SubmitS     float64   `json:"submit_s"` // first submit to last submit answered
@@ -59,7 +61,7 @@ type latencyMS struct {
 }
 
 func (a *app) benchDispatchCommand() *cobra.Command {
-	o := benchOptions{jobs: 100, concurrency: 8, cmd: "true", cpus: "100m", timeout: 10 * time.Minute}
+	o := benchOptions{jobs: 100, concurrency: 8, batch: 1, cmd: "true", cpus: "100m", timeout: 10 * time.Minute}
 	c := &cobra.Command{
 		Use:   "dispatch",
 		Short: "Submit many trivial jobs and report throughput and start latency",
@@ -68,14 +70,16 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 			"throughput (jobs / time from the first submit until the last job was seen\n" +
 			"finished) and submit→process-start latency (allocation start minus job\n" +
 			"submit time, both server-side clocks). With --idle, submit one job at a time\n" +
-			"and wait for it to start before the next: the idle-cluster latency.",
-		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 50 --idle -o json",
+			"and wait for it to start before the next: the idle-cluster latency. With\n" +
+			"--batch N each request submits N jobs at once (POST /v1/jobs:batch).",
+		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 10000 --concurrency 4 --batch 100\n  dure bench dispatch --jobs 50 --idle -o json",
 		Args:    args(cobra.NoArgs),
 	}
 	out := outputFlag(c, false)
 	fs := c.Flags()
 	fs.IntVar(&o.jobs, "jobs", o.jobs, "number of jobs to submit")
 	fs.IntVar(&o.concurrency, "concurrency", o.concurrency, "concurrent submitters")
+	fs.IntVar(&o.batch, "batch", o.batch, "jobs per submit request (more than 1: the batch endpoint)")
 	fs.StringVar(&o.cmd, "cmd", o.cmd, "command each job runs, split on spaces")
 	fs.StringVar(&o.cpus, "cpus", o.cpus, "CPUs per job (small, so many fit at once)")
 	fs.StringVar(&o.queue, "queue", "", "queue to submit to")
@@ -90,6 +94,12 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 		}
 		if o.concurrency < 1 {
 			return fmt.Errorf("--concurrency: must be at least 1 (got %d)", o.concurrency)
+		}
+		if o.batch < 1 || o.batch > maxBenchBatch {
+			return fmt.Errorf("--batch: must be 1 to %d (got %d)", maxBenchBatch, o.batch)
+		}
+		if o.idle && o.batch > 1 {
+			return fmt.Errorf("--batch: --idle submits one job at a time (got --batch %d)", o.batch)
 		}
 		argv := strings.Fields(o.cmd)
 		if len(argv) == 0 {
@@ -128,11 +138,17 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 	return c
 }
 
+// maxBenchBatch is the most jobs the batch endpoint takes in one request.
+const maxBenchBatch = 1000
+
+// benchWaiters is how many goroutines wait for the submitted jobs to finish.
+const benchWaiters = 2
+
 // benchDispatch runs the benchmark. Errors of single jobs count as failures;
 // only a timeout or no job at all getting through is an error.
 func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions) (benchResult, error) {
 	cl := a.client()
-	res := benchResult{Mode: "throughput", Jobs: o.jobs, Concurrency: o.concurrency}
+	res := benchResult{Mode: "throughput", Jobs: o.jobs, Concurrency: o.concurrency, Batch: o.batch}
 	if o.idle {
 		res.Mode, res.Concurrency = "idle", 1
 	}
@@ -164,17 +180,34 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 	} else {
 		var next atomic.Int64
 		var wg sync.WaitGroup
+		batch := make([]api.JobSpec, o.batch)
+		for i := range batch {
+			batch[i] = js
+		}
 		for range o.concurrency {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
-					id, err := cl.SubmitJob(ctx, js)
-					if err != nil {
-						fail(err)
+				step := int64(o.batch)
+				for i := int(next.Add(step) - step); i < len(ids); i = int(next.Add(step) - step) {
+					n := min(o.batch, len(ids)-i)
+					if n == 1 && o.batch == 1 {
+						id, err := cl.SubmitJob(ctx, js)
+						if err != nil {
+							fail(err)
+							continue
+						}
+						ids[i] = id
 						continue
 					}
-					ids[i] = id
+					got, err := cl.SubmitJobs(ctx, batch[:n])
+					if err != nil {
+						for range n {
+							fail(err)
+						}
+						continue
+					}
+					copy(ids[i:], got)
 				}
 			}()
 		}
@@ -182,14 +215,34 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 	}
 	submitDur := time.Since(start)
 
-	// Wait for every job with a few concurrent blocking queries; a job that
-	// finished while we waited on another answers at once.
+	// The measured wait ends when none of the jobs is pending or running,
+	// which a cheap poll of the user's newest active job tells (the server
+	// reads it from its state index): waiting must not load the cluster
+	// being measured. Each job is read once afterwards, for its outcome and
+	// start latency. If the user has other active jobs, the poll cannot
+	// tell, and the jobs are waited for one by one instead.
+	mine := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		if id != 0 {
+			mine[id] = true
+		}
+	}
+	byOne, err := waitNoneActive(ctx, cl, js.Owner, mine)
+	if err != nil {
+		return res, fmt.Errorf("bench: waiting for jobs to finish: %w", err)
+	}
+	if byOne {
+		if err := waitEach(ctx, cl, ids); err != nil {
+			return res, fmt.Errorf("bench: waiting for jobs to finish: %w", err)
+		}
+	}
+	e2eDur := time.Since(start)
 	latencies := make([]time.Duration, 0, len(ids))
 	var mu sync.Mutex
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var waitErr error
-	for range o.concurrency {
+	for range min(o.concurrency, benchWaiters) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -215,7 +268,6 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 		}()
 	}
 	wg.Wait()
-	e2eDur := time.Since(start)
 	if waitErr != nil {
 		return res, fmt.Errorf("bench: waiting for jobs to finish: %w", waitErr)
 	}
@@ -231,6 +283,46 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 	res.E2EJobsPerS = round(float64(ok) / e2eDur.Seconds())
 	res.LatencyMS = summarize(latencies)
 	return res, nil
+}
+
+// benchPoll is how often the bench looks whether its jobs are done.
+const benchPoll = 5 * time.Millisecond
+
+// waitNoneActive polls until none of the owner's jobs is pending or
+// running. byOne is true when an active job of the owner is not one of
+// mine: then the poll cannot tell and the caller waits job by job.
+func waitNoneActive(ctx context.Context, cl *api.Client, owner string, mine map[uint64]bool) (byOne bool, err error) {
+	for {
+		active, _, err := cl.ListJobs(ctx, api.JobFilter{State: "active", Owner: owner, Limit: 1}, api.WatchOptions{})
+		if err != nil {
+			return false, err
+		}
+		if len(active) == 0 {
+			return false, nil
+		}
+		if !mine[active[0].ID] {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(benchPoll):
+		}
+	}
+}
+
+// waitEach waits for the jobs one by one, in submission order (most are
+// final by the time they are asked about).
+func waitEach(ctx context.Context, cl *api.Client, ids []uint64) error {
+	for _, id := range ids {
+		if id == 0 {
+			continue
+		}
+		if _, err := waitFinal(ctx, cl, id); err != nil {
+			return fmt.Errorf("job %d: %w", id, err)
+		}
+	}
+	return nil
 }
 
 func countZero(ids []uint64) int {
@@ -300,7 +392,11 @@ func round(v float64) float64 {
 func renderBench(w io.Writer, r benchResult) {
 	t := newTable(w)
 	row(t, "mode", r.Mode)
-	row(t, "jobs", fmt.Sprintf("%d (concurrency %d)", r.Jobs, r.Concurrency))
+	jobs := fmt.Sprintf("%d (concurrency %d)", r.Jobs, r.Concurrency)
+	if r.Batch > 1 {
+		jobs = fmt.Sprintf("%d (concurrency %d, %d per request)", r.Jobs, r.Concurrency, r.Batch)
+	}
+	row(t, "jobs", jobs)
 	row(t, "failed", fmt.Sprint(r.Failed))
 	row(t, "submit", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.SubmitPerS, r.Jobs, secs(r.SubmitS)))
 	row(t, "end-to-end", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.E2EJobsPerS, r.Jobs-r.Failed, secs(r.E2ES)))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestBenchDispatchReportsLatencyPercentiles(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, res.stdout)
 	}
-	want := benchResult{Mode: "throughput", Jobs: 20, Concurrency: 4, LatencyMS: latencyMS{P50: 10, P90: 18, P99: 20, Max: 20}}
+	want := benchResult{Mode: "throughput", Jobs: 20, Concurrency: 4, Batch: 1, LatencyMS: latencyMS{P50: 10, P90: 18, P99: 20, Max: 20}}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(benchResult{}, "SubmitPerS", "E2EJobsPerS", "SubmitS", "E2ES")); diff != "" {
 		t.Errorf("bench result (-want +got):\n%s", diff)
 	}
@@ -95,9 +96,94 @@ func TestBenchDispatchIdleSubmitsOneAtATime(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 {
 		t.Fatalf("got %+v (%v)", res, err)
 	}
-	want := benchResult{Mode: "idle", Jobs: n, Concurrency: 1, LatencyMS: latencyMS{P50: 3, P90: 5, P99: 5, Max: 5}}
+	want := benchResult{Mode: "idle", Jobs: n, Concurrency: 1, Batch: 1, LatencyMS: latencyMS{P50: 3, P90: 5, P99: 5, Max: 5}}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(benchResult{}, "SubmitPerS", "E2EJobsPerS", "SubmitS", "E2ES")); diff != "" {
 		t.Errorf("bench result (-want +got):\n%s", diff)
+	}
+}
+
+func TestBenchDispatchInBatches(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.onSubmit = func(id uint64) { runAndFinish(srv, id, time.Millisecond, "succeeded", 0) }
+	res := runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "25", "--concurrency", "2", "--batch", "10", "-o", "json")
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 {
+		t.Fatalf("got %+v (%v)", res, err)
+	}
+	if got.Jobs != 25 || got.Batch != 10 || got.Failed != 0 || got.LatencyMS.P50 != 1 {
+		t.Errorf("result %+v; want 25 jobs in batches of 10, none failed, 1ms latency", got)
+	}
+	srv.mu.Lock()
+	batches := append([]int(nil), srv.batches...)
+	srv.mu.Unlock()
+	slices.Sort(batches)
+	if diff := cmp.Diff([]int{5, 10, 10}, batches); diff != "" {
+		t.Errorf("batch sizes sent (-want +got):\n%s", diff)
+	}
+	if n := len(srv.submitted()); n != 25 {
+		t.Errorf("%d jobs submitted; want 25", n)
+	}
+}
+
+// The bench is done only when every job is: it polls for active jobs of
+// its user and reads each job once at the end.
+func TestBenchDispatchWaitsForEveryJob(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.onSubmit = func(id uint64) {
+		if id != 3 {
+			runAndFinish(srv, id, time.Millisecond, "succeeded", 0)
+		}
+	}
+	done := make(chan cliResult)
+	go func() { done <- runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "5", "-o", "json") }()
+	polls := func() int {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		n := 0
+		for _, q := range srv.listReqs {
+			if strings.Contains(q, "state=active") && strings.Contains(q, "owner=alice") {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for polls() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the bench does not poll for its active jobs")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("the bench finished while job 3 was still pending: %+v", res)
+	default:
+	}
+	runAndFinish(srv, 3, 2*time.Millisecond, "succeeded", 0)
+	res := <-done
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 || got.Failed != 0 || got.LatencyMS.Max != 2 {
+		t.Errorf("got %+v (%v): want all 5 jobs succeeded, the slowest started after 2ms", res, err)
+	}
+}
+
+// Another active job of the same user cannot be told apart by the poll:
+// the bench then waits for its own jobs one by one, not for that job.
+func TestBenchDispatchWithOtherActiveJobs(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.mu.Lock()
+	other, _ := srv.addLocked(api.JobSpec{Name: "long", Owner: "alice"})
+	srv.mu.Unlock()
+	srv.onSubmit = func(id uint64) { runAndFinish(srv, id, time.Millisecond, "succeeded", 0) }
+	res := runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "4", "-o", "json")
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 || got.Failed != 0 || got.Jobs != 4 {
+		t.Errorf("got %+v (%v); want 4 jobs succeeded", res, err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if st := srv.jobs[other].State; st != "pending" {
+		t.Errorf("the other job is %s; the bench must leave it alone", st)
 	}
 }
 
@@ -117,6 +203,14 @@ submit→start  p50 12.3ms  p90 30.1ms  p99 45.0ms  max 1.23s
 	}
 }
 
+func TestRenderBenchSaysBatches(t *testing.T) {
+	var b bytes.Buffer
+	renderBench(&b, benchResult{Mode: "throughput", Jobs: 10000, Concurrency: 4, Batch: 100})
+	if !strings.Contains(b.String(), "jobs          10000 (concurrency 4, 100 per request)\n") {
+		t.Errorf("report does not say the jobs went in batches:\n%s", b.String())
+	}
+}
+
 func TestBenchDispatchBadFlags(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -125,6 +219,9 @@ func TestBenchDispatchBadFlags(t *testing.T) {
 		{[]string{"--jobs", "0"}, "dure: --jobs: must be at least 1 (got 0)\n"},
 		{[]string{"--concurrency", "0"}, "dure: --concurrency: must be at least 1 (got 0)\n"},
 		{[]string{"--cmd", " "}, "dure: --cmd: must name a command (got \" \")\n"},
+		{[]string{"--batch", "0"}, "dure: --batch: must be 1 to 1000 (got 0)\n"},
+		{[]string{"--batch", "1001"}, "dure: --batch: must be 1 to 1000 (got 1001)\n"},
+		{[]string{"--idle", "--batch", "2"}, "dure: --batch: --idle submits one job at a time (got --batch 2)\n"},
 	}
 	for _, tt := range tests {
 		res := runCLI(t, "http://127.0.0.1:1", "", append([]string{"bench", "dispatch"}, tt.args...)...)

@@ -60,6 +60,8 @@ type fakeServer struct {
 	submitErr *api.Error
 	// onSubmit runs (in its own goroutine) after each accepted submission.
 	onSubmit func(id uint64)
+	// batches are the sizes of the batch submissions received.
+	batches []int
 	// waiting gets a value each time a blocking query or a followed log
 	// stream starts to wait for a change: tests change state after it, so
 	// they know the CLI saw the state before.
@@ -74,6 +76,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", f.submit)
+	mux.HandleFunc("POST /v1/jobs:batch", f.submitBatch)
 	mux.HandleFunc("GET /v1/jobs", f.listJobs)
 	mux.HandleFunc("GET /v1/jobs/{id}", f.getJob)
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", f.cancel)
@@ -228,6 +231,50 @@ func (f *fakeServer) submit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, e)
 		return
 	}
+	id, hook := f.addLocked(s)
+	f.mu.Unlock()
+	writeJSONResp(w, 0, api.SubmitResponse{ID: id})
+	if hook != nil {
+		go hook(id)
+	}
+}
+
+// submitBatch takes POST /v1/jobs:batch as the servers do (minus the
+// validation): every job or, with submitErr set, none.
+func (f *fakeServer) submitBatch(w http.ResponseWriter, r *http.Request) {
+	var b api.SubmitBatch
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		writeErr(w, 400, api.Error{Code: api.CodeInvalid, Message: err.Error()})
+		return
+	}
+	f.mu.Lock()
+	if f.submitErr != nil {
+		e := *f.submitErr
+		f.mu.Unlock()
+		writeErr(w, 400, e)
+		return
+	}
+	f.batches = append(f.batches, len(b.Jobs))
+	var out api.SubmitBatchResponse
+	var hook func(uint64)
+	for _, s := range b.Jobs {
+		var id uint64
+		id, hook = f.addLocked(s)
+		out.IDs = append(out.IDs, id)
+	}
+	f.mu.Unlock()
+	writeJSONResp(w, 0, out)
+	if hook != nil {
+		for _, id := range out.IDs {
+			go hook(id)
+		}
+	}
+}
+
+// addLocked stores a submitted job; f.mu is held.
+func (f *fakeServer) addLocked(s api.JobSpec) (uint64, func(uint64)) {
 	id := f.nextID
 	f.nextID++
 	j := &api.Job{
@@ -242,12 +289,7 @@ func (f *fakeServer) submit(w http.ResponseWriter, r *http.Request) {
 	f.jobs[id] = j
 	f.specs = append(f.specs, s)
 	f.bump()
-	hook := f.onSubmit
-	f.mu.Unlock()
-	writeJSONResp(w, 0, api.SubmitResponse{ID: id})
-	if hook != nil {
-		go hook(id)
-	}
+	return id, f.onSubmit
 }
 
 func (f *fakeServer) listJobs(w http.ResponseWriter, r *http.Request) {

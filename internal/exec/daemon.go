@@ -40,6 +40,8 @@ type daemon struct {
 	ln      *net.UnixListener
 	journal *journal
 	devnull int
+	pool    *cgroupPool // spare task cgroups (v1)
+	dirs    *dirPool    // spare task directories
 
 	exitOnce sync.Once
 	homeOnce sync.Once
@@ -124,6 +126,7 @@ func daemonMain(dir string, log *slog.Logger) int {
 		tasks:    map[string]*dtask{},
 		children: map[int]bool{},
 		conns:    map[*dconn]struct{}{},
+		pool:     newCgroupPool(),
 	}
 	if d.devnull, err = unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		return fail("opening %s: %v", os.DevNull, err)
@@ -133,6 +136,7 @@ func daemonMain(dir string, log *slog.Logger) int {
 		return fail("%v", err)
 	}
 	d.journal = j
+	d.dirs = newDirPool(dir, log)
 	// Adopt before listening: a client's first list must see them.
 	d.adopt(live)
 	ln, err := listenUnix(filepath.Join(dir, socketFile))
@@ -356,14 +360,22 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	d.tasks[id] = dt
 	d.mu.Unlock()
 
-	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log}
-	if err := os.Mkdir(tr.dir, 0o755); err != nil {
-		d.unreserve(id)
-		if errors.Is(err, os.ErrExist) {
-			dc.reply(reply{Seq: req.Seq, Code: codeAlreadyStarted, Err: tr.dir + " exists"})
-			return
+	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log, pool: d.pool, dirs: d.dirs}
+	prepared, exists := d.dirs.take(tr.dir)
+	tr.prepared = prepared
+	if !prepared && !exists {
+		if err := os.Mkdir(tr.dir, 0o755); err != nil {
+			exists = errors.Is(err, os.ErrExist)
+			if !exists {
+				d.unreserve(id)
+				dc.reply(reply{Seq: req.Seq, Err: "creating task directory: " + err.Error()})
+				return
+			}
 		}
-		dc.reply(reply{Seq: req.Seq, Err: "creating task directory: " + err.Error()})
+	}
+	if exists {
+		d.unreserve(id)
+		dc.reply(reply{Seq: req.Seq, Code: codeAlreadyStarted, Err: tr.dir + " exists"})
 		return
 	}
 	stdout, stderr, err := tr.setup()
@@ -401,7 +413,8 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	if tr.pid > 0 {
 		pstart, _ := pidStartTime(tr.pid)
 		rec = journalRecord{Op: journalRun, ID: id, Pid: tr.pid, PidStart: pstart, StartedAt: tr.result.StartedAt,
-			Walltime: spec.Walltime, KillGrace: spec.KillGrace, Cgroup: &tr.cg}
+			Walltime: spec.Walltime, KillGrace: spec.KillGrace, Cgroup: &tr.cg,
+			MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryBytes, OOMBase: tr.oomBase}
 		if err := d.journal.append(rec); err != nil {
 			d.log.Error("journal: a replacement daemon will not find this task", "task", id, "err", err)
 		}
@@ -420,6 +433,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 		dt.stops <- killGrace(spec, grace)
 	}
 	go d.superviseTask(id, dt)
+	d.dirs.kick()
 }
 
 func (d *daemon) unreserve(id string) {
@@ -494,6 +508,7 @@ func (d *daemon) superviseTask(id string, dt *dtask) {
 			go dc.drain() // a client that stops reading must not hold up the others
 		}
 	}
+	d.dirs.kick()
 }
 
 // liveRecords lists the journal records of the running tasks.
@@ -610,6 +625,8 @@ func (d *daemon) exitNow() {
 		}
 	}
 	_ = d.journal.close()
+	d.pool.drain()
+	d.dirs.close()
 	d.log.Info("supervisor daemon exiting")
 	os.Exit(0)
 }

@@ -26,13 +26,16 @@
 //
 //	NewRunner ──── connect <Dir>/supervisor.sock; if nobody answers, start a
 //	               daemon (it flocks <Dir>/supervisor.lock: one per Dir) and connect
-//	Start ──────── "start" ──▶ daemon: mkdir <Dir>/<ID>, scratch/, stdout,
-//	               stderr, task cgroup + limits, fork/exec into the cgroup,
-//	               journal line ──▶ reply (Start returns) ──▶ supervise:
-//	               pidfd on the poller, walltime timer, stop requests
+//	Start ──────── "start" ──▶ daemon: rename a spare task directory (made
+//	               ahead: scratch/, stdout, stderr) to <Dir>/<ID>, rename a
+//	               spare v1 cgroup into place (or mkdir both), limits,
+//	               fork/exec into the cgroup, journal line ──▶ reply (Start
+//	               returns) ──▶ supervise: pidfd on the poller, walltime
+//	               timer, stop requests
 //	task exits ─── kill its group and cgroup, wait4 it, read the OOM counter,
-//	               remove scratch/ and the cgroup, write status.json, journal
-//	               line ──▶ end event to every connected runner ──▶ TaskEvent
+//	               keep the empty scratch/ and the cgroup as spares (or
+//	               remove them), write status.json, journal line ──▶ end
+//	               event to every connected runner ──▶ TaskEvent
 //
 // The daemon exits when it has neither tasks nor clients. Close disconnects
 // (tasks and daemon run on); a new Runner on the same Dir reconnects and
@@ -78,9 +81,11 @@
 //
 // The supervise path (SupervisorMain) must stay free of heavy
 // initialisation and of imports beyond what it uses: in task mode it is the
-// per-task launch cost. Per task the node daemon creates five inodes (task
-// dir, scratch, stdout, stderr, status) and no process but the task: do not
-// add files or processes lightly. The runner never kills tasks on Close
+// per-task launch cost. Per task the node daemon creates four inodes (task
+// dir, stdout, stderr, status; scratch directories are reused), made ahead
+// of the start in spare directories (dirpool.go), and no process but the
+// task: do not add files or processes lightly. Task cgroups are reused the
+// same way on v1 (cgpool.go). The runner never kills tasks on Close
 // (agent restarts must not), never starts a task ID twice, and never reads
 // or writes cluster state.
 package exec

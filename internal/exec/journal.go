@@ -33,6 +33,11 @@ type journalRecord struct {
 	Walltime  time.Duration `json:"walltime,omitempty"`
 	KillGrace time.Duration `json:"kill_grace,omitempty"`
 	Cgroup    *cgroupSpec   `json:"cgroup,omitempty"`
+	// The task's limits and its cgroup's OOM kill count when it started
+	// (a reused cgroup, cgpool.go), for a daemon that adopts it.
+	MilliCPU    int64 `json:"millicpu,omitempty"`
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	OOMBase     int64 `json:"oom_base,omitempty"`
 }
 
 const (
@@ -216,8 +221,8 @@ func (d *daemon) adopt(recs []journalRecord) {
 			continue // it ended and was recorded; only the journal missed it
 		}
 		tr := &taskRun{
-			dir: dir, cg: *rec.Cgroup, log: d.log, pid: rec.Pid,
-			spec: TaskSpec{ID: rec.ID, Walltime: rec.Walltime, KillGrace: rec.KillGrace},
+			dir: dir, cg: *rec.Cgroup, log: d.log, pid: rec.Pid, pool: d.pool, dirs: d.dirs, oomBase: rec.OOMBase,
+			spec: TaskSpec{ID: rec.ID, Walltime: rec.Walltime, KillGrace: rec.KillGrace, MilliCPU: rec.MilliCPU, MemoryBytes: rec.MemoryBytes},
 		}
 		tr.result.StartedAt = rec.StartedAt
 		if rec.Walltime > 0 {
@@ -246,7 +251,8 @@ func (d *daemon) adopt(recs []journalRecord) {
 			d.log.Error("killing leftover processes", "task", rec.ID, "err", err)
 		}
 		if n, ok := oomKills(tr.cg); ok {
-			tr.result.OOMKilled = n > 0
+			tr.result.OOMKilled = n > tr.oomBase
+			tr.oomKills, tr.oomRead = n, true
 		}
 		tr.cleanup()
 		if err := writeStatus(dir, tr.result); err != nil {

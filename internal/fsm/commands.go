@@ -24,6 +24,7 @@ const (
 	TypeUpsertQueue  Type = 9
 	// 10 is taken by another change in flight; do not reuse.
 	TypeCancelArray Type = 11
+	TypeSubmitJobs  Type = 12
 )
 
 // encodingVersion is the first byte of every entry, so a future binary
@@ -65,6 +66,14 @@ type DrainNode struct {
 type SubmitJob struct {
 	Job   model.Job    `json:"job"`
 	Array *model.Array `json:"array,omitempty"`
+}
+
+// SubmitJobs adds several validated jobs in one entry, all or none: the
+// leader's group commit of concurrent submissions and the batch API. Each
+// job is applied as SubmitJob would (a repeated idempotency key, also one
+// earlier in the same entry, answers with the first job's ID).
+type SubmitJobs struct {
+	Jobs []model.Job `json:"jobs"`
 }
 
 // CancelJob cancels a job; live allocations are asked to stop.
@@ -161,6 +170,7 @@ func (AllocUpdates) Type() Type { return TypeAllocUpdates }
 func (PruneJobs) Type() Type    { return TypePruneJobs }
 func (UpsertQueue) Type() Type  { return TypeUpsertQueue }
 func (CancelArray) Type() Type  { return TypeCancelArray }
+func (SubmitJobs) Type() Type   { return TypeSubmitJobs }
 
 // Encode turns a command into log entry bytes: version, type, JSON payload.
 func Encode(c Command) ([]byte, error) {
@@ -206,6 +216,8 @@ func Decode(b []byte) (Command, error) {
 		c = &UpsertQueue{}
 	case TypeCancelArray:
 		c = &CancelArray{}
+	case TypeSubmitJobs:
+		c = &SubmitJobs{}
 	default:
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadEntry, b[1])
 	}

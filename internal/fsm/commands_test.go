@@ -52,6 +52,7 @@ func sampleCommands() []fsm.Command {
 		}},
 		&fsm.PruneJobs{IDs: []model.JobID{1, 2, 3}},
 		&fsm.UpsertQueue{Queue: model.Queue{Name: "gpu", Description: "GPU work", CreateIndex: 4, ModifyIndex: 9}},
+		&fsm.SubmitJobs{Jobs: []model.Job{*job, *testkit.Job(43).Owner("ada").Build()}},
 	}
 }
 
@@ -92,7 +93,7 @@ func TestTypeNumbersAreStable(t *testing.T) {
 	}
 	want := map[string]fsm.Type{
 		"RegisterNode": 1, "NodeStatus": 2, "DrainNode": 3, "SubmitJob": 4, "CancelJob": 5,
-		"CommitPlan": 6, "AllocUpdates": 7, "PruneJobs": 8, "UpsertQueue": 9, "CancelArray": 11,
+		"CommitPlan": 6, "AllocUpdates": 7, "PruneJobs": 8, "UpsertQueue": 9, "CancelArray": 11, "SubmitJobs": 12,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("command type numbers changed (-want +got):\n%s", diff)

@@ -22,10 +22,11 @@ var (
 // Result is what Apply returns for one entry.
 type Result struct {
 	Err       error
-	JobID     model.JobID // SubmitJob: the job's (or array's) ID (an earlier one's, for a repeated idempotency key)
-	Placed    int         // CommitPlan: jobs placed
-	Preempted int         // CommitPlan: jobs asked to stop for a preemptor
-	Skipped   int         // CommitPlan: placements and preemptions dropped because state changed under the plan
+	JobID     model.JobID   // SubmitJob: the job's (or array's) ID (an earlier one's, for a repeated idempotency key)
+	JobIDs    []model.JobID // SubmitJobs: each job's ID, in order, as JobID
+	Placed    int           // CommitPlan: jobs placed
+	Preempted int           // CommitPlan: jobs asked to stop for a preemptor
+	Skipped   int           // CommitPlan: placements and preemptions dropped because state changed under the plan
 }
 
 // FSM applies commands to a state store.
@@ -72,6 +73,8 @@ func apply(tx *state.WriteTxn, index, term uint64, cmd Command) Result {
 		return applyDrainNode(tx, c)
 	case *SubmitJob:
 		return applySubmitJob(tx, c)
+	case *SubmitJobs:
+		return applySubmitJobs(tx, c)
 	case *CancelJob:
 		return applyCancelJob(tx, c)
 	case *CommitPlan:
@@ -189,6 +192,20 @@ func applySubmitJob(tx *state.WriteTxn, c *SubmitJob) Result {
 	newPendingJob(j, tx.Index, "")
 	tx.PutJob(j)
 	return Result{JobID: j.ID}
+}
+
+// applySubmitJobs applies every job of the entry, or none: the first that
+// fails fails the entry (and the store discards the transaction).
+func applySubmitJobs(tx *state.WriteTxn, c *SubmitJobs) Result {
+	ids := make([]model.JobID, 0, len(c.Jobs))
+	for i := range c.Jobs {
+		res := applySubmitJob(tx, &SubmitJob{Job: c.Jobs[i]})
+		if res.Err != nil {
+			return Result{Err: fmt.Errorf("jobs[%d]: %w", i, res.Err)}
+		}
+		ids = append(ids, res.JobID)
+	}
+	return Result{JobIDs: ids}
 }
 
 func applyCancelJob(tx *state.WriteTxn, c *CancelJob) Result {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/fsm"
@@ -107,19 +108,32 @@ func (h *Handler) nodeAllocs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// changes=true with an index: only what changed after it (agents keep
+	// the rest), so a busy node's watch costs its changes, not its list.
+	changes := false
+	if s := r.URL.Query().Get("changes"); s != "" {
+		if changes, err = strconv.ParseBool(s); err != nil {
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "changes", "must be true or false"))
+			return
+		}
+	}
+	changes = changes && index > 0
 	var out []api.Allocation
 	var snapIndex uint64
 	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
-		allocs, ch := snap.AllocsByNode(node)
-		out = out[:0]
+		var allocs []*model.Allocation
 		var modified uint64
+		var ch <-chan struct{}
+		if changes {
+			allocs, modified, ch = snap.AllocChangesOnNode(node, index)
+		} else {
+			allocs, modified, ch = snap.LiveAllocsByNode(node)
+		}
+		out = out[:0]
 		for _, a := range allocs {
-			modified = max(modified, a.ModifyIndex)
-			if !a.Status.Terminal() {
-				out = append(out, toAPIAlloc(a))
-			}
+			out = append(out, toAPIAlloc(a))
 		}
 		snapIndex = max(snapIndex, modified)
 		return modified, ch, nil
@@ -132,6 +146,11 @@ func (h *Handler) nodeAllocs(w http.ResponseWriter, r *http.Request) {
 		out = []api.Allocation{}
 	}
 	setIndex(w, snapIndex)
+	if changes {
+		w.Header().Set(api.AllocationsHeader, api.AllocationsChanges)
+	} else {
+		w.Header().Set(api.AllocationsHeader, api.AllocationsAll)
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 

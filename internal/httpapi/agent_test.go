@@ -63,6 +63,7 @@ func TestAgentRegistrationIsValidated(t *testing.T) {
 		{"heartbeat without a name", "POST", "/v1/agent/heartbeat", `{"session_id":"s"}`, "name", "is required"},
 		{"allocations without a node", "GET", "/v1/agent/allocations", "", "node", "is required"},
 		{"allocations with a bad index", "GET", "/v1/agent/allocations?node=n1&index=x", "", "index", "non-negative integer"},
+		{"allocations with a bad changes flag", "GET", "/v1/agent/allocations?node=n1&changes=maybe", "", "changes", "true or false"},
 		{"update with a bad status", "POST", "/v1/agent/updates", `{"updates":[{"alloc_id":"1.0.1","node":"n1","status":"done"}]}`, "updates[0].status", "must be running, exited or failed"},
 		{"update without an allocation", "POST", "/v1/agent/updates", `{"updates":[{"alloc_id":"1.0.1","node":"n1","status":"running"},{"node":"n1","status":"running"}]}`, "updates[1]", "alloc_id and node are required"},
 		{"update with a bad time", "POST", "/v1/agent/updates", `{"updates":[{"alloc_id":"1.0.1","node":"n1","status":"exited","finished_at":"yesterday"}]}`, "-", "malformed JSON"},
@@ -207,5 +208,62 @@ func TestAgentFlow(t *testing.T) {
 	n, err = c.client.DrainNode(bg(t), "n1", false, "")
 	if err != nil || n.State != "ready" || n.Drain {
 		t.Errorf("undrain: %+v, %v; want ready", n, err)
+	}
+}
+
+// TestAgentAllocationChanges follows a node with the incremental watch: the
+// whole live list first, then only what changed, ended allocations
+// included.
+func TestAgentAllocationChanges(t *testing.T) {
+	c := newCluster(t)
+	if _, err := c.client.RegisterNode(bg(t), registration("n1")); err != nil {
+		t.Fatal(err)
+	}
+	allocs, idx, all, err := c.client.NodeAllocationChanges(bg(t), "n1", api.WatchOptions{})
+	if err != nil || len(allocs) != 0 || !all || idx == 0 {
+		t.Fatalf("first answer: %+v index %d all=%v, %v; want the whole (empty) list and an index", allocs, idx, all, err)
+	}
+	type view struct{ ID, Status string }
+	changes := func(want int) []view {
+		t.Helper()
+		var got []view
+		for len(got) < want {
+			allocs, next, all, err := c.client.NodeAllocationChanges(bg(t), "n1", api.WatchOptions{Index: idx, Wait: 10 * time.Second})
+			if err != nil || all || next <= idx {
+				t.Fatalf("changes after %d: index %d all=%v, %v; want only changes, at a newer index", idx, next, all, err)
+			}
+			for _, a := range allocs {
+				got = append(got, view{a.ID, a.Status})
+			}
+			idx = next
+		}
+		return got
+	}
+	js := jobSpec("python", "train.py")
+	js.Groups[0].Count, js.Groups[0].Resources.GPUs = 2, 1
+	if _, err := c.client.SubmitJob(bg(t), js); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]view{{"1.0.1", "assigned"}, {"1.1.1", "assigned"}}, changes(2)); diff != "" {
+		t.Errorf("placed (-want +got):\n%s", diff)
+	}
+	now := time.Now().UTC()
+	if err := c.client.UpdateAllocations(bg(t), []api.AllocUpdate{{AllocID: "1.1.1", Node: "n1", Status: "running", StartedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]view{{"1.1.1", "running"}}, changes(1)); diff != "" {
+		t.Errorf("after one start (-want +got):\n%s", diff)
+	}
+	if err := c.client.UpdateAllocations(bg(t), []api.AllocUpdate{{AllocID: "1.1.1", Node: "n1", Status: "exited", ExitCode: 3, FinishedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	// Task 1 failed the job: its sibling is told to stop, in the same change.
+	if diff := cmp.Diff([]view{{"1.0.1", "assigned"}, {"1.1.1", "exited"}}, changes(2)); diff != "" {
+		t.Errorf("after one end (-want +got):\n%s", diff)
+	}
+	// Nothing changed: the watch runs out and says so with no allocations.
+	allocs, next, all, err := c.client.NodeAllocationChanges(bg(t), "n1", api.WatchOptions{Index: idx, Wait: 50 * time.Millisecond})
+	if err != nil || len(allocs) != 0 || all || next < idx {
+		t.Errorf("quiet watch: %+v index %d (was %d) all=%v, %v; want no changes", allocs, next, idx, all, err)
 	}
 }

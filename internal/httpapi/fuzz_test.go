@@ -83,3 +83,54 @@ func FuzzSubmitJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSubmitBatchJSON posts arbitrary bytes as a batch: never 5xx, nothing
+// created unless the whole batch is accepted, and every accepted job a
+// pending job that passes validation.
+func FuzzSubmitBatchJSON(f *testing.F) {
+	seeds := []string{
+		`{"jobs":[{"groups":[{"command":["true"]}]}]}`,
+		`{"jobs":[{"groups":[{"command":["a"]}]},{"name":"b","queue":"default","groups":[{"count":2,"command":["b"]}]}]}`,
+		`{"jobs":[{"groups":[{"command":["a"]}]},{"groups":[]}]}`,
+		`{"jobs":[{"idempotency_key":"k","groups":[{"command":["a"]}]},{"idempotency_key":"k","groups":[{"command":["a"]}]}]}`,
+		`{"jobs":[]}`, `{"jobs":null}`, `{"jobs":{}}`, `{}`, `null`, `[]`, ``, `{"jobs":[{"groups":[{"command":["x"]}]}]}]`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	c := newCluster(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := c.srv.Store().Snapshot().LastJobID()
+		req := httptest.NewRequest(http.MethodPost, "/v1/jobs:batch", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		c.handler.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
+		}
+		if rec.Code != http.StatusCreated {
+			var e api.Error
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" {
+				t.Fatalf("answer %d is not a JSON error: %s", rec.Code, rec.Body)
+			}
+			if after := c.srv.Store().Snapshot().LastJobID(); after != before {
+				t.Fatalf("a refused batch (%d %s) created job %d", rec.Code, e.Message, after)
+			}
+			return
+		}
+		var sub api.SubmitBatchResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &sub); err != nil || len(sub.IDs) == 0 {
+			t.Fatalf("201 without IDs: %s", rec.Body)
+		}
+		for _, id := range sub.IDs {
+			j := c.srv.Store().Snapshot().Job(model.JobID(id))
+			if j == nil || j.State != model.JobPending {
+				t.Fatalf("201 names job %d: %+v; want a pending job", id, j)
+			}
+			s := specOf(j)
+			if err := spec.Validate(&s); err != nil {
+				t.Fatalf("accepted job %d does not pass validation: %v", id, err)
+			}
+		}
+	})
+}

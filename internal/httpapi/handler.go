@@ -41,6 +41,7 @@ type Backend interface {
 
 	SubmitJob(ctx context.Context, j model.Job) (model.JobID, error)
 	SubmitArray(ctx context.Context, j model.Job, a model.Array) (model.JobID, error)
+	SubmitJobs(ctx context.Context, jobs []model.Job) ([]model.JobID, error)
 	CancelJob(ctx context.Context, id model.JobID, reason string) error
 	CancelArray(ctx context.Context, id model.JobID, reason string) error
 	DrainNode(ctx context.Context, name string, drain bool, reason string) error
@@ -63,11 +64,13 @@ type Backend interface {
 
 // Limits on what a request may carry.
 const (
-	MaxBodyBytes    = 1 << 20 // 1 MiB: a job spec is far smaller; larger is a mistake or an attack
-	DefaultWait     = 30 * time.Second
-	MaxWait         = 5 * time.Minute
-	DefaultJobLimit = 1000
-	MaxJobLimit     = 100_000
+	MaxBodyBytes = 1 << 20 // 1 MiB: a job spec is far smaller; larger is a mistake or an attack
+	// MaxBatchBodyBytes bounds POST /v1/jobs:batch (up to 1000 specs).
+	MaxBatchBodyBytes = 16 << 20
+	DefaultWait       = 30 * time.Second
+	MaxWait           = 5 * time.Minute
+	DefaultJobLimit   = 1000
+	MaxJobLimit       = 100_000
 )
 
 // Handler serves the API.
@@ -90,6 +93,7 @@ func New(b Backend, version string, log *slog.Logger) *Handler {
 	h := &Handler{b: b, log: log.With("component", "http"), version: version, mux: http.NewServeMux(), logHTTP: &http.Client{}}
 	m := h.mux
 	m.HandleFunc("POST /v1/jobs", h.onLeader(h.submitJob))
+	m.HandleFunc("POST /v1/jobs:batch", h.onLeader(h.submitJobs))
 	m.HandleFunc("GET /v1/jobs", h.listJobs)
 	m.HandleFunc("GET /v1/jobs/{id}", h.getJob)
 	m.HandleFunc("POST /v1/jobs/{id}/cancel", h.onLeader(h.cancelJob))
@@ -124,12 +128,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decode reads a JSON body strictly: size-limited, unknown fields rejected,
 // exactly one value.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeLimit(w, r, v, MaxBodyBytes)
+}
+
+// decodeLimit is decode with a body limit of its own.
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	// No type, JSON, or curl's default for -d (form-urlencoded: the body is
 	// still parsed as JSON). Anything else is refused.
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return apiError(http.StatusUnsupportedMediaType, api.CodeUnsupported, "", fmt.Sprintf("Content-Type %q is not application/json", ct))
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)

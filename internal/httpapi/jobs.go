@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/server"
 	"github.com/durehq/dure/internal/spec"
 	"github.com/durehq/dure/internal/state"
 )
@@ -18,28 +20,8 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	spec.Normalize(&js)
-	if js.Owner == "" {
-		js.Owner = "anonymous"
-	}
-	if err := spec.Validate(&js); err != nil {
-		writeError(w, err)
-		return
-	}
-	job := spec.ToModel(&js)
-	snap := h.b.Store().Snapshot()
-	deps, err := resolveDependencies(snap, js.Dependencies)
+	job, err := h.jobFromSpec(&js, h.b.Store().Snapshot())
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	job.Dependencies = deps
-	q := snap.Queue(job.Queue)
-	if q == nil {
-		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "queue", fmt.Sprintf("queue %q does not exist (see `dure queues`)", job.Queue)))
-		return
-	}
-	if err := mayUseQueue(q, job.Owner); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -85,6 +67,105 @@ func resolveDependencies(snap *state.Snapshot, specs []api.DependencySpec) ([]mo
 		}
 	}
 	return out, nil
+}
+
+// jobFromSpec validates a submitted spec and turns it into a job for snap's
+// queues.
+func (h *Handler) jobFromSpec(js *api.JobSpec, snap *state.Snapshot) (model.Job, error) {
+	spec.Normalize(js)
+	if js.Owner == "" {
+		js.Owner = "anonymous"
+	}
+	if err := spec.Validate(js); err != nil {
+		return model.Job{}, err
+	}
+	job := spec.ToModel(js)
+	deps, err := resolveDependencies(snap, js.Dependencies)
+	if err != nil {
+		return model.Job{}, err
+	}
+	job.Dependencies = deps
+	q := snap.Queue(job.Queue)
+	if q == nil {
+		return model.Job{}, apiError(http.StatusBadRequest, api.CodeInvalid, "queue", fmt.Sprintf("queue %q does not exist (see `dure queues`)", job.Queue))
+	}
+	if err := mayUseQueue(q, job.Owner); err != nil {
+		return model.Job{}, err
+	}
+	return job, nil
+}
+
+// submitJobs is POST /v1/jobs:batch: up to server.MaxSubmitBatch jobs, all
+// validated before any is submitted, then committed in one log entry.
+func (h *Handler) submitJobs(w http.ResponseWriter, r *http.Request) {
+	var in api.SubmitBatch
+	if err := decodeLimit(w, r, &in, MaxBatchBodyBytes); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(in.Jobs) == 0 || len(in.Jobs) > server.MaxSubmitBatch {
+		writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "jobs", fmt.Sprintf("must hold 1 to %d jobs; got %d", server.MaxSubmitBatch, len(in.Jobs))))
+		return
+	}
+	snap := h.b.Store().Snapshot()
+	jobs := make([]model.Job, len(in.Jobs))
+	for i := range in.Jobs {
+		if in.Jobs[i].Array != "" {
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, fmt.Sprintf("jobs[%d].array", i), "a job array cannot be part of a batch; submit it on its own (POST /v1/jobs)"))
+			return
+		}
+		job, err := h.jobFromSpec(&in.Jobs[i], snap)
+		if err != nil {
+			writeError(w, inBatch(i, err))
+			return
+		}
+		jobs[i] = job
+	}
+	ids, err := h.b.SubmitJobs(r.Context(), jobs)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := api.SubmitBatchResponse{IDs: make([]uint64, len(ids))}
+	for i, id := range ids {
+		out.IDs[i] = uint64(id)
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// inBatch names job i of a batch in a validation error's field.
+func inBatch(i int, err error) error {
+	prefix := fmt.Sprintf("jobs[%d]", i)
+	join := func(field string) string {
+		if field == "" {
+			return prefix
+		}
+		return prefix + "." + field
+	}
+	var ae *api.Error
+	var fe spec.FieldErrors
+	var fe1 spec.FieldError
+	switch {
+	case errors.As(err, &ae):
+		c := *ae
+		c.Field = join(c.Field)
+		return &c
+	case errors.As(err, &fe):
+		out := make(spec.FieldErrors, len(fe))
+		for k, e := range fe {
+			out[k] = spec.FieldError{Field: join(e.Field), Message: e.Message}
+		}
+		return out
+	case errors.As(err, &fe1):
+		return spec.FieldError{Field: join(fe1.Field), Message: fe1.Message}
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}
+
+// activeStates are the state filters a plain list answers from the state
+// index.
+var activeStates = map[string][]model.JobState{
+	"pending": {model.JobPending}, "running": {model.JobRunning}, "active": {model.JobPending, model.JobRunning},
 }
 
 var jobStates = map[string]bool{"pending": true, "running": true, "succeeded": true, "failed": true, "cancelled": true, "active": true, "finished": true}
@@ -139,6 +220,40 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []api.Job
 	var snapIndex uint64
+	if states := activeStates[stateFilter]; states != nil && index == 0 {
+		// A plain read of pending or running jobs walks those alone, not
+		// every job the server keeps (a watch still needs the walk below:
+		// a job that left the state must wake it).
+		snap := h.b.Store().Snapshot()
+		lists := make([][]*model.Job, len(states)) // each in ascending ID order
+		for i, st := range states {
+			lists[i] = snap.JobsInState(st)
+		}
+		for len(out) < limit {
+			// The newest job left over all lists.
+			best := -1
+			for i, l := range lists {
+				if len(l) > 0 && (best < 0 || l[len(l)-1].ID > lists[best][len(lists[best])-1].ID) {
+					best = i
+				}
+			}
+			if best < 0 {
+				break
+			}
+			l := lists[best]
+			j := l[len(l)-1]
+			lists[best] = l[:len(l)-1]
+			if match(j) {
+				out = append(out, h.withLiveReason(toAPIJob(j)))
+			}
+		}
+		if out == nil {
+			out = []api.Job{}
+		}
+		setIndex(w, snap.Index)
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
 	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index

@@ -110,6 +110,9 @@ func TestJobsOverHTTP(t *testing.T) {
 		{"queue", api.JobFilter{Queue: "default"}, []uint64{3, 2, 1}},
 		{"other queue", api.JobFilter{Queue: "gpu"}, []uint64{}},
 		{"limit", api.JobFilter{Limit: 2}, []uint64{3, 2}},
+		{"active, limit", api.JobFilter{State: "active", Limit: 1}, []uint64{2}},
+		{"pending of an owner", api.JobFilter{State: "pending", Owner: "ada"}, []uint64{1}},
+		{"active in another queue", api.JobFilter{State: "active", Queue: "gpu"}, []uint64{}},
 	}
 	for _, tc := range filters {
 		if diff := cmp.Diff(tc.want, listIDs(t, c, tc.filter)); diff != "" {

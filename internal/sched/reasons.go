@@ -23,10 +23,45 @@ type shapeAnalysis struct {
 	fitNow   int64  // tasks of this shape that fit now, summed over nodes
 	why      string // the Constraints or NoNodeFits message when it applies
 	room     string // where there is room now, or what is short
+	// reasons memoizes reason for jobs whose only group has this shape,
+	// by task count: a backlog of identical jobs costs one message.
+	reasons map[int]model.Reason
 }
 
 // reason explains why j was not placed.
 func (p *pass) reason(j *model.Job) model.Reason {
+	g := soleGroup(j)
+	if g == nil || len(p.nodes) == 0 || invalidJob(j) != "" {
+		return p.reasonOf(j)
+	}
+	a := p.analyse(p.shapeFor(g, "", false))
+	if r, ok := a.reasons[g.Count]; ok {
+		return r
+	}
+	r := p.reasonOf(j)
+	if a.reasons == nil {
+		a.reasons = map[int]model.Reason{}
+	}
+	a.reasons[g.Count] = r
+	return r
+}
+
+// soleGroup is the job's only group with tasks, nil if it has several.
+func soleGroup(j *model.Job) *model.TaskGroup {
+	var sole *model.TaskGroup
+	for i := range j.Groups {
+		if j.Groups[i].Count > 0 {
+			if sole != nil {
+				return nil
+			}
+			sole = &j.Groups[i]
+		}
+	}
+	return sole
+}
+
+// reasonOf works out reason.
+func (p *pass) reasonOf(j *model.Job) model.Reason {
 	if msg := invalidJob(j); msg != "" {
 		return model.Reason{Code: model.ReasonNoFit, Message: msg}
 	}

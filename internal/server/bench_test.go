@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ func BenchmarkSubmit(b *testing.B) {
 	s := start(b, config(b, b.TempDir()))
 	job := *testkit.Job(0).Tasks(1).Build()
 	b.SetParallelism(8)
+	cpu0 := processCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -28,6 +30,16 @@ func BenchmarkSubmit(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/job")
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkDispatch measures the control plane's whole loop without real
@@ -70,6 +82,7 @@ func BenchmarkDispatch(b *testing.B) {
 	}()
 	job := *testkit.Job(0).Tasks(1).CPU(1).Build()
 	b.SetParallelism(8)
+	cpu0 := processCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -83,9 +96,11 @@ func BenchmarkDispatch(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()
+	cpu := processCPU(b) - cpu0
 	close(stop)
 	<-finished
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/job")
 }
 
 func nodeName(i int) string { return "n" + string(rune('a'+i/26)) + string(rune('a'+i%26)) }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -17,6 +18,14 @@ import (
 // scheduleLoop runs a scheduling pass after every state change: snapshot →
 // sched.Schedule → verify against the latest state → one CommitPlan entry.
 // Changes that arrive during a pass coalesce into one more pass.
+//
+// A pass costs time in proportion to the pending jobs, so under a flood of
+// submissions and task ends back-to-back passes would each place a few jobs
+// and eat a core. After a pass that took d, the next one starts no sooner
+// than passPacing×d later: the scheduler then uses at most 1/(1+passPacing)
+// of a core and each pass places what accumulated meanwhile. On an idle
+// cluster a pass takes well under a millisecond, so a change is still acted
+// on at once.
 func (s *Server) scheduleLoop(ctx context.Context) {
 	log := s.log.With("component", "scheduler")
 	// The first pass runs at once: a new leader may inherit pending jobs
@@ -27,20 +36,43 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	var changed <-chan struct{} = first
 	term := s.raft.CurrentTerm()
 	var backoffWake <-chan time.Time // fires when the earliest held-back job becomes eligible
+	var notBefore time.Time          // pacing: no pass before this
+	var ownCommit uint64             // log index of our last plan, if nothing needs a second look
+	pace := time.NewTimer(0)
+	defer pace.Stop()
 	for {
+		woken := false // by the backoff timer
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		case <-backoffWake:
+			woken, backoffWake = true, nil
 		}
-		backoffWake = nil
+		if wait := time.Until(notBefore); wait > 0 {
+			pace.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-pace.C:
+			}
+		}
 		// Take the next channel before the snapshot: a change after the
 		// snapshot then always causes another pass.
 		changed = s.store.Changed()
 		snap := s.store.Snapshot()
+		if ownCommit != 0 && snap.Index == ownCommit && !woken {
+			// The only change since the last pass is that pass's own plan:
+			// a pass now would find the same (held-back jobs keep their
+			// timer).
+			ownCommit = 0
+			continue
+		}
+		ownCommit = 0
+		passStart := time.Now()
 		now := s.cfg.Now()
 		in, held, wake := schedInput(snap, now)
+		backoffWake = nil
 		if !wake.IsZero() {
 			backoffWake = time.After(wake.Sub(now))
 		}
@@ -55,12 +87,21 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		for id, r := range held {
 			plan.Reasons[id] = r
 		}
-		cmd := verifyPlan(s.store.Snapshot(), plan, term, s.cfg.Now(), s.cfg.Sched.PreemptGrace)
+		// verifyPlan looks up every job it has a reason for in the latest
+		// state; hand it only the reasons whose code changed.
+		changes := *plan
+		changes.Reasons = reasonChanges(snap, in.Pending, held, plan.Reasons)
+		cmd := verifyPlan(s.store.Snapshot(), &changes, term, s.cfg.Now(), s.cfg.Sched.PreemptGrace)
+		notBefore = time.Now().Add(passPacing * time.Since(passStart))
 		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 && len(cmd.Preemptions) == 0 {
 			s.liveReasons.Store(&plan.Reasons)
 			continue
 		}
-		res, err := s.apply(ctx, cmd)
+		f, err := s.propose(ctx, cmd)
+		var res fsm.Result
+		if err == nil {
+			res, err = s.await(f, cmd)
+		}
 		// Publish live messages only once their codes are in the log, so a
 		// reader never sees a reason that a blocking query has not seen.
 		s.liveReasons.Store(&plan.Reasons)
@@ -76,12 +117,21 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		}
 		if res.Skipped > 0 {
 			log.Debug("plan partly stale", "placed", res.Placed, "preempted", res.Preempted, "skipped", res.Skipped)
+			continue
 		}
 		if res.Preempted > 0 {
 			log.Info("preempting", "jobs", res.Preempted, "grace", s.cfg.Sched.PreemptGrace)
 		}
+		if f.Index() == snap.Index+1 {
+			// Nothing came between the pass's snapshot and its plan.
+			ownCommit = f.Index()
+		}
 	}
 }
+
+// passPacing is how many times its own duration the scheduler waits after a
+// pass before the next (see scheduleLoop).
+const passPacing = 4
 
 // verifyPlan re-checks a plan against the latest state (optimistic
 // concurrency, DESIGN.md rule 4): a job is committed only if it is still
@@ -222,13 +272,29 @@ func allocFor(job *model.Job, p sched.Placement) model.Allocation {
 	return a
 }
 
+// sortReasons orders reasons by job, keeping the entry deterministic.
 func sortReasons(rs []fsm.JobReason) {
-	// insertion sort is fine for the usual handful; keeps the entry deterministic
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].JobID < rs[j-1].JobID; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
+	slices.SortFunc(rs, func(a, b fsm.JobReason) int { return cmp.Compare(a.JobID, b.JobID) })
+}
+
+// reasonChanges returns the reasons of a pass whose code differs from the
+// job's in the pass's snapshot: the pending jobs it scheduled (ready) and
+// those held back (held). Only the scheduler changes a pending job's
+// reason and it commits one plan at a time, so a code equal to the
+// snapshot's is equal to the latest state's too.
+func reasonChanges(snap *state.Snapshot, ready []*model.Job, held, reasons map[model.JobID]model.Reason) map[model.JobID]model.Reason {
+	out := map[model.JobID]model.Reason{}
+	for _, j := range ready {
+		if r, ok := reasons[j.ID]; ok && r.Code != j.Reason.Code {
+			out[j.ID] = r
 		}
 	}
+	for id := range held {
+		if j := snap.Job(id); j != nil && j.Reason.Code != reasons[id].Code {
+			out[id] = reasons[id]
+		}
+	}
+	return out
 }
 
 // holdBackoff splits pending jobs into those the scheduler may place now and
@@ -344,8 +410,8 @@ const historyWindow = 1000
 // ran, oldest end first, as the scheduler wants them.
 func recentHistory(snap *state.Snapshot, n int) []model.FinishedJob {
 	var out []model.FinishedJob
-	snap.Jobs(func(j *model.Job) bool {
-		if j.State.Terminal() && !j.StartTime.IsZero() && !j.EndTime.IsZero() {
+	snap.FinishedJobs(func(j *model.Job) bool {
+		if !j.StartTime.IsZero() && !j.EndTime.IsZero() {
 			out = append(out, model.FinishedJob{
 				ID: j.ID, Owner: j.Owner, Queue: j.Queue, Usage: j.TotalResources(),
 				Requested: j.Walltime, Ran: j.EndTime.Sub(j.StartTime),

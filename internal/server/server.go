@@ -149,10 +149,15 @@ type Server struct {
 
 	// Leader-only soft state, valid while leading is true.
 	leading   atomic.Bool
-	submitMu  sync.Mutex // orders job IDs into the log; see SubmitJob
-	nextJobID atomic.Uint64
-	hbMu      sync.Mutex
-	lastSeen  map[string]time.Time
+	nextJobID atomic.Uint64 // handed out by the submit loop only
+	// The group commit of submissions (submit.go): requests queue here
+	// while subOpen (the submit loop runs) and subWake wakes the loop.
+	subMu    sync.Mutex
+	subOpen  bool
+	subQueue []*submitReq
+	subWake  chan struct{}
+	hbMu     sync.Mutex
+	lastSeen map[string]time.Time
 	// liveReasons is the latest pass's reasons for unplaced pending jobs.
 	liveReasons atomic.Pointer[map[model.JobID]model.Reason]
 
@@ -175,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 		fsm:      fsm.New(store),
 		lastSeen: map[string]time.Time{},
 		stop:     make(chan struct{}),
+		subWake:  make(chan struct{}, 1),
 	}
 	if err := s.openRaft(); err != nil {
 		s.closeStores()
@@ -305,10 +311,13 @@ func (s *Server) lead(ctx context.Context) {
 		s.lastSeen[n.Name] = now
 	}
 	s.hbMu.Unlock()
+	s.subMu.Lock()
+	s.subOpen = true
+	s.subMu.Unlock()
 	s.leading.Store(true)
 
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){s.scheduleLoop, s.heartbeatLoop, s.pruneLoop} {
+	for _, loop := range []func(context.Context){s.scheduleLoop, s.heartbeatLoop, s.pruneLoop, s.submitLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -323,54 +332,6 @@ func (s *Server) requireLeader() error {
 		return ErrNotLeader
 	}
 	return nil
-}
-
-// SubmitJob assigns the job its ID and submission time and replicates it.
-// A repeated idempotency key returns the first job's ID.
-func (s *Server) SubmitJob(ctx context.Context, j model.Job) (model.JobID, error) {
-	return s.submit(ctx, j, nil)
-}
-
-// SubmitArray submits a job array: one job per index of a, with
-// consecutive IDs. It returns the array's ID (its first element's).
-func (s *Server) SubmitArray(ctx context.Context, j model.Job, a model.Array) (model.JobID, error) {
-	return s.submit(ctx, j, &a)
-}
-
-func (s *Server) submit(ctx context.Context, j model.Job, arr *model.Array) (model.JobID, error) {
-	if err := s.requireLeader(); err != nil {
-		return 0, err
-	}
-	// A retry of a submission that already went through (the common case
-	// for a key) is answered from the state, without using up an ID. The
-	// FSM still catches a retry that races the first submission.
-	if j.IdempotencyKey != "" {
-		if prev := s.store.Snapshot().JobByIdempotencyKey(j.Owner, j.IdempotencyKey); prev != nil {
-			if prev.ArrayParent != 0 {
-				return prev.ArrayParent, nil
-			}
-			return prev.ID, nil
-		}
-	}
-	ids := uint64(1)
-	if arr != nil {
-		ids = uint64(len(arr.Indices(model.MaxArraySize))) // the FSM refuses an array with none
-	}
-	// The FSM refuses an ID below the last one applied, so IDs must reach
-	// raft in the order they are handed out: concurrent submissions would
-	// otherwise race between taking an ID and queueing the entry, and the
-	// loser would fail with a conflict. An array takes one ID per element.
-	s.submitMu.Lock()
-	j.ID = model.JobID(s.nextJobID.Add(ids) - ids)
-	j.SubmitTime = s.cfg.Now()
-	cmd := &fsm.SubmitJob{Job: j, Array: arr}
-	f, err := s.propose(ctx, cmd)
-	s.submitMu.Unlock()
-	if err != nil {
-		return 0, err
-	}
-	res, err := s.await(f, cmd)
-	return res.JobID, err
 }
 
 // CancelJob cancels a job.

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -150,6 +151,18 @@ func (s *Snapshot) ArrayElements(parent model.JobID) []*model.Job {
 	return out
 }
 
+// FinishedJobs calls fn for every job in a terminal state, newest (highest
+// ID) first, until fn returns false. Pending and running jobs cost nothing.
+func (s *Snapshot) FinishedJobs(fn func(*model.Job) bool) {
+	it, err := s.txn.GetReverse(tableJobs, "finished")
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		if !fn(obj.(*model.Job)) {
+			return
+		}
+	}
+}
+
 // JobByIdempotencyKey returns the job an owner submitted with key, or nil.
 func (s *Snapshot) JobByIdempotencyKey(owner, key string) *model.Job {
 	if key == "" {
@@ -205,6 +218,47 @@ func (s *Snapshot) AllocsByNode(node string) ([]*model.Allocation, <-chan struct
 		out = append(out, obj.(*model.Allocation))
 	}
 	return out, it.WatchCh()
+}
+
+// LiveAllocsByNode returns the allocations on a node that still hold
+// resources, the highest ModifyIndex of any allocation on the node (live or
+// ended; 0 if none), and a channel closed when any allocation on the node
+// changes. Its cost does not grow with the node's finished allocations.
+func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modified uint64, watch <-chan struct{}) {
+	it, err := s.txn.Get(tableAllocs, "live_node", node)
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		live = append(live, obj.(*model.Allocation))
+	}
+	// The prefix of a compound index ends with its last argument as given:
+	// the terminating NUL keeps node "n1" from matching "n10".
+	last, err := s.txn.GetReverse(tableAllocs, "node_modify_prefix", node+"\x00")
+	must(err)
+	if obj := last.Next(); obj != nil {
+		modified = obj.(*model.Allocation).ModifyIndex
+	}
+	return live, modified, last.WatchCh()
+}
+
+// AllocChangesOnNode returns the allocations on a node (live or ended)
+// changed after index after, oldest change first, the highest ModifyIndex
+// on the node, and a channel closed when any allocation there changes. Its
+// cost grows with the changes, not with the node's allocations.
+func (s *Snapshot) AllocChangesOnNode(node string, after uint64) (changed []*model.Allocation, modified uint64, watch <-chan struct{}) {
+	it, err := s.txn.GetReverse(tableAllocs, "node_modify_prefix", node+"\x00") // see LiveAllocsByNode
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		a := obj.(*model.Allocation)
+		if modified == 0 {
+			modified = a.ModifyIndex
+		}
+		if a.ModifyIndex <= after {
+			break
+		}
+		changed = append(changed, a)
+	}
+	slices.Reverse(changed)
+	return changed, modified, it.WatchCh()
 }
 
 // LiveAllocs returns every allocation that still holds resources.

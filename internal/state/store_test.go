@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -258,5 +259,138 @@ func TestAllocsByNodeWatchFiresOnChange(t *testing.T) {
 	}
 	if closed(watchN2) {
 		t.Error("watch on n2's allocations fired for a change on n1")
+	}
+}
+
+func TestLiveAllocsByNode(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutAlloc(testkit.Alloc(1, 0, "n1").Build())
+		tx.PutAlloc(testkit.Alloc(2, 0, "n1").Status(model.AllocExited).Build())
+		tx.PutAlloc(testkit.Alloc(3, 0, "n10").Build()) // a name n1 is a prefix of
+	})
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		tx.PutAlloc(testkit.Alloc(4, 0, "n1").Status(model.AllocAssigned).Build())
+	})
+	snap := s.Snapshot()
+	live, modified, watch := snap.LiveAllocsByNode("n1")
+	if diff := cmp.Diff([]string{"1.0.1", "4.0.1"}, allocIDs(live)); diff != "" {
+		t.Errorf("live on n1 (-want +got):\n%s", diff)
+	}
+	if modified != 2 {
+		t.Errorf("modified = %d; want 2 (the newest change on n1)", modified)
+	}
+	_, _, watchN10 := snap.LiveAllocsByNode("n10")
+	if none, m, _ := snap.LiveAllocsByNode("n9"); len(none) != 0 || m != 0 {
+		t.Errorf("unknown node: %v, modified %d; want none and 0", allocIDs(none), m)
+	}
+
+	// A live allocation ending leaves the live list, but its change still
+	// counts: a watcher learns that it is gone.
+	write(t, s, 3, func(tx *state.WriteTxn) {
+		a := tx.Alloc("1.0.1").Copy()
+		a.Status = model.AllocLost
+		tx.PutAlloc(a)
+	})
+	if !closed(watch) {
+		t.Error("watch on n1 did not fire when an allocation there ended")
+	}
+	if closed(watchN10) {
+		t.Error("watch on n10 fired for a change on n1")
+	}
+	live, modified, _ = s.Snapshot().LiveAllocsByNode("n1")
+	if diff := cmp.Diff([]string{"4.0.1"}, allocIDs(live)); diff != "" || modified != 3 {
+		t.Errorf("after the end: live %v, modified %d; want [4.0.1] and 3", allocIDs(live), modified)
+	}
+
+	// Restoring from a snapshot rebuilds the indexes.
+	var buf bytes.Buffer
+	if err := s.Snapshot().Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := state.New()
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	live, modified, _ = restored.Snapshot().LiveAllocsByNode("n1")
+	if diff := cmp.Diff([]string{"4.0.1"}, allocIDs(live)); diff != "" || modified != 3 {
+		t.Errorf("restored: live %v, modified %d; want [4.0.1] and 3", allocIDs(live), modified)
+	}
+}
+
+func TestFinishedJobsNewestFirst(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		for _, id := range []model.JobID{1, 2, 256, 3, 300} {
+			st := model.JobSucceeded
+			switch id {
+			case 2:
+				st = model.JobPending
+			case 3:
+				st = model.JobRunning
+			case 300:
+				st = model.JobCancelled
+			}
+			tx.PutJob(testkit.Job(id).State(st).Build())
+		}
+	})
+	var got []model.JobID
+	s.Snapshot().FinishedJobs(func(j *model.Job) bool { got = append(got, j.ID); return true })
+	if diff := cmp.Diff([]model.JobID{300, 256, 1}, got); diff != "" {
+		t.Errorf("finished jobs (-want +got):\n%s", diff)
+	}
+	// A job that finishes joins; fn returning false stops the walk.
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		j := tx.Job(3).Copy()
+		j.State = model.JobFailed
+		tx.PutJob(j)
+	})
+	got = nil
+	s.Snapshot().FinishedJobs(func(j *model.Job) bool { got = append(got, j.ID); return len(got) < 3 })
+	if diff := cmp.Diff([]model.JobID{300, 256, 3}, got); diff != "" {
+		t.Errorf("first three finished jobs (-want +got):\n%s", diff)
+	}
+}
+
+func TestAllocChangesOnNode(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutAlloc(testkit.Alloc(1, 0, "n1").Build())
+		tx.PutAlloc(testkit.Alloc(2, 0, "n1").Build())
+		tx.PutAlloc(testkit.Alloc(9, 0, "n10").Build())
+	})
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		tx.PutAlloc(testkit.Alloc(3, 0, "n1").Status(model.AllocAssigned).Build())
+	})
+	write(t, s, 3, func(tx *state.WriteTxn) {
+		a := tx.Alloc("1.0.1").Copy()
+		a.Status = model.AllocExited
+		tx.PutAlloc(a)
+		tx.PutAlloc(testkit.Alloc(9, 1, "n10").Build())
+	})
+	snap := s.Snapshot()
+	for _, tt := range []struct {
+		after        uint64
+		want         []string
+		wantModified uint64
+	}{
+		{0, []string{"2.0.1", "3.0.1", "1.0.1"}, 3}, // oldest change first; ended ones too
+		{1, []string{"3.0.1", "1.0.1"}, 3},
+		{2, []string{"1.0.1"}, 3},
+		{3, nil, 3},
+	} {
+		got, modified, _ := snap.AllocChangesOnNode("n1", tt.after)
+		if diff := cmp.Diff(tt.want, allocIDs(got)); diff != "" || modified != tt.wantModified {
+			t.Errorf("changes after %d: modified %d (want %d), allocations (-want +got):\n%s", tt.after, modified, tt.wantModified, diff)
+		}
+	}
+	_, _, watch := snap.AllocChangesOnNode("n1", 3)
+	write(t, s, 4, func(tx *state.WriteTxn) { tx.PutAlloc(testkit.Alloc(9, 2, "n10").Build()) })
+	if closed(watch) {
+		t.Error("watch on n1 fired for a change on n10")
+	}
+	write(t, s, 5, func(tx *state.WriteTxn) { tx.DeleteJob(1) })
+	if !closed(watch) {
+		t.Error("watch on n1 did not fire when an allocation there was deleted")
 	}
 }
