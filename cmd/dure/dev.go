@@ -32,13 +32,16 @@ func devCommand() *cobra.Command {
 		enableDebug           bool
 		supervisor            string
 		queues                string
+		preemptGrace          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a whole cluster in one process: one server and N agents sharing this machine",
 		Long: "dure dev starts one server and N agents in this process, each agent offering an\n" +
 			"equal share of this machine's CPUs and memory. Data lives in a temporary directory\n" +
-			"removed at exit, unless --data is given: then a restart keeps every job and node.",
+			"removed at exit (in memory, on /dev/shm, when that has room and TMPDIR is unset,\n" +
+			"like other schedulers' dev modes), unless --data is given: then a restart keeps\n" +
+			"every job and node.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if agents < 1 || agents > 64 {
@@ -50,7 +53,7 @@ func devCommand() *cobra.Command {
 			}
 			temporary := data == ""
 			if temporary {
-				if data, err = os.MkdirTemp("", "dure-dev-"); err != nil {
+				if data, err = os.MkdirTemp(devTempParent(), "dure-dev-"); err != nil {
 					return err
 				}
 				defer os.RemoveAll(data)
@@ -60,7 +63,7 @@ func devCommand() *cobra.Command {
 			return runDev(ctx, cmd.OutOrStdout(), devOptions{
 				agents: agents, addr: addr, data: data, temporary: temporary, cgroups: cgroups,
 				gpusPerAgent: gpusPerAgent, hbInterval: hbInterval, hbTimeout: hbTimeout, log: log, enableDebug: enableDebug,
-				supervisor: supervisor, queues: queues,
+				supervisor: supervisor, queues: queues, preemptGrace: preemptGrace,
 			})
 		},
 	}
@@ -75,6 +78,7 @@ func devCommand() *cobra.Command {
 	fl.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	fl.BoolVar(&enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the API address")
 	fl.StringVar(&queues, "queues", "", "YAML file of queues (tree, quotas, weights) to create")
+	fl.DurationVar(&preemptGrace, "preempt-grace", server.DefaultPreemptGrace, "time a preempted task has between SIGTERM and SIGKILL to checkpoint")
 	fl.StringVar(&supervisor, "supervisor", exec.SupervisorNode, "how tasks are parented: node (one supervisor daemon per agent) or task (one per task)")
 	return cmd
 }
@@ -88,6 +92,7 @@ type devOptions struct {
 	enableDebug           bool
 	supervisor            string
 	queues                string
+	preemptGrace          time.Duration
 	log                   *slog.Logger
 }
 
@@ -95,7 +100,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	srv, lis, err := startServer(serverFlags{
 		name: "dev-server", data: filepath.Join(o.data, "server"), httpAddr: o.addr, bootstrapExpect: 1,
 		hbInterval: o.hbInterval, hbTimeout: o.hbTimeout, retention: 24 * time.Hour, maxFinished: 100000,
-		enableDebug: o.enableDebug, queues: o.queues, preemption: true, preemptGrace: server.DefaultPreemptGrace,
+		enableDebug: o.enableDebug, queues: o.queues, preemption: true, preemptGrace: o.preemptGrace,
 	}, o.log)
 	if err != nil {
 		return err
@@ -217,3 +222,24 @@ Try it from another terminal:
 Press Ctrl-C to stop.
 `, len(names), url, strings.Join(names, ", "), model.FormatMilliCPU(cpu), model.FormatBytes(mem), dataNote, url, bin, bin, bin, bin)
 }
+
+// devTempParent is where a temporary dev cluster keeps its data: /dev/shm
+// when it is a writable tmpfs with room (the data dies with the process
+// anyway, and a raft fsync or a task directory costs nothing there), else
+// the system's temporary directory. A set TMPDIR always wins.
+func devTempParent() string {
+	const shm, minFree = "/dev/shm", 1 << 30
+	if os.Getenv("TMPDIR") != "" {
+		return ""
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(shm, &st); err != nil || st.Type != tmpfsMagic || st.Bavail*uint64(st.Bsize) < minFree {
+		return ""
+	}
+	if syscall.Access(shm, 2 /* W_OK */) != nil {
+		return ""
+	}
+	return shm
+}
+
+const tmpfsMagic = 0x01021994
