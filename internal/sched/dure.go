@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -30,23 +31,20 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	if depth == 0 {
 		depth = DefaultReservationDepth
 	}
-	ready := []*model.Job{} // not nil: see newFair
-	for _, j := range orderJobs(s.Pending, true) {
-		if pl.gate(j) {
-			ready = append(ready, j)
-		}
-	}
-	d := newDure(pl, ready)
-	d.fair.buildSources(d.tree, ready)
+	d := newDure(pl)
+	ready := d.gather(s.Pending)
+	d.fair.load(s, d.tree, d.queueLevel, pl.history)
+	d.pre = newPreemptor(d, ready)
+	d.fair.buildSources(d.facts, ready)
 	// Preemptors go first until they start: the room their victims free is
 	// theirs. While victims stop, a preemptor's reservation is made before
 	// anyone else's and it chooses no new victims; once they are requeued,
 	// it is placed before anyone else (Allocation.PreemptedBy,
 	// Job.PreemptedBy).
-	for _, j := range ready {
-		if d.pre.waiting[j.ID] != nil {
-			d.consider(j, true)
-			d.pre.served[j.ID] = true
+	for _, fi := range ready {
+		if fa := &d.facts[fi]; fa.waiting {
+			d.consider(fi, true)
+			d.pre.served[fa.id] = true
 		}
 	}
 	reserving := func() bool { return depth < 0 || len(pl.res)-pl.preemptRes < depth }
@@ -54,95 +52,293 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// its queue's nominal quota (as in Kueue): a queue reclaiming what it
 	// lent goes before the borrower, in this pass and after its victims
 	// were requeued. Once a queue's next job borrows, the queue's later
-	// jobs wait behind it, so its own order (priority first) holds.
-	var rest, borrowers, restBorrowers []*model.Job
-	parked := map[*qnode]bool{}
+	// jobs wait behind it (parked), so its own order (priority first)
+	// holds.
+	var rest, borrowers, restBorrowers []int32
 	for {
 		src := d.fair.pick(d.tree)
 		if src == nil {
 			break
 		}
-		j := src.pop()
-		if d.pre.waiting[j.ID] != nil {
+		fi := src.pop(d.facts)
+		fa := &d.facts[fi]
+		if fa.waiting {
 			continue // considered above
 		}
-		if parked[src.q] || d.borrows(j, src.q) {
-			parked[src.q] = true
-			borrowers = append(borrowers, j)
+		if src.q.parked || d.borrows(fa, src.q) {
+			src.q.parked = true
+			borrowers = append(borrowers, fi)
 			continue
 		}
 		if !reserving() {
-			rest = append(rest, j)
+			rest = append(rest, fi)
 			continue
 		}
-		d.consider(j, true)
+		d.consider(fi, true)
 	}
-	for _, j := range borrowers {
+	for _, fi := range borrowers {
 		if !reserving() {
-			restBorrowers = append(restBorrowers, j)
+			restBorrowers = append(restBorrowers, fi)
 			continue
 		}
-		d.consider(j, true)
+		d.consider(fi, true)
 	}
 	// Backfill, jobs that borrow last: by priority; among equals, jobs
 	// expected to run less than τ first, the rest in fair order; the set
 	// that fills the free room best goes first (pack.go).
-	for _, js := range [][]*model.Job{rest, restBorrowers} {
-		for _, j := range d.packFirst(d.backfillOrder(js)) {
-			d.consider(j, false)
+	for _, js := range [][]int32{rest, restBorrowers} {
+		for _, fi := range d.packFirst(d.backfillOrder(js)) {
+			d.consider(fi, false)
 		}
 	}
 	pl.finish()
 	return pl.plan
 }
 
+// jobFacts is what a PolicyDure pass needs to know of one pending job,
+// worked out once (gather): the policy's loops read this flat slice rather
+// than the jobs, which lie scattered in memory, and look nothing up twice.
+type jobFacts struct {
+	j   *model.Job
+	q   *qnode // nil until gather's end for a queue not configured
+	u   *userList
+	run int64 // expected run time (estimator.runFor)
+	// The scheduling order: priority (higher first), submit time in Unix
+	// seconds and nanoseconds, ID.
+	prio int
+	sec  int64
+	nsec int32
+	// dem: the gang's quota demand with no GPU flavor is
+	// dure.dems[dem:dem+len(keyNames)]; gpus: the gang's GPUs, which also
+	// count against a flavored key (needOf).
+	dem  int32
+	id   model.JobID
+	gpus int64
+	want string // the GPU flavor a group asks for by constraint, or ""
+	// key: the base key index of its reason (planner.baseKeyIndex).
+	// shape: for a valid one-group job without topology, the shape of its
+	// tasks with no GPU flavor, and gang its gang size: consider checks
+	// the shape's unfit memo without reading the job.
+	key   int32
+	gang  int32
+	shape *shape
+	// hasGPU: some group uses GPUs; valid: invalidJob is ""; deps: it has
+	// dependencies (gate); throttled: an array element with a throttle;
+	// preempted: others were preempted for it (Job.PreemptedBy);
+	// waiting: it is in preemptor.waiting.
+	hasGPU, valid, deps, throttled, preempted, waiting bool
+}
+
+// gather works out the facts of the pending jobs, reading them in the
+// order given (the order they lie in memory, mostly), and returns the
+// jobs that pass the gate, in scheduling order (orderJobs), as indices in
+// d.facts.
+func (d *dure) gather(pending []*model.Job) []int32 {
+	pl, t := d.pl, d.tree
+	nk := int32(len(t.keyNames))
+	d.facts = make([]jobFacts, 0, len(pending))
+	d.dems = make(demand, 0, len(pending)*int(nk))
+	var lastName string
+	var lastQ *qnode
+	var lastU *userList
+	for _, j := range pending {
+		if j == nil {
+			continue
+		}
+		fa := jobFacts{j: j, id: j.ID, prio: j.Priority, sec: j.SubmitTime.Unix(), nsec: int32(j.SubmitTime.Nanosecond()),
+			valid: invalidJob(j) == "", deps: len(j.Dependencies) > 0, throttled: j.ArrayParent != 0 && j.ArrayThrottle > 0,
+			preempted: j.PreemptedBy != 0 && j.PreemptedBy != j.ID}
+		qname := j.Queue
+		if qname == "" {
+			qname = model.DefaultQueue
+		}
+		if lastU == nil || qname != lastName || j.Owner != lastU.owner {
+			if qname != lastName || lastU == nil {
+				lastQ = t.byName[qname] // nil: made in scheduling order below
+			}
+			lastName = qname
+			lastU = d.fair.user(qname, j.Owner)
+			if !lastU.recentSet {
+				lastU.recent, lastU.recentSet = pl.est.recentOf(j.Owner), true
+			}
+		}
+		fa.q, fa.u = lastQ, lastU
+		fa.run = predictedFrom(lastU.recent, pl.est.walltime(j))
+		fa.dem = int32(len(d.dems))
+		d.dems = append(d.dems, make(demand, nk)...)
+		dem := d.dems[fa.dem : fa.dem+nk]
+		left0 := j.GangSize()
+		left := left0
+		for gi := range j.Groups {
+			g := &j.Groups[gi]
+			n := int64(min(g.Count, left))
+			left -= int(n)
+			t.demandOf(&g.Resources, n, nil, dem)
+			if g.Resources.GPUs > 0 {
+				fa.hasGPU = true
+				fa.gpus += g.Resources.GPUs * n
+				if f := g.Constraints[gpuFlavorLabel]; f != "" {
+					fa.want = f
+				}
+			}
+		}
+		fa.key = -1
+		if fa.valid && len(j.Groups) == 1 {
+			g := &j.Groups[0]
+			spread := j.Placement == model.PlacementSpread
+			s := pl.p.shapeFor(g, "", false)
+			fa.key = pl.keyIndex(baseKey{s: s, name: g.Name, count: g.Count, gang: left0, topology: j.Topology, spread: spread}, j)
+			if j.Topology == "" {
+				if spread {
+					s = pl.p.shapeFor(g, "", true)
+				}
+				fa.shape, fa.gang = s, int32(left0)
+			}
+		}
+		d.facts = append(d.facts, fa)
+	}
+	// Sort flat keys without pointers, then dedupe (a job listed twice
+	// keeps its first place) and gate.
+	type entry struct {
+		prio int
+		sec  int64
+		nsec int32
+		pos  int32
+		id   model.JobID
+	}
+	es := make([]entry, len(d.facts))
+	for i := range d.facts {
+		fa := &d.facts[i]
+		es[i] = entry{fa.prio, fa.sec, fa.nsec, int32(i), fa.id}
+	}
+	slices.SortFunc(es, func(a, b entry) int {
+		switch {
+		case a.prio != b.prio:
+			return cmp.Compare(b.prio, a.prio) // higher first
+		case a.sec != b.sec:
+			return cmp.Compare(a.sec, b.sec)
+		case a.nsec != b.nsec:
+			return cmp.Compare(a.nsec, b.nsec)
+		case a.id != b.id:
+			return cmp.Compare(a.id, b.id)
+		}
+		return cmp.Compare(a.pos, b.pos)
+	})
+	seen := newIDSet(es, func(e entry) model.JobID { return e.id })
+	ready := make([]int32, 0, len(es))
+	queues := 0
+	for _, e := range es {
+		if !seen.add(e.id) {
+			continue
+		}
+		fa := &d.facts[e.pos]
+		if fa.deps && !pl.gate(fa.j) {
+			continue
+		}
+		// Queues not configured get their nodes in scheduling order, as
+		// they always have (the order of roots breaks ties in pick).
+		if fa.q == nil {
+			fa.q = t.node(fa.j.Queue)
+		}
+		if !fa.q.hasReady {
+			fa.q.hasReady = true
+			queues++
+		}
+		ready = append(ready, e.pos)
+	}
+	// Queue-level usage matters only when queues compete.
+	d.queueLevel = queues > 1
+	return ready
+}
+
+// gpuFlavorLabel is FlavorLabel("gpu").
+const gpuFlavorLabel = "gpu.model"
+
 // backfillOrder sorts jobs by priority; among equal priorities, jobs
 // expected to run less than τ (boundedSlowdownFloor) come first, shortest
 // first, and the others keep their (fair) order. Very short jobs cost
 // almost nothing to start and are the ones whose bounded slowdown waiting
 // hurts most; the others keep the order that does not change with time,
-// so backfill does not starve long jobs either.
-func (d *dure) backfillOrder(jobs []*model.Job) []*model.Job {
-	type keyed struct {
-		j   *model.Job
-		run int64 // expected run, or τ for all that run at least τ
+// so backfill does not starve long jobs either. It is a stable sort by
+// (priority, min(run, τ)): a counting sort by priority, then the short
+// jobs of each priority moved to its front.
+func (d *dure) backfillOrder(jobs []int32) []int32 {
+	if len(jobs) == 0 {
+		return jobs
 	}
-	ks := make([]keyed, len(jobs))
-	for i, j := range jobs {
-		ks[i] = keyed{j, min(d.pl.est.runFor(j), boundedSlowdownFloor)}
-	}
-	slices.SortStableFunc(ks, func(a, b keyed) int {
-		if a.j.Priority != b.j.Priority {
-			return b.j.Priority - a.j.Priority
+	facts := d.facts
+	count := map[int]int{}
+	last, lastN := facts[jobs[0]].prio, 0
+	for _, fi := range jobs {
+		if p := facts[fi].prio; p == last {
+			lastN++
+		} else {
+			count[last] += lastN
+			last, lastN = p, 1
 		}
-		return cmpInt64(a.run, b.run)
-	})
-	out := make([]*model.Job, len(ks))
-	for i := range ks {
-		out[i] = ks[i].j
+	}
+	count[last] += lastN
+	levels := make([]int, 0, len(count))
+	for p := range count {
+		levels = append(levels, p)
+	}
+	slices.Sort(levels)
+	slices.Reverse(levels) // higher first
+	next := make(map[int]int, len(levels))
+	at := 0
+	for _, p := range levels {
+		next[p] = at
+		at += count[p]
+	}
+	out := make([]int32, len(jobs))
+	if len(levels) == 1 {
+		copy(out, jobs)
+	} else {
+		for _, fi := range jobs {
+			p := facts[fi].prio
+			out[next[p]] = fi
+			next[p]++
+		}
+	}
+	var short, long []int32
+	at = 0
+	for _, p := range levels {
+		seg := out[at : at+count[p]]
+		at += count[p]
+		short, long = short[:0], long[:0]
+		for _, fi := range seg {
+			if facts[fi].run < boundedSlowdownFloor {
+				short = append(short, fi)
+			} else {
+				long = append(long, fi)
+			}
+		}
+		if len(short) == 0 {
+			continue
+		}
+		slices.SortStableFunc(short, func(a, b int32) int { return cmpInt64(facts[a].run, facts[b].run) })
+		copy(seg, short)
+		copy(seg[len(short):], long)
 	}
 	return out
 }
 
-// borrows reports whether j would take its queue above its own nominal
-// quota of a key the queue's tree governs, whatever GPU flavor it gets (a
-// queue without a quota for a governed key borrows all it uses). A root
-// queue never borrows: it has no one to borrow from.
-func (d *dure) borrows(j *model.Job, q *qnode) bool {
-	if len(d.tree.keys) == 0 || q.parent == nil {
+// borrows reports whether the job would take its queue q above its own
+// nominal quota of a key the queue's tree governs, whatever GPU flavor it
+// gets (a queue without a quota for a governed key borrows all it uses). A
+// root queue never borrows: it has no one to borrow from.
+func (d *dure) borrows(fa *jobFacts, q *qnode) bool {
+	if len(d.tree.keyNames) == 0 || q.parent == nil {
 		return false
 	}
-	root := q
-	for root.parent != nil {
-		root = root.parent
-	}
-	for _, f := range d.flavorsFor(j, q) {
+	root := q.root
+	for _, f := range d.flavorsOf(fa) {
 		over := false
-		for k, x := range d.gangDemand(j, f) {
-			if x <= 0 || root.res[k] == nil {
+		for k, x := range d.needOf(fa, f, d.borrowBuf) {
+			if x <= 0 || root.rs[k] == nil {
 				continue
 			}
-			if r := q.res[k]; r == nil || r.used+x > r.effN {
+			if r := q.rs[k]; r == nil || r.used+x > r.effN {
 				over = true
 				break
 			}
@@ -162,31 +358,36 @@ type dure struct {
 	arrays   *arrays
 	preempts int // preemption attempts so far
 	pre      *preemptor
-	nodes    map[string]*model.Node // every node by name (schedulable first)
+	// nodes: every node by name (schedulable first); built on first use
+	// (nodeNamed), since only flavored quotas need it.
+	nodes map[string]*model.Node
+	// facts: the pending jobs (gather); dems holds their demands.
+	facts      []jobFacts
+	dems       demand
+	queueLevel bool // more than one queue has jobs ready
+	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
+	needBuf, borrowBuf, actBuf demand
+	roomy                      []string
+	wanted                     map[string][]string
+	quotaWraps                 map[string]func(model.Reason) model.Reason
 }
 
-func newDure(pl *planner, pending []*model.Job) *dure {
+func newDure(pl *planner) *dure {
 	d := &dure{pl: pl, tree: newQueueTree(pl.queues), arrays: newArrays(pl.s.Allocs)}
+	d.needBuf, d.borrowBuf, d.actBuf = d.tree.newDemand(), d.tree.newDemand(), d.tree.newDemand()
 	// Quota usage of live allocations, wherever they run (not of those being
 	// stopped: their preemptor counts instead).
-	nodes := make(map[string]*model.Node, len(pl.s.Nodes))
-	for _, n := range pl.s.Nodes {
-		if n != nil {
-			if o, dup := nodes[n.Name]; !dup || n.Schedulable() && !o.Schedulable() {
-				nodes[n.Name] = n
+	if len(d.tree.keyNames) > 0 {
+		dem := d.tree.newDemand()
+		for _, a := range pl.s.Allocs {
+			// A job being stopped no longer counts.
+			if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop {
+				continue
 			}
+			clear(dem)
+			d.tree.demandOf(&a.Resources, 1, d.nodeNamed(a.Node), dem)
+			d.tree.charge(d.tree.node(a.Queue), dem, 1)
 		}
-	}
-	d.nodes = nodes
-	dem := demand{}
-	for _, a := range pl.s.Allocs {
-		// A job being stopped no longer counts.
-		if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop || len(d.tree.keys) == 0 {
-			continue
-		}
-		clear(dem)
-		d.tree.demandOf(&a.Resources, 1, nodes[a.Node], dem)
-		d.tree.charge(d.tree.node(a.Queue), dem, 1)
 	}
 	var capacity usage
 	for i := range pl.p.nodes {
@@ -195,35 +396,58 @@ func newDure(pl *planner, pending []*model.Job) *dure {
 		capacity[1] += float64(nd.capMem)
 		capacity[2] += float64(nd.capGPU)
 	}
-	d.fair = newFair(pl.s, pl.nowN, pl.cfg, d.tree, capacity, pending, pl.history)
-	d.pre = newPreemptor(d, pending)
+	d.fair = newFairState(pl.nowN, pl.cfg, capacity)
 	return d
+}
+
+// nodeNamed returns the node of that name (a schedulable one first), or
+// nil when no quota is flavored: demandOf then never looks at nodes.
+func (d *dure) nodeNamed(name string) *model.Node {
+	if len(d.tree.flavored) == 0 {
+		return nil
+	}
+	if d.nodes == nil {
+		d.nodes = make(map[string]*model.Node, len(d.pl.s.Nodes))
+		for _, n := range d.pl.s.Nodes {
+			if n != nil {
+				if o, dup := d.nodes[n.Name]; !dup || n.Schedulable() && !o.Schedulable() {
+					d.nodes[n.Name] = n
+				}
+			}
+		}
+	}
+	return d.nodes[name]
 }
 
 // maxPreemptAttempts bounds the jobs per pass that look for victims (the
 // first ones in fair order that cannot start).
 const maxPreemptAttempts = 8
 
-// consider tries to start j now; failing that, in the main phase, to make
-// room by preemption or to reserve its start.
-func (d *dure) consider(j *model.Job, main bool) {
+// consider tries to start the job facts[fi] now; failing that, in the
+// main phase, to make room by preemption or to reserve its start.
+func (d *dure) consider(fi int32, main bool) {
 	pl := d.pl
-	if invalidJob(j) != "" {
-		pl.leave(j, nil)
+	fa := &d.facts[fi]
+	j := fa.j
+	if fa.valid && fa.throttled {
+		if why := d.arrays.throttled(j); why != "" {
+			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
+			return
+		}
+	}
+	leave := func(wrap func(model.Reason) model.Reason) { pl.leaveAs(j, fa.id, fa.key, wrap) }
+	if !fa.valid {
+		leave(nil)
 		return
 	}
-	if why := d.arrays.throttled(j); why != "" {
-		pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
-		return
-	}
-	q := d.tree.node(j.Queue)
-	w := pl.est.runFor(j)
-	flavors := d.flavorsFor(j, q)
+	q := fa.q
+	w := fa.run
+	flavors := d.flavorsOf(fa)
 	var quotaMsg string
 	var blocker model.JobID
-	var roomy []string // flavors with quota room
+	roomy := d.roomy[:0] // flavors with quota room
 	for _, f := range flavors {
-		need := d.gangDemand(j, f)
+		need := d.needOf(fa, f, d.needBuf)
 		if ok, k := d.tree.admits(q, need); !ok {
 			if quotaMsg == "" {
 				quotaMsg = d.tree.blockMessage(q, k, need[k])
@@ -231,7 +455,14 @@ func (d *dure) consider(j *model.Job, main bool) {
 			continue
 		}
 		roomy = append(roomy, f)
-		k, b := pl.place(j, placeOpts{flavor: f}, w)
+		var k int
+		var b model.JobID
+		if s := fa.shape; s != nil && (f == "" || !fa.hasGPU) && !pl.p.noMemo && s.unfit >= 0 && int(fa.gang) > s.unfit {
+			// tryJob's memo: as many tasks of this shape did not fit
+			// earlier in the pass, and room only shrinks.
+		} else {
+			k, b = pl.place(j, placeOpts{flavor: f}, w)
+		}
 		if k == 0 {
 			if blocker == 0 {
 				blocker = b
@@ -246,21 +477,25 @@ func (d *dure) consider(j *model.Job, main bool) {
 			}
 			continue
 		}
-		d.start(j, q, actual, w)
+		d.start(fa, actual, w)
 		return
 	}
+	d.roomy = roomy
 	// While jobs are being stopped for it, it keeps their room; it
 	// chooses no new victims before they have stopped, even if it would
 	// not fit then (the cluster changed, or another preemptor came first):
 	// then it goes first and may choose again.
-	leave := pl.leave
-	if e := d.pre.waiting[j.ID]; e != nil && len(e.stopping) > 0 {
+	var e *earmark
+	if fa.waiting {
+		e = d.pre.waiting[j.ID]
+	}
+	if e != nil && len(e.stopping) > 0 {
 		if d.pre.wait(j, q, flavors, w, e.stopping) {
 			return
 		}
 		note := "; " + d.pre.waitMessage(e.stopping) + ", which will not be enough"
-		leave = func(j *model.Job, wrap func(model.Reason) model.Reason) {
-			pl.leave(j, func(base model.Reason) model.Reason {
+		leave = func(wrap func(model.Reason) model.Reason) {
+			pl.leaveAs(j, fa.id, fa.key, func(base model.Reason) model.Reason {
 				if wrap != nil {
 					base = wrap(base)
 				}
@@ -274,9 +509,7 @@ func (d *dure) consider(j *model.Job, main bool) {
 		}
 	}
 	if len(roomy) == 0 {
-		leave(j, func(model.Reason) model.Reason {
-			return model.Reason{Code: model.ReasonQuota, Message: quotaMsg}
-		})
+		leave(d.quotaWrap(quotaMsg))
 		return
 	}
 	depth := pl.cfg.ReservationDepth
@@ -291,42 +524,71 @@ func (d *dure) consider(j *model.Job, main bool) {
 				// rather than what the final state's free room suggests.
 				wrap = func(base model.Reason) model.Reason { return pl.reservedWrap(r)(blocked(base)) }
 			}
-			leave(j, wrap)
+			leave(wrap)
 			return
 		}
 	}
-	leave(j, pl.blockedWrap(blocker))
+	leave(pl.blockedWrap(blocker))
 }
 
-// flavorsFor lists the GPU flavors to try for j, in order; [""] means any
-// node.
-func (d *dure) flavorsFor(j *model.Job, q *qnode) []string {
-	gpus := false
-	want := ""
-	for gi := range j.Groups {
-		if j.Groups[gi].Resources.GPUs > 0 {
-			gpus = true
-			if f := j.Groups[gi].Constraints[FlavorLabel("gpu")]; f != "" {
-				want = f
-			}
-		}
+// quotaWrap is the reason of jobs left for want of quota: one function per
+// message (thousands of jobs in a queue at its quota share a few).
+func (d *dure) quotaWrap(msg string) func(model.Reason) model.Reason {
+	if w, ok := d.quotaWraps[msg]; ok {
+		return w
 	}
-	fs := d.tree.gpuFlavors(q)
-	if !gpus || len(fs) == 0 {
-		return []string{""}
+	w := func(model.Reason) model.Reason { return model.Reason{Code: model.ReasonQuota, Message: msg} }
+	if d.quotaWraps == nil {
+		d.quotaWraps = map[string]func(model.Reason) model.Reason{}
 	}
-	if want != "" {
-		if slices.Contains(fs, want) {
-			return []string{want}
+	d.quotaWraps[msg] = w
+	return w
+}
+
+// anyFlavor is the flavor list of a job that may use any node.
+var anyFlavor = []string{""}
+
+// flavorsOf lists the GPU flavors to try for a job, in order; [""] means
+// any node. The lists are shared: callers must not change them.
+func (d *dure) flavorsOf(fa *jobFacts) []string {
+	if !fa.hasGPU {
+		return anyFlavor
+	}
+	fs := d.tree.gpuFlavors(fa.q)
+	if len(fs) == 0 {
+		return anyFlavor
+	}
+	if fa.want != "" {
+		// Also when the queue has no quota for it: admits() says so.
+		if w, ok := d.wanted[fa.want]; ok {
+			return w
 		}
-		return []string{want} // not in the queue's quotas: admits() says so
+		if d.wanted == nil {
+			d.wanted = map[string][]string{}
+		}
+		w := []string{fa.want}
+		d.wanted[fa.want] = w
+		return w
 	}
 	return fs
 }
 
-// gangDemand is the quota demand of j's gang with GPUs of flavor f.
+// needOf is the quota demand of a job's gang with GPUs of flavor f, in buf.
+func (d *dure) needOf(fa *jobFacts, f string, buf demand) demand {
+	nk := int32(len(d.tree.keyNames))
+	copy(buf, d.dems[fa.dem:fa.dem+nk])
+	if f != "" && fa.hasGPU {
+		if k, ok := d.tree.keyIdx["gpu/"+f]; ok {
+			buf[k] += fa.gpus
+		}
+	}
+	return buf
+}
+
+// gangDemand is the quota demand of j's gang with GPUs of flavor f, in a
+// new demand (needOf's arithmetic, for preemption's what-ifs).
 func (d *dure) gangDemand(j *model.Job, f string) demand {
-	dem := demand{}
+	dem := d.tree.newDemand()
 	left := j.GangSize()
 	for gi := range j.Groups {
 		g := &j.Groups[gi]
@@ -334,15 +596,19 @@ func (d *dure) gangDemand(j *model.Job, f string) demand {
 		left -= int(n)
 		d.tree.demandOf(&g.Resources, n, nil, dem)
 		if f != "" && g.Resources.GPUs > 0 {
-			dem["gpu/"+f] += g.Resources.GPUs * n
+			if k, ok := d.tree.keyIdx["gpu/"+f]; ok {
+				dem[k] += g.Resources.GPUs * n
+			}
 		}
 	}
 	return dem
 }
 
-// tentDemand is the quota demand of the tentative placement, node by node.
+// tentDemand is the quota demand of the tentative placement, node by node
+// (in a buffer reused by the next call).
 func (d *dure) tentDemand() demand {
-	dem := demand{}
+	dem := d.actBuf
+	clear(dem)
 	p := d.pl.p
 	for _, tp := range p.tent {
 		d.tree.demandOf(&tp.shape.req, 1, p.nodes[tp.node].node, dem)
@@ -350,8 +616,8 @@ func (d *dure) tentDemand() demand {
 	return dem
 }
 
-// start commits j's tentative placement and accounts for it.
-func (d *dure) start(j *model.Job, q *qnode, dem demand, w int64) {
+// start commits the job's tentative placement and accounts for it.
+func (d *dure) start(fa *jobFacts, dem demand, w int64) {
 	var u usage
 	for _, tp := range d.pl.p.tent {
 		x := usageOf(&tp.shape.req, 1)
@@ -359,9 +625,10 @@ func (d *dure) start(j *model.Job, q *qnode, dem demand, w int64) {
 			u[r] += x[r]
 		}
 	}
+	j := fa.j
 	d.pl.commit(j, w)
-	d.tree.charge(q, dem, 1)
-	d.fair.started(q, j.Owner, &u)
+	d.tree.charge(fa.q, dem, 1)
+	d.fair.started(fa.q, fa.u, &u)
 	if j.ArrayParent != 0 {
 		d.arrays.add(j.ArrayParent, j.ID)
 	}

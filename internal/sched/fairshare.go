@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"container/heap"
 	"math"
 
 	"github.com/durehq/dure/internal/model"
@@ -102,39 +101,105 @@ type source struct {
 type userList struct {
 	owner    string
 	queue    string
-	jobs     []*model.Job
+	jobs     []int32 // in dure.facts, in scheduling order
 	next     int
 	cur, dec usage
 	share    float64
-	idx      int // in the source's heap
+	idx      int     // in the source's heap
+	src      *source // the source it is filed under
+	// recent: the owner's recent run times (predictions), looked up once
+	// (recentSet).
+	recent    *recentRuns
+	recentSet bool
+	// The next job's order: priority, submit time (Unix seconds and
+	// nanoseconds) and ID, copied from its facts.
+	prio int
+	sec  int64
+	nsec int32
+	id   model.JobID
+}
+
+// setHead copies the order of the owner's next job.
+func (u *userList) setHead(facts []jobFacts) {
+	fa := &facts[u.jobs[u.next]]
+	u.prio, u.sec, u.nsec, u.id = fa.prio, fa.sec, fa.nsec, fa.id
 }
 
 // userHeap orders a queue's owners by their next job: priority first, then
-// the owner's share, then submit time and ID.
+// the owner's share, then submit time and ID. The order is total (IDs are
+// unique), so the top does not depend on how the heap got there.
 type userHeap []*userList
 
-func (h userHeap) Len() int { return len(h) }
-func (h userHeap) Less(a, b int) bool {
+func (h userHeap) less(a, b int) bool {
 	x, y := h[a], h[b]
-	jx, jy := x.jobs[x.next], y.jobs[y.next]
 	switch {
-	case jx.Priority != jy.Priority:
-		return jx.Priority > jy.Priority
+	case x.prio != y.prio:
+		return x.prio > y.prio
 	case x.share != y.share:
 		return x.share < y.share
-	case !jx.SubmitTime.Equal(jy.SubmitTime):
-		return jx.SubmitTime.Before(jy.SubmitTime)
+	case x.sec != y.sec:
+		return x.sec < y.sec
+	case x.nsec != y.nsec:
+		return x.nsec < y.nsec
 	}
-	return jx.ID < jy.ID
+	return x.id < y.id
 }
-func (h userHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a]; h[a].idx = a; h[b].idx = b }
-func (h *userHeap) Push(x any)   { u := x.(*userList); u.idx = len(*h); *h = append(*h, u) }
-func (h *userHeap) Pop() any {
+
+func (h userHeap) swap(a, b int) { h[a], h[b] = h[b], h[a]; h[a].idx = a; h[b].idx = b }
+
+func (h *userHeap) push(u *userList) {
+	u.idx = len(*h)
+	*h = append(*h, u)
+	h.up(u.idx)
+}
+
+// popTop removes the top owner.
+func (h *userHeap) popTop() {
 	old := *h
-	u := old[len(old)-1]
-	u.idx = -1
-	*h = old[:len(old)-1]
-	return u
+	n := len(old) - 1
+	old.swap(0, n)
+	old[n].idx = -1
+	*h = old[:n]
+	h.down(0)
+}
+
+// fix restores the order after the owner at i changed.
+func (h userHeap) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h userHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.swap(i, p)
+		i = p
+	}
+}
+
+// down sifts i down and reports whether it moved.
+func (h userHeap) down(i0 int) bool {
+	i, n := i0, len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			break
+		}
+		h.swap(i, m)
+		i = m
+	}
+	return i > i0
 }
 
 // newFair computes decayed usage from history and live allocations. Only
@@ -143,15 +208,26 @@ func (h *userHeap) Pop() any {
 // jobs (the history window may be long). pending == nil asks for every
 // queue's usage (Queues).
 func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage, pending []*model.Job, order historyOrder) *fair {
-	f := &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
+	f := newFairState(now, cfg, capacity)
 	queues := map[string]bool{}
 	for _, j := range pending {
 		q := tree.node(j.Queue)
 		queues[q.name] = true
-		f.user(q, j.Owner)
+		f.user(q.name, j.Owner)
 	}
-	queueLevel := len(queues) > 1 || pending == nil // nil: report every queue
-	owners := map[string][]*userList{}              // an owner's lists, one per queue
+	f.load(s, tree, len(queues) > 1 || pending == nil, order) // nil: report every queue
+	return f
+}
+
+func newFairState(now int64, cfg Config, capacity usage) *fair {
+	return &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
+}
+
+// load adds the usage of history and live allocations to the queues (when
+// queueLevel) and to the owners f has lists for.
+func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order historyOrder) {
+	now := f.now
+	owners := map[string][]*userList{} // an owner's lists, one per queue
 	for k, u := range f.users {
 		u.queue = k.queue
 		owners[k.owner] = append(owners[k.owner], u)
@@ -198,7 +274,10 @@ func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage
 			continue
 		}
 		q := tree.node(a.Queue)
-		u := f.users[userKey{q.name, a.Owner}]
+		var u *userList
+		if len(f.users) > 0 {
+			u = f.users[userKey{q.name, a.Owner}]
+		}
 		start := now
 		if !a.StartedAt.IsZero() {
 			start = min(a.StartedAt.UnixNano(), now)
@@ -208,11 +287,12 @@ func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage
 		c := usageOf(&a.Resources, 1)
 		f.addCur(q, u, &c)
 	}
-	return f
 }
 
-func (f *fair) user(q *qnode, owner string) *userList {
-	k := userKey{q.name, owner}
+// user returns the list of owner's jobs in the queue named qname, creating
+// it.
+func (f *fair) user(qname, owner string) *userList {
+	k := userKey{qname, owner}
 	u := f.users[k]
 	if u == nil {
 		u = &userList{owner: owner, idx: -1}
@@ -229,6 +309,7 @@ func (f *fair) addDec(q *qnode, u *userList, queues bool, d *usage) {
 			for r := 0; r < 3; r++ {
 				n.dec[r] += d[r]
 			}
+			n.shareOK = false
 		}
 	}
 	if u != nil {
@@ -245,6 +326,7 @@ func (f *fair) addCur(q *qnode, u *userList, d *usage) {
 		for r := 0; r < 3; r++ {
 			n.cur[r] += d[r]
 		}
+		n.shareOK = false
 	}
 	if u != nil {
 		for r := 0; r < 3; r++ {
@@ -254,35 +336,39 @@ func (f *fair) addCur(q *qnode, u *userList, d *usage) {
 	}
 }
 
-// queueShare is a queue's share of the cluster, weighted.
+// queueShare is a queue's share of the cluster, weighted (cached until its
+// usage changes: pick compares shares for every job).
 func (f *fair) queueShare(n *qnode) float64 {
-	return shareOf(&n.cur, &n.dec, &f.capacity, n.weight)
+	if !n.shareOK {
+		n.share, n.shareOK = shareOf(&n.cur, &n.dec, &f.capacity, n.weight), true
+	}
+	return n.share
 }
 
-// buildSources files the jobs under their queues and owners, in order.
-func (f *fair) buildSources(tree *queueTree, jobs []*model.Job) {
-	byUser := map[*userList]*source{}
+// buildSources files the jobs (indices in facts, in scheduling order)
+// under their queues and owners.
+func (f *fair) buildSources(facts []jobFacts, jobs []int32) {
 	var lists []*userList
-	for _, j := range jobs {
-		q := tree.node(j.Queue)
+	for _, fi := range jobs {
+		fa := &facts[fi]
+		q, u := fa.q, fa.u
 		if q.src == nil {
 			q.src = &source{q: q}
 		}
-		u := f.user(q, j.Owner)
-		if _, ok := byUser[u]; !ok {
-			byUser[u] = q.src
+		if u.src == nil {
+			u.src = q.src
 			lists = append(lists, u)
 		}
-		u.jobs = append(u.jobs, j)
+		u.jobs = append(u.jobs, fi)
 		q.src.left++
 		for n := q; n != nil; n = n.parent {
 			n.pending++
 		}
 	}
 	for _, u := range lists {
-		// jobs arrive in scheduling order (priority, submit time, ID).
 		u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
-		heap.Push(&byUser[u].users, u)
+		u.setHead(facts)
+		u.src.users.push(u)
 	}
 }
 
@@ -324,29 +410,30 @@ func (f *fair) ownShare(n *qnode) float64 {
 	return shareOf(&cur, &dec, &f.capacity, 1)
 }
 
-// pop takes the next job of a source.
-func (src *source) pop() *model.Job {
+// pop takes the next job of a source (its index in facts).
+func (src *source) pop(facts []jobFacts) int32 {
 	u := src.users[0]
-	j := u.jobs[u.next]
+	fi := u.jobs[u.next]
 	u.next++
 	src.left--
 	for n := src.q; n != nil; n = n.parent {
 		n.pending--
 	}
 	if u.next == len(u.jobs) {
-		heap.Pop(&src.users)
+		src.users.popTop()
 	} else {
-		heap.Fix(&src.users, 0)
+		u.setHead(facts)
+		src.users.fix(0)
 	}
-	return j
+	return fi
 }
 
-// started records that a job of q's owner started holding r in total.
-func (f *fair) started(q *qnode, owner string, r *usage) {
-	u := f.users[userKey{q.name, owner}]
+// started records that a job of owner u in queue q started holding r in
+// total.
+func (f *fair) started(q *qnode, u *userList, r *usage) {
 	f.addCur(q, u, r)
 	if q.src != nil && u.idx >= 0 && u.idx < len(q.src.users) && q.src.users[u.idx] == u {
-		heap.Fix(&q.src.users, u.idx)
+		q.src.users.fix(u.idx)
 	}
 }
 

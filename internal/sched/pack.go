@@ -1,9 +1,5 @@
 package sched
 
-import (
-	"github.com/durehq/dure/internal/model"
-)
-
 // Packing lookahead (PolicyDure's backfill phase), after Shmueli and
 // Feitelson's LOS ("Backfilling with lookahead to optimize the packing of
 // parallel jobs", JPDC 2005). Greedy backfill in priority order takes the
@@ -30,14 +26,14 @@ const packLookahead = 50
 const packUnits = 512
 
 // packFirst returns the candidates with the best-filling set first.
-func (d *dure) packFirst(order []*model.Job) []*model.Job {
+func (d *dure) packFirst(order []int32) []int32 {
 	if len(order) < 2 {
 		return order
 	}
 	pl := d.pl
 	gpus := 0
-	for _, j := range order[:min(len(order), packLookahead)] {
-		if gangNeed(j).gpu > 0 {
+	for _, fi := range order[:min(len(order), packLookahead)] {
+		if gangNeed(d.facts[fi].j).gpu > 0 {
 			gpus++
 		}
 	}
@@ -62,8 +58,8 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 	// Count in the largest unit that divides the free room and the sizes
 	// (whole cores, usually), times what keeps the capacity in packUnits.
 	g := free
-	for _, j := range order[:min(len(order), 4*packLookahead)] {
-		need := gangNeed(j)
+	for _, fi := range order[:min(len(order), 4*packLookahead)] {
+		need := gangNeed(d.facts[fi].j)
 		if x := dim(&need); x > 0 {
 			g = gcd(g, x)
 		}
@@ -77,16 +73,16 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 		size int64
 	}
 	var long, short []item
-	for i, j := range order {
+	for i, fi := range order {
 		if len(long)+len(short) == packLookahead {
 			break
 		}
-		need := gangNeed(j)
+		need := gangNeed(d.facts[fi].j)
 		size := (dim(&need) + unit - 1) / unit
 		if size <= 0 || size > capAll {
 			continue
 		}
-		if pl.tl.acquireIn(pl.nowN, pl.nowN+pl.est.runFor(j)) {
+		if pl.tl.acquireIn(pl.nowN, pl.nowN+d.facts[fi].run) {
 			if size <= capLong {
 				long = append(long, item{i, size})
 			}
@@ -106,15 +102,15 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 	knapsack(len(short), func(k int) int64 { return short[k].size }, capAll-used, func(k int) {
 		chosen[short[k].at] = true
 	})
-	out := make([]*model.Job, 0, len(order))
-	for i, j := range order {
+	out := make([]int32, 0, len(order))
+	for i, fi := range order {
 		if chosen[i] {
-			out = append(out, j)
+			out = append(out, fi)
 		}
 	}
-	for i, j := range order {
+	for i, fi := range order {
 		if !chosen[i] {
-			out = append(out, j)
+			out = append(out, fi)
 		}
 	}
 	return out

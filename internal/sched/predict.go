@@ -105,10 +105,21 @@ func (e *estimator) queueDefault(queue string) int64 {
 // there is no history, predictions are off, or the owner is anonymous ("":
 // jobs of unknown users share no history).
 func (e *estimator) predicted(owner string, w int64) int64 {
+	return predictedFrom(e.recentOf(owner), w)
+}
+
+// recentOf is what predictions know of owner: nil for nothing (no
+// history, predictions off, or anonymous).
+func (e *estimator) recentOf(owner string) *recentRuns {
 	if !e.predict || owner == "" {
-		return w
+		return nil
 	}
-	r := e.recent[owner]
+	return e.recent[owner]
+}
+
+// predictedFrom is the average of an owner's recent run times r, capped
+// at w; w without any.
+func predictedFrom(r *recentRuns, w int64) int64 {
 	if r == nil || r.n == 0 {
 		return w
 	}

@@ -55,9 +55,9 @@ type victim struct {
 // demand is the victim's quota demand, summed on first use.
 func (pr *preemptor) demand(v *victim) demand {
 	if v.dem == nil {
-		v.dem = demand{}
+		v.dem = pr.d.tree.newDemand()
 		for _, a := range v.allocs {
-			pr.d.tree.demandOf(&a.Resources, 1, pr.d.nodes[a.Node], v.dem)
+			pr.d.tree.demandOf(&a.Resources, 1, pr.d.nodeNamed(a.Node), v.dem)
 		}
 	}
 	return v.dem
@@ -92,11 +92,29 @@ type earmark struct {
 	requeued []model.JobID
 }
 
-func newPreemptor(d *dure, pending []*model.Job) *preemptor {
+func newPreemptor(d *dure, ready []int32) *preemptor {
 	pr := &preemptor{d: d, claimed: map[model.JobID]bool{}, waiting: map[model.JobID]*earmark{}, served: map[model.JobID]bool{}}
-	ids := make(map[model.JobID]bool, len(pending))
-	for _, j := range pending {
-		ids[j.ID] = true
+	// Earmarks come from jobs preempted for others, requeued or stopping:
+	// most passes have none, and need no set of the pending IDs.
+	some := false
+	for _, fi := range ready {
+		if d.facts[fi].preempted {
+			some = true
+			break
+		}
+	}
+	for _, a := range d.pl.s.Allocs {
+		if some {
+			break
+		}
+		some = a != nil && !a.Status.Terminal() && a.Desired == model.DesiredStop
+	}
+	if !some {
+		return pr
+	}
+	ids := make(map[model.JobID]bool, len(ready))
+	for _, fi := range ready {
+		ids[d.facts[fi].id] = true
 	}
 	mark := func(p model.JobID) *earmark {
 		e := pr.waiting[p]
@@ -106,8 +124,8 @@ func newPreemptor(d *dure, pending []*model.Job) *preemptor {
 		}
 		return e
 	}
-	for _, j := range pending {
-		if j.PreemptedBy != 0 && j.PreemptedBy != j.ID && ids[j.PreemptedBy] {
+	for _, fi := range ready {
+		if j := d.facts[fi].j; j.PreemptedBy != 0 && j.PreemptedBy != j.ID && ids[j.PreemptedBy] {
 			e := mark(j.PreemptedBy)
 			e.requeued = append(e.requeued, j.ID)
 		}
@@ -122,6 +140,13 @@ func newPreemptor(d *dure, pending []*model.Job) *preemptor {
 		if v.stopping && ids[v.by] {
 			e := mark(v.by)
 			e.stopping = append(e.stopping, v)
+		}
+	}
+	if len(pr.waiting) > 0 {
+		for _, fi := range ready {
+			if fa := &d.facts[fi]; pr.waiting[fa.id] != nil {
+				fa.waiting = true
+			}
 		}
 	}
 	return pr
@@ -390,18 +415,15 @@ func (pr *preemptor) victimMessage(j *model.Job, q *qnode, v *victim) string {
 func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*victim {
 	d := pr.d
 	need := d.gangDemand(j, flavors[0])
-	root := q
-	for root.parent != nil {
-		root = root.parent
-	}
+	root := q.root
 	// Reclaim needs a resource the tree governs, and the queue within its
 	// own nominal quota of every such resource the job needs.
 	withinNominal := false
 	for k, v := range need {
-		if v <= 0 || root.res[k] == nil {
+		if v <= 0 || root.rs[k] == nil {
 			continue
 		}
-		r := q.res[k]
+		r := q.rs[k]
 		if r == nil || r.used+v > r.effN {
 			withinNominal = false
 			break
@@ -457,7 +479,7 @@ func sameRoot(q, root *qnode) bool {
 // governs, and v holds some.
 func usesBorrowed(vdem demand, vq *qnode, need demand, root *qnode) bool {
 	for k, x := range need {
-		if x > 0 && vdem[k] > 0 && root.res[k] != nil && borrowingKey(vq, k) {
+		if x > 0 && vdem[k] > 0 && root.rs[k] != nil && borrowingKey(vq, k) {
 			return true
 		}
 	}
@@ -468,20 +490,17 @@ func usesBorrowed(vdem demand, vq *qnode, need demand, root *qnode) bool {
 // dem that its tree governs (a queue without a quota for a governed key
 // borrows all it uses).
 func borrowing(q *qnode, dem demand) bool {
-	root := q
-	for root.parent != nil {
-		root = root.parent
-	}
+	root := q.root
 	for k, x := range dem {
-		if x > 0 && root.res[k] != nil && borrowingKey(q, k) {
+		if x > 0 && root.rs[k] != nil && borrowingKey(q, k) {
 			return true
 		}
 	}
 	return false
 }
 
-func borrowingKey(q *qnode, k string) bool {
-	if r := q.res[k]; r != nil {
+func borrowingKey(q *qnode, k int) bool {
+	if r := q.rs[k]; r != nil {
 		return r.used > r.effN
 	}
 	return true
@@ -504,7 +523,7 @@ func (pr *preemptor) claim(j *model.Job, q *qnode, flavors []string, w int64) de
 			return got
 		}
 	}
-	return demand{}
+	return d.tree.newDemand()
 }
 
 // fits reports whether j could start after the grace period, in the
@@ -528,7 +547,7 @@ func (pr *preemptor) startsAt(j *model.Job, q *qnode, f string, w, at int64, use
 	}
 	fits := false
 	d.pl.fitsAt(pr.fp, j, placeOpts{flavor: f}, w, at, func(fp *pass) {
-		dem := demand{}
+		dem := d.tree.newDemand()
 		for _, tp := range fp.tent {
 			d.tree.demandOf(&tp.shape.req, 1, fp.nodes[tp.node].node, dem)
 		}

@@ -36,7 +36,8 @@ type QueueResource struct {
 // stopped count for nothing, as in Schedule.
 func Queues(s *Snapshot, now time.Time, cfg Config) []QueueStatus {
 	pl := newPlanner(s, now, cfg, false)
-	d := newDure(pl, nil) // nil pending: every queue's share
+	d := newDure(pl)
+	d.fair.load(s, d.tree, true, pl.history) // every queue's share
 	names := make([]string, 0, len(d.tree.byName))
 	for n := range d.tree.byName {
 		names = append(names, n)
@@ -56,7 +57,7 @@ func Queues(s *Snapshot, now time.Time, cfg Config) []QueueStatus {
 		sort.Strings(keys)
 		for _, k := range keys {
 			r := n.res[k]
-			room := d.tree.room(n, k)
+			room := d.tree.room(n, d.tree.keyIdx[k])
 			lendable := max(0, r.effN-r.used)
 			if r.lend >= 0 {
 				lendable = min(lendable, r.lend)

@@ -87,23 +87,39 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 
 // leave records that j stays pending; its reason is the analysis of the
 // final state, passed through wrap when set.
-// Jobs with equal base keys share one analysis; the key is taken here,
-// while the job is at hand.
 func (pl *planner) leave(j *model.Job, wrap func(model.Reason) model.Reason) {
-	key := int32(-1)
-	if k, ok := baseKeyOf(pl.p, j); ok {
-		i, found := pl.baseKeys[k]
-		if !found {
-			if pl.baseKeys == nil {
-				pl.baseKeys = map[baseKey]int32{}
-			}
-			i = int32(len(pl.baseJobs))
-			pl.baseKeys[k] = i
-			pl.baseJobs = append(pl.baseJobs, j)
-		}
-		key = i
+	pl.leaveAs(j, j.ID, pl.baseKeyIndex(j), wrap)
+}
+
+// leaveAs is leave with j's ID and base key index (baseKeyIndex) already
+// known.
+func (pl *planner) leaveAs(j *model.Job, id model.JobID, key int32, wrap func(model.Reason) model.Reason) {
+	pl.later = append(pl.later, laterReason{job: j, id: id, key: key, wrap: wrap})
+}
+
+// baseKeyIndex numbers j's base key: jobs with equal base keys share one
+// analysis, the reason of the first job numbered with it; -1: j is
+// analysed on its own.
+func (pl *planner) baseKeyIndex(j *model.Job) int32 {
+	k, ok := baseKeyOf(pl.p, j)
+	if !ok {
+		return -1
 	}
-	pl.later = append(pl.later, laterReason{job: j, id: j.ID, key: key, wrap: wrap})
+	return pl.keyIndex(k, j)
+}
+
+// keyIndex numbers base key k, of job j.
+func (pl *planner) keyIndex(k baseKey, j *model.Job) int32 {
+	i, found := pl.baseKeys[k]
+	if !found {
+		if pl.baseKeys == nil {
+			pl.baseKeys = map[baseKey]int32{}
+		}
+		i = int32(len(pl.baseJobs))
+		pl.baseKeys[k] = i
+		pl.baseJobs = append(pl.baseJobs, j)
+	}
+	return i
 }
 
 // finish computes the reasons of the jobs left pending.
