@@ -32,20 +32,18 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		depth = DefaultReservationDepth
 	}
 	d := newDure(pl)
-	ready := d.gather(s.Pending)
+	d.gather(s.Pending)
 	d.fair.load(s, d.tree, d.queueLevel, pl.history)
-	d.pre = newPreemptor(d, ready)
-	d.fair.buildSources(d.facts, ready)
+	d.pre = newPreemptor(d)
+	d.fair.buildSources(d.users)
 	// Preemptors go first until they start: the room their victims free is
 	// theirs. While victims stop, a preemptor's reservation is made before
 	// anyone else's and it chooses no new victims; once they are requeued,
 	// it is placed before anyone else (Allocation.PreemptedBy,
 	// Job.PreemptedBy).
-	for _, fi := range ready {
-		if fa := &d.facts[fi]; fa.waiting {
-			d.consider(fi, true)
-			d.pre.served[fa.id] = true
-		}
+	for _, k := range d.pre.first {
+		d.consider(k.pos, true)
+		d.pre.served[k.id] = true
 	}
 	reserving := func() bool { return depth < 0 || len(pl.res)-pl.preemptRes < depth }
 	// Jobs that would borrow quota come after every job that stays within
@@ -54,13 +52,19 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// were requeued. Once a queue's next job borrows, the queue's later
 	// jobs wait behind it (parked), so its own order (priority first)
 	// holds.
-	var rest, borrowers, restBorrowers []int32
+	ready := 0
+	for _, u := range d.users {
+		ready += len(u.jobs)
+	}
+	rest := make([]backfillItem, 0, ready)
+	var restBorrowers []backfillItem
+	var borrowers []int32
 	for {
 		src := d.fair.pick(d.tree)
 		if src == nil {
 			break
 		}
-		fi := src.pop(d.facts)
+		fi := src.pop()
 		fa := &d.facts[fi]
 		if fa.waiting {
 			continue // considered above
@@ -71,14 +75,18 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 			continue
 		}
 		if !reserving() {
-			rest = append(rest, fi)
+			rest = append(rest, backfillItem{fi, fa.prio, fa.run})
 			continue
 		}
 		d.consider(fi, true)
 	}
 	for _, fi := range borrowers {
 		if !reserving() {
-			restBorrowers = append(restBorrowers, fi)
+			if restBorrowers == nil {
+				restBorrowers = make([]backfillItem, 0, len(borrowers))
+			}
+			fa := &d.facts[fi]
+			restBorrowers = append(restBorrowers, backfillItem{fi, fa.prio, fa.run})
 			continue
 		}
 		d.consider(fi, true)
@@ -86,7 +94,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// Backfill, jobs that borrow last: by priority; among equals, jobs
 	// expected to run less than τ first, the rest in fair order; the set
 	// that fills the free room best goes first (pack.go).
-	for _, js := range [][]int32{rest, restBorrowers} {
+	for _, js := range [][]backfillItem{rest, restBorrowers} {
 		for _, fi := range d.packFirst(d.backfillOrder(js)) {
 			d.consider(fi, false)
 		}
@@ -99,15 +107,11 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 // worked out once (gather): the policy's loops read this flat slice rather
 // than the jobs, which lie scattered in memory, and look nothing up twice.
 type jobFacts struct {
-	j   *model.Job
-	q   *qnode // nil until gather's end for a queue not configured
-	u   *userList
-	run int64 // expected run time (estimator.runFor)
-	// The scheduling order: priority (higher first), submit time in Unix
-	// seconds and nanoseconds, ID.
-	prio int
-	sec  int64
-	nsec int32
+	j    *model.Job
+	q    *qnode // nil until gather's end for a queue not configured
+	u    *userList
+	run  int64 // expected run time (estimator.runFor)
+	prio int   // its priority (backfill order)
 	// dem: the gang's quota demand with no GPU flavor is
 	// dure.dems[dem:dem+len(keyNames)]; gpus: the gang's GPUs, which also
 	// count against a flavored key (needOf).
@@ -129,15 +133,45 @@ type jobFacts struct {
 	hasGPU, valid, deps, throttled, preempted, waiting bool
 }
 
+// jobKey is a job's place in scheduling order (orderJobs): priority
+// (higher first), submit time in Unix seconds and nanoseconds, ID, and its
+// position in the input (here: in dure.facts).
+type jobKey struct {
+	prio int
+	sec  int64
+	nsec int32
+	pos  int32
+	id   model.JobID
+}
+
+func cmpJobKey(a, b jobKey) int {
+	switch {
+	case a.prio != b.prio:
+		return cmp.Compare(b.prio, a.prio) // higher first
+	case a.sec != b.sec:
+		return cmp.Compare(a.sec, b.sec)
+	case a.nsec != b.nsec:
+		return cmp.Compare(a.nsec, b.nsec)
+	case a.id != b.id:
+		return cmp.Compare(a.id, b.id)
+	}
+	return cmp.Compare(a.pos, b.pos)
+}
+
 // gather works out the facts of the pending jobs, reading them in the
-// order given (the order they lie in memory, mostly), and returns the
-// jobs that pass the gate, in scheduling order (orderJobs), as indices in
-// d.facts.
-func (d *dure) gather(pending []*model.Job) []int32 {
+// order given (the order they lie in memory, mostly), and files the jobs
+// that pass the gate under their owners (d.users, each owner's in
+// scheduling order): the fair-share order only ever compares owners'
+// next jobs, so each owner's jobs are sorted on their own, which is
+// cheaper than one sort of the whole queue. Only a job listed twice needs
+// the whole order (the first in it is kept).
+func (d *dure) gather(pending []*model.Job) {
 	pl, t := d.pl, d.tree
 	nk := int32(len(t.keyNames))
 	d.facts = make([]jobFacts, 0, len(pending))
 	d.dems = make(demand, 0, len(pending)*int(nk))
+	keys := make([]jobKey, 0, len(pending))
+	var users []*userList // in order of first sight
 	var lastName string
 	var lastQ *qnode
 	var lastU *userList
@@ -145,7 +179,9 @@ func (d *dure) gather(pending []*model.Job) []int32 {
 		if j == nil {
 			continue
 		}
-		fa := jobFacts{j: j, id: j.ID, prio: j.Priority, sec: j.SubmitTime.Unix(), nsec: int32(j.SubmitTime.Nanosecond()),
+		pos := int32(len(d.facts))
+		keys = append(keys, jobKey{j.Priority, j.SubmitTime.Unix(), int32(j.SubmitTime.Nanosecond()), pos, j.ID})
+		fa := jobFacts{j: j, id: j.ID, prio: j.Priority,
 			valid: invalidJob(j) == "", deps: len(j.Dependencies) > 0, throttled: j.ArrayParent != 0 && j.ArrayThrottle > 0,
 			preempted: j.PreemptedBy != 0 && j.PreemptedBy != j.ID}
 		qname := j.Queue
@@ -160,8 +196,11 @@ func (d *dure) gather(pending []*model.Job) []int32 {
 			lastU = d.fair.user(qname, j.Owner)
 			if !lastU.recentSet {
 				lastU.recent, lastU.recentSet = pl.est.recentOf(j.Owner), true
+				lastU.q = lastQ
+				users = append(users, lastU)
 			}
 		}
+		lastU.count++
 		fa.q, fa.u = lastQ, lastU
 		fa.run = predictedFrom(lastU.recent, pl.est.walltime(j))
 		fa.dem = int32(len(d.dems))
@@ -197,62 +236,95 @@ func (d *dure) gather(pending []*model.Job) []int32 {
 		}
 		d.facts = append(d.facts, fa)
 	}
-	// Sort flat keys without pointers, then dedupe (a job listed twice
-	// keeps its first place) and gate.
-	type entry struct {
-		prio int
-		sec  int64
-		nsec int32
-		pos  int32
-		id   model.JobID
-	}
-	es := make([]entry, len(d.facts))
-	for i := range d.facts {
-		fa := &d.facts[i]
-		es[i] = entry{fa.prio, fa.sec, fa.nsec, int32(i), fa.id}
-	}
-	slices.SortFunc(es, func(a, b entry) int {
-		switch {
-		case a.prio != b.prio:
-			return cmp.Compare(b.prio, a.prio) // higher first
-		case a.sec != b.sec:
-			return cmp.Compare(a.sec, b.sec)
-		case a.nsec != b.nsec:
-			return cmp.Compare(a.nsec, b.nsec)
-		case a.id != b.id:
-			return cmp.Compare(a.id, b.id)
+	dups := false
+	seen := newIDSet(keys, func(k jobKey) model.JobID { return k.id })
+	for _, k := range keys {
+		if !seen.add(k.id) {
+			dups = true
+			break
 		}
-		return cmp.Compare(a.pos, b.pos)
-	})
-	seen := newIDSet(es, func(e entry) model.JobID { return e.id })
-	ready := make([]int32, 0, len(es))
+	}
+	if dups {
+		// The whole order, keeping each ID's first job only.
+		slices.SortFunc(keys, cmpJobKey)
+		seen = newIDSet(keys, func(k jobKey) model.JobID { return k.id })
+		keys = slices.DeleteFunc(keys, func(k jobKey) bool { return !seen.add(k.id) })
+		for _, u := range users {
+			u.count = 0
+		}
+		for _, k := range keys {
+			d.facts[k.pos].u.count++
+		}
+	}
+	// File the keys by owner (stably), then sort each owner's (already in
+	// order with dups) and gate.
+	byUser := make([]jobKey, len(keys))
+	at := 0
+	for _, u := range users {
+		u.lo = at
+		at += u.count
+		u.count = u.lo // the next free slot
+	}
+	for _, k := range keys {
+		u := d.facts[k.pos].u
+		byUser[u.count] = k
+		u.count++
+	}
+	var unknown []*userList // owners in queues not configured
 	queues := 0
-	for _, e := range es {
-		if !seen.add(e.id) {
+	d.users = users[:0]
+	for _, u := range users {
+		js := byUser[u.lo:u.count]
+		if !dups {
+			slices.SortFunc(js, cmpJobKey)
+		}
+		w := 0
+		for _, k := range js {
+			if fa := &d.facts[k.pos]; fa.deps && !pl.gate(fa.j) {
+				continue
+			}
+			js[w] = k
+			w++
+		}
+		if w == 0 {
 			continue
 		}
-		fa := &d.facts[e.pos]
-		if fa.deps && !pl.gate(fa.j) {
-			continue
+		u.jobs = js[:w:w]
+		d.users = append(d.users, u)
+		if u.q == nil {
+			unknown = append(unknown, u)
 		}
-		// Queues not configured get their nodes in scheduling order, as
-		// they always have (the order of roots breaks ties in pick).
-		if fa.q == nil {
-			fa.q = t.node(fa.j.Queue)
+	}
+	// Queues not configured get their nodes in the scheduling order of
+	// their first jobs, as they always have (the order of roots breaks
+	// ties in pick).
+	slices.SortFunc(unknown, func(a, b *userList) int { return cmpJobKey(a.jobs[0], b.jobs[0]) })
+	for _, u := range unknown {
+		u.q = t.node(u.queue)
+		for _, k := range u.jobs {
+			d.facts[k.pos].q = u.q
 		}
-		if !fa.q.hasReady {
-			fa.q.hasReady = true
+	}
+	for _, u := range d.users {
+		if !u.q.hasReady {
+			u.q.hasReady = true
 			queues++
 		}
-		ready = append(ready, e.pos)
 	}
 	// Queue-level usage matters only when queues compete.
 	d.queueLevel = queues > 1
-	return ready
 }
 
 // gpuFlavorLabel is FlavorLabel("gpu").
 const gpuFlavorLabel = "gpu.model"
+
+// backfillItem is a job left for the backfill phase, with what its order
+// needs (read while its facts were at hand).
+type backfillItem struct {
+	fi   int32
+	prio int
+	run  int64
+}
 
 // backfillOrder sorts jobs by priority; among equal priorities, jobs
 // expected to run less than τ (boundedSlowdownFloor) come first, shortest
@@ -262,15 +334,14 @@ const gpuFlavorLabel = "gpu.model"
 // so backfill does not starve long jobs either. It is a stable sort by
 // (priority, min(run, τ)): a counting sort by priority, then the short
 // jobs of each priority moved to its front.
-func (d *dure) backfillOrder(jobs []int32) []int32 {
+func (d *dure) backfillOrder(jobs []backfillItem) []int32 {
 	if len(jobs) == 0 {
-		return jobs
+		return nil
 	}
-	facts := d.facts
 	count := map[int]int{}
-	last, lastN := facts[jobs[0]].prio, 0
-	for _, fi := range jobs {
-		if p := facts[fi].prio; p == last {
+	last, lastN := jobs[0].prio, 0
+	for i := range jobs {
+		if p := jobs[i].prio; p == last {
 			lastN++
 		} else {
 			count[last] += lastN
@@ -284,41 +355,45 @@ func (d *dure) backfillOrder(jobs []int32) []int32 {
 	}
 	slices.Sort(levels)
 	slices.Reverse(levels) // higher first
-	next := make(map[int]int, len(levels))
-	at := 0
-	for _, p := range levels {
-		next[p] = at
-		at += count[p]
+	sorted := jobs
+	if len(levels) > 1 {
+		next := make(map[int]int, len(levels))
+		at := 0
+		for _, p := range levels {
+			next[p] = at
+			at += count[p]
+		}
+		sorted = make([]backfillItem, len(jobs))
+		for _, it := range jobs {
+			sorted[next[it.prio]] = it
+			next[it.prio]++
+		}
 	}
 	out := make([]int32, len(jobs))
-	if len(levels) == 1 {
-		copy(out, jobs)
-	} else {
-		for _, fi := range jobs {
-			p := facts[fi].prio
-			out[next[p]] = fi
-			next[p]++
-		}
-	}
-	var short, long []int32
-	at = 0
+	var short []backfillItem
+	at := 0
 	for _, p := range levels {
-		seg := out[at : at+count[p]]
+		seg := sorted[at : at+count[p]]
+		dst := out[at : at+count[p]]
 		at += count[p]
-		short, long = short[:0], long[:0]
-		for _, fi := range seg {
-			if facts[fi].run < boundedSlowdownFloor {
-				short = append(short, fi)
-			} else {
-				long = append(long, fi)
+		short = short[:0]
+		for _, it := range seg {
+			if it.run < boundedSlowdownFloor {
+				short = append(short, it)
 			}
 		}
-		if len(short) == 0 {
-			continue
+		slices.SortStableFunc(short, func(a, b backfillItem) int { return cmpInt64(a.run, b.run) })
+		k := 0
+		for _, it := range short {
+			dst[k] = it.fi
+			k++
 		}
-		slices.SortStableFunc(short, func(a, b int32) int { return cmpInt64(facts[a].run, facts[b].run) })
-		copy(seg, short)
-		copy(seg[len(short):], long)
+		for _, it := range seg {
+			if it.run >= boundedSlowdownFloor {
+				dst[k] = it.fi
+				k++
+			}
+		}
 	}
 	return out
 }
@@ -361,8 +436,10 @@ type dure struct {
 	// nodes: every node by name (schedulable first); built on first use
 	// (nodeNamed), since only flavored quotas need it.
 	nodes map[string]*model.Node
-	// facts: the pending jobs (gather); dems holds their demands.
+	// facts: the pending jobs (gather); dems holds their demands; users
+	// the owners' lists of jobs that passed the gate.
 	facts      []jobFacts
+	users      []*userList
 	dems       demand
 	queueLevel bool // more than one queue has jobs ready
 	// Scratch demands (needOf, tentDemand) and flavor lists, reused.

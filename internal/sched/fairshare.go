@@ -101,7 +101,8 @@ type source struct {
 type userList struct {
 	owner    string
 	queue    string
-	jobs     []int32 // in dure.facts, in scheduling order
+	q        *qnode   // the queue, once known (dure.gather)
+	jobs     []jobKey // in scheduling order (pos: index in dure.facts)
 	next     int
 	cur, dec usage
 	share    float64
@@ -111,18 +112,8 @@ type userList struct {
 	// (recentSet).
 	recent    *recentRuns
 	recentSet bool
-	// The next job's order: priority, submit time (Unix seconds and
-	// nanoseconds) and ID, copied from its facts.
-	prio int
-	sec  int64
-	nsec int32
-	id   model.JobID
-}
-
-// setHead copies the order of the owner's next job.
-func (u *userList) setHead(facts []jobFacts) {
-	fa := &facts[u.jobs[u.next]]
-	u.prio, u.sec, u.nsec, u.id = fa.prio, fa.sec, fa.nsec, fa.id
+	// lo, count: where gather files the owner's jobs.
+	lo, count int
 }
 
 // userHeap orders a queue's owners by their next job: priority first, then
@@ -132,17 +123,18 @@ type userHeap []*userList
 
 func (h userHeap) less(a, b int) bool {
 	x, y := h[a], h[b]
+	jx, jy := &x.jobs[x.next], &y.jobs[y.next]
 	switch {
-	case x.prio != y.prio:
-		return x.prio > y.prio
+	case jx.prio != jy.prio:
+		return jx.prio > jy.prio
 	case x.share != y.share:
 		return x.share < y.share
-	case x.sec != y.sec:
-		return x.sec < y.sec
-	case x.nsec != y.nsec:
-		return x.nsec < y.nsec
+	case jx.sec != jy.sec:
+		return jx.sec < jy.sec
+	case jx.nsec != jy.nsec:
+		return jx.nsec < jy.nsec
 	}
-	return x.id < y.id
+	return jx.id < jy.id
 }
 
 func (h userHeap) swap(a, b int) { h[a], h[b] = h[b], h[a]; h[a].idx = a; h[b].idx = b }
@@ -295,7 +287,7 @@ func (f *fair) user(qname, owner string) *userList {
 	k := userKey{qname, owner}
 	u := f.users[k]
 	if u == nil {
-		u = &userList{owner: owner, idx: -1}
+		u = &userList{owner: owner, queue: qname, idx: -1}
 		f.users[k] = u
 	}
 	return u
@@ -345,30 +337,21 @@ func (f *fair) queueShare(n *qnode) float64 {
 	return n.share
 }
 
-// buildSources files the jobs (indices in facts, in scheduling order)
-// under their queues and owners.
-func (f *fair) buildSources(facts []jobFacts, jobs []int32) {
-	var lists []*userList
-	for _, fi := range jobs {
-		fa := &facts[fi]
-		q, u := fa.q, fa.u
+// buildSources files the owners' lists (each non-empty) under their
+// queues.
+func (f *fair) buildSources(users []*userList) {
+	for _, u := range users {
+		q := u.q
 		if q.src == nil {
 			q.src = &source{q: q}
 		}
-		if u.src == nil {
-			u.src = q.src
-			lists = append(lists, u)
-		}
-		u.jobs = append(u.jobs, fi)
-		q.src.left++
+		u.src = q.src
+		q.src.left += len(u.jobs)
 		for n := q; n != nil; n = n.parent {
-			n.pending++
+			n.pending += len(u.jobs)
 		}
-	}
-	for _, u := range lists {
 		u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
-		u.setHead(facts)
-		u.src.users.push(u)
+		q.src.users.push(u)
 	}
 }
 
@@ -410,10 +393,10 @@ func (f *fair) ownShare(n *qnode) float64 {
 	return shareOf(&cur, &dec, &f.capacity, 1)
 }
 
-// pop takes the next job of a source (its index in facts).
-func (src *source) pop(facts []jobFacts) int32 {
+// pop takes the next job of a source (its index in dure.facts).
+func (src *source) pop() int32 {
 	u := src.users[0]
-	fi := u.jobs[u.next]
+	fi := u.jobs[u.next].pos
 	u.next++
 	src.left--
 	for n := src.q; n != nil; n = n.parent {
@@ -422,7 +405,6 @@ func (src *source) pop(facts []jobFacts) int32 {
 	if u.next == len(u.jobs) {
 		src.users.popTop()
 	} else {
-		u.setHead(facts)
 		src.users.fix(0)
 	}
 	return fi

@@ -71,8 +71,10 @@ type preemptor struct {
 	// waiting holds the pending jobs that others were preempted for and
 	// that have not started yet: the room is earmarked for them.
 	waiting map[model.JobID]*earmark
-	// served: waiting preemptors already considered in this pass.
+	// served: waiting preemptors already considered in this pass; first:
+	// the waiting ones, in scheduling order.
 	served map[model.JobID]bool
+	first  []jobKey
 	// chosen: victims chosen in this pass. Their quota counts until they
 	// stop, but not in later preemptors' what-ifs, which look at the
 	// instant they will have stopped.
@@ -92,15 +94,14 @@ type earmark struct {
 	requeued []model.JobID
 }
 
-func newPreemptor(d *dure, ready []int32) *preemptor {
+func newPreemptor(d *dure) *preemptor {
 	pr := &preemptor{d: d, claimed: map[model.JobID]bool{}, waiting: map[model.JobID]*earmark{}, served: map[model.JobID]bool{}}
 	// Earmarks come from jobs preempted for others, requeued or stopping:
 	// most passes have none, and need no set of the pending IDs.
 	some := false
-	for _, fi := range ready {
-		if d.facts[fi].preempted {
-			some = true
-			break
+	for _, u := range d.users {
+		for _, k := range u.jobs {
+			some = some || d.facts[k.pos].preempted
 		}
 	}
 	for _, a := range d.pl.s.Allocs {
@@ -112,9 +113,11 @@ func newPreemptor(d *dure, ready []int32) *preemptor {
 	if !some {
 		return pr
 	}
-	ids := make(map[model.JobID]bool, len(ready))
-	for _, fi := range ready {
-		ids[d.facts[fi].id] = true
+	ids := map[model.JobID]bool{}
+	for _, u := range d.users {
+		for _, k := range u.jobs {
+			ids[k.id] = true
+		}
 	}
 	mark := func(p model.JobID) *earmark {
 		e := pr.waiting[p]
@@ -124,10 +127,12 @@ func newPreemptor(d *dure, ready []int32) *preemptor {
 		}
 		return e
 	}
-	for _, fi := range ready {
-		if j := d.facts[fi].j; j.PreemptedBy != 0 && j.PreemptedBy != j.ID && ids[j.PreemptedBy] {
-			e := mark(j.PreemptedBy)
-			e.requeued = append(e.requeued, j.ID)
+	for _, u := range d.users {
+		for _, k := range u.jobs {
+			if j := d.facts[k.pos].j; j.PreemptedBy != 0 && j.PreemptedBy != j.ID && ids[j.PreemptedBy] {
+				e := mark(j.PreemptedBy)
+				e.requeued = append(e.requeued, j.ID)
+			}
 		}
 	}
 	for _, a := range d.pl.s.Allocs {
@@ -143,11 +148,15 @@ func newPreemptor(d *dure, ready []int32) *preemptor {
 		}
 	}
 	if len(pr.waiting) > 0 {
-		for _, fi := range ready {
-			if fa := &d.facts[fi]; pr.waiting[fa.id] != nil {
-				fa.waiting = true
+		for _, u := range d.users {
+			for _, k := range u.jobs {
+				if fa := &d.facts[k.pos]; pr.waiting[fa.id] != nil {
+					fa.waiting = true
+					pr.first = append(pr.first, k)
+				}
 			}
 		}
+		slices.SortFunc(pr.first, cmpJobKey)
 	}
 	return pr
 }
