@@ -2,6 +2,7 @@ package sched
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -42,7 +43,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// it is placed before anyone else (Allocation.PreemptedBy,
 	// Job.PreemptedBy).
 	for _, k := range d.pre.first {
-		d.consider(k.pos, true)
+		d.consider(k.pos, k.id, true)
 		d.pre.served[k.id] = true
 	}
 	reserving := func() bool { return depth < 0 || len(pl.res)-pl.preemptRes < depth }
@@ -57,46 +58,45 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		ready += len(u.jobs)
 	}
 	rest := make([]backfillItem, 0, ready)
-	var restBorrowers []backfillItem
-	var borrowers []int32
+	var restBorrowers, borrowers []backfillItem
 	for {
 		src := d.fair.pick(d.tree)
 		if src == nil {
 			break
 		}
-		fi := src.pop()
-		fa := &d.facts[fi]
-		if fa.waiting {
+		k := src.pop()
+		fa := &d.facts[k.pos]
+		if fa.flags&factWaiting != 0 {
 			continue // considered above
 		}
+		it := backfillItem{k.pos, k.id, k.prio, fa.run}
 		if src.q.parked || d.borrows(fa, src.q) {
 			src.q.parked = true
-			borrowers = append(borrowers, fi)
+			borrowers = append(borrowers, it)
 			continue
 		}
 		if !reserving() {
-			rest = append(rest, backfillItem{fi, fa.prio, fa.run})
+			rest = append(rest, it)
 			continue
 		}
-		d.consider(fi, true)
+		d.consider(k.pos, k.id, true)
 	}
-	for _, fi := range borrowers {
+	for _, it := range borrowers {
 		if !reserving() {
 			if restBorrowers == nil {
 				restBorrowers = make([]backfillItem, 0, len(borrowers))
 			}
-			fa := &d.facts[fi]
-			restBorrowers = append(restBorrowers, backfillItem{fi, fa.prio, fa.run})
+			restBorrowers = append(restBorrowers, it)
 			continue
 		}
-		d.consider(fi, true)
+		d.consider(it.fi, it.id, true)
 	}
 	// Backfill, jobs that borrow last: by priority; among equals, jobs
 	// expected to run less than τ first, the rest in fair order; the set
 	// that fills the free room best goes first (pack.go).
 	for _, js := range [][]backfillItem{rest, restBorrowers} {
-		for _, fi := range d.packFirst(d.backfillOrder(js)) {
-			d.consider(fi, false)
+		for _, it := range d.packFirst(d.backfillOrder(js)) {
+			d.consider(it.fi, it.id, false)
 		}
 	}
 	pl.finish()
@@ -106,32 +106,41 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 // jobFacts is what a PolicyDure pass needs to know of one pending job,
 // worked out once (gather): the policy's loops read this flat slice rather
 // than the jobs, which lie scattered in memory, and look nothing up twice.
+// It is one cache line: the loops visit jobs in fair order, which is not
+// the order they lie in, and each visit costs a miss per line. Its
+// priority and ID are in its jobKey.
 type jobFacts struct {
-	j    *model.Job
-	q    *qnode // nil until gather's end for a queue not configured
-	u    *userList
-	run  int64 // expected run time (estimator.runFor)
-	prio int   // its priority (backfill order)
-	// dem: the gang's quota demand with no GPU flavor is
-	// dure.dems[dem:dem+len(keyNames)]; gpus: the gang's GPUs, which also
-	// count against a flavored key (needOf).
-	dem  int32
-	id   model.JobID
-	gpus int64
-	want string // the GPU flavor a group asks for by constraint, or ""
-	// key: the base key index of its reason (planner.baseKeyIndex).
+	j   *model.Job
+	u   *userList // its owner's list; u.q its queue
+	run int64     // expected run time (estimator.runFor)
 	// shape: for a valid one-group job without topology, the shape of its
 	// tasks with no GPU flavor, and gang its gang size: consider checks
 	// the shape's unfit memo without reading the job.
-	key   int32
-	gang  int32
 	shape *shape
-	// hasGPU: some group uses GPUs; valid: invalidJob is ""; deps: it has
-	// dependencies (gate); throttled: an array element with a throttle;
-	// preempted: others were preempted for it (Job.PreemptedBy);
-	// waiting: it is in preemptor.waiting.
-	hasGPU, valid, deps, throttled, preempted, waiting bool
+	// dem: the gang's quota demand with no GPU flavor, when ext < 0 (at
+	// most two governed keys, none flavored); otherwise the demand is
+	// dure.ext[ext:ext+nk] and the gang's GPUs, which also count against
+	// a flavored key (needOf), dure.ext[ext+nk].
+	dem  [2]int64
+	ext  int32
+	key  int32 // the base key index of its reason (planner.baseKeyIndex)
+	gang int32
+	// want: the GPU flavor a group asks for by constraint is
+	// dure.wants[want-1]; 0: none; -1: read it from the job.
+	want  int16
+	flags factFlags
 }
+
+type factFlags uint8
+
+const (
+	factGPU       factFlags = 1 << iota // some group uses GPUs
+	factValid                           // invalidJob is ""
+	factDeps                            // it has dependencies (gate)
+	factThrottled                       // an array element with a throttle
+	factPreempted                       // others were preempted for it (Job.PreemptedBy)
+	factWaiting                         // it is in preemptor.waiting
+)
 
 // jobKey is a job's place in scheduling order (orderJobs): priority
 // (higher first), submit time in Unix seconds and nanoseconds, ID, and its
@@ -169,21 +178,41 @@ func (d *dure) gather(pending []*model.Job) {
 	pl, t := d.pl, d.tree
 	nk := int32(len(t.keyNames))
 	d.facts = make([]jobFacts, 0, len(pending))
-	d.dems = make(demand, 0, len(pending)*int(nk))
+	useExt := nk > int32(len(jobFacts{}.dem)) || t.flavored["gpu"]
+	if useExt {
+		d.ext = make([]int64, 0, len(pending)*int(nk+1))
+	}
+	var dem demand
+	if !useExt {
+		dem = make(demand, nk)
+	}
 	keys := make([]jobKey, 0, len(pending))
 	var users []*userList // in order of first sight
 	var lastName string
 	var lastQ *qnode
 	var lastU *userList
+	deps := false
 	for _, j := range pending {
 		if j == nil {
 			continue
 		}
 		pos := int32(len(d.facts))
 		keys = append(keys, jobKey{j.Priority, j.SubmitTime.Unix(), int32(j.SubmitTime.Nanosecond()), pos, j.ID})
-		fa := jobFacts{j: j, id: j.ID, prio: j.Priority,
-			valid: invalidJob(j) == "", deps: len(j.Dependencies) > 0, throttled: j.ArrayParent != 0 && j.ArrayThrottle > 0,
-			preempted: j.PreemptedBy != 0 && j.PreemptedBy != j.ID}
+		fa := jobFacts{j: j, ext: -1, key: -1}
+		valid := invalidJob(j) == ""
+		if valid {
+			fa.flags |= factValid
+		}
+		if len(j.Dependencies) > 0 {
+			fa.flags |= factDeps
+			deps = true
+		}
+		if j.ArrayParent != 0 && j.ArrayThrottle > 0 {
+			fa.flags |= factThrottled
+		}
+		if j.PreemptedBy != 0 && j.PreemptedBy != j.ID {
+			fa.flags |= factPreempted
+		}
 		qname := j.Queue
 		if qname == "" {
 			qname = model.DefaultQueue
@@ -201,11 +230,17 @@ func (d *dure) gather(pending []*model.Job) {
 			}
 		}
 		lastU.count++
-		fa.q, fa.u = lastQ, lastU
+		fa.u = lastU
 		fa.run = predictedFrom(lastU.recent, pl.est.walltime(j))
-		fa.dem = int32(len(d.dems))
-		d.dems = append(d.dems, make(demand, nk)...)
-		dem := d.dems[fa.dem : fa.dem+nk]
+		if useExt {
+			fa.ext = int32(len(d.ext))
+			d.ext = append(d.ext, make([]int64, nk+1)...)
+			dem = d.ext[fa.ext : fa.ext+nk]
+		} else {
+			clear(dem)
+		}
+		var gpus int64
+		want := ""
 		left0 := j.GangSize()
 		left := left0
 		for gi := range j.Groups {
@@ -214,20 +249,27 @@ func (d *dure) gather(pending []*model.Job) {
 			left -= int(n)
 			t.demandOf(&g.Resources, n, nil, dem)
 			if g.Resources.GPUs > 0 {
-				fa.hasGPU = true
-				fa.gpus += g.Resources.GPUs * n
+				fa.flags |= factGPU
+				gpus += g.Resources.GPUs * n
 				if f := g.Constraints[gpuFlavorLabel]; f != "" {
-					fa.want = f
+					want = f
 				}
 			}
 		}
-		fa.key = -1
-		if fa.valid && len(j.Groups) == 1 {
+		if useExt {
+			d.ext[fa.ext+nk] = gpus
+		} else {
+			copy(fa.dem[:], dem)
+		}
+		if want != "" {
+			fa.want = d.wantIndex(want)
+		}
+		if valid && len(j.Groups) == 1 {
 			g := &j.Groups[0]
 			spread := j.Placement == model.PlacementSpread
 			s := pl.p.shapeFor(g, "", false)
 			fa.key = pl.keyIndex(baseKey{s: s, name: g.Name, count: g.Count, gang: left0, topology: j.Topology, spread: spread}, j)
-			if j.Topology == "" {
+			if j.Topology == "" && left0 <= math.MaxInt32 {
 				if spread {
 					s = pl.p.shapeFor(g, "", true)
 				}
@@ -278,13 +320,16 @@ func (d *dure) gather(pending []*model.Job) {
 		if !dups {
 			slices.SortFunc(js, cmpJobKey)
 		}
-		w := 0
-		for _, k := range js {
-			if fa := &d.facts[k.pos]; fa.deps && !pl.gate(fa.j) {
-				continue
+		w := len(js)
+		if deps {
+			w = 0
+			for _, k := range js {
+				if fa := &d.facts[k.pos]; fa.flags&factDeps != 0 && !pl.gate(fa.j) {
+					continue
+				}
+				js[w] = k
+				w++
 			}
-			js[w] = k
-			w++
 		}
 		if w == 0 {
 			continue
@@ -301,9 +346,6 @@ func (d *dure) gather(pending []*model.Job) {
 	slices.SortFunc(unknown, func(a, b *userList) int { return cmpJobKey(a.jobs[0], b.jobs[0]) })
 	for _, u := range unknown {
 		u.q = t.node(u.queue)
-		for _, k := range u.jobs {
-			d.facts[k.pos].q = u.q
-		}
 	}
 	for _, u := range d.users {
 		if !u.q.hasReady {
@@ -322,6 +364,7 @@ const gpuFlavorLabel = "gpu.model"
 // needs (read while its facts were at hand).
 type backfillItem struct {
 	fi   int32
+	id   model.JobID
 	prio int
 	run  int64
 }
@@ -334,7 +377,7 @@ type backfillItem struct {
 // so backfill does not starve long jobs either. It is a stable sort by
 // (priority, min(run, τ)): a counting sort by priority, then the short
 // jobs of each priority moved to its front.
-func (d *dure) backfillOrder(jobs []backfillItem) []int32 {
+func (d *dure) backfillOrder(jobs []backfillItem) []backfillItem {
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -369,7 +412,7 @@ func (d *dure) backfillOrder(jobs []backfillItem) []int32 {
 			next[it.prio]++
 		}
 	}
-	out := make([]int32, len(jobs))
+	out := make([]backfillItem, len(jobs))
 	var short []backfillItem
 	at := 0
 	for _, p := range levels {
@@ -383,14 +426,10 @@ func (d *dure) backfillOrder(jobs []backfillItem) []int32 {
 			}
 		}
 		slices.SortStableFunc(short, func(a, b backfillItem) int { return cmpInt64(a.run, b.run) })
-		k := 0
-		for _, it := range short {
-			dst[k] = it.fi
-			k++
-		}
+		k := copy(dst, short)
 		for _, it := range seg {
 			if it.run >= boundedSlowdownFloor {
-				dst[k] = it.fi
+				dst[k] = it
 				k++
 			}
 		}
@@ -436,11 +475,13 @@ type dure struct {
 	// nodes: every node by name (schedulable first); built on first use
 	// (nodeNamed), since only flavored quotas need it.
 	nodes map[string]*model.Node
-	// facts: the pending jobs (gather); dems holds their demands; users
-	// the owners' lists of jobs that passed the gate.
+	// facts: the pending jobs (gather); ext holds their demands when
+	// they do not fit in jobFacts; users: the owners' lists of jobs that
+	// passed the gate; wants: the GPU flavors jobs ask for.
 	facts      []jobFacts
 	users      []*userList
-	dems       demand
+	ext        []int64
+	wants      []string
 	queueLevel bool // more than one queue has jobs ready
 	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
 	needBuf, borrowBuf, actBuf demand
@@ -502,22 +543,22 @@ const maxPreemptAttempts = 8
 
 // consider tries to start the job facts[fi] now; failing that, in the
 // main phase, to make room by preemption or to reserve its start.
-func (d *dure) consider(fi int32, main bool) {
+func (d *dure) consider(fi int32, id model.JobID, main bool) {
 	pl := d.pl
 	fa := &d.facts[fi]
 	j := fa.j
-	if fa.valid && fa.throttled {
+	if fa.flags&(factValid|factThrottled) == factValid|factThrottled {
 		if why := d.arrays.throttled(j); why != "" {
 			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
 			return
 		}
 	}
-	leave := func(wrap func(model.Reason) model.Reason) { pl.leaveAs(j, fa.id, fa.key, wrap) }
-	if !fa.valid {
+	leave := func(wrap func(model.Reason) model.Reason) { pl.leaveAs(j, id, fa.key, wrap) }
+	if fa.flags&factValid == 0 {
 		leave(nil)
 		return
 	}
-	q := fa.q
+	q := fa.u.q
 	w := fa.run
 	flavors := d.flavorsOf(fa)
 	var quotaMsg string
@@ -534,7 +575,7 @@ func (d *dure) consider(fi int32, main bool) {
 		roomy = append(roomy, f)
 		var k int
 		var b model.JobID
-		if s := fa.shape; s != nil && (f == "" || !fa.hasGPU) && !pl.p.noMemo && s.unfit >= 0 && int(fa.gang) > s.unfit {
+		if s := fa.shape; s != nil && (f == "" || fa.flags&factGPU == 0) && !pl.p.noMemo && s.unfit >= 0 && int(fa.gang) > s.unfit {
 			// tryJob's memo: as many tasks of this shape did not fit
 			// earlier in the pass, and room only shrinks.
 		} else {
@@ -563,8 +604,8 @@ func (d *dure) consider(fi int32, main bool) {
 	// not fit then (the cluster changed, or another preemptor came first):
 	// then it goes first and may choose again.
 	var e *earmark
-	if fa.waiting {
-		e = d.pre.waiting[j.ID]
+	if fa.flags&factWaiting != 0 {
+		e = d.pre.waiting[id]
 	}
 	if e != nil && len(e.stopping) > 0 {
 		if d.pre.wait(j, q, flavors, w, e.stopping) {
@@ -572,7 +613,7 @@ func (d *dure) consider(fi int32, main bool) {
 		}
 		note := "; " + d.pre.waitMessage(e.stopping) + ", which will not be enough"
 		leave = func(wrap func(model.Reason) model.Reason) {
-			pl.leaveAs(j, fa.id, fa.key, func(base model.Reason) model.Reason {
+			pl.leaveAs(j, id, fa.key, func(base model.Reason) model.Reason {
 				if wrap != nil {
 					base = wrap(base)
 				}
@@ -628,35 +669,74 @@ var anyFlavor = []string{""}
 // flavorsOf lists the GPU flavors to try for a job, in order; [""] means
 // any node. The lists are shared: callers must not change them.
 func (d *dure) flavorsOf(fa *jobFacts) []string {
-	if !fa.hasGPU {
+	if fa.flags&factGPU == 0 {
 		return anyFlavor
 	}
-	fs := d.tree.gpuFlavors(fa.q)
+	fs := d.tree.gpuFlavors(fa.u.q)
 	if len(fs) == 0 {
 		return anyFlavor
 	}
-	if fa.want != "" {
+	want := ""
+	switch {
+	case fa.want > 0:
+		want = d.wants[fa.want-1]
+	case fa.want < 0:
+		want = wantedFlavor(fa.j)
+	}
+	if want != "" {
 		// Also when the queue has no quota for it: admits() says so.
-		if w, ok := d.wanted[fa.want]; ok {
+		if w, ok := d.wanted[want]; ok {
 			return w
 		}
 		if d.wanted == nil {
 			d.wanted = map[string][]string{}
 		}
-		w := []string{fa.want}
-		d.wanted[fa.want] = w
+		w := []string{want}
+		d.wanted[want] = w
 		return w
 	}
 	return fs
 }
 
+// wantedFlavor is the GPU flavor j asks for by constraint (the last group
+// with GPUs that names one), or "".
+func wantedFlavor(j *model.Job) string {
+	want := ""
+	for gi := range j.Groups {
+		if g := &j.Groups[gi]; g.Resources.GPUs > 0 {
+			if f := g.Constraints[gpuFlavorLabel]; f != "" {
+				want = f
+			}
+		}
+	}
+	return want
+}
+
+// wantIndex numbers a wanted flavor for jobFacts.want.
+func (d *dure) wantIndex(f string) int16 {
+	for i, w := range d.wants {
+		if w == f {
+			return int16(i + 1)
+		}
+	}
+	if len(d.wants) >= math.MaxInt16 || len(d.wants) >= 64 {
+		return -1 // too many to search: read it from the job
+	}
+	d.wants = append(d.wants, f)
+	return int16(len(d.wants))
+}
+
 // needOf is the quota demand of a job's gang with GPUs of flavor f, in buf.
 func (d *dure) needOf(fa *jobFacts, f string, buf demand) demand {
 	nk := int32(len(d.tree.keyNames))
-	copy(buf, d.dems[fa.dem:fa.dem+nk])
-	if f != "" && fa.hasGPU {
+	if fa.ext < 0 {
+		copy(buf, fa.dem[:nk])
+		return buf
+	}
+	copy(buf, d.ext[fa.ext:fa.ext+nk])
+	if f != "" && fa.flags&factGPU != 0 {
 		if k, ok := d.tree.keyIdx["gpu/"+f]; ok {
-			buf[k] += fa.gpus
+			buf[k] += d.ext[fa.ext+nk]
 		}
 	}
 	return buf
@@ -702,10 +782,10 @@ func (d *dure) start(fa *jobFacts, dem demand, w int64) {
 			u[r] += x[r]
 		}
 	}
-	j := fa.j
+	j, q := fa.j, fa.u.q
 	d.pl.commit(j, w)
-	d.tree.charge(fa.q, dem, 1)
-	d.fair.started(fa.q, fa.u, &u)
+	d.tree.charge(q, dem, 1)
+	d.fair.started(q, fa.u, &u)
 	if j.ArrayParent != 0 {
 		d.arrays.add(j.ArrayParent, j.ID)
 	}

@@ -393,10 +393,10 @@ func (f *fair) ownShare(n *qnode) float64 {
 	return shareOf(&cur, &dec, &f.capacity, 1)
 }
 
-// pop takes the next job of a source (its index in dure.facts).
-func (src *source) pop() int32 {
+// pop takes the next job of a source.
+func (src *source) pop() jobKey {
 	u := src.users[0]
-	fi := u.jobs[u.next].pos
+	k := u.jobs[u.next]
 	u.next++
 	src.left--
 	for n := src.q; n != nil; n = n.parent {
@@ -407,7 +407,7 @@ func (src *source) pop() int32 {
 	} else {
 		src.users.fix(0)
 	}
-	return fi
+	return k
 }
 
 // started records that a job of owner u in queue q started holding r in

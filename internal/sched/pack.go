@@ -26,14 +26,14 @@ const packLookahead = 50
 const packUnits = 512
 
 // packFirst returns the candidates with the best-filling set first.
-func (d *dure) packFirst(order []int32) []int32 {
+func (d *dure) packFirst(order []backfillItem) []backfillItem {
 	if len(order) < 2 {
 		return order
 	}
 	pl := d.pl
 	gpus := 0
-	for _, fi := range order[:min(len(order), packLookahead)] {
-		if gangNeed(d.facts[fi].j).gpu > 0 {
+	for _, it := range order[:min(len(order), packLookahead)] {
+		if gangNeed(d.facts[it.fi].j).gpu > 0 {
 			gpus++
 		}
 	}
@@ -58,8 +58,8 @@ func (d *dure) packFirst(order []int32) []int32 {
 	// Count in the largest unit that divides the free room and the sizes
 	// (whole cores, usually), times what keeps the capacity in packUnits.
 	g := free
-	for _, fi := range order[:min(len(order), 4*packLookahead)] {
-		need := gangNeed(d.facts[fi].j)
+	for _, it := range order[:min(len(order), 4*packLookahead)] {
+		need := gangNeed(d.facts[it.fi].j)
 		if x := dim(&need); x > 0 {
 			g = gcd(g, x)
 		}
@@ -73,16 +73,16 @@ func (d *dure) packFirst(order []int32) []int32 {
 		size int64
 	}
 	var long, short []item
-	for i, fi := range order {
+	for i, it := range order {
 		if len(long)+len(short) == packLookahead {
 			break
 		}
-		need := gangNeed(d.facts[fi].j)
+		need := gangNeed(d.facts[it.fi].j)
 		size := (dim(&need) + unit - 1) / unit
 		if size <= 0 || size > capAll {
 			continue
 		}
-		if pl.tl.acquireIn(pl.nowN, pl.nowN+d.facts[fi].run) {
+		if pl.tl.acquireIn(pl.nowN, pl.nowN+it.run) {
 			if size <= capLong {
 				long = append(long, item{i, size})
 			}
@@ -102,15 +102,15 @@ func (d *dure) packFirst(order []int32) []int32 {
 	knapsack(len(short), func(k int) int64 { return short[k].size }, capAll-used, func(k int) {
 		chosen[short[k].at] = true
 	})
-	out := make([]int32, 0, len(order))
-	for i, fi := range order {
+	out := make([]backfillItem, 0, len(order))
+	for i, it := range order {
 		if chosen[i] {
-			out = append(out, fi)
+			out = append(out, it)
 		}
 	}
-	for i, fi := range order {
+	for i, it := range order {
 		if !chosen[i] {
-			out = append(out, fi)
+			out = append(out, it)
 		}
 	}
 	return out

@@ -101,7 +101,7 @@ func newPreemptor(d *dure) *preemptor {
 	some := false
 	for _, u := range d.users {
 		for _, k := range u.jobs {
-			some = some || d.facts[k.pos].preempted
+			some = some || d.facts[k.pos].flags&factPreempted != 0
 		}
 	}
 	for _, a := range d.pl.s.Allocs {
@@ -150,8 +150,8 @@ func newPreemptor(d *dure) *preemptor {
 	if len(pr.waiting) > 0 {
 		for _, u := range d.users {
 			for _, k := range u.jobs {
-				if fa := &d.facts[k.pos]; pr.waiting[fa.id] != nil {
-					fa.waiting = true
+				if pr.waiting[k.id] != nil {
+					d.facts[k.pos].flags |= factWaiting
 					pr.first = append(pr.first, k)
 				}
 			}
