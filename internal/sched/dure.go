@@ -34,7 +34,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	}
 	d := newDure(pl)
 	d.gather(s.Pending)
-	d.fair.load(s, d.tree, d.queueLevel, pl.history)
+	d.fair.load(s, d.tree, d.queueLevel, pl.history, d.allocQueue)
 	d.pre = newPreemptor(d)
 	d.fair.buildSources(d.users)
 	// Preemptors go first until they start: the room their victims free is
@@ -482,7 +482,8 @@ type dure struct {
 	users      []*userList
 	ext        []int64
 	wants      []string
-	queueLevel bool // more than one queue has jobs ready
+	queueLevel bool     // more than one queue has jobs ready
+	allocQ     []*qnode // allocQueue's answers
 	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
 	needBuf, borrowBuf, actBuf demand
 	roomy                      []string
@@ -497,14 +498,14 @@ func newDure(pl *planner) *dure {
 	// stopped: their preemptor counts instead).
 	if len(d.tree.keyNames) > 0 {
 		dem := d.tree.newDemand()
-		for _, a := range pl.s.Allocs {
+		for k, a := range pl.s.Allocs {
 			// A job being stopped no longer counts.
 			if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop {
 				continue
 			}
 			clear(dem)
 			d.tree.demandOf(&a.Resources, 1, d.nodeNamed(a.Node), dem)
-			d.tree.charge(d.tree.node(a.Queue), dem, 1)
+			d.tree.charge(d.allocQueue(k, a), dem, 1)
 		}
 	}
 	var capacity usage
@@ -516,6 +517,21 @@ func newDure(pl *planner) *dure {
 	}
 	d.fair = newFairState(pl.nowN, pl.cfg, capacity)
 	return d
+}
+
+// allocQueue is the queue of the k-th allocation of the snapshot, a
+// (looked up once per pass; made, if not configured, when first asked for,
+// as tree.node does).
+func (d *dure) allocQueue(k int, a *model.Allocation) *qnode {
+	if d.allocQ == nil {
+		d.allocQ = make([]*qnode, len(d.pl.s.Allocs))
+	}
+	if q := d.allocQ[k]; q != nil {
+		return q
+	}
+	q := d.tree.node(a.Queue)
+	d.allocQ[k] = q
+	return q
 }
 
 // nodeNamed returns the node of that name (a schedulable one first), or

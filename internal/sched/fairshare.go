@@ -194,30 +194,20 @@ func (h userHeap) down(i0 int) bool {
 	return i > i0
 }
 
-// newFair computes decayed usage from history and live allocations. Only
-// what can change an ordering is computed: owners' usage for owners with
-// pending jobs, and queues' usage when more than one queue has pending
-// jobs (the history window may be long). pending == nil asks for every
-// queue's usage (Queues).
-func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage, pending []*model.Job, order historyOrder) *fair {
-	f := newFairState(now, cfg, capacity)
-	queues := map[string]bool{}
-	for _, j := range pending {
-		q := tree.node(j.Queue)
-		queues[q.name] = true
-		f.user(q.name, j.Owner)
-	}
-	f.load(s, tree, len(queues) > 1 || pending == nil, order) // nil: report every queue
-	return f
-}
-
+// newFairState starts the fair-share state of a pass: decayed usage from
+// history and live allocations is added by load, for the queues and the
+// owners with lists (user) by then. Only what can change an ordering is
+// computed: owners' usage for owners with pending jobs, and queues' usage
+// when more than one queue has pending jobs (the history window may be
+// long), or for every queue (Queues).
 func newFairState(now int64, cfg Config, capacity usage) *fair {
 	return &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
 }
 
 // load adds the usage of history and live allocations to the queues (when
-// queueLevel) and to the owners f has lists for.
-func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order historyOrder) {
+// queueLevel) and to the owners f has lists for; allocQ gives the queue of
+// the k-th allocation.
+func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order historyOrder, allocQ func(k int, a *model.Allocation) *qnode) {
 	now := f.now
 	owners := map[string][]*userList{} // an owner's lists, one per queue
 	for k, u := range f.users {
@@ -261,14 +251,16 @@ func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order history
 		d := usageOf(&h.Usage, f.decay(end)*f.spanWeight(end-start))
 		f.addDec(lastQ, u, queueLevel, &d)
 	}
-	for _, a := range s.Allocs {
+	for k, a := range s.Allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
-		q := tree.node(a.Queue)
+		q := allocQ(k, a)
 		var u *userList
-		if len(f.users) > 0 {
-			u = f.users[userKey{q.name, a.Owner}]
+		for _, l := range owners[a.Owner] {
+			if l.queue == q.name {
+				u = l
+			}
 		}
 		start := now
 		if !a.StartedAt.IsZero() {

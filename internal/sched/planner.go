@@ -82,13 +82,13 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 		pl.history = newHistoryOrder(s.History)
 	}
 	pl.est = newEstimator(s, now, cfg, pl.queues, predict, pl.history)
-	pl.startTimeline(pl.est.allocEnd)
+	pl.startTimeline(pl.est.allocEndAt)
 	return pl
 }
 
 // startTimeline builds the timeline from the live allocations, each
-// expected to end at end(a).
-func (pl *planner) startTimeline(end func(a *model.Allocation) int64) {
+// expected to end at end(k, a) (a is the k-th allocation).
+func (pl *planner) startTimeline(end func(k int, a *model.Allocation) int64) {
 	pl.tl = newTimeline(pl.nowN, len(pl.p.nodes), pl.s.Allocs, pl.p.allocNode, end)
 }
 

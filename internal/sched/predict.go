@@ -23,8 +23,10 @@ type estimator struct {
 	queues  map[string]*model.Queue
 	predict bool
 	// recent: per owner, the run times of their last two finished jobs,
-	// most recent first (n of them known).
-	recent map[string]*recentRuns
+	// most recent first (n of them known); allocRecent: recentOf the
+	// owner of each live allocation of the snapshot, by position.
+	recent      map[string]*recentRuns
+	allocRecent []*recentRuns
 }
 
 type recentRuns struct {
@@ -47,15 +49,30 @@ func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*mod
 	// Only the owners of pending jobs and live allocations need a
 	// prediction: the history window may be long.
 	e.recent = map[string]*recentRuns{}
+	last := ""
 	for _, j := range s.Pending {
-		if j != nil && e.recent[j.Owner] == nil {
+		// Jobs come in runs of one owner's: look each run up once.
+		if j != nil && (j.Owner != last || len(e.recent) == 0) && e.recent[j.Owner] == nil {
 			e.recent[j.Owner] = &recentRuns{}
 		}
-	}
-	for _, a := range s.Allocs {
-		if a != nil && !a.Status.Terminal() && e.recent[a.Owner] == nil {
-			e.recent[a.Owner] = &recentRuns{}
+		if j != nil {
+			last = j.Owner
 		}
+	}
+	e.allocRecent = make([]*recentRuns, len(s.Allocs))
+	var lastR *recentRuns
+	for k, a := range s.Allocs {
+		if a == nil || a.Status.Terminal() || a.Owner == "" {
+			continue
+		}
+		if lastR == nil || a.Owner != last {
+			lastR, last = e.recent[a.Owner], a.Owner
+			if lastR == nil {
+				lastR = &recentRuns{}
+				e.recent[a.Owner] = lastR
+			}
+		}
+		e.allocRecent[k] = lastR
 	}
 	// Newest first: the first two runs met are an owner's latest; stop
 	// once every owner has two, or at the horizon.
@@ -141,6 +158,19 @@ func (e *estimator) runFor(j *model.Job) int64 {
 // is expected to end overdueGrace from now; one being stopped ends after
 // Config.PreemptGrace.
 func (e *estimator) allocEnd(a *model.Allocation) int64 {
+	return e.allocEndWith(a, e.recentOf(a.Owner))
+}
+
+// allocEndAt is allocEnd of the k-th allocation of the snapshot.
+func (e *estimator) allocEndAt(k int, a *model.Allocation) int64 {
+	if e.allocRecent == nil {
+		return e.allocEnd(a)
+	}
+	return e.allocEndWith(a, e.allocRecent[k])
+}
+
+// allocEndWith is allocEnd with the owner's recent run times r (recentOf).
+func (e *estimator) allocEndWith(a *model.Allocation, r *recentRuns) int64 {
 	if a.Desired == model.DesiredStop {
 		return e.now + e.cfg.preemptGrace() // being stopped: gone after its grace period
 	}
@@ -152,7 +182,7 @@ func (e *estimator) allocEnd(a *model.Allocation) int64 {
 	if w <= 0 {
 		w = e.queueDefault(a.Queue)
 	}
-	run := e.predicted(a.Owner, w)
+	run := predictedFrom(r, w)
 	if elapsed := e.now - start; run <= elapsed && run < w {
 		next := w
 		for _, step := range predictionSteps {

@@ -161,30 +161,90 @@ func newPreemptor(d *dure) *preemptor {
 	return pr
 }
 
-// load groups the live allocations by job.
+// load groups the live allocations by job (running, by ID; each job's
+// allocations in input order). Job IDs are usually dense: a table indexed
+// by ID groups them without a map or a sort, and one slice of victims and
+// two of allocations and nodes serve them all.
 func (pr *preemptor) load() {
 	if pr.running != nil {
 		return
 	}
-	pr.running = []*victim{}
 	d := pr.d
-	byJob := map[model.JobID]*victim{}
-	for _, a := range d.pl.s.Allocs {
+	allocs := d.pl.s.Allocs
+	allocNode := d.pl.p.allocNode
+	live := 0
+	var lo, hi model.JobID
+	for _, a := range allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
-		v := byJob[a.JobID]
-		if v == nil {
-			v = &victim{id: a.JobID, q: d.tree.node(a.Queue), owner: a.Owner, prio: a.Priority, started: d.pl.nowN}
-			byJob[a.JobID] = v
-			pr.running = append(pr.running, v)
+		if live == 0 || a.JobID < lo {
+			lo = a.JobID
 		}
-		n, ok := d.pl.byName[a.Node]
-		if !ok {
-			n = -1
+		if live == 0 || a.JobID > hi {
+			hi = a.JobID
+		}
+		live++
+	}
+	pr.running = make([]*victim, 0)
+	if live == 0 {
+		return
+	}
+	// of[k]: the victim (in order of first allocation) of allocation k.
+	of := make([]int32, len(allocs))
+	var byID map[model.JobID]int32
+	var table []int32 // victim+1 by ID - lo
+	dense := uint64(hi-lo) < 4*uint64(live)
+	if dense {
+		table = make([]int32, uint64(hi-lo)+1)
+	} else {
+		byID = make(map[model.JobID]int32)
+	}
+	var count []int32 // allocations per victim
+	for k, a := range allocs {
+		of[k] = -1
+		if a == nil || a.Status.Terminal() {
+			continue
+		}
+		var v int32
+		if dense {
+			t := &table[a.JobID-lo]
+			if *t == 0 {
+				count = append(count, 0)
+				*t = int32(len(count))
+			}
+			v = *t - 1
+		} else {
+			x, ok := byID[a.JobID]
+			if !ok {
+				x = int32(len(count))
+				count = append(count, 0)
+				byID[a.JobID] = x
+			}
+			v = x
+		}
+		of[k] = v
+		count[v]++
+	}
+	vs := make([]victim, len(count))
+	as := make([]*model.Allocation, live)
+	ns := make([]int32, live)
+	at := 0
+	for v, c := range count {
+		vs[v].allocs = as[at : at : at+int(c)]
+		vs[v].nodes = ns[at : at : at+int(c)]
+		at += int(c)
+	}
+	for k, a := range allocs {
+		if of[k] < 0 {
+			continue
+		}
+		v := &vs[of[k]]
+		if len(v.allocs) == 0 {
+			*v = victim{id: a.JobID, q: d.allocQueue(k, a), owner: a.Owner, prio: a.Priority, started: d.pl.nowN, allocs: v.allocs, nodes: v.nodes}
 		}
 		v.allocs = append(v.allocs, a)
-		v.nodes = append(v.nodes, n)
+		v.nodes = append(v.nodes, allocNode[k])
 		v.tasks++
 		v.prio = max(v.prio, a.Priority)
 		if !a.StartedAt.IsZero() {
@@ -194,6 +254,18 @@ func (pr *preemptor) load() {
 			v.stopping = true
 			v.by = max(v.by, a.PreemptedBy)
 		}
+	}
+	pr.running = make([]*victim, 0, len(vs))
+	if dense {
+		for _, t := range table {
+			if t > 0 {
+				pr.running = append(pr.running, &vs[t-1])
+			}
+		}
+		return
+	}
+	for v := range vs {
+		pr.running = append(pr.running, &vs[v])
 	}
 	slices.SortFunc(pr.running, func(a, b *victim) int { return cmpInt64(int64(a.id), int64(b.id)) })
 }

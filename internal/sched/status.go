@@ -37,7 +37,7 @@ type QueueResource struct {
 func Queues(s *Snapshot, now time.Time, cfg Config) []QueueStatus {
 	pl := newPlanner(s, now, cfg, false)
 	d := newDure(pl)
-	d.fair.load(s, d.tree, true, pl.history) // every queue's share
+	d.fair.load(s, d.tree, true, pl.history, d.allocQueue) // every queue's share
 	names := make([]string, 0, len(d.tree.byName))
 	for n := range d.tree.byName {
 		names = append(names, n)
