@@ -27,7 +27,7 @@ import (
 //     would borrow last), each started only if it delays no reservation.
 //  4. Reasons for every job left.
 func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, !cfg.NoPredictions)
+	pl := newPlanner(s, now, cfg, !cfg.NoPredictions, true)
 	depth := cfg.ReservationDepth
 	if depth == 0 {
 		depth = DefaultReservationDepth
@@ -188,8 +188,15 @@ func (d *dure) gather(pending []*model.Job) {
 	}
 	keys := make([]jobKey, 0, len(pending))
 	var users []*userList // in order of first sight
+	// The owners' lists by queue name, then owner (one string hashed per
+	// lookup, and only when the queue or owner changes from the last job).
+	type queueUsers struct {
+		q     *qnode
+		users map[string]*userList
+	}
+	byQueue := map[string]*queueUsers{}
 	var lastName string
-	var lastQ *qnode
+	var lastQU *queueUsers
 	var lastU *userList
 	deps := false
 	for _, j := range pending {
@@ -218,20 +225,27 @@ func (d *dure) gather(pending []*model.Job) {
 			qname = model.DefaultQueue
 		}
 		if lastU == nil || qname != lastName || j.Owner != lastU.owner {
-			if qname != lastName || lastU == nil {
-				lastQ = t.byName[qname] // nil: made in scheduling order below
+			if lastQU == nil || qname != lastName {
+				lastQU = byQueue[qname]
+				if lastQU == nil {
+					// q is nil for a queue not configured: made in
+					// scheduling order below.
+					lastQU = &queueUsers{q: t.byName[qname], users: map[string]*userList{}}
+					byQueue[qname] = lastQU
+				}
+				lastName = qname
 			}
-			lastName = qname
-			lastU = d.fair.user(qname, j.Owner)
-			if !lastU.recentSet {
-				lastU.recent, lastU.recentSet = pl.est.recentOf(j.Owner), true
-				lastU.q = lastQ
+			lastU = lastQU.users[j.Owner]
+			if lastU == nil {
+				lastU = d.fair.user(qname, j.Owner)
+				lastU.q = lastQU.q
+				lastQU.users[j.Owner] = lastU
 				users = append(users, lastU)
 			}
 		}
 		lastU.count++
 		fa.u = lastU
-		fa.run = predictedFrom(lastU.recent, pl.est.walltime(j))
+		fa.run = pl.est.walltime(j) // the prediction below
 		if useExt {
 			fa.ext = int32(len(d.ext))
 			d.ext = append(d.ext, make([]int64, nk+1)...)
@@ -277,6 +291,19 @@ func (d *dure) gather(pending []*model.Job) {
 			}
 		}
 		d.facts = append(d.facts, fa)
+	}
+	// Predictions: the owners' recent run times, one history scan for all.
+	owners := make([]string, len(users))
+	for i, u := range users {
+		owners[i] = u.owner
+	}
+	for i, r := range pl.est.recentFor(owners) {
+		users[i].recent = r
+	}
+	for i := range d.facts {
+		if fa := &d.facts[i]; fa.u.recent != nil {
+			fa.run = predictedFrom(fa.u.recent, fa.run)
+		}
 	}
 	dups := false
 	seen := newIDSet(keys, func(k jobKey) model.JobID { return k.id })

@@ -108,10 +108,8 @@ type userList struct {
 	share    float64
 	idx      int     // in the source's heap
 	src      *source // the source it is filed under
-	// recent: the owner's recent run times (predictions), looked up once
-	// (recentSet).
-	recent    *recentRuns
-	recentSet bool
+	// recent: the owner's recent run times (predictions), looked up once.
+	recent *recentRuns
 	// lo, count: where gather files the owner's jobs.
 	lo, count int
 }

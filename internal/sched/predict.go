@@ -19,6 +19,7 @@ import (
 // bound how long a job may run.
 type estimator struct {
 	now     int64
+	nowT    time.Time
 	cfg     Config
 	queues  map[string]*model.Queue
 	predict bool
@@ -27,6 +28,8 @@ type estimator struct {
 	// owner of each live allocation of the snapshot, by position.
 	recent      map[string]*recentRuns
 	allocRecent []*recentRuns
+	history     []model.FinishedJob
+	order       historyOrder
 }
 
 type recentRuns struct {
@@ -42,7 +45,13 @@ var predictionSteps = []time.Duration{
 }
 
 func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool, order historyOrder) *estimator {
-	e := &estimator{now: now.UnixNano(), cfg: cfg, queues: queues, predict: predict}
+	return newEstimatorFor(s, now, cfg, queues, predict, order, true)
+}
+
+// newEstimatorFor is newEstimator; without pending, the pending jobs'
+// owners are left for addOwners (dure's gather meets each owner once).
+func newEstimatorFor(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool, order historyOrder, pending bool) *estimator {
+	e := &estimator{now: now.UnixNano(), nowT: now, cfg: cfg, queues: queues, predict: predict, history: s.History, order: order}
 	if !predict {
 		return e
 	}
@@ -52,7 +61,7 @@ func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*mod
 	last := ""
 	for _, j := range s.Pending {
 		// Jobs come in runs of one owner's: look each run up once.
-		if j != nil && (j.Owner != last || len(e.recent) == 0) && e.recent[j.Owner] == nil {
+		if pending && j != nil && (j.Owner != last || len(e.recent) == 0) && e.recent[j.Owner] == nil {
 			e.recent[j.Owner] = &recentRuns{}
 		}
 		if j != nil {
@@ -74,20 +83,27 @@ func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*mod
 		}
 		e.allocRecent[k] = lastR
 	}
-	// Newest first: the first two runs met are an owner's latest; stop
-	// once every owner has two, or at the horizon.
-	missing := len(e.recent)
-	horizon := e.now - historyHalfLives*int64(cfg.halfLife())
-	for k := range s.History {
+	e.scan(e.recent)
+	return e
+}
+
+// scan fills the recent run times of the owners in want (all empty),
+// reading the history newest first: the first two runs met are an
+// owner's latest; it stops once every owner has two, or at the horizon.
+func (e *estimator) scan(want map[string]*recentRuns) {
+	missing := len(want)
+	horizon := e.now - historyHalfLives*int64(e.cfg.halfLife())
+	for k := range e.history {
 		if missing == 0 {
 			break
 		}
-		h := &s.History[order.newest(k)]
-		if h.EndTime.UnixNano() < horizon {
+		h := &e.history[e.order.newest(k)]
+		end := h.EndTime.UnixNano()
+		if end < horizon {
 			break
 		}
-		r := e.recent[h.Owner]
-		if r == nil || r.n == 2 || h.Ran <= 0 || h.EndTime.After(now) {
+		r := want[h.Owner]
+		if r == nil || r.n == 2 || h.Ran <= 0 || h.EndTime.After(e.nowT) {
 			continue
 		}
 		r.ran[r.n] = int64(h.Ran)
@@ -96,7 +112,32 @@ func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*mod
 			missing--
 		}
 	}
-	return e
+}
+
+// recentFor returns recentOf for each owner, looking the history up for
+// the owners not seen before (one scan for all of them).
+func (e *estimator) recentFor(owners []string) []*recentRuns {
+	out := make([]*recentRuns, len(owners))
+	if !e.predict {
+		return out
+	}
+	var fresh map[string]*recentRuns
+	for _, o := range owners {
+		if o != "" && e.recent[o] == nil {
+			if fresh == nil {
+				fresh = map[string]*recentRuns{}
+			}
+			r := &recentRuns{}
+			fresh[o], e.recent[o] = r, r
+		}
+	}
+	if fresh != nil {
+		e.scan(fresh)
+	}
+	for i, o := range owners {
+		out[i] = e.recentOf(o)
+	}
+	return out
 }
 
 // walltime is how long j may run: its own walltime, its queue's default,

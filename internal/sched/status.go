@@ -35,7 +35,7 @@ type QueueResource struct {
 // arithmetic Schedule uses (README.md), from the same snapshot. Jobs being
 // stopped count for nothing, as in Schedule.
 func Queues(s *Snapshot, now time.Time, cfg Config) []QueueStatus {
-	pl := newPlanner(s, now, cfg, false)
+	pl := newPlanner(s, now, cfg, false, false)
 	d := newDure(pl)
 	d.fair.load(s, d.tree, true, pl.history, d.allocQueue) // every queue's share
 	names := make([]string, 0, len(d.tree.byName))

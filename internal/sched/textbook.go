@@ -29,7 +29,7 @@ import (
 // for. Dependencies and array throttles hold under every policy: a job
 // that may not start yet is not in line at all.
 func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, false)
+	pl := newPlanner(s, now, cfg, false, false)
 	pol := cfg.policy()
 	depth := 1
 	switch pol {
@@ -108,18 +108,51 @@ func (pl *planner) baseKeyIndex(j *model.Job) int32 {
 	return pl.keyIndex(k, j)
 }
 
-// keyIndex numbers base key k, of job j.
+// keyIndex numbers base key k, of job j. The key's strings are numbered
+// first (names repeat from job to job), so the key hashes without them.
 func (pl *planner) keyIndex(k baseKey, j *model.Job) int32 {
-	i, found := pl.baseKeys[k]
+	fk := baseKeyFast{s: k.s, name: pl.names.id(k.name), topology: pl.topologies.id(k.topology), count: k.count, gang: k.gang, spread: k.spread}
+	i, found := pl.baseKeys[fk]
 	if !found {
 		if pl.baseKeys == nil {
-			pl.baseKeys = map[baseKey]int32{}
+			pl.baseKeys = map[baseKeyFast]int32{}
 		}
 		i = int32(len(pl.baseJobs))
-		pl.baseKeys[k] = i
+		pl.baseKeys[fk] = i
 		pl.baseJobs = append(pl.baseJobs, j)
 	}
 	return i
+}
+
+// baseKeyFast is a baseKey with its strings numbered (stringIDs).
+type baseKeyFast struct {
+	s              *shape
+	name, topology int32
+	count, gang    int
+	spread         bool
+}
+
+// stringIDs numbers strings, remembering the last one asked for.
+type stringIDs struct {
+	ids  map[string]int32
+	last string
+	id0  int32 // the last one's number, +1 (0: none yet)
+}
+
+func (n *stringIDs) id(s string) int32 {
+	if n.id0 > 0 && s == n.last {
+		return n.id0 - 1
+	}
+	id, ok := n.ids[s]
+	if !ok {
+		if n.ids == nil {
+			n.ids = map[string]int32{}
+		}
+		id = int32(len(n.ids))
+		n.ids[s] = id
+	}
+	n.last, n.id0 = s, id+1
+	return id
 }
 
 // finish computes the reasons of the jobs left pending.
