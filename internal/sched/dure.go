@@ -57,8 +57,10 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	for _, u := range d.users {
 		ready += len(u.jobs)
 	}
-	rest := make([]backfillItem, 0, ready)
-	var restBorrowers, borrowers []backfillItem
+	// Jobs left for backfill fill items from the front, borrowers from
+	// the back (in reverse): one slice, since no job is both.
+	items := make([]backfillItem, ready)
+	nRest, nBorrow := 0, 0
 	for {
 		src := d.fair.pick(d.tree)
 		if src == nil {
@@ -72,21 +74,24 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		it := backfillItem{k.pos, k.id, k.prio, fa.run}
 		if src.q.parked || d.borrows(fa, src.q) {
 			src.q.parked = true
-			borrowers = append(borrowers, it)
+			nBorrow++
+			items[ready-nBorrow] = it
 			continue
 		}
 		if !reserving() {
-			rest = append(rest, it)
+			items[nRest] = it
+			nRest++
 			continue
 		}
 		d.consider(k.pos, k.id, true)
 	}
+	rest, borrowers := items[:nRest], items[ready-nBorrow:]
+	slices.Reverse(borrowers)
+	nLeft := 0 // borrowers left for backfill, kept in place
 	for _, it := range borrowers {
 		if !reserving() {
-			if restBorrowers == nil {
-				restBorrowers = make([]backfillItem, 0, len(borrowers))
-			}
-			restBorrowers = append(restBorrowers, it)
+			borrowers[nLeft] = it
+			nLeft++
 			continue
 		}
 		d.consider(it.fi, it.id, true)
@@ -94,8 +99,11 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// Backfill, jobs that borrow last: by priority; among equals, jobs
 	// expected to run less than τ first, the rest in fair order; the set
 	// that fills the free room best goes first (pack.go).
-	for _, js := range [][]backfillItem{rest, restBorrowers} {
-		for _, it := range d.packFirst(d.backfillOrder(js)) {
+	scratch := make([]backfillItem, max(len(rest), nLeft))
+	for _, js := range [][]backfillItem{rest, borrowers[:nLeft]} {
+		d.backfillOrder(js, scratch)
+		d.packFirst(js, scratch)
+		for _, it := range js {
 			d.consider(it.fi, it.id, false)
 		}
 	}
@@ -396,17 +404,18 @@ type backfillItem struct {
 	run  int64
 }
 
-// backfillOrder sorts jobs by priority; among equal priorities, jobs
-// expected to run less than τ (boundedSlowdownFloor) come first, shortest
-// first, and the others keep their (fair) order. Very short jobs cost
-// almost nothing to start and are the ones whose bounded slowdown waiting
-// hurts most; the others keep the order that does not change with time,
-// so backfill does not starve long jobs either. It is a stable sort by
-// (priority, min(run, τ)): a counting sort by priority, then the short
-// jobs of each priority moved to its front.
-func (d *dure) backfillOrder(jobs []backfillItem) []backfillItem {
+// backfillOrder sorts jobs, in place, by priority; among equal
+// priorities, jobs expected to run less than τ (boundedSlowdownFloor) come
+// first, shortest first, and the others keep their (fair) order. Very
+// short jobs cost almost nothing to start and are the ones whose bounded
+// slowdown waiting hurts most; the others keep the order that does not
+// change with time, so backfill does not starve long jobs either. It is a
+// stable sort by (priority, min(run, τ)): a counting sort by priority
+// (through tmp, at least as long as jobs), then the short jobs of each
+// priority moved to its front.
+func (d *dure) backfillOrder(jobs, tmp []backfillItem) {
 	if len(jobs) == 0 {
-		return nil
+		return
 	}
 	count := map[int]int{}
 	last, lastN := jobs[0].prio, 0
@@ -425,7 +434,6 @@ func (d *dure) backfillOrder(jobs []backfillItem) []backfillItem {
 	}
 	slices.Sort(levels)
 	slices.Reverse(levels) // higher first
-	sorted := jobs
 	if len(levels) > 1 {
 		next := make(map[int]int, len(levels))
 		at := 0
@@ -433,18 +441,16 @@ func (d *dure) backfillOrder(jobs []backfillItem) []backfillItem {
 			next[p] = at
 			at += count[p]
 		}
-		sorted = make([]backfillItem, len(jobs))
 		for _, it := range jobs {
-			sorted[next[it.prio]] = it
+			tmp[next[it.prio]] = it
 			next[it.prio]++
 		}
+		copy(jobs, tmp[:len(jobs)])
 	}
-	out := make([]backfillItem, len(jobs))
 	var short []backfillItem
 	at := 0
 	for _, p := range levels {
-		seg := sorted[at : at+count[p]]
-		dst := out[at : at+count[p]]
+		seg := jobs[at : at+count[p]]
 		at += count[p]
 		short = short[:0]
 		for _, it := range seg {
@@ -452,16 +458,20 @@ func (d *dure) backfillOrder(jobs []backfillItem) []backfillItem {
 				short = append(short, it)
 			}
 		}
+		if len(short) == 0 {
+			continue
+		}
 		slices.SortStableFunc(short, func(a, b backfillItem) int { return cmpInt64(a.run, b.run) })
-		k := copy(dst, short)
-		for _, it := range seg {
-			if it.run >= boundedSlowdownFloor {
-				dst[k] = it
-				k++
+		// The long ones move back, in order, behind the short ones.
+		w := len(seg)
+		for i := len(seg) - 1; i >= 0; i-- {
+			if seg[i].run >= boundedSlowdownFloor {
+				w--
+				seg[w] = seg[i]
 			}
 		}
+		copy(seg, short)
 	}
-	return out
 }
 
 // borrows reports whether the job would take its queue q above its own

@@ -25,10 +25,11 @@ const packLookahead = 50
 // ⌈F/packUnits⌉ so that a large cluster costs no more than a small one.
 const packUnits = 512
 
-// packFirst returns the candidates with the best-filling set first.
-func (d *dure) packFirst(order []backfillItem) []backfillItem {
+// packFirst moves the best-filling set of candidates first, in place (tmp
+// is scratch, at least as long as order).
+func (d *dure) packFirst(order, tmp []backfillItem) {
 	if len(order) < 2 {
-		return order
+		return
 	}
 	pl := d.pl
 	gpus := 0
@@ -48,7 +49,7 @@ func (d *dure) packFirst(order []backfillItem) []backfillItem {
 		free += max(dim(&v), 0)
 	}
 	if free <= 0 {
-		return order
+		return
 	}
 	var back int64
 	for _, n := range pl.tl.resNodes {
@@ -91,9 +92,16 @@ func (d *dure) packFirst(order []backfillItem) []backfillItem {
 		short = append(short, item{i, size})
 	}
 	if len(long)+len(short) < 2 {
-		return order
+		return
 	}
-	chosen := make([]bool, len(order))
+	end := 0 // the candidates weighed are all in order[:end]
+	for _, x := range long {
+		end = max(end, x.at+1)
+	}
+	for _, x := range short {
+		end = max(end, x.at+1)
+	}
+	chosen := make([]bool, end)
 	var used int64
 	knapsack(len(long), func(k int) int64 { return long[k].size }, capLong, func(k int) {
 		chosen[long[k].at] = true
@@ -102,18 +110,18 @@ func (d *dure) packFirst(order []backfillItem) []backfillItem {
 	knapsack(len(short), func(k int) int64 { return short[k].size }, capAll-used, func(k int) {
 		chosen[short[k].at] = true
 	})
-	out := make([]backfillItem, 0, len(order))
-	for i, it := range order {
+	// A stable partition of order[:end], the chosen first.
+	n, m := 0, 0
+	for i, it := range order[:end] {
 		if chosen[i] {
-			out = append(out, it)
+			order[n] = it
+			n++
+		} else {
+			tmp[m] = it
+			m++
 		}
 	}
-	for i, it := range order {
-		if !chosen[i] {
-			out = append(out, it)
-		}
-	}
-	return out
+	copy(order[n:end], tmp[:m])
 }
 
 // knapsack chooses among n items (sizes size(k) > 0) a set of the largest
