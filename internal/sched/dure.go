@@ -121,9 +121,10 @@ type jobFacts struct {
 	j   *model.Job
 	u   *userList // its owner's list; u.q its queue
 	run int64     // expected run time (estimator.runFor)
-	// shape: for a valid one-group job without topology, the shape of its
-	// tasks with no GPU flavor, and gang its gang size: consider checks
-	// the shape's unfit memo without reading the job.
+	// shape: for a valid one-group job, the shape of its tasks with no GPU
+	// flavor, gang its gang size and topo its topology label
+	// (dure.topos[topo-1]; 0: none): consider checks the placement memos
+	// (the shape's unfit, or pass.topoFail) without reading the job.
 	shape *shape
 	// dem: the gang's quota demand with no GPU flavor, when ext < 0 (at
 	// most two governed keys, none flavored); otherwise the demand is
@@ -137,6 +138,7 @@ type jobFacts struct {
 	// dure.wants[want-1]; 0: none; -1: read it from the job.
 	want  int16
 	flags factFlags
+	topo  uint8
 }
 
 type factFlags uint8
@@ -291,11 +293,16 @@ func (d *dure) gather(pending []*model.Job) {
 			spread := j.Placement == model.PlacementSpread
 			s := pl.p.shapeFor(g, "", false)
 			fa.key = pl.keyIndex(baseKey{s: s, name: g.Name, count: g.Count, gang: left0, topology: j.Topology, spread: spread}, j)
-			if j.Topology == "" && left0 <= math.MaxInt32 {
+			if left0 <= math.MaxInt32 {
 				if spread {
 					s = pl.p.shapeFor(g, "", true)
 				}
 				fa.shape, fa.gang = s, int32(left0)
+				if j.Topology != "" {
+					if fa.topo = d.topoIndex(j.Topology); fa.topo == 0 {
+						fa.shape = nil // too many labels to number
+					}
+				}
 			}
 		}
 		d.facts = append(d.facts, fa)
@@ -519,6 +526,7 @@ type dure struct {
 	users      []*userList
 	ext        []int64
 	wants      []string
+	topos      []string
 	queueLevel bool     // more than one queue has jobs ready
 	allocQ     []*qnode // allocQueue's answers
 	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
@@ -628,10 +636,7 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		roomy = append(roomy, f)
 		var k int
 		var b model.JobID
-		if s := fa.shape; s != nil && (f == "" || fa.flags&factGPU == 0) && !pl.p.noMemo && s.unfit >= 0 && int(fa.gang) > s.unfit {
-			// tryJob's memo: as many tasks of this shape did not fit
-			// earlier in the pass, and room only shrinks.
-		} else {
+		if !d.failsAgain(fa, f) {
 			k, b = pl.place(j, placeOpts{flavor: f}, w)
 		}
 		if k == 0 {
@@ -700,6 +705,38 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		}
 	}
 	leave(pl.blockedWrap(blocker))
+}
+
+// failsAgain reports whether placing the job (with GPU flavor f) now
+// must fail, by the memos placement keeps (room only shrinks during a
+// pass): tryJob's unfit (as many tasks of its shape did not fit earlier),
+// or placeAny's topoFail (no domain held a gang as large). It reads no
+// more than the job's facts.
+func (d *dure) failsAgain(fa *jobFacts, f string) bool {
+	s := fa.shape
+	p := d.pl.p
+	if s == nil || f != "" && fa.flags&factGPU != 0 || p.noMemo {
+		return false
+	}
+	if fa.topo == 0 {
+		return s.unfit >= 0 && int(fa.gang) > s.unfit
+	}
+	need, failed := p.topoFail[topoKey{s, d.topos[fa.topo-1]}]
+	return failed && int(fa.gang) >= need
+}
+
+// topoIndex numbers a topology label for jobFacts.topo (0: too many).
+func (d *dure) topoIndex(label string) uint8 {
+	for i, t := range d.topos {
+		if t == label {
+			return uint8(i + 1)
+		}
+	}
+	if len(d.topos) >= math.MaxUint8 {
+		return 0
+	}
+	d.topos = append(d.topos, label)
+	return uint8(len(d.topos))
 }
 
 // quotaWrap is the reason of jobs left for want of quota: one function per
