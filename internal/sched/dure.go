@@ -163,6 +163,68 @@ type jobKey struct {
 	id   model.JobID
 }
 
+// jobKeyLess is cmpJobKey(*a, *b) < 0.
+func jobKeyLess(a, b *jobKey) bool {
+	switch {
+	case a.prio != b.prio:
+		return a.prio > b.prio
+	case a.sec != b.sec:
+		return a.sec < b.sec
+	case a.nsec != b.nsec:
+		return a.nsec < b.nsec
+	case a.id != b.id:
+		return a.id < b.id
+	}
+	return a.pos < b.pos
+}
+
+// sortJobKeys sorts ks by cmpJobKey: a merge sort of insertion-sorted
+// runs, its comparison inlined (the keys of one owner are few, and sorting
+// them is most of what ordering a long queue costs). buf is scratch, at
+// least as long as ks.
+func sortJobKeys(ks, buf []jobKey) {
+	const run = 12
+	n := len(ks)
+	for lo := 0; lo < n; lo += run {
+		hi := min(lo+run, n)
+		for i := lo + 1; i < hi; i++ {
+			x := ks[i]
+			j := i
+			for j > lo && jobKeyLess(&x, &ks[j-1]) {
+				ks[j] = ks[j-1]
+				j--
+			}
+			ks[j] = x
+		}
+	}
+	if n <= run {
+		return
+	}
+	src, dst := ks, buf[:n]
+	for width := run; width < n; width *= 2 {
+		for lo := 0; lo < n; lo += 2 * width {
+			mid, hi := min(lo+width, n), min(lo+2*width, n)
+			i, j, k := lo, mid, lo
+			for i < mid && j < hi {
+				if jobKeyLess(&src[j], &src[i]) {
+					dst[k] = src[j]
+					j++
+				} else {
+					dst[k] = src[i]
+					i++
+				}
+				k++
+			}
+			k += copy(dst[k:], src[i:mid])
+			copy(dst[k:], src[j:hi])
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &ks[0] {
+		copy(ks, src)
+	}
+}
+
 func cmpJobKey(a, b jobKey) int {
 	switch {
 	case a.prio != b.prio:
@@ -360,7 +422,7 @@ func (d *dure) gather(pending []*model.Job) {
 	for _, u := range users {
 		js := byUser[u.lo:u.count]
 		if !dups {
-			slices.SortFunc(js, cmpJobKey)
+			sortJobKeys(js, keys) // keys is spare now
 		}
 		w := len(js)
 		if deps {

@@ -50,11 +50,8 @@ type qnode struct {
 	res      map[string]*qres // governed keys
 	// rs is res by key index (queueTree.keyNames), nil where not governed:
 	// the pass's quota arithmetic indexes it rather than hashing names.
-	rs []*qres
-	// root is the top of n's tree; version counts its tree's usage
-	// changes (on roots only): blockMessage caches while it holds.
-	root    *qnode
-	version int64
+	rs   []*qres
+	root *qnode // the top of n's tree
 	// flavors caches gpuFlavors (flavorsSet: computed).
 	flavors    []string
 	flavorsSet bool
@@ -103,11 +100,13 @@ type flavorKey struct {
 	k   int
 }
 
+// blockKey is everything blockMessageOf reads that changes in a pass:
+// the room, the queue's usage, and that of the first ancestor governing
+// the key when the queue does not.
 type blockKey struct {
-	a       *qnode
-	k       int
-	need    int64
-	version int64
+	a                     *qnode
+	k                     int
+	need, room, used, anc int64
 }
 
 // uniqueQueues picks one queue per name. Names are unique in the state
@@ -351,7 +350,6 @@ func (t *queueTree) flavorKeys(node *model.Node) []flavorKey {
 
 // charge adds d (times sign) to the usage of a and its ancestors.
 func (t *queueTree) charge(a *qnode, d demand, sign int64) {
-	a.root.version++
 	for k, v := range d {
 		if v == 0 {
 			continue
@@ -423,7 +421,17 @@ func (t *queueTree) admits(a *qnode, d demand) (bool, int) {
 // the level that binds: "queue vision at nominal 16/16 gpu, cohort research
 // has 0 to lend".
 func (t *queueTree) blockMessage(a *qnode, k int, need int64) string {
-	bk := blockKey{a, k, need, a.root.version}
+	bk := blockKey{a: a, k: k, need: need, room: t.room(a, k)}
+	if ar := a.rs[k]; ar != nil {
+		bk.used = ar.used
+	} else {
+		for n := a.parent; n != nil; n = n.parent {
+			if r := n.rs[k]; r != nil {
+				bk.anc = r.used
+				break
+			}
+		}
+	}
 	if m, ok := t.blocked[bk]; ok {
 		return m
 	}
