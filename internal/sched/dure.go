@@ -1,6 +1,8 @@
 package sched
 
 import (
+	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -25,124 +27,538 @@ import (
 //     would borrow last), each started only if it delays no reservation.
 //  4. Reasons for every job left.
 func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, !cfg.NoPredictions)
+	pl := newPlanner(s, now, cfg, !cfg.NoPredictions, true)
 	depth := cfg.ReservationDepth
 	if depth == 0 {
 		depth = DefaultReservationDepth
 	}
-	ready := []*model.Job{} // not nil: see newFair
-	for _, j := range orderJobs(s.Pending, true) {
-		if pl.gate(j) {
-			ready = append(ready, j)
-		}
-	}
-	d := newDure(pl, ready)
-	d.fair.buildSources(d.tree, ready)
+	d := newDure(pl)
+	d.gather(s.Pending)
+	d.fair.load(s, d.tree, d.queueLevel, pl.history, d.allocQueue)
+	d.pre = newPreemptor(d)
+	d.fair.buildSources(d.users)
 	// Preemptors go first until they start: the room their victims free is
 	// theirs. While victims stop, a preemptor's reservation is made before
 	// anyone else's and it chooses no new victims; once they are requeued,
 	// it is placed before anyone else (Allocation.PreemptedBy,
 	// Job.PreemptedBy).
-	for _, j := range ready {
-		if d.pre.waiting[j.ID] != nil {
-			d.consider(j, true)
-			d.pre.served[j.ID] = true
-		}
+	for _, k := range d.pre.first {
+		d.consider(k.pos, k.id, true)
+		d.pre.served[k.id] = true
 	}
 	reserving := func() bool { return depth < 0 || len(pl.res)-pl.preemptRes < depth }
 	// Jobs that would borrow quota come after every job that stays within
 	// its queue's nominal quota (as in Kueue): a queue reclaiming what it
 	// lent goes before the borrower, in this pass and after its victims
 	// were requeued. Once a queue's next job borrows, the queue's later
-	// jobs wait behind it, so its own order (priority first) holds.
-	var rest, borrowers, restBorrowers []*model.Job
-	parked := map[*qnode]bool{}
+	// jobs wait behind it (parked), so its own order (priority first)
+	// holds.
+	ready := 0
+	for _, u := range d.users {
+		ready += len(u.jobs)
+	}
+	// Jobs left for backfill fill items from the front, borrowers from
+	// the back (in reverse): one slice, since no job is both.
+	items := make([]backfillItem, ready)
+	nRest, nBorrow := 0, 0
 	for {
 		src := d.fair.pick(d.tree)
 		if src == nil {
 			break
 		}
-		j := src.pop()
-		if d.pre.waiting[j.ID] != nil {
+		k := src.pop()
+		fa := &d.facts[k.pos]
+		if fa.flags&factWaiting != 0 {
 			continue // considered above
 		}
-		if parked[src.q] || d.borrows(j, src.q) {
-			parked[src.q] = true
-			borrowers = append(borrowers, j)
+		it := backfillItem{k.pos, k.id, k.prio, fa.run}
+		if src.q.parked || d.borrows(fa, src.q) {
+			src.q.parked = true
+			nBorrow++
+			items[ready-nBorrow] = it
 			continue
 		}
 		if !reserving() {
-			rest = append(rest, j)
+			items[nRest] = it
+			nRest++
 			continue
 		}
-		d.consider(j, true)
+		d.consider(k.pos, k.id, true)
 	}
-	for _, j := range borrowers {
+	rest, borrowers := items[:nRest], items[ready-nBorrow:]
+	slices.Reverse(borrowers)
+	nLeft := 0 // borrowers left for backfill, kept in place
+	for _, it := range borrowers {
 		if !reserving() {
-			restBorrowers = append(restBorrowers, j)
+			borrowers[nLeft] = it
+			nLeft++
 			continue
 		}
-		d.consider(j, true)
+		d.consider(it.fi, it.id, true)
 	}
 	// Backfill, jobs that borrow last: by priority; among equals, jobs
 	// expected to run less than τ first, the rest in fair order; the set
 	// that fills the free room best goes first (pack.go).
-	for _, js := range [][]*model.Job{rest, restBorrowers} {
-		for _, j := range d.packFirst(d.backfillOrder(js)) {
-			d.consider(j, false)
+	scratch := make([]backfillItem, max(len(rest), nLeft))
+	for _, js := range [][]backfillItem{rest, borrowers[:nLeft]} {
+		d.backfillOrder(js, scratch)
+		d.packFirst(js, scratch)
+		for _, it := range js {
+			d.consider(it.fi, it.id, false)
 		}
 	}
 	pl.finish()
 	return pl.plan
 }
 
-// backfillOrder sorts jobs by priority; among equal priorities, jobs
-// expected to run less than τ (boundedSlowdownFloor) come first, shortest
-// first, and the others keep their (fair) order. Very short jobs cost
-// almost nothing to start and are the ones whose bounded slowdown waiting
-// hurts most; the others keep the order that does not change with time,
-// so backfill does not starve long jobs either.
-func (d *dure) backfillOrder(jobs []*model.Job) []*model.Job {
-	type keyed struct {
-		j   *model.Job
-		run int64 // expected run, or τ for all that run at least τ
-	}
-	ks := make([]keyed, len(jobs))
-	for i, j := range jobs {
-		ks[i] = keyed{j, min(d.pl.est.runFor(j), boundedSlowdownFloor)}
-	}
-	slices.SortStableFunc(ks, func(a, b keyed) int {
-		if a.j.Priority != b.j.Priority {
-			return b.j.Priority - a.j.Priority
-		}
-		return cmpInt64(a.run, b.run)
-	})
-	out := make([]*model.Job, len(ks))
-	for i := range ks {
-		out[i] = ks[i].j
-	}
-	return out
+// jobFacts is what a PolicyDure pass needs to know of one pending job,
+// worked out once (gather): the policy's loops read this flat slice rather
+// than the jobs, which lie scattered in memory, and look nothing up twice.
+// It is one cache line: the loops visit jobs in fair order, which is not
+// the order they lie in, and each visit costs a miss per line. Its
+// priority and ID are in its jobKey.
+type jobFacts struct {
+	j   *model.Job
+	u   *userList // its owner's list; u.q its queue
+	run int64     // expected run time (estimator.runFor)
+	// shape: for a valid one-group job, the shape of its tasks with no GPU
+	// flavor, gang its gang size and topo its topology label
+	// (dure.topos[topo-1]; 0: none): consider checks the placement memos
+	// (the shape's unfit, or pass.topoFail) without reading the job.
+	shape *shape
+	// dem: the gang's quota demand with no GPU flavor, when ext < 0 (at
+	// most two governed keys, none flavored); otherwise the demand is
+	// dure.ext[ext:ext+nk] and the gang's GPUs, which also count against
+	// a flavored key (needOf), dure.ext[ext+nk].
+	dem  [2]int64
+	ext  int32
+	key  int32 // the base key index of its reason (planner.baseKeyIndex)
+	gang int32
+	// want: the GPU flavor a group asks for by constraint is
+	// dure.wants[want-1]; 0: none; -1: read it from the job.
+	want  int16
+	flags factFlags
+	topo  uint8
 }
 
-// borrows reports whether j would take its queue above its own nominal
-// quota of a key the queue's tree governs, whatever GPU flavor it gets (a
-// queue without a quota for a governed key borrows all it uses). A root
-// queue never borrows: it has no one to borrow from.
-func (d *dure) borrows(j *model.Job, q *qnode) bool {
-	if len(d.tree.keys) == 0 || q.parent == nil {
+type factFlags uint8
+
+const (
+	factGPU       factFlags = 1 << iota // some group uses GPUs
+	factValid                           // invalidJob is ""
+	factDeps                            // it has dependencies (gate)
+	factThrottled                       // an array element with a throttle
+	factPreempted                       // others were preempted for it (Job.PreemptedBy)
+	factWaiting                         // it is in preemptor.waiting
+)
+
+// jobKey is a job's place in scheduling order (orderJobs): priority
+// (higher first), submit time in Unix seconds and nanoseconds, ID, and its
+// position in the input (here: in dure.facts).
+type jobKey struct {
+	prio int
+	sec  int64
+	nsec int32
+	pos  int32
+	id   model.JobID
+}
+
+// jobKeyLess is cmpJobKey(*a, *b) < 0.
+func jobKeyLess(a, b *jobKey) bool {
+	switch {
+	case a.prio != b.prio:
+		return a.prio > b.prio
+	case a.sec != b.sec:
+		return a.sec < b.sec
+	case a.nsec != b.nsec:
+		return a.nsec < b.nsec
+	case a.id != b.id:
+		return a.id < b.id
+	}
+	return a.pos < b.pos
+}
+
+// sortJobKeys sorts ks by cmpJobKey: a merge sort of insertion-sorted
+// runs, its comparison inlined (the keys of one owner are few, and sorting
+// them is most of what ordering a long queue costs). buf is scratch, at
+// least as long as ks.
+func sortJobKeys(ks, buf []jobKey) {
+	const run = 12
+	n := len(ks)
+	for lo := 0; lo < n; lo += run {
+		hi := min(lo+run, n)
+		for i := lo + 1; i < hi; i++ {
+			x := ks[i]
+			j := i
+			for j > lo && jobKeyLess(&x, &ks[j-1]) {
+				ks[j] = ks[j-1]
+				j--
+			}
+			ks[j] = x
+		}
+	}
+	if n <= run {
+		return
+	}
+	src, dst := ks, buf[:n]
+	for width := run; width < n; width *= 2 {
+		for lo := 0; lo < n; lo += 2 * width {
+			mid, hi := min(lo+width, n), min(lo+2*width, n)
+			i, j, k := lo, mid, lo
+			for i < mid && j < hi {
+				if jobKeyLess(&src[j], &src[i]) {
+					dst[k] = src[j]
+					j++
+				} else {
+					dst[k] = src[i]
+					i++
+				}
+				k++
+			}
+			k += copy(dst[k:], src[i:mid])
+			copy(dst[k:], src[j:hi])
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &ks[0] {
+		copy(ks, src)
+	}
+}
+
+func cmpJobKey(a, b jobKey) int {
+	switch {
+	case a.prio != b.prio:
+		return cmp.Compare(b.prio, a.prio) // higher first
+	case a.sec != b.sec:
+		return cmp.Compare(a.sec, b.sec)
+	case a.nsec != b.nsec:
+		return cmp.Compare(a.nsec, b.nsec)
+	case a.id != b.id:
+		return cmp.Compare(a.id, b.id)
+	}
+	return cmp.Compare(a.pos, b.pos)
+}
+
+// gather works out the facts of the pending jobs, reading them in the
+// order given (the order they lie in memory, mostly), and files the jobs
+// that pass the gate under their owners (d.users, each owner's in
+// scheduling order): the fair-share order only ever compares owners'
+// next jobs, so each owner's jobs are sorted on their own, which is
+// cheaper than one sort of the whole queue. Only a job listed twice needs
+// the whole order (the first in it is kept).
+func (d *dure) gather(pending []*model.Job) {
+	pl, t := d.pl, d.tree
+	nk := int32(len(t.keyNames))
+	d.facts = make([]jobFacts, 0, len(pending))
+	useExt := nk > int32(len(jobFacts{}.dem)) || t.flavored["gpu"]
+	if useExt {
+		d.ext = make([]int64, 0, len(pending)*int(nk+1))
+	}
+	var dem demand
+	if !useExt {
+		dem = make(demand, nk)
+	}
+	keys := make([]jobKey, 0, len(pending))
+	var users []*userList // in order of first sight
+	// The owners' lists by queue name, then owner (one string hashed per
+	// lookup, and only when the queue or owner changes from the last job).
+	type queueUsers struct {
+		q     *qnode
+		users map[string]*userList
+	}
+	byQueue := map[string]*queueUsers{}
+	var lastName string
+	var lastQU *queueUsers
+	var lastU *userList
+	deps := false
+	for _, j := range pending {
+		if j == nil {
+			continue
+		}
+		pos := int32(len(d.facts))
+		keys = append(keys, jobKey{j.Priority, j.SubmitTime.Unix(), int32(j.SubmitTime.Nanosecond()), pos, j.ID})
+		fa := jobFacts{j: j, ext: -1, key: -1}
+		valid := invalidJob(j) == ""
+		if valid {
+			fa.flags |= factValid
+		}
+		if len(j.Dependencies) > 0 {
+			fa.flags |= factDeps
+			deps = true
+		}
+		if j.ArrayParent != 0 && j.ArrayThrottle > 0 {
+			fa.flags |= factThrottled
+		}
+		if j.PreemptedBy != 0 && j.PreemptedBy != j.ID {
+			fa.flags |= factPreempted
+		}
+		qname := j.Queue
+		if qname == "" {
+			qname = model.DefaultQueue
+		}
+		if lastU == nil || qname != lastName || j.Owner != lastU.owner {
+			if lastQU == nil || qname != lastName {
+				lastQU = byQueue[qname]
+				if lastQU == nil {
+					// q is nil for a queue not configured: made in
+					// scheduling order below.
+					lastQU = &queueUsers{q: t.byName[qname], users: map[string]*userList{}}
+					byQueue[qname] = lastQU
+				}
+				lastName = qname
+			}
+			lastU = lastQU.users[j.Owner]
+			if lastU == nil {
+				lastU = d.fair.user(qname, j.Owner)
+				lastU.q = lastQU.q
+				lastQU.users[j.Owner] = lastU
+				users = append(users, lastU)
+			}
+		}
+		lastU.count++
+		fa.u = lastU
+		fa.run = pl.est.walltime(j) // the prediction below
+		if useExt {
+			fa.ext = int32(len(d.ext))
+			d.ext = append(d.ext, make([]int64, nk+1)...)
+			dem = d.ext[fa.ext : fa.ext+nk]
+		} else {
+			clear(dem)
+		}
+		var gpus int64
+		want := ""
+		left0 := j.GangSize()
+		left := left0
+		for gi := range j.Groups {
+			g := &j.Groups[gi]
+			n := int64(min(g.Count, left))
+			left -= int(n)
+			t.demandOf(&g.Resources, n, nil, dem)
+			if g.Resources.GPUs > 0 {
+				fa.flags |= factGPU
+				gpus += g.Resources.GPUs * n
+				if f := g.Constraints[gpuFlavorLabel]; f != "" {
+					want = f
+				}
+			}
+		}
+		if useExt {
+			d.ext[fa.ext+nk] = gpus
+		} else {
+			copy(fa.dem[:], dem)
+		}
+		if want != "" {
+			fa.want = d.wantIndex(want)
+		}
+		if valid && len(j.Groups) == 1 {
+			g := &j.Groups[0]
+			spread := j.Placement == model.PlacementSpread
+			s := pl.p.shapeFor(g, "", false)
+			fa.key = pl.keyIndex(baseKey{s: s, name: g.Name, count: g.Count, gang: left0, topology: j.Topology, spread: spread}, j)
+			if left0 <= math.MaxInt32 {
+				if spread {
+					s = pl.p.shapeFor(g, "", true)
+				}
+				fa.shape, fa.gang = s, int32(left0)
+				if j.Topology != "" {
+					if fa.topo = d.topoIndex(j.Topology); fa.topo == 0 {
+						fa.shape = nil // too many labels to number
+					}
+				}
+			}
+		}
+		d.facts = append(d.facts, fa)
+	}
+	// Predictions: the owners' recent run times, one history scan for all.
+	owners := make([]string, len(users))
+	for i, u := range users {
+		owners[i] = u.owner
+	}
+	for i, r := range pl.est.recentFor(owners) {
+		users[i].recent = r
+	}
+	for i := range d.facts {
+		if fa := &d.facts[i]; fa.u.recent != nil {
+			fa.run = predictedFrom(fa.u.recent, fa.run)
+		}
+	}
+	dups := false
+	seen := newIDSet(keys, func(k jobKey) model.JobID { return k.id })
+	for _, k := range keys {
+		if !seen.add(k.id) {
+			dups = true
+			break
+		}
+	}
+	if dups {
+		// The whole order, keeping each ID's first job only.
+		slices.SortFunc(keys, cmpJobKey)
+		seen = newIDSet(keys, func(k jobKey) model.JobID { return k.id })
+		keys = slices.DeleteFunc(keys, func(k jobKey) bool { return !seen.add(k.id) })
+		for _, u := range users {
+			u.count = 0
+		}
+		for _, k := range keys {
+			d.facts[k.pos].u.count++
+		}
+	}
+	// File the keys by owner (stably), then sort each owner's (already in
+	// order with dups) and gate.
+	byUser := make([]jobKey, len(keys))
+	at := 0
+	for _, u := range users {
+		u.lo = at
+		at += u.count
+		u.count = u.lo // the next free slot
+	}
+	for _, k := range keys {
+		u := d.facts[k.pos].u
+		byUser[u.count] = k
+		u.count++
+	}
+	var unknown []*userList // owners in queues not configured
+	queues := 0
+	d.users = users[:0]
+	for _, u := range users {
+		js := byUser[u.lo:u.count]
+		if !dups {
+			sortJobKeys(js, keys) // keys is spare now
+		}
+		w := len(js)
+		if deps {
+			w = 0
+			for _, k := range js {
+				if fa := &d.facts[k.pos]; fa.flags&factDeps != 0 && !pl.gate(fa.j) {
+					continue
+				}
+				js[w] = k
+				w++
+			}
+		}
+		if w == 0 {
+			continue
+		}
+		u.jobs = js[:w:w]
+		d.users = append(d.users, u)
+		if u.q == nil {
+			unknown = append(unknown, u)
+		}
+	}
+	// Queues not configured get their nodes in the scheduling order of
+	// their first jobs, as they always have (the order of roots breaks
+	// ties in pick).
+	slices.SortFunc(unknown, func(a, b *userList) int { return cmpJobKey(a.jobs[0], b.jobs[0]) })
+	for _, u := range unknown {
+		u.q = t.node(u.queue)
+	}
+	for _, u := range d.users {
+		if !u.q.hasReady {
+			u.q.hasReady = true
+			queues++
+		}
+	}
+	// Queue-level usage matters only when queues compete.
+	d.queueLevel = queues > 1
+}
+
+// gpuFlavorLabel is FlavorLabel("gpu").
+const gpuFlavorLabel = "gpu.model"
+
+// backfillItem is a job left for the backfill phase, with what its order
+// needs (read while its facts were at hand).
+type backfillItem struct {
+	fi   int32
+	id   model.JobID
+	prio int
+	run  int64
+}
+
+// backfillOrder sorts jobs, in place, by priority; among equal
+// priorities, jobs expected to run less than τ (boundedSlowdownFloor) come
+// first, shortest first, and the others keep their (fair) order. Very
+// short jobs cost almost nothing to start and are the ones whose bounded
+// slowdown waiting hurts most; the others keep the order that does not
+// change with time, so backfill does not starve long jobs either. It is a
+// stable sort by (priority, min(run, τ)): a counting sort by priority
+// (through tmp, at least as long as jobs), then the short jobs of each
+// priority moved to its front.
+func (d *dure) backfillOrder(jobs, tmp []backfillItem) {
+	if len(jobs) == 0 {
+		return
+	}
+	count := map[int]int{}
+	last, lastN := jobs[0].prio, 0
+	for i := range jobs {
+		if p := jobs[i].prio; p == last {
+			lastN++
+		} else {
+			count[last] += lastN
+			last, lastN = p, 1
+		}
+	}
+	count[last] += lastN
+	levels := make([]int, 0, len(count))
+	for p := range count {
+		levels = append(levels, p)
+	}
+	slices.Sort(levels)
+	slices.Reverse(levels) // higher first
+	if len(levels) > 1 {
+		next := make(map[int]int, len(levels))
+		at := 0
+		for _, p := range levels {
+			next[p] = at
+			at += count[p]
+		}
+		for _, it := range jobs {
+			tmp[next[it.prio]] = it
+			next[it.prio]++
+		}
+		copy(jobs, tmp[:len(jobs)])
+	}
+	var short []backfillItem
+	at := 0
+	for _, p := range levels {
+		seg := jobs[at : at+count[p]]
+		at += count[p]
+		short = short[:0]
+		for _, it := range seg {
+			if it.run < boundedSlowdownFloor {
+				short = append(short, it)
+			}
+		}
+		if len(short) == 0 {
+			continue
+		}
+		slices.SortStableFunc(short, func(a, b backfillItem) int { return cmpInt64(a.run, b.run) })
+		// The long ones move back, in order, behind the short ones.
+		w := len(seg)
+		for i := len(seg) - 1; i >= 0; i-- {
+			if seg[i].run >= boundedSlowdownFloor {
+				w--
+				seg[w] = seg[i]
+			}
+		}
+		copy(seg, short)
+	}
+}
+
+// borrows reports whether the job would take its queue q above its own
+// nominal quota of a key the queue's tree governs, whatever GPU flavor it
+// gets (a queue without a quota for a governed key borrows all it uses). A
+// root queue never borrows: it has no one to borrow from.
+func (d *dure) borrows(fa *jobFacts, q *qnode) bool {
+	if len(d.tree.keyNames) == 0 || q.parent == nil {
 		return false
 	}
-	root := q
-	for root.parent != nil {
-		root = root.parent
-	}
-	for _, f := range d.flavorsFor(j, q) {
+	root := q.root
+	for _, f := range d.flavorsOf(fa) {
 		over := false
-		for k, x := range d.gangDemand(j, f) {
-			if x <= 0 || root.res[k] == nil {
+		for k, x := range d.needOf(fa, f, d.borrowBuf) {
+			if x <= 0 || root.rs[k] == nil {
 				continue
 			}
-			if r := q.res[k]; r == nil || r.used+x > r.effN {
+			if r := q.rs[k]; r == nil || r.used+x > r.effN {
 				over = true
 				break
 			}
@@ -162,31 +578,42 @@ type dure struct {
 	arrays   *arrays
 	preempts int // preemption attempts so far
 	pre      *preemptor
-	nodes    map[string]*model.Node // every node by name (schedulable first)
+	// nodes: every node by name (schedulable first); built on first use
+	// (nodeNamed), since only flavored quotas need it.
+	nodes map[string]*model.Node
+	// facts: the pending jobs (gather); ext holds their demands when
+	// they do not fit in jobFacts; users: the owners' lists of jobs that
+	// passed the gate; wants: the GPU flavors jobs ask for.
+	facts      []jobFacts
+	users      []*userList
+	ext        []int64
+	wants      []string
+	topos      []string
+	queueLevel bool     // more than one queue has jobs ready
+	allocQ     []*qnode // allocQueue's answers
+	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
+	needBuf, borrowBuf, actBuf demand
+	roomy                      []string
+	wanted                     map[string][]string
+	quotaWraps                 map[string]func(model.Reason) model.Reason
 }
 
-func newDure(pl *planner, pending []*model.Job) *dure {
+func newDure(pl *planner) *dure {
 	d := &dure{pl: pl, tree: newQueueTree(pl.queues), arrays: newArrays(pl.s.Allocs)}
+	d.needBuf, d.borrowBuf, d.actBuf = d.tree.newDemand(), d.tree.newDemand(), d.tree.newDemand()
 	// Quota usage of live allocations, wherever they run (not of those being
 	// stopped: their preemptor counts instead).
-	nodes := make(map[string]*model.Node, len(pl.s.Nodes))
-	for _, n := range pl.s.Nodes {
-		if n != nil {
-			if o, dup := nodes[n.Name]; !dup || n.Schedulable() && !o.Schedulable() {
-				nodes[n.Name] = n
+	if len(d.tree.keyNames) > 0 {
+		dem := d.tree.newDemand()
+		for k, a := range pl.s.Allocs {
+			// A job being stopped no longer counts.
+			if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop {
+				continue
 			}
+			clear(dem)
+			d.tree.demandOf(&a.Resources, 1, d.nodeNamed(a.Node), dem)
+			d.tree.charge(d.allocQueue(k, a), dem, 1)
 		}
-	}
-	d.nodes = nodes
-	dem := demand{}
-	for _, a := range pl.s.Allocs {
-		// A job being stopped no longer counts.
-		if a == nil || a.Status.Terminal() || a.Desired == model.DesiredStop || len(d.tree.keys) == 0 {
-			continue
-		}
-		clear(dem)
-		d.tree.demandOf(&a.Resources, 1, nodes[a.Node], dem)
-		d.tree.charge(d.tree.node(a.Queue), dem, 1)
 	}
 	var capacity usage
 	for i := range pl.p.nodes {
@@ -195,35 +622,73 @@ func newDure(pl *planner, pending []*model.Job) *dure {
 		capacity[1] += float64(nd.capMem)
 		capacity[2] += float64(nd.capGPU)
 	}
-	d.fair = newFair(pl.s, pl.nowN, pl.cfg, d.tree, capacity, pending, pl.history)
-	d.pre = newPreemptor(d, pending)
+	d.fair = newFairState(pl.nowN, pl.cfg, capacity)
 	return d
+}
+
+// allocQueue is the queue of the k-th allocation of the snapshot, a
+// (looked up once per pass; made, if not configured, when first asked for,
+// as tree.node does).
+func (d *dure) allocQueue(k int, a *model.Allocation) *qnode {
+	if d.allocQ == nil {
+		d.allocQ = make([]*qnode, len(d.pl.s.Allocs))
+	}
+	if q := d.allocQ[k]; q != nil {
+		return q
+	}
+	q := d.tree.node(a.Queue)
+	d.allocQ[k] = q
+	return q
+}
+
+// nodeNamed returns the node of that name (a schedulable one first), or
+// nil when no quota is flavored: demandOf then never looks at nodes.
+func (d *dure) nodeNamed(name string) *model.Node {
+	if len(d.tree.flavored) == 0 {
+		return nil
+	}
+	if d.nodes == nil {
+		d.nodes = make(map[string]*model.Node, len(d.pl.s.Nodes))
+		for _, n := range d.pl.s.Nodes {
+			if n != nil {
+				if o, dup := d.nodes[n.Name]; !dup || n.Schedulable() && !o.Schedulable() {
+					d.nodes[n.Name] = n
+				}
+			}
+		}
+	}
+	return d.nodes[name]
 }
 
 // maxPreemptAttempts bounds the jobs per pass that look for victims (the
 // first ones in fair order that cannot start).
 const maxPreemptAttempts = 8
 
-// consider tries to start j now; failing that, in the main phase, to make
-// room by preemption or to reserve its start.
-func (d *dure) consider(j *model.Job, main bool) {
+// consider tries to start the job facts[fi] now; failing that, in the
+// main phase, to make room by preemption or to reserve its start.
+func (d *dure) consider(fi int32, id model.JobID, main bool) {
 	pl := d.pl
-	if invalidJob(j) != "" {
-		pl.leave(j, nil)
+	fa := &d.facts[fi]
+	j := fa.j
+	if fa.flags&(factValid|factThrottled) == factValid|factThrottled {
+		if why := d.arrays.throttled(j); why != "" {
+			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
+			return
+		}
+	}
+	leave := func(wrap func(model.Reason) model.Reason) { pl.leaveAs(j, id, fa.key, wrap) }
+	if fa.flags&factValid == 0 {
+		leave(nil)
 		return
 	}
-	if why := d.arrays.throttled(j); why != "" {
-		pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
-		return
-	}
-	q := d.tree.node(j.Queue)
-	w := pl.est.runFor(j)
-	flavors := d.flavorsFor(j, q)
+	q := fa.u.q
+	w := fa.run
+	flavors := d.flavorsOf(fa)
 	var quotaMsg string
 	var blocker model.JobID
-	var roomy []string // flavors with quota room
+	roomy := d.roomy[:0] // flavors with quota room
 	for _, f := range flavors {
-		need := d.gangDemand(j, f)
+		need := d.needOf(fa, f, d.needBuf)
 		if ok, k := d.tree.admits(q, need); !ok {
 			if quotaMsg == "" {
 				quotaMsg = d.tree.blockMessage(q, k, need[k])
@@ -231,7 +696,11 @@ func (d *dure) consider(j *model.Job, main bool) {
 			continue
 		}
 		roomy = append(roomy, f)
-		k, b := pl.place(j, placeOpts{flavor: f}, w)
+		var k int
+		var b model.JobID
+		if !d.failsAgain(fa, f) {
+			k, b = pl.place(j, placeOpts{flavor: f}, w)
+		}
 		if k == 0 {
 			if blocker == 0 {
 				blocker = b
@@ -246,21 +715,25 @@ func (d *dure) consider(j *model.Job, main bool) {
 			}
 			continue
 		}
-		d.start(j, q, actual, w)
+		d.start(fa, actual, w)
 		return
 	}
+	d.roomy = roomy
 	// While jobs are being stopped for it, it keeps their room; it
 	// chooses no new victims before they have stopped, even if it would
 	// not fit then (the cluster changed, or another preemptor came first):
 	// then it goes first and may choose again.
-	leave := pl.leave
-	if e := d.pre.waiting[j.ID]; e != nil && len(e.stopping) > 0 {
+	var e *earmark
+	if fa.flags&factWaiting != 0 {
+		e = d.pre.waiting[id]
+	}
+	if e != nil && len(e.stopping) > 0 {
 		if d.pre.wait(j, q, flavors, w, e.stopping) {
 			return
 		}
 		note := "; " + d.pre.waitMessage(e.stopping) + ", which will not be enough"
-		leave = func(j *model.Job, wrap func(model.Reason) model.Reason) {
-			pl.leave(j, func(base model.Reason) model.Reason {
+		leave = func(wrap func(model.Reason) model.Reason) {
+			pl.leaveAs(j, id, fa.key, func(base model.Reason) model.Reason {
 				if wrap != nil {
 					base = wrap(base)
 				}
@@ -274,9 +747,7 @@ func (d *dure) consider(j *model.Job, main bool) {
 		}
 	}
 	if len(roomy) == 0 {
-		leave(j, func(model.Reason) model.Reason {
-			return model.Reason{Code: model.ReasonQuota, Message: quotaMsg}
-		})
+		leave(d.quotaWrap(quotaMsg))
 		return
 	}
 	depth := pl.cfg.ReservationDepth
@@ -291,42 +762,142 @@ func (d *dure) consider(j *model.Job, main bool) {
 				// rather than what the final state's free room suggests.
 				wrap = func(base model.Reason) model.Reason { return pl.reservedWrap(r)(blocked(base)) }
 			}
-			leave(j, wrap)
+			leave(wrap)
 			return
 		}
 	}
-	leave(j, pl.blockedWrap(blocker))
+	leave(pl.blockedWrap(blocker))
 }
 
-// flavorsFor lists the GPU flavors to try for j, in order; [""] means any
-// node.
-func (d *dure) flavorsFor(j *model.Job, q *qnode) []string {
-	gpus := false
-	want := ""
-	for gi := range j.Groups {
-		if j.Groups[gi].Resources.GPUs > 0 {
-			gpus = true
-			if f := j.Groups[gi].Constraints[FlavorLabel("gpu")]; f != "" {
-				want = f
-			}
+// failsAgain reports whether placing the job (with GPU flavor f) now
+// must fail, by the memos placement keeps (room only shrinks during a
+// pass): tryJob's unfit (as many tasks of its shape did not fit earlier),
+// or placeAny's topoFail (no domain held a gang as large). It reads no
+// more than the job's facts.
+func (d *dure) failsAgain(fa *jobFacts, f string) bool {
+	s := fa.shape
+	p := d.pl.p
+	if s == nil || f != "" && fa.flags&factGPU != 0 || p.noMemo {
+		return false
+	}
+	if fa.topo == 0 {
+		return s.unfit >= 0 && int(fa.gang) > s.unfit
+	}
+	need, failed := p.topoFail[topoKey{s, d.topos[fa.topo-1]}]
+	return failed && int(fa.gang) >= need
+}
+
+// topoIndex numbers a topology label for jobFacts.topo (0: too many).
+func (d *dure) topoIndex(label string) uint8 {
+	for i, t := range d.topos {
+		if t == label {
+			return uint8(i + 1)
 		}
 	}
-	fs := d.tree.gpuFlavors(q)
-	if !gpus || len(fs) == 0 {
-		return []string{""}
+	if len(d.topos) >= math.MaxUint8 {
+		return 0
+	}
+	d.topos = append(d.topos, label)
+	return uint8(len(d.topos))
+}
+
+// quotaWrap is the reason of jobs left for want of quota: one function per
+// message (thousands of jobs in a queue at its quota share a few).
+func (d *dure) quotaWrap(msg string) func(model.Reason) model.Reason {
+	if w, ok := d.quotaWraps[msg]; ok {
+		return w
+	}
+	w := func(model.Reason) model.Reason { return model.Reason{Code: model.ReasonQuota, Message: msg} }
+	if d.quotaWraps == nil {
+		d.quotaWraps = map[string]func(model.Reason) model.Reason{}
+	}
+	d.quotaWraps[msg] = w
+	return w
+}
+
+// anyFlavor is the flavor list of a job that may use any node.
+var anyFlavor = []string{""}
+
+// flavorsOf lists the GPU flavors to try for a job, in order; [""] means
+// any node. The lists are shared: callers must not change them.
+func (d *dure) flavorsOf(fa *jobFacts) []string {
+	if fa.flags&factGPU == 0 {
+		return anyFlavor
+	}
+	fs := d.tree.gpuFlavors(fa.u.q)
+	if len(fs) == 0 {
+		return anyFlavor
+	}
+	want := ""
+	switch {
+	case fa.want > 0:
+		want = d.wants[fa.want-1]
+	case fa.want < 0:
+		want = wantedFlavor(fa.j)
 	}
 	if want != "" {
-		if slices.Contains(fs, want) {
-			return []string{want}
+		// Also when the queue has no quota for it: admits() says so.
+		if w, ok := d.wanted[want]; ok {
+			return w
 		}
-		return []string{want} // not in the queue's quotas: admits() says so
+		if d.wanted == nil {
+			d.wanted = map[string][]string{}
+		}
+		w := []string{want}
+		d.wanted[want] = w
+		return w
 	}
 	return fs
 }
 
-// gangDemand is the quota demand of j's gang with GPUs of flavor f.
+// wantedFlavor is the GPU flavor j asks for by constraint (the last group
+// with GPUs that names one), or "".
+func wantedFlavor(j *model.Job) string {
+	want := ""
+	for gi := range j.Groups {
+		if g := &j.Groups[gi]; g.Resources.GPUs > 0 {
+			if f := g.Constraints[gpuFlavorLabel]; f != "" {
+				want = f
+			}
+		}
+	}
+	return want
+}
+
+// wantIndex numbers a wanted flavor for jobFacts.want.
+func (d *dure) wantIndex(f string) int16 {
+	for i, w := range d.wants {
+		if w == f {
+			return int16(i + 1)
+		}
+	}
+	if len(d.wants) >= math.MaxInt16 || len(d.wants) >= 64 {
+		return -1 // too many to search: read it from the job
+	}
+	d.wants = append(d.wants, f)
+	return int16(len(d.wants))
+}
+
+// needOf is the quota demand of a job's gang with GPUs of flavor f, in buf.
+func (d *dure) needOf(fa *jobFacts, f string, buf demand) demand {
+	nk := int32(len(d.tree.keyNames))
+	if fa.ext < 0 {
+		copy(buf, fa.dem[:nk])
+		return buf
+	}
+	copy(buf, d.ext[fa.ext:fa.ext+nk])
+	if f != "" && fa.flags&factGPU != 0 {
+		if k, ok := d.tree.keyIdx["gpu/"+f]; ok {
+			buf[k] += d.ext[fa.ext+nk]
+		}
+	}
+	return buf
+}
+
+// gangDemand is the quota demand of j's gang with GPUs of flavor f, in a
+// new demand (needOf's arithmetic, for preemption's what-ifs).
 func (d *dure) gangDemand(j *model.Job, f string) demand {
-	dem := demand{}
+	dem := d.tree.newDemand()
 	left := j.GangSize()
 	for gi := range j.Groups {
 		g := &j.Groups[gi]
@@ -334,15 +905,19 @@ func (d *dure) gangDemand(j *model.Job, f string) demand {
 		left -= int(n)
 		d.tree.demandOf(&g.Resources, n, nil, dem)
 		if f != "" && g.Resources.GPUs > 0 {
-			dem["gpu/"+f] += g.Resources.GPUs * n
+			if k, ok := d.tree.keyIdx["gpu/"+f]; ok {
+				dem[k] += g.Resources.GPUs * n
+			}
 		}
 	}
 	return dem
 }
 
-// tentDemand is the quota demand of the tentative placement, node by node.
+// tentDemand is the quota demand of the tentative placement, node by node
+// (in a buffer reused by the next call).
 func (d *dure) tentDemand() demand {
-	dem := demand{}
+	dem := d.actBuf
+	clear(dem)
 	p := d.pl.p
 	for _, tp := range p.tent {
 		d.tree.demandOf(&tp.shape.req, 1, p.nodes[tp.node].node, dem)
@@ -350,8 +925,8 @@ func (d *dure) tentDemand() demand {
 	return dem
 }
 
-// start commits j's tentative placement and accounts for it.
-func (d *dure) start(j *model.Job, q *qnode, dem demand, w int64) {
+// start commits the job's tentative placement and accounts for it.
+func (d *dure) start(fa *jobFacts, dem demand, w int64) {
 	var u usage
 	for _, tp := range d.pl.p.tent {
 		x := usageOf(&tp.shape.req, 1)
@@ -359,9 +934,10 @@ func (d *dure) start(j *model.Job, q *qnode, dem demand, w int64) {
 			u[r] += x[r]
 		}
 	}
+	j, q := fa.j, fa.u.q
 	d.pl.commit(j, w)
 	d.tree.charge(q, dem, 1)
-	d.fair.started(q, j.Owner, &u)
+	d.fair.started(q, fa.u, &u)
 	if j.ArrayParent != 0 {
 		d.arrays.add(j.ArrayParent, j.ID)
 	}

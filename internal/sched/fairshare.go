@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"container/heap"
 	"math"
 
 	"github.com/durehq/dure/internal/model"
@@ -102,56 +101,113 @@ type source struct {
 type userList struct {
 	owner    string
 	queue    string
-	jobs     []*model.Job
+	q        *qnode   // the queue, once known (dure.gather)
+	jobs     []jobKey // in scheduling order (pos: index in dure.facts)
 	next     int
 	cur, dec usage
 	share    float64
-	idx      int // in the source's heap
+	idx      int     // in the source's heap
+	src      *source // the source it is filed under
+	// recent: the owner's recent run times (predictions), looked up once.
+	recent *recentRuns
+	// lo, count: where gather files the owner's jobs.
+	lo, count int
 }
 
 // userHeap orders a queue's owners by their next job: priority first, then
-// the owner's share, then submit time and ID.
+// the owner's share, then submit time and ID. The order is total (IDs are
+// unique), so the top does not depend on how the heap got there.
 type userHeap []*userList
 
-func (h userHeap) Len() int { return len(h) }
-func (h userHeap) Less(a, b int) bool {
+func (h userHeap) less(a, b int) bool {
 	x, y := h[a], h[b]
-	jx, jy := x.jobs[x.next], y.jobs[y.next]
+	jx, jy := &x.jobs[x.next], &y.jobs[y.next]
 	switch {
-	case jx.Priority != jy.Priority:
-		return jx.Priority > jy.Priority
+	case jx.prio != jy.prio:
+		return jx.prio > jy.prio
 	case x.share != y.share:
 		return x.share < y.share
-	case !jx.SubmitTime.Equal(jy.SubmitTime):
-		return jx.SubmitTime.Before(jy.SubmitTime)
+	case jx.sec != jy.sec:
+		return jx.sec < jy.sec
+	case jx.nsec != jy.nsec:
+		return jx.nsec < jy.nsec
 	}
-	return jx.ID < jy.ID
-}
-func (h userHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a]; h[a].idx = a; h[b].idx = b }
-func (h *userHeap) Push(x any)   { u := x.(*userList); u.idx = len(*h); *h = append(*h, u) }
-func (h *userHeap) Pop() any {
-	old := *h
-	u := old[len(old)-1]
-	u.idx = -1
-	*h = old[:len(old)-1]
-	return u
+	return jx.id < jy.id
 }
 
-// newFair computes decayed usage from history and live allocations. Only
-// what can change an ordering is computed: owners' usage for owners with
-// pending jobs, and queues' usage when more than one queue has pending
-// jobs (the history window may be long). pending == nil asks for every
-// queue's usage (Queues).
-func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage, pending []*model.Job, order historyOrder) *fair {
-	f := &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
-	queues := map[string]bool{}
-	for _, j := range pending {
-		q := tree.node(j.Queue)
-		queues[q.name] = true
-		f.user(q, j.Owner)
+func (h userHeap) swap(a, b int) { h[a], h[b] = h[b], h[a]; h[a].idx = a; h[b].idx = b }
+
+func (h *userHeap) push(u *userList) {
+	u.idx = len(*h)
+	*h = append(*h, u)
+	h.up(u.idx)
+}
+
+// popTop removes the top owner.
+func (h *userHeap) popTop() {
+	old := *h
+	n := len(old) - 1
+	old.swap(0, n)
+	old[n].idx = -1
+	*h = old[:n]
+	h.down(0)
+}
+
+// fix restores the order after the owner at i changed.
+func (h userHeap) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
 	}
-	queueLevel := len(queues) > 1 || pending == nil // nil: report every queue
-	owners := map[string][]*userList{}              // an owner's lists, one per queue
+}
+
+func (h userHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.swap(i, p)
+		i = p
+	}
+}
+
+// down sifts i down and reports whether it moved.
+func (h userHeap) down(i0 int) bool {
+	i, n := i0, len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			break
+		}
+		h.swap(i, m)
+		i = m
+	}
+	return i > i0
+}
+
+// newFairState starts the fair-share state of a pass: decayed usage from
+// history and live allocations is added by load, for the queues and the
+// owners with lists (user) by then. Only what can change an ordering is
+// computed: owners' usage for owners with pending jobs, and queues' usage
+// when more than one queue has pending jobs (the history window may be
+// long), or for every queue (Queues).
+func newFairState(now int64, cfg Config, capacity usage) *fair {
+	return &fair{now: now, halfLife: float64(cfg.halfLife()), capacity: capacity, users: map[userKey]*userList{}}
+}
+
+// load adds the usage of history and live allocations to the queues (when
+// queueLevel) and to the owners f has lists for; allocQ gives the queue of
+// the k-th allocation.
+func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order historyOrder, allocQ func(k int, a *model.Allocation) *qnode) {
+	now := f.now
+	owners := map[string][]*userList{} // an owner's lists, one per queue
 	for k, u := range f.users {
 		u.queue = k.queue
 		owners[k.owner] = append(owners[k.owner], u)
@@ -193,12 +249,17 @@ func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage
 		d := usageOf(&h.Usage, f.decay(end)*f.spanWeight(end-start))
 		f.addDec(lastQ, u, queueLevel, &d)
 	}
-	for _, a := range s.Allocs {
+	for k, a := range s.Allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
-		q := tree.node(a.Queue)
-		u := f.users[userKey{q.name, a.Owner}]
+		q := allocQ(k, a)
+		var u *userList
+		for _, l := range owners[a.Owner] {
+			if l.queue == q.name {
+				u = l
+			}
+		}
 		start := now
 		if !a.StartedAt.IsZero() {
 			start = min(a.StartedAt.UnixNano(), now)
@@ -208,14 +269,15 @@ func newFair(s *Snapshot, now int64, cfg Config, tree *queueTree, capacity usage
 		c := usageOf(&a.Resources, 1)
 		f.addCur(q, u, &c)
 	}
-	return f
 }
 
-func (f *fair) user(q *qnode, owner string) *userList {
-	k := userKey{q.name, owner}
+// user returns the list of owner's jobs in the queue named qname, creating
+// it.
+func (f *fair) user(qname, owner string) *userList {
+	k := userKey{qname, owner}
 	u := f.users[k]
 	if u == nil {
-		u = &userList{owner: owner, idx: -1}
+		u = &userList{owner: owner, queue: qname, idx: -1}
 		f.users[k] = u
 	}
 	return u
@@ -229,6 +291,7 @@ func (f *fair) addDec(q *qnode, u *userList, queues bool, d *usage) {
 			for r := 0; r < 3; r++ {
 				n.dec[r] += d[r]
 			}
+			n.shareOK = false
 		}
 	}
 	if u != nil {
@@ -245,6 +308,7 @@ func (f *fair) addCur(q *qnode, u *userList, d *usage) {
 		for r := 0; r < 3; r++ {
 			n.cur[r] += d[r]
 		}
+		n.shareOK = false
 	}
 	if u != nil {
 		for r := 0; r < 3; r++ {
@@ -254,35 +318,30 @@ func (f *fair) addCur(q *qnode, u *userList, d *usage) {
 	}
 }
 
-// queueShare is a queue's share of the cluster, weighted.
+// queueShare is a queue's share of the cluster, weighted (cached until its
+// usage changes: pick compares shares for every job).
 func (f *fair) queueShare(n *qnode) float64 {
-	return shareOf(&n.cur, &n.dec, &f.capacity, n.weight)
+	if !n.shareOK {
+		n.share, n.shareOK = shareOf(&n.cur, &n.dec, &f.capacity, n.weight), true
+	}
+	return n.share
 }
 
-// buildSources files the jobs under their queues and owners, in order.
-func (f *fair) buildSources(tree *queueTree, jobs []*model.Job) {
-	byUser := map[*userList]*source{}
-	var lists []*userList
-	for _, j := range jobs {
-		q := tree.node(j.Queue)
+// buildSources files the owners' lists (each non-empty) under their
+// queues.
+func (f *fair) buildSources(users []*userList) {
+	for _, u := range users {
+		q := u.q
 		if q.src == nil {
 			q.src = &source{q: q}
 		}
-		u := f.user(q, j.Owner)
-		if _, ok := byUser[u]; !ok {
-			byUser[u] = q.src
-			lists = append(lists, u)
-		}
-		u.jobs = append(u.jobs, j)
-		q.src.left++
+		u.src = q.src
+		q.src.left += len(u.jobs)
 		for n := q; n != nil; n = n.parent {
-			n.pending++
+			n.pending += len(u.jobs)
 		}
-	}
-	for _, u := range lists {
-		// jobs arrive in scheduling order (priority, submit time, ID).
 		u.share = shareOf(&u.cur, &u.dec, &f.capacity, 1)
-		heap.Push(&byUser[u].users, u)
+		q.src.users.push(u)
 	}
 }
 
@@ -325,28 +384,28 @@ func (f *fair) ownShare(n *qnode) float64 {
 }
 
 // pop takes the next job of a source.
-func (src *source) pop() *model.Job {
+func (src *source) pop() jobKey {
 	u := src.users[0]
-	j := u.jobs[u.next]
+	k := u.jobs[u.next]
 	u.next++
 	src.left--
 	for n := src.q; n != nil; n = n.parent {
 		n.pending--
 	}
 	if u.next == len(u.jobs) {
-		heap.Pop(&src.users)
+		src.users.popTop()
 	} else {
-		heap.Fix(&src.users, 0)
+		src.users.fix(0)
 	}
-	return j
+	return k
 }
 
-// started records that a job of q's owner started holding r in total.
-func (f *fair) started(q *qnode, owner string, r *usage) {
-	u := f.users[userKey{q.name, owner}]
+// started records that a job of owner u in queue q started holding r in
+// total.
+func (f *fair) started(q *qnode, u *userList, r *usage) {
 	f.addCur(q, u, r)
 	if q.src != nil && u.idx >= 0 && u.idx < len(q.src.users) && q.src.users[u.idx] == u {
-		heap.Fix(&q.src.users, u.idx)
+		q.src.users.fix(u.idx)
 	}
 }
 

@@ -159,12 +159,18 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 		sched = append(sched, ns)
 	}
 	allocNode = make([]int32, len(allocs))
+	lastName, lastIdx, lastOK, looked := "", int32(0), false, false
 	for k, a := range allocs {
 		allocNode[k] = -1
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
-		i, ok := byName[a.Node]
+		// A job's tasks often share a node: look each run of one up once.
+		if !looked || a.Node != lastName {
+			lastIdx, lastOK = byName[a.Node]
+			lastName, looked = a.Node, true
+		}
+		i, ok := lastIdx, lastOK
 		if !ok {
 			continue // on a down or draining node: holds nothing we could use
 		}

@@ -1,9 +1,5 @@
 package sched
 
-import (
-	"github.com/durehq/dure/internal/model"
-)
-
 // Packing lookahead (PolicyDure's backfill phase), after Shmueli and
 // Feitelson's LOS ("Backfilling with lookahead to optimize the packing of
 // parallel jobs", JPDC 2005). Greedy backfill in priority order takes the
@@ -29,15 +25,16 @@ const packLookahead = 50
 // ⌈F/packUnits⌉ so that a large cluster costs no more than a small one.
 const packUnits = 512
 
-// packFirst returns the candidates with the best-filling set first.
-func (d *dure) packFirst(order []*model.Job) []*model.Job {
+// packFirst moves the best-filling set of candidates first, in place (tmp
+// is scratch, at least as long as order).
+func (d *dure) packFirst(order, tmp []backfillItem) {
 	if len(order) < 2 {
-		return order
+		return
 	}
 	pl := d.pl
 	gpus := 0
-	for _, j := range order[:min(len(order), packLookahead)] {
-		if gangNeed(j).gpu > 0 {
+	for _, it := range order[:min(len(order), packLookahead)] {
+		if gangNeed(d.facts[it.fi].j).gpu > 0 {
 			gpus++
 		}
 	}
@@ -52,7 +49,7 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 		free += max(dim(&v), 0)
 	}
 	if free <= 0 {
-		return order
+		return
 	}
 	var back int64
 	for _, n := range pl.tl.resNodes {
@@ -62,8 +59,8 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 	// Count in the largest unit that divides the free room and the sizes
 	// (whole cores, usually), times what keeps the capacity in packUnits.
 	g := free
-	for _, j := range order[:min(len(order), 4*packLookahead)] {
-		need := gangNeed(j)
+	for _, it := range order[:min(len(order), 4*packLookahead)] {
+		need := gangNeed(d.facts[it.fi].j)
 		if x := dim(&need); x > 0 {
 			g = gcd(g, x)
 		}
@@ -77,16 +74,16 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 		size int64
 	}
 	var long, short []item
-	for i, j := range order {
+	for i, it := range order {
 		if len(long)+len(short) == packLookahead {
 			break
 		}
-		need := gangNeed(j)
+		need := gangNeed(d.facts[it.fi].j)
 		size := (dim(&need) + unit - 1) / unit
 		if size <= 0 || size > capAll {
 			continue
 		}
-		if pl.tl.acquireIn(pl.nowN, pl.nowN+pl.est.runFor(j)) {
+		if pl.tl.acquireIn(pl.nowN, pl.nowN+it.run) {
 			if size <= capLong {
 				long = append(long, item{i, size})
 			}
@@ -95,9 +92,16 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 		short = append(short, item{i, size})
 	}
 	if len(long)+len(short) < 2 {
-		return order
+		return
 	}
-	chosen := make([]bool, len(order))
+	end := 0 // the candidates weighed are all in order[:end]
+	for _, x := range long {
+		end = max(end, x.at+1)
+	}
+	for _, x := range short {
+		end = max(end, x.at+1)
+	}
+	chosen := make([]bool, end)
 	var used int64
 	knapsack(len(long), func(k int) int64 { return long[k].size }, capLong, func(k int) {
 		chosen[long[k].at] = true
@@ -106,18 +110,18 @@ func (d *dure) packFirst(order []*model.Job) []*model.Job {
 	knapsack(len(short), func(k int) int64 { return short[k].size }, capAll-used, func(k int) {
 		chosen[short[k].at] = true
 	})
-	out := make([]*model.Job, 0, len(order))
-	for i, j := range order {
+	// A stable partition of order[:end], the chosen first.
+	n, m := 0, 0
+	for i, it := range order[:end] {
 		if chosen[i] {
-			out = append(out, j)
+			order[n] = it
+			n++
+		} else {
+			tmp[m] = it
+			m++
 		}
 	}
-	for i, j := range order {
-		if !chosen[i] {
-			out = append(out, j)
-		}
-	}
-	return out
+	copy(order[n:end], tmp[:m])
 }
 
 // knapsack chooses among n items (sizes size(k) > 0) a set of the largest

@@ -104,6 +104,7 @@ type pass struct {
 	// a placement tried and dropped costs the indexes nothing.
 	mark    int
 	shapes  map[shapeKey]*shape
+	plain   map[plainShapeKey]*shape // the same, for plain shapes
 	indexes []*shapeIndex
 	matches map[string][]bool // label-match vectors by canonical constraints
 	// labelKeys: every label key a shape's constraints name (classes.go).
@@ -207,7 +208,31 @@ type lastShape struct {
 	s      *shape
 }
 
+// plainShapeKey is the shapeKey of a group without custom resources or
+// constraints and with no flavor: no strings, so it hashes fast.
+type plainShapeKey struct {
+	cpu, mem, gpu, scratch int64
+	spread                 bool
+}
+
 func (p *pass) shapeOf(g *model.TaskGroup, flavor string, spread bool) *shape {
+	r := &g.Resources
+	if flavor == "" && len(r.Custom) == 0 && len(g.Constraints) == 0 {
+		pk := plainShapeKey{r.MilliCPU, r.MemoryBytes, r.GPUs, r.ScratchBytes, spread}
+		if s, ok := p.plain[pk]; ok {
+			return s
+		}
+		s := p.shapeOfKeyed(g, flavor, spread)
+		if p.plain == nil {
+			p.plain = map[plainShapeKey]*shape{}
+		}
+		p.plain[pk] = s
+		return s
+	}
+	return p.shapeOfKeyed(g, flavor, spread)
+}
+
+func (p *pass) shapeOfKeyed(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
 	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, flavor: flavor, spread: spread}
 	if len(r.Custom) == 0 && len(g.Constraints) == 1 {

@@ -50,8 +50,9 @@ type planner struct {
 	blockedWraps map[model.JobID]func(model.Reason) model.Reason
 	// baseKeys numbers the distinct baseKeys of jobs left pending;
 	// baseJobs[i] is the first job left with key i.
-	baseKeys map[baseKey]int32
-	baseJobs []*model.Job
+	baseKeys          map[baseKeyFast]int32
+	baseJobs          []*model.Job
+	names, topologies stringIDs // for baseKeyFast
 }
 
 type laterReason struct {
@@ -68,7 +69,9 @@ type resv struct {
 	nodes      []int32 // distinct, ascending
 }
 
-func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
+// newPlanner starts a pass; predict: runtime predictions; pendingLater:
+// the pending jobs' owners get theirs later (estimator.recentFor).
+func newPlanner(s *Snapshot, now time.Time, cfg Config, predict, pendingLater bool) *planner {
 	pl := &planner{
 		s: s, now: now, nowN: now.UnixNano(), cfg: cfg,
 		p:         newPass(s.Nodes, s.Allocs),
@@ -81,14 +84,14 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict bool) *planner {
 	if predict || cfg.policy() == PolicyDure {
 		pl.history = newHistoryOrder(s.History)
 	}
-	pl.est = newEstimator(s, now, cfg, pl.queues, predict, pl.history)
-	pl.startTimeline(pl.est.allocEnd)
+	pl.est = newEstimatorFor(s, now, cfg, pl.queues, predict, pl.history, !pendingLater)
+	pl.startTimeline(pl.est.allocEndAt)
 	return pl
 }
 
 // startTimeline builds the timeline from the live allocations, each
-// expected to end at end(a).
-func (pl *planner) startTimeline(end func(a *model.Allocation) int64) {
+// expected to end at end(k, a) (a is the k-th allocation).
+func (pl *planner) startTimeline(end func(k int, a *model.Allocation) int64) {
 	pl.tl = newTimeline(pl.nowN, len(pl.p.nodes), pl.s.Allocs, pl.p.allocNode, end)
 }
 

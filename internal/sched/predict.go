@@ -19,12 +19,17 @@ import (
 // bound how long a job may run.
 type estimator struct {
 	now     int64
+	nowT    time.Time
 	cfg     Config
 	queues  map[string]*model.Queue
 	predict bool
 	// recent: per owner, the run times of their last two finished jobs,
-	// most recent first (n of them known).
-	recent map[string]*recentRuns
+	// most recent first (n of them known); allocRecent: recentOf the
+	// owner of each live allocation of the snapshot, by position.
+	recent      map[string]*recentRuns
+	allocRecent []*recentRuns
+	history     []model.FinishedJob
+	order       historyOrder
 }
 
 type recentRuns struct {
@@ -40,37 +45,65 @@ var predictionSteps = []time.Duration{
 }
 
 func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool, order historyOrder) *estimator {
-	e := &estimator{now: now.UnixNano(), cfg: cfg, queues: queues, predict: predict}
+	return newEstimatorFor(s, now, cfg, queues, predict, order, true)
+}
+
+// newEstimatorFor is newEstimator; without pending, the pending jobs'
+// owners are left for addOwners (dure's gather meets each owner once).
+func newEstimatorFor(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool, order historyOrder, pending bool) *estimator {
+	e := &estimator{now: now.UnixNano(), nowT: now, cfg: cfg, queues: queues, predict: predict, history: s.History, order: order}
 	if !predict {
 		return e
 	}
 	// Only the owners of pending jobs and live allocations need a
 	// prediction: the history window may be long.
 	e.recent = map[string]*recentRuns{}
+	last := ""
 	for _, j := range s.Pending {
-		if j != nil && e.recent[j.Owner] == nil {
+		// Jobs come in runs of one owner's: look each run up once.
+		if pending && j != nil && (j.Owner != last || len(e.recent) == 0) && e.recent[j.Owner] == nil {
 			e.recent[j.Owner] = &recentRuns{}
 		}
-	}
-	for _, a := range s.Allocs {
-		if a != nil && !a.Status.Terminal() && e.recent[a.Owner] == nil {
-			e.recent[a.Owner] = &recentRuns{}
+		if j != nil {
+			last = j.Owner
 		}
 	}
-	// Newest first: the first two runs met are an owner's latest; stop
-	// once every owner has two, or at the horizon.
-	missing := len(e.recent)
-	horizon := e.now - historyHalfLives*int64(cfg.halfLife())
-	for k := range s.History {
+	e.allocRecent = make([]*recentRuns, len(s.Allocs))
+	var lastR *recentRuns
+	for k, a := range s.Allocs {
+		if a == nil || a.Status.Terminal() || a.Owner == "" {
+			continue
+		}
+		if lastR == nil || a.Owner != last {
+			lastR, last = e.recent[a.Owner], a.Owner
+			if lastR == nil {
+				lastR = &recentRuns{}
+				e.recent[a.Owner] = lastR
+			}
+		}
+		e.allocRecent[k] = lastR
+	}
+	e.scan(e.recent)
+	return e
+}
+
+// scan fills the recent run times of the owners in want (all empty),
+// reading the history newest first: the first two runs met are an
+// owner's latest; it stops once every owner has two, or at the horizon.
+func (e *estimator) scan(want map[string]*recentRuns) {
+	missing := len(want)
+	horizon := e.now - historyHalfLives*int64(e.cfg.halfLife())
+	for k := range e.history {
 		if missing == 0 {
 			break
 		}
-		h := &s.History[order.newest(k)]
-		if h.EndTime.UnixNano() < horizon {
+		h := &e.history[e.order.newest(k)]
+		end := h.EndTime.UnixNano()
+		if end < horizon {
 			break
 		}
-		r := e.recent[h.Owner]
-		if r == nil || r.n == 2 || h.Ran <= 0 || h.EndTime.After(now) {
+		r := want[h.Owner]
+		if r == nil || r.n == 2 || h.Ran <= 0 || h.EndTime.After(e.nowT) {
 			continue
 		}
 		r.ran[r.n] = int64(h.Ran)
@@ -79,7 +112,32 @@ func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*mod
 			missing--
 		}
 	}
-	return e
+}
+
+// recentFor returns recentOf for each owner, looking the history up for
+// the owners not seen before (one scan for all of them).
+func (e *estimator) recentFor(owners []string) []*recentRuns {
+	out := make([]*recentRuns, len(owners))
+	if !e.predict {
+		return out
+	}
+	var fresh map[string]*recentRuns
+	for _, o := range owners {
+		if o != "" && e.recent[o] == nil {
+			if fresh == nil {
+				fresh = map[string]*recentRuns{}
+			}
+			r := &recentRuns{}
+			fresh[o], e.recent[o] = r, r
+		}
+	}
+	if fresh != nil {
+		e.scan(fresh)
+	}
+	for i, o := range owners {
+		out[i] = e.recentOf(o)
+	}
+	return out
 }
 
 // walltime is how long j may run: its own walltime, its queue's default,
@@ -105,10 +163,21 @@ func (e *estimator) queueDefault(queue string) int64 {
 // there is no history, predictions are off, or the owner is anonymous ("":
 // jobs of unknown users share no history).
 func (e *estimator) predicted(owner string, w int64) int64 {
+	return predictedFrom(e.recentOf(owner), w)
+}
+
+// recentOf is what predictions know of owner: nil for nothing (no
+// history, predictions off, or anonymous).
+func (e *estimator) recentOf(owner string) *recentRuns {
 	if !e.predict || owner == "" {
-		return w
+		return nil
 	}
-	r := e.recent[owner]
+	return e.recent[owner]
+}
+
+// predictedFrom is the average of an owner's recent run times r, capped
+// at w; w without any.
+func predictedFrom(r *recentRuns, w int64) int64 {
 	if r == nil || r.n == 0 {
 		return w
 	}
@@ -130,6 +199,19 @@ func (e *estimator) runFor(j *model.Job) int64 {
 // is expected to end overdueGrace from now; one being stopped ends after
 // Config.PreemptGrace.
 func (e *estimator) allocEnd(a *model.Allocation) int64 {
+	return e.allocEndWith(a, e.recentOf(a.Owner))
+}
+
+// allocEndAt is allocEnd of the k-th allocation of the snapshot.
+func (e *estimator) allocEndAt(k int, a *model.Allocation) int64 {
+	if e.allocRecent == nil {
+		return e.allocEnd(a)
+	}
+	return e.allocEndWith(a, e.allocRecent[k])
+}
+
+// allocEndWith is allocEnd with the owner's recent run times r (recentOf).
+func (e *estimator) allocEndWith(a *model.Allocation, r *recentRuns) int64 {
 	if a.Desired == model.DesiredStop {
 		return e.now + e.cfg.preemptGrace() // being stopped: gone after its grace period
 	}
@@ -141,7 +223,7 @@ func (e *estimator) allocEnd(a *model.Allocation) int64 {
 	if w <= 0 {
 		w = e.queueDefault(a.Queue)
 	}
-	run := e.predicted(a.Owner, w)
+	run := predictedFrom(r, w)
 	if elapsed := e.now - start; run <= elapsed && run < w {
 		next := w
 		for _, step := range predictionSteps {

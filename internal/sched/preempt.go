@@ -55,9 +55,9 @@ type victim struct {
 // demand is the victim's quota demand, summed on first use.
 func (pr *preemptor) demand(v *victim) demand {
 	if v.dem == nil {
-		v.dem = demand{}
+		v.dem = pr.d.tree.newDemand()
 		for _, a := range v.allocs {
-			pr.d.tree.demandOf(&a.Resources, 1, pr.d.nodes[a.Node], v.dem)
+			pr.d.tree.demandOf(&a.Resources, 1, pr.d.nodeNamed(a.Node), v.dem)
 		}
 	}
 	return v.dem
@@ -71,8 +71,10 @@ type preemptor struct {
 	// waiting holds the pending jobs that others were preempted for and
 	// that have not started yet: the room is earmarked for them.
 	waiting map[model.JobID]*earmark
-	// served: waiting preemptors already considered in this pass.
+	// served: waiting preemptors already considered in this pass; first:
+	// the waiting ones, in scheduling order.
 	served map[model.JobID]bool
+	first  []jobKey
 	// chosen: victims chosen in this pass. Their quota counts until they
 	// stop, but not in later preemptors' what-ifs, which look at the
 	// instant they will have stopped.
@@ -92,11 +94,30 @@ type earmark struct {
 	requeued []model.JobID
 }
 
-func newPreemptor(d *dure, pending []*model.Job) *preemptor {
+func newPreemptor(d *dure) *preemptor {
 	pr := &preemptor{d: d, claimed: map[model.JobID]bool{}, waiting: map[model.JobID]*earmark{}, served: map[model.JobID]bool{}}
-	ids := make(map[model.JobID]bool, len(pending))
-	for _, j := range pending {
-		ids[j.ID] = true
+	// Earmarks come from jobs preempted for others, requeued or stopping:
+	// most passes have none, and need no set of the pending IDs.
+	some := false
+	for _, u := range d.users {
+		for _, k := range u.jobs {
+			some = some || d.facts[k.pos].flags&factPreempted != 0
+		}
+	}
+	for _, a := range d.pl.s.Allocs {
+		if some {
+			break
+		}
+		some = a != nil && !a.Status.Terminal() && a.Desired == model.DesiredStop
+	}
+	if !some {
+		return pr
+	}
+	ids := map[model.JobID]bool{}
+	for _, u := range d.users {
+		for _, k := range u.jobs {
+			ids[k.id] = true
+		}
 	}
 	mark := func(p model.JobID) *earmark {
 		e := pr.waiting[p]
@@ -106,10 +127,12 @@ func newPreemptor(d *dure, pending []*model.Job) *preemptor {
 		}
 		return e
 	}
-	for _, j := range pending {
-		if j.PreemptedBy != 0 && j.PreemptedBy != j.ID && ids[j.PreemptedBy] {
-			e := mark(j.PreemptedBy)
-			e.requeued = append(e.requeued, j.ID)
+	for _, u := range d.users {
+		for _, k := range u.jobs {
+			if j := d.facts[k.pos].j; j.PreemptedBy != 0 && j.PreemptedBy != j.ID && ids[j.PreemptedBy] {
+				e := mark(j.PreemptedBy)
+				e.requeued = append(e.requeued, j.ID)
+			}
 		}
 	}
 	for _, a := range d.pl.s.Allocs {
@@ -124,33 +147,104 @@ func newPreemptor(d *dure, pending []*model.Job) *preemptor {
 			e.stopping = append(e.stopping, v)
 		}
 	}
+	if len(pr.waiting) > 0 {
+		for _, u := range d.users {
+			for _, k := range u.jobs {
+				if pr.waiting[k.id] != nil {
+					d.facts[k.pos].flags |= factWaiting
+					pr.first = append(pr.first, k)
+				}
+			}
+		}
+		slices.SortFunc(pr.first, cmpJobKey)
+	}
 	return pr
 }
 
-// load groups the live allocations by job.
+// load groups the live allocations by job (running, by ID; each job's
+// allocations in input order). Job IDs are usually dense: a table indexed
+// by ID groups them without a map or a sort, and one slice of victims and
+// two of allocations and nodes serve them all.
 func (pr *preemptor) load() {
 	if pr.running != nil {
 		return
 	}
-	pr.running = []*victim{}
 	d := pr.d
-	byJob := map[model.JobID]*victim{}
-	for _, a := range d.pl.s.Allocs {
+	allocs := d.pl.s.Allocs
+	allocNode := d.pl.p.allocNode
+	live := 0
+	var lo, hi model.JobID
+	for _, a := range allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
-		v := byJob[a.JobID]
-		if v == nil {
-			v = &victim{id: a.JobID, q: d.tree.node(a.Queue), owner: a.Owner, prio: a.Priority, started: d.pl.nowN}
-			byJob[a.JobID] = v
-			pr.running = append(pr.running, v)
+		if live == 0 || a.JobID < lo {
+			lo = a.JobID
 		}
-		n, ok := d.pl.byName[a.Node]
-		if !ok {
-			n = -1
+		if live == 0 || a.JobID > hi {
+			hi = a.JobID
+		}
+		live++
+	}
+	pr.running = make([]*victim, 0)
+	if live == 0 {
+		return
+	}
+	// of[k]: the victim (in order of first allocation) of allocation k.
+	of := make([]int32, len(allocs))
+	var byID map[model.JobID]int32
+	var table []int32 // victim+1 by ID - lo
+	dense := uint64(hi-lo) < 4*uint64(live)
+	if dense {
+		table = make([]int32, uint64(hi-lo)+1)
+	} else {
+		byID = make(map[model.JobID]int32)
+	}
+	var count []int32 // allocations per victim
+	for k, a := range allocs {
+		of[k] = -1
+		if a == nil || a.Status.Terminal() {
+			continue
+		}
+		var v int32
+		if dense {
+			t := &table[a.JobID-lo]
+			if *t == 0 {
+				count = append(count, 0)
+				*t = int32(len(count))
+			}
+			v = *t - 1
+		} else {
+			x, ok := byID[a.JobID]
+			if !ok {
+				x = int32(len(count))
+				count = append(count, 0)
+				byID[a.JobID] = x
+			}
+			v = x
+		}
+		of[k] = v
+		count[v]++
+	}
+	vs := make([]victim, len(count))
+	as := make([]*model.Allocation, live)
+	ns := make([]int32, live)
+	at := 0
+	for v, c := range count {
+		vs[v].allocs = as[at : at : at+int(c)]
+		vs[v].nodes = ns[at : at : at+int(c)]
+		at += int(c)
+	}
+	for k, a := range allocs {
+		if of[k] < 0 {
+			continue
+		}
+		v := &vs[of[k]]
+		if len(v.allocs) == 0 {
+			*v = victim{id: a.JobID, q: d.allocQueue(k, a), owner: a.Owner, prio: a.Priority, started: d.pl.nowN, allocs: v.allocs, nodes: v.nodes}
 		}
 		v.allocs = append(v.allocs, a)
-		v.nodes = append(v.nodes, n)
+		v.nodes = append(v.nodes, allocNode[k])
 		v.tasks++
 		v.prio = max(v.prio, a.Priority)
 		if !a.StartedAt.IsZero() {
@@ -160,6 +254,18 @@ func (pr *preemptor) load() {
 			v.stopping = true
 			v.by = max(v.by, a.PreemptedBy)
 		}
+	}
+	pr.running = make([]*victim, 0, len(vs))
+	if dense {
+		for _, t := range table {
+			if t > 0 {
+				pr.running = append(pr.running, &vs[t-1])
+			}
+		}
+		return
+	}
+	for v := range vs {
+		pr.running = append(pr.running, &vs[v])
 	}
 	slices.SortFunc(pr.running, func(a, b *victim) int { return cmpInt64(int64(a.id), int64(b.id)) })
 }
@@ -390,18 +496,15 @@ func (pr *preemptor) victimMessage(j *model.Job, q *qnode, v *victim) string {
 func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*victim {
 	d := pr.d
 	need := d.gangDemand(j, flavors[0])
-	root := q
-	for root.parent != nil {
-		root = root.parent
-	}
+	root := q.root
 	// Reclaim needs a resource the tree governs, and the queue within its
 	// own nominal quota of every such resource the job needs.
 	withinNominal := false
 	for k, v := range need {
-		if v <= 0 || root.res[k] == nil {
+		if v <= 0 || root.rs[k] == nil {
 			continue
 		}
-		r := q.res[k]
+		r := q.rs[k]
 		if r == nil || r.used+v > r.effN {
 			withinNominal = false
 			break
@@ -457,7 +560,7 @@ func sameRoot(q, root *qnode) bool {
 // governs, and v holds some.
 func usesBorrowed(vdem demand, vq *qnode, need demand, root *qnode) bool {
 	for k, x := range need {
-		if x > 0 && vdem[k] > 0 && root.res[k] != nil && borrowingKey(vq, k) {
+		if x > 0 && vdem[k] > 0 && root.rs[k] != nil && borrowingKey(vq, k) {
 			return true
 		}
 	}
@@ -468,20 +571,17 @@ func usesBorrowed(vdem demand, vq *qnode, need demand, root *qnode) bool {
 // dem that its tree governs (a queue without a quota for a governed key
 // borrows all it uses).
 func borrowing(q *qnode, dem demand) bool {
-	root := q
-	for root.parent != nil {
-		root = root.parent
-	}
+	root := q.root
 	for k, x := range dem {
-		if x > 0 && root.res[k] != nil && borrowingKey(q, k) {
+		if x > 0 && root.rs[k] != nil && borrowingKey(q, k) {
 			return true
 		}
 	}
 	return false
 }
 
-func borrowingKey(q *qnode, k string) bool {
-	if r := q.res[k]; r != nil {
+func borrowingKey(q *qnode, k int) bool {
+	if r := q.rs[k]; r != nil {
 		return r.used > r.effN
 	}
 	return true
@@ -504,7 +604,7 @@ func (pr *preemptor) claim(j *model.Job, q *qnode, flavors []string, w int64) de
 			return got
 		}
 	}
-	return demand{}
+	return d.tree.newDemand()
 }
 
 // fits reports whether j could start after the grace period, in the
@@ -528,7 +628,7 @@ func (pr *preemptor) startsAt(j *model.Job, q *qnode, f string, w, at int64, use
 	}
 	fits := false
 	d.pl.fitsAt(pr.fp, j, placeOpts{flavor: f}, w, at, func(fp *pass) {
-		dem := demand{}
+		dem := d.tree.newDemand()
 		for _, tp := range fp.tent {
 			d.tree.demandOf(&tp.shape.req, 1, fp.nodes[tp.node].node, dem)
 		}

@@ -3,7 +3,6 @@ package sched
 import (
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"strings"
 
@@ -49,12 +48,25 @@ type qnode struct {
 	children []*qnode
 	weight   float64
 	res      map[string]*qres // governed keys
+	// rs is res by key index (queueTree.keyNames), nil where not governed:
+	// the pass's quota arithmetic indexes it rather than hashing names.
+	rs   []*qres
+	root *qnode // the top of n's tree
+	// flavors caches gpuFlavors (flavorsSet: computed).
+	flavors    []string
+	flavorsSet bool
 
-	// fair share: usage now and decayed past usage, in cpu, memory, gpu
+	// fair share: usage now and decayed past usage, in cpu, memory, gpu;
+	// share caches fair.queueShare while shareOK.
 	cur, dec [3]float64
+	share    float64
+	shareOK  bool
 	// pending work in the subtree (jobs not yet considered this pass)
 	pending int
 	src     *source // this queue's own pending jobs, if any
+	// hasReady: some job of this queue passed the gate (dure.gather);
+	// parked: its next job would borrow, so the rest wait behind it.
+	hasReady, parked bool
 }
 
 // queueTree is the queues of one pass.
@@ -65,21 +77,36 @@ type queueTree struct {
 	// some queue has a "gpu/…" quota).
 	flavored map[string]bool
 	keys     map[string]bool // every governed key
-	// base: whether cpu, memory, gpu and scratch are governed (keys,
-	// without a map lookup per task group).
-	base [4]bool
-	// version counts usage changes; blocked caches blockMessage while it
-	// holds (a long queue repeats the same few messages).
-	version int64
+	// keyNames numbers the governed keys in sorted order (a demand is
+	// indexed by it); keyIdx is the inverse.
+	keyNames []string
+	keyIdx   map[string]int
+	// base: the key indices of cpu, memory, gpu and scratch, -1 where not
+	// governed (no map lookup per task group).
+	base [4]int
+	// nodeKeys caches, per node, the flavored keys its resources count
+	// against.
+	nodeKeys map[*model.Node][]flavorKey
+	// blocked caches blockMessage while the queue's tree is unchanged (a
+	// long queue repeats the same few messages).
 	blocked map[blockKey]string
 	last    *qnode // node's last answer
 }
 
+// flavorKey: a node's resource res (cpu, memory, gpu, scratch or a custom
+// name) counts against the flavored key k as well.
+type flavorKey struct {
+	res string
+	k   int
+}
+
+// blockKey is everything blockMessageOf reads that changes in a pass:
+// the room, the queue's usage, and that of the first ancestor governing
+// the key when the queue does not.
 type blockKey struct {
-	a       *qnode
-	k       string
-	need    int64
-	version int64
+	a                     *qnode
+	k                     int
+	need, room, used, anc int64
 }
 
 // uniqueQueues picks one queue per name. Names are unique in the state
@@ -131,10 +158,37 @@ func newQueueTree(queues map[string]*model.Queue) *queueTree {
 	for _, r := range t.roots {
 		t.govern(r)
 	}
+	t.keyNames = make([]string, 0, len(t.keys))
+	for k := range t.keys {
+		t.keyNames = append(t.keyNames, k)
+	}
+	sort.Strings(t.keyNames)
+	t.keyIdx = make(map[string]int, len(t.keyNames))
+	for i, k := range t.keyNames {
+		t.keyIdx[k] = i
+	}
 	for i, k := range baseKeys {
-		t.base[i] = t.keys[k]
+		t.base[i] = -1
+		if x, ok := t.keyIdx[k]; ok {
+			t.base[i] = x
+		}
+	}
+	for _, n := range t.byName {
+		t.index(n)
 	}
 	return t
+}
+
+// index fills n.rs and n.root.
+func (t *queueTree) index(n *qnode) {
+	n.rs = make([]*qres, len(t.keyNames))
+	for k, r := range n.res {
+		n.rs[t.keyIdx[k]] = r
+	}
+	n.root = n
+	for n.root.parent != nil {
+		n.root = n.root.parent
+	}
 }
 
 var baseKeys = [4]string{"cpu", "memory", "gpu", "scratch"}
@@ -215,36 +269,64 @@ func (t *queueTree) node(name string) *qnode {
 		n = &qnode{name: name, weight: 1, res: map[string]*qres{}}
 		t.byName[name] = n
 		t.roots = append(t.roots, n)
+		t.index(n)
 	}
 	t.last = n
 	return n
 }
 
-// demand is an amount per quota key.
-type demand map[string]int64
+// demand is an amount per governed quota key, indexed as
+// queueTree.keyNames (newDemand).
+type demand []int64
 
-// demandOf is what tasks hold in quota terms: the base keys and, for
-// resources with flavored quotas, the node's flavor key.
+func (t *queueTree) newDemand() demand { return make(demand, len(t.keyNames)) }
+
+// demandOf adds what tasks hold in quota terms to into: the base keys and,
+// for resources with flavored quotas, the node's flavor key.
 func (t *queueTree) demandOf(r *model.Resources, count int64, node *model.Node, into demand) {
-	if len(t.keys) == 0 {
+	if len(t.keyNames) == 0 {
 		return // no quotas anywhere
 	}
-	add := func(k string, v int64) {
-		if v != 0 && t.keys[k] {
-			into[k] += v * count
-		}
-	}
 	for i, v := range [4]int64{r.MilliCPU, r.MemoryBytes, r.GPUs, r.ScratchBytes} {
-		if v != 0 && t.base[i] {
-			into[baseKeys[i]] += v * count
+		if v != 0 && t.base[i] >= 0 {
+			into[t.base[i]] += v * count
 		}
 	}
 	for k, v := range r.Custom {
-		add(k, v)
+		if x, ok := t.keyIdx[k]; ok && v != 0 {
+			into[x] += v * count
+		}
 	}
 	if node == nil || len(t.flavored) == 0 {
 		return
 	}
+	for _, fk := range t.flavorKeys(node) {
+		var v int64
+		switch fk.res {
+		case "cpu":
+			v = r.MilliCPU
+		case "memory":
+			v = r.MemoryBytes
+		case "gpu":
+			v = r.GPUs
+		case "scratch":
+			v = r.ScratchBytes
+		default:
+			v = r.Custom[fk.res]
+		}
+		if v != 0 {
+			into[fk.k] += v * count
+		}
+	}
+}
+
+// flavorKeys lists the governed flavored keys a node's resources count
+// against (cached per node).
+func (t *queueTree) flavorKeys(node *model.Node) []flavorKey {
+	if fks, ok := t.nodeKeys[node]; ok {
+		return fks
+	}
+	var fks []flavorKey
 	for res := range t.flavored {
 		var f string
 		if res == "gpu" {
@@ -255,27 +337,25 @@ func (t *queueTree) demandOf(r *model.Resources, count int64, node *model.Node, 
 		if f == "" {
 			continue
 		}
-		switch res {
-		case "cpu":
-			add(res+"/"+f, r.MilliCPU)
-		case "memory":
-			add(res+"/"+f, r.MemoryBytes)
-		case "gpu":
-			add(res+"/"+f, r.GPUs)
-		case "scratch":
-			add(res+"/"+f, r.ScratchBytes)
-		default:
-			add(res+"/"+f, r.Custom[res])
+		if x, ok := t.keyIdx[res+"/"+f]; ok {
+			fks = append(fks, flavorKey{res, x})
 		}
 	}
+	if t.nodeKeys == nil {
+		t.nodeKeys = map[*model.Node][]flavorKey{}
+	}
+	t.nodeKeys[node] = fks
+	return fks
 }
 
 // charge adds d (times sign) to the usage of a and its ancestors.
 func (t *queueTree) charge(a *qnode, d demand, sign int64) {
-	t.version++
 	for k, v := range d {
+		if v == 0 {
+			continue
+		}
 		for n := a; n != nil; n = n.parent {
-			r := n.res[k]
+			r := n.rs[k]
 			if r == nil {
 				continue
 			}
@@ -283,7 +363,7 @@ func (t *queueTree) charge(a *qnode, d demand, sign int64) {
 			old := r.prot
 			r.prot = protOf(r)
 			if n.parent != nil && old != r.prot {
-				if pr := n.parent.res[k]; pr != nil {
+				if pr := n.parent.rs[k]; pr != nil {
 					pr.childProt += r.prot - old
 				}
 			}
@@ -293,14 +373,14 @@ func (t *queueTree) charge(a *qnode, d demand, sign int64) {
 
 // room is how much more of key k a job in queue a may use (unlimited if
 // nothing governs k).
-func (t *queueTree) room(a *qnode, k string) int64 {
+func (t *queueTree) room(a *qnode, k int) int64 {
 	var buf [8]*qnode // trees are shallow: no allocation
 	chain := buf[:0]
 	for n := a; n != nil; n = n.parent {
 		chain = append(chain, n)
 	}
 	root := chain[len(chain)-1]
-	rr := root.res[k]
+	rr := root.rs[k]
 	if rr == nil {
 		return unlimited
 	}
@@ -310,7 +390,7 @@ func (t *queueTree) room(a *qnode, k string) int64 {
 	}
 	for i := len(chain) - 2; i >= 0; i-- {
 		c, p := chain[i], chain[i+1]
-		cr, pr := c.res[k], p.res[k]
+		cr, pr := c.rs[k], p.rs[k]
 		own := int64(0)
 		if cr != nil {
 			own = cr.prot
@@ -320,7 +400,7 @@ func (t *queueTree) room(a *qnode, k string) int64 {
 			h = min(h, cr.effN+cr.borrow-cr.used)
 		}
 	}
-	if ar := a.res[k]; ar != nil {
+	if ar := a.rs[k]; ar != nil {
 		h -= ar.childProt
 	}
 	return h
@@ -328,26 +408,30 @@ func (t *queueTree) room(a *qnode, k string) int64 {
 
 // admits reports whether queue a has room for d, and if not the first key
 // (in sorted order) that lacks it.
-func (t *queueTree) admits(a *qnode, d demand) (bool, string) {
-	var buf [8]string
-	keys := buf[:0]
-	for k := range d {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if d[k] > 0 && d[k] > t.room(a, k) {
+func (t *queueTree) admits(a *qnode, d demand) (bool, int) {
+	for k, x := range d {
+		if x > 0 && x > t.room(a, k) {
 			return false, k
 		}
 	}
-	return true, ""
+	return true, -1
 }
 
 // blockMessage explains why queue a cannot take need more of key k, naming
 // the level that binds: "queue vision at nominal 16/16 gpu, cohort research
 // has 0 to lend".
-func (t *queueTree) blockMessage(a *qnode, k string, need int64) string {
-	bk := blockKey{a, k, need, t.version}
+func (t *queueTree) blockMessage(a *qnode, k int, need int64) string {
+	bk := blockKey{a: a, k: k, need: need, room: t.room(a, k)}
+	if ar := a.rs[k]; ar != nil {
+		bk.used = ar.used
+	} else {
+		for n := a.parent; n != nil; n = n.parent {
+			if r := n.rs[k]; r != nil {
+				bk.anc = r.used
+				break
+			}
+		}
+	}
 	if m, ok := t.blocked[bk]; ok {
 		return m
 	}
@@ -359,10 +443,11 @@ func (t *queueTree) blockMessage(a *qnode, k string, need int64) string {
 	return m
 }
 
-func (t *queueTree) blockMessageOf(a *qnode, k string, need int64) string {
+func (t *queueTree) blockMessageOf(a *qnode, ki int, need int64) string {
+	k := t.keyNames[ki]
 	amt := func(v int64) string { return formatKey(k, v) }
-	room := max(t.room(a, k), 0)
-	ar := a.res[k]
+	room := max(t.room(a, ki), 0)
+	ar := a.rs[ki]
 	// The queue's own borrowing limit binds?
 	if ar != nil && ar.borrow >= 0 && ar.effN+ar.borrow-ar.used < need {
 		return fmt.Sprintf("queue %s is at its borrowing limit: uses %s of %s nominal + %s borrowable %s; needs %s more",
@@ -378,7 +463,7 @@ func (t *queueTree) blockMessageOf(a *qnode, k string, need int64) string {
 	}
 	// Governed above: the binding level is an ancestor.
 	for n := a.parent; n != nil; n = n.parent {
-		if r := n.res[k]; r != nil {
+		if r := n.rs[ki]; r != nil {
 			return fmt.Sprintf("cohort %s has %s %s left for queue %s (uses %s of %s); needs %s",
 				n.name, amt(room), k, a.name, amt(r.used), amt(r.effN), amt(need))
 		}
@@ -412,6 +497,14 @@ func (t *queueTree) gpuFlavors(a *qnode) []string {
 	if !t.flavored["gpu"] {
 		return nil
 	}
+	if a.flavorsSet {
+		return a.flavors
+	}
+	a.flavors, a.flavorsSet = t.gpuFlavorsOf(a), true
+	return a.flavors
+}
+
+func (t *queueTree) gpuFlavorsOf(a *qnode) []string {
 	var out []string
 	seen := map[string]bool{}
 	for n := a; n != nil; n = n.parent {

@@ -35,8 +35,9 @@ type QueueResource struct {
 // arithmetic Schedule uses (README.md), from the same snapshot. Jobs being
 // stopped count for nothing, as in Schedule.
 func Queues(s *Snapshot, now time.Time, cfg Config) []QueueStatus {
-	pl := newPlanner(s, now, cfg, false)
-	d := newDure(pl, nil) // nil pending: every queue's share
+	pl := newPlanner(s, now, cfg, false, false)
+	d := newDure(pl)
+	d.fair.load(s, d.tree, true, pl.history, d.allocQueue) // every queue's share
 	names := make([]string, 0, len(d.tree.byName))
 	for n := range d.tree.byName {
 		names = append(names, n)
@@ -56,7 +57,7 @@ func Queues(s *Snapshot, now time.Time, cfg Config) []QueueStatus {
 		sort.Strings(keys)
 		for _, k := range keys {
 			r := n.res[k]
-			room := d.tree.room(n, k)
+			room := d.tree.room(n, d.tree.keyIdx[k])
 			lendable := max(0, r.effN-r.used)
 			if r.lend >= 0 {
 				lendable = min(lendable, r.lend)

@@ -29,7 +29,7 @@ import (
 // for. Dependencies and array throttles hold under every policy: a job
 // that may not start yet is not in line at all.
 func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, false)
+	pl := newPlanner(s, now, cfg, false, false)
 	pol := cfg.policy()
 	depth := 1
 	switch pol {
@@ -87,23 +87,72 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 
 // leave records that j stays pending; its reason is the analysis of the
 // final state, passed through wrap when set.
-// Jobs with equal base keys share one analysis; the key is taken here,
-// while the job is at hand.
 func (pl *planner) leave(j *model.Job, wrap func(model.Reason) model.Reason) {
-	key := int32(-1)
-	if k, ok := baseKeyOf(pl.p, j); ok {
-		i, found := pl.baseKeys[k]
-		if !found {
-			if pl.baseKeys == nil {
-				pl.baseKeys = map[baseKey]int32{}
-			}
-			i = int32(len(pl.baseJobs))
-			pl.baseKeys[k] = i
-			pl.baseJobs = append(pl.baseJobs, j)
-		}
-		key = i
+	pl.leaveAs(j, j.ID, pl.baseKeyIndex(j), wrap)
+}
+
+// leaveAs is leave with j's ID and base key index (baseKeyIndex) already
+// known.
+func (pl *planner) leaveAs(j *model.Job, id model.JobID, key int32, wrap func(model.Reason) model.Reason) {
+	pl.later = append(pl.later, laterReason{job: j, id: id, key: key, wrap: wrap})
+}
+
+// baseKeyIndex numbers j's base key: jobs with equal base keys share one
+// analysis, the reason of the first job numbered with it; -1: j is
+// analysed on its own.
+func (pl *planner) baseKeyIndex(j *model.Job) int32 {
+	k, ok := baseKeyOf(pl.p, j)
+	if !ok {
+		return -1
 	}
-	pl.later = append(pl.later, laterReason{job: j, id: j.ID, key: key, wrap: wrap})
+	return pl.keyIndex(k, j)
+}
+
+// keyIndex numbers base key k, of job j. The key's strings are numbered
+// first (names repeat from job to job), so the key hashes without them.
+func (pl *planner) keyIndex(k baseKey, j *model.Job) int32 {
+	fk := baseKeyFast{s: k.s, name: pl.names.id(k.name), topology: pl.topologies.id(k.topology), count: k.count, gang: k.gang, spread: k.spread}
+	i, found := pl.baseKeys[fk]
+	if !found {
+		if pl.baseKeys == nil {
+			pl.baseKeys = map[baseKeyFast]int32{}
+		}
+		i = int32(len(pl.baseJobs))
+		pl.baseKeys[fk] = i
+		pl.baseJobs = append(pl.baseJobs, j)
+	}
+	return i
+}
+
+// baseKeyFast is a baseKey with its strings numbered (stringIDs).
+type baseKeyFast struct {
+	s              *shape
+	name, topology int32
+	count, gang    int
+	spread         bool
+}
+
+// stringIDs numbers strings, remembering the last one asked for.
+type stringIDs struct {
+	ids  map[string]int32
+	last string
+	id0  int32 // the last one's number, +1 (0: none yet)
+}
+
+func (n *stringIDs) id(s string) int32 {
+	if n.id0 > 0 && s == n.last {
+		return n.id0 - 1
+	}
+	id, ok := n.ids[s]
+	if !ok {
+		if n.ids == nil {
+			n.ids = map[string]int32{}
+		}
+		id = int32(len(n.ids))
+		n.ids[s] = id
+	}
+	n.last, n.id0 = s, id+1
+	return id
 }
 
 // finish computes the reasons of the jobs left pending.

@@ -147,7 +147,7 @@ type timeline struct {
 
 // newTimeline starts a timeline with the release of every live allocation
 // (allocNode[k] >= 0: the node allocs[k] is on) at end(allocs[k]).
-func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []int32, end func(*model.Allocation) int64) *timeline {
+func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []int32, end func(int, *model.Allocation) int64) *timeline {
 	tl := &timeline{now: now, dynNode: make([][]tev, nodes), isRes: make([]bool, nodes)}
 	// Sort small keys, not the events (they are large); the order is total
 	// (time, node, job, position) so it never depends on map or input order
@@ -164,7 +164,7 @@ func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []i
 	amounts := make([]vec, len(allocs))
 	for k, a := range allocs {
 		if n := allocNode[k]; n >= 0 {
-			keys = append(keys, key{end(a), a.JobID, n, int32(k)})
+			keys = append(keys, key{end(k, a), a.JobID, n, int32(k)})
 			amounts[k] = vecOf(&a.Resources)
 		}
 	}
