@@ -61,10 +61,15 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// the back (in reverse): one slice, since no job is both.
 	items := make([]backfillItem, ready)
 	nRest, nBorrow := 0, 0
+	var src *source
 	for {
-		src := d.fair.pick(d.tree)
-		if src == nil {
-			break
+		// Once no reservation is left to make, nothing starts in this loop
+		// and the shares stay as they are: pick would choose the same
+		// source again until it is empty.
+		if src == nil || src.left == 0 || reserving() {
+			if src = d.fair.pick(d.tree); src == nil {
+				break
+			}
 		}
 		k := src.pop()
 		fa := &d.facts[k.pos]
@@ -595,7 +600,6 @@ type dure struct {
 	needBuf, borrowBuf, actBuf demand
 	roomy                      []string
 	wanted                     map[string][]string
-	quotaWraps                 map[string]func(model.Reason) model.Reason
 }
 
 func newDure(pl *planner) *dure {
@@ -684,14 +688,14 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 	q := fa.u.q
 	w := fa.run
 	flavors := d.flavorsOf(fa)
-	var quotaMsg string
+	var quota *quotaBlock // the first quota that blocked it
 	var blocker model.JobID
 	roomy := d.roomy[:0] // flavors with quota room
 	for _, f := range flavors {
 		need := d.needOf(fa, f, d.needBuf)
 		if ok, k := d.tree.admits(q, need); !ok {
-			if quotaMsg == "" {
-				quotaMsg = d.tree.blockMessage(q, k, need[k])
+			if quota == nil {
+				quota = d.tree.blockMessage(q, k, need[k])
 			}
 			continue
 		}
@@ -710,8 +714,8 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		actual := d.tentDemand()
 		if ok, key := d.tree.admits(q, actual); !ok {
 			pl.p.undo()
-			if quotaMsg == "" {
-				quotaMsg = d.tree.blockMessage(q, key, actual[key])
+			if quota == nil {
+				quota = d.tree.blockMessage(q, key, actual[key])
 			}
 			continue
 		}
@@ -747,7 +751,7 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		}
 	}
 	if len(roomy) == 0 {
-		leave(d.quotaWrap(quotaMsg))
+		leave(quota.wrap)
 		return
 	}
 	depth := pl.cfg.ReservationDepth
@@ -799,20 +803,6 @@ func (d *dure) topoIndex(label string) uint8 {
 	}
 	d.topos = append(d.topos, label)
 	return uint8(len(d.topos))
-}
-
-// quotaWrap is the reason of jobs left for want of quota: one function per
-// message (thousands of jobs in a queue at its quota share a few).
-func (d *dure) quotaWrap(msg string) func(model.Reason) model.Reason {
-	if w, ok := d.quotaWraps[msg]; ok {
-		return w
-	}
-	w := func(model.Reason) model.Reason { return model.Reason{Code: model.ReasonQuota, Message: msg} }
-	if d.quotaWraps == nil {
-		d.quotaWraps = map[string]func(model.Reason) model.Reason{}
-	}
-	d.quotaWraps[msg] = w
-	return w
 }
 
 // anyFlavor is the flavor list of a job that may use any node.
