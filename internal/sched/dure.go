@@ -61,10 +61,15 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// the back (in reverse): one slice, since no job is both.
 	items := make([]backfillItem, ready)
 	nRest, nBorrow := 0, 0
+	var src *source
 	for {
-		src := d.fair.pick(d.tree)
-		if src == nil {
-			break
+		// Once no reservation is left to make, nothing starts in this loop
+		// and the shares stay as they are: pick would choose the same
+		// source again until it is empty.
+		if src == nil || src.left == 0 || reserving() {
+			if src = d.fair.pick(d.tree); src == nil {
+				break
+			}
 		}
 		k := src.pop()
 		fa := &d.facts[k.pos]
@@ -351,21 +356,7 @@ func (d *dure) gather(pending []*model.Job) {
 			fa.want = d.wantIndex(want)
 		}
 		if valid && len(j.Groups) == 1 {
-			g := &j.Groups[0]
-			spread := j.Placement == model.PlacementSpread
-			s := pl.p.shapeFor(g, "", false)
-			fa.key = pl.keyIndex(baseKey{s: s, name: g.Name, count: g.Count, gang: left0, topology: j.Topology, spread: spread}, j)
-			if left0 <= math.MaxInt32 {
-				if spread {
-					s = pl.p.shapeFor(g, "", true)
-				}
-				fa.shape, fa.gang = s, int32(left0)
-				if j.Topology != "" {
-					if fa.topo = d.topoIndex(j.Topology); fa.topo == 0 {
-						fa.shape = nil // too many labels to number
-					}
-				}
-			}
+			d.groupFacts(&fa, j, left0)
 		}
 		d.facts = append(d.facts, fa)
 	}
@@ -460,6 +451,71 @@ func (d *dure) gather(pending []*model.Job) {
 	// Queue-level usage matters only when queues compete.
 	d.queueLevel = queues > 1
 }
+
+// groupFacts fills in the shape, gang, topology and reason key of a valid
+// one-group job whose gang size is gang.
+func (d *dure) groupFacts(fa *jobFacts, j *model.Job, gang int) {
+	pl := d.pl
+	g := &j.Groups[0]
+	spread := j.Placement == model.PlacementSpread
+	var e *groupMemo
+	if r := &g.Resources; len(r.Custom) == 0 && len(g.Constraints) == 0 {
+		k := groupMemoKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, count: g.Count, gang: gang,
+			name: pl.names.id(g.Name), topology: pl.topologies.id(j.Topology), spread: spread}
+		h := uint64(k.cpu)*0x9e3779b97f4a7c15 ^ uint64(k.mem)*0xc2b2ae3d27d4eb4f ^ uint64(k.gpu)<<7 ^ uint64(k.count)*0x165667b19e3779f9 ^ uint64(k.gang)<<17 ^ uint64(k.name)<<29 ^ uint64(k.topology)<<41
+		if spread {
+			h ^= 0x27d4eb2f165667c5
+		}
+		if d.groups == nil {
+			d.groups = new([groupMemoSize]groupMemo)
+		}
+		e = &d.groups[(h^h>>29)%groupMemoSize]
+		if e.set && e.k == k {
+			fa.key, fa.shape, fa.gang, fa.topo = e.key, e.shape, e.gang, e.topo
+			return
+		}
+		e.k, e.set = k, false
+	}
+	s := pl.p.shapeFor(g, "", false)
+	fa.key = pl.keyIndex(baseKey{s: s, name: g.Name, count: g.Count, gang: gang, topology: j.Topology, spread: spread}, j)
+	if gang <= math.MaxInt32 {
+		if spread {
+			s = pl.p.shapeFor(g, "", true)
+		}
+		fa.shape, fa.gang = s, int32(gang)
+		if j.Topology != "" {
+			if fa.topo = d.topoIndex(j.Topology); fa.topo == 0 {
+				fa.shape = nil // too many labels to number
+			}
+		}
+	}
+	if e != nil {
+		e.key, e.shape, e.gang, e.topo, e.set = fa.key, fa.shape, fa.gang, fa.topo, true
+	}
+}
+
+// groupMemo remembers what groupFacts worked out for a plain group (no
+// custom resources or constraints). Pending jobs repeat a few group shapes:
+// a direct-mapped table answers most without probing the maps.
+type groupMemo struct {
+	k     groupMemoKey
+	set   bool
+	shape *shape
+	key   int32
+	gang  int32
+	topo  uint8
+}
+
+// groupMemoKey is everything groupFacts reads of a plain group and its
+// job (names numbered, as for baseKeyFast).
+type groupMemoKey struct {
+	cpu, mem, gpu, scratch int64
+	count, gang            int
+	name, topology         int32
+	spread                 bool
+}
+
+const groupMemoSize = 1024
 
 // gpuFlavorLabel is FlavorLabel("gpu").
 const gpuFlavorLabel = "gpu.model"
@@ -589,13 +645,13 @@ type dure struct {
 	ext        []int64
 	wants      []string
 	topos      []string
-	queueLevel bool     // more than one queue has jobs ready
-	allocQ     []*qnode // allocQueue's answers
+	groups     *[groupMemoSize]groupMemo // groupFacts\' memo
+	queueLevel bool                      // more than one queue has jobs ready
+	allocQ     []*qnode                  // allocQueue's answers
 	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
 	needBuf, borrowBuf, actBuf demand
 	roomy                      []string
 	wanted                     map[string][]string
-	quotaWraps                 map[string]func(model.Reason) model.Reason
 }
 
 func newDure(pl *planner) *dure {
@@ -684,14 +740,14 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 	q := fa.u.q
 	w := fa.run
 	flavors := d.flavorsOf(fa)
-	var quotaMsg string
+	var quota *quotaBlock // the first quota that blocked it
 	var blocker model.JobID
 	roomy := d.roomy[:0] // flavors with quota room
 	for _, f := range flavors {
 		need := d.needOf(fa, f, d.needBuf)
 		if ok, k := d.tree.admits(q, need); !ok {
-			if quotaMsg == "" {
-				quotaMsg = d.tree.blockMessage(q, k, need[k])
+			if quota == nil {
+				quota = d.tree.blockMessage(q, k, need[k])
 			}
 			continue
 		}
@@ -710,8 +766,8 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		actual := d.tentDemand()
 		if ok, key := d.tree.admits(q, actual); !ok {
 			pl.p.undo()
-			if quotaMsg == "" {
-				quotaMsg = d.tree.blockMessage(q, key, actual[key])
+			if quota == nil {
+				quota = d.tree.blockMessage(q, key, actual[key])
 			}
 			continue
 		}
@@ -747,7 +803,7 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		}
 	}
 	if len(roomy) == 0 {
-		leave(d.quotaWrap(quotaMsg))
+		leave(quota.wrap)
 		return
 	}
 	depth := pl.cfg.ReservationDepth
@@ -799,20 +855,6 @@ func (d *dure) topoIndex(label string) uint8 {
 	}
 	d.topos = append(d.topos, label)
 	return uint8(len(d.topos))
-}
-
-// quotaWrap is the reason of jobs left for want of quota: one function per
-// message (thousands of jobs in a queue at its quota share a few).
-func (d *dure) quotaWrap(msg string) func(model.Reason) model.Reason {
-	if w, ok := d.quotaWraps[msg]; ok {
-		return w
-	}
-	w := func(model.Reason) model.Reason { return model.Reason{Code: model.ReasonQuota, Message: msg} }
-	if d.quotaWraps == nil {
-		d.quotaWraps = map[string]func(model.Reason) model.Reason{}
-	}
-	d.quotaWraps[msg] = w
-	return w
 }
 
 // anyFlavor is the flavor list of a job that may use any node.

@@ -52,6 +52,9 @@ type qnode struct {
 	// the pass's quota arithmetic indexes it rather than hashing names.
 	rs   []*qres
 	root *qnode // the top of n's tree
+	// rooms caches room per key while roomsAt is the tree's version.
+	rooms   []int64
+	roomsAt int64
 	// flavors caches gpuFlavors (flavorsSet: computed).
 	flavors    []string
 	flavorsSet bool
@@ -87,9 +90,11 @@ type queueTree struct {
 	// nodeKeys caches, per node, the flavored keys its resources count
 	// against.
 	nodeKeys map[*model.Node][]flavorKey
+	// version counts usage changes (charge): roomOf caches while it holds.
+	version int64
 	// blocked caches blockMessage while the queue's tree is unchanged (a
 	// long queue repeats the same few messages).
-	blocked map[blockKey]string
+	blocked map[blockKey]*quotaBlock
 	last    *qnode // node's last answer
 }
 
@@ -350,6 +355,7 @@ func (t *queueTree) flavorKeys(node *model.Node) []flavorKey {
 
 // charge adds d (times sign) to the usage of a and its ancestors.
 func (t *queueTree) charge(a *qnode, d demand, sign int64) {
+	t.version++
 	for k, v := range d {
 		if v == 0 {
 			continue
@@ -406,22 +412,45 @@ func (t *queueTree) room(a *qnode, k int) int64 {
 	return h
 }
 
+// roomOf is room(a, k), computed for every key of a at once and kept
+// until usage changes: a long queue asks for the same queues' rooms over
+// and over between starts.
+func (t *queueTree) roomOf(a *qnode, k int) int64 {
+	if a.rooms == nil || a.roomsAt != t.version {
+		if a.rooms == nil {
+			a.rooms = make([]int64, len(t.keyNames))
+		}
+		for i := range a.rooms {
+			a.rooms[i] = t.room(a, i)
+		}
+		a.roomsAt = t.version
+	}
+	return a.rooms[k]
+}
+
 // admits reports whether queue a has room for d, and if not the first key
 // (in sorted order) that lacks it.
 func (t *queueTree) admits(a *qnode, d demand) (bool, int) {
 	for k, x := range d {
-		if x > 0 && x > t.room(a, k) {
+		if x > 0 && x > t.roomOf(a, k) {
 			return false, k
 		}
 	}
 	return true, -1
 }
 
+// quotaBlock is why a queue cannot take more of a key (blockMessage), and
+// the reason of the jobs left for it.
+type quotaBlock struct {
+	msg  string
+	wrap func(model.Reason) model.Reason
+}
+
 // blockMessage explains why queue a cannot take need more of key k, naming
 // the level that binds: "queue vision at nominal 16/16 gpu, cohort research
 // has 0 to lend".
-func (t *queueTree) blockMessage(a *qnode, k int, need int64) string {
-	bk := blockKey{a: a, k: k, need: need, room: t.room(a, k)}
+func (t *queueTree) blockMessage(a *qnode, k int, need int64) *quotaBlock {
+	bk := blockKey{a: a, k: k, need: need, room: t.roomOf(a, k)}
 	if ar := a.rs[k]; ar != nil {
 		bk.used = ar.used
 	} else {
@@ -432,15 +461,16 @@ func (t *queueTree) blockMessage(a *qnode, k int, need int64) string {
 			}
 		}
 	}
-	if m, ok := t.blocked[bk]; ok {
-		return m
+	if b, ok := t.blocked[bk]; ok {
+		return b
 	}
 	if t.blocked == nil || len(t.blocked) > 4096 {
-		t.blocked = map[blockKey]string{}
+		t.blocked = map[blockKey]*quotaBlock{}
 	}
-	m := t.blockMessageOf(a, k, need)
-	t.blocked[bk] = m
-	return m
+	msg := t.blockMessageOf(a, k, need)
+	b := &quotaBlock{msg: msg, wrap: func(model.Reason) model.Reason { return model.Reason{Code: model.ReasonQuota, Message: msg} }}
+	t.blocked[bk] = b
+	return b
 }
 
 func (t *queueTree) blockMessageOf(a *qnode, ki int, need int64) string {

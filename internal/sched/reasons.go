@@ -297,6 +297,19 @@ var resourceDims = [...]string{"cpu", "mem", "gpu", "scratch"}
 // tasksFit counts how many tasks needing r fit in n's free capacity now, and
 // names the dimension that limits it.
 func tasksFit(n *nodeState, r *model.Resources) (int64, string) {
+	// No room for one task in a dimension: none fit, and the first such
+	// dimension (in the order below) is the limit. On a busy cluster most
+	// nodes end here, without a division.
+	switch {
+	case r.MilliCPU > 0 && n.cpu < r.MilliCPU:
+		return 0, "cpu"
+	case r.MemoryBytes > 0 && n.mem < r.MemoryBytes:
+		return 0, "mem"
+	case r.GPUs > 0 && min(n.gpu, n.freeSlots) < r.GPUs:
+		return 0, "gpu"
+	case r.ScratchBytes > 0 && n.scratch < r.ScratchBytes:
+		return 0, "scratch"
+	}
 	best, dim := int64(1<<40), ""
 	limit := func(name string, free, need int64) {
 		if need <= 0 {

@@ -159,16 +159,23 @@ func (n *stringIDs) id(s string) int32 {
 func (pl *planner) finish() {
 	base := make([]model.Reason, len(pl.baseJobs))
 	done := make([]bool, len(pl.baseJobs))
-	// A reason already given stands (the first, if a job was left twice);
-	// the map is only searched when reasons were given before finish.
-	given := len(pl.plan.Reasons) > 0
+	// A reason already given stands (the first, if a job was left twice).
+	// The few given before finish are looked up in a set of their own, not
+	// in the plan's map, which grows to every pending job.
+	var given map[model.JobID]struct{}
+	if len(pl.plan.Reasons) > 0 {
+		given = make(map[model.JobID]struct{}, len(pl.plan.Reasons))
+		for id := range pl.plan.Reasons {
+			given[id] = struct{}{}
+		}
+	}
 	seen := newIDSet(pl.later, func(l laterReason) model.JobID { return l.id })
 	for _, l := range pl.later {
 		if !seen.add(l.id) {
 			continue
 		}
-		if given {
-			if _, set := pl.plan.Reasons[l.id]; set {
+		if given != nil {
+			if _, set := given[l.id]; set {
 				continue
 			}
 		}
