@@ -155,6 +155,7 @@ const (
 	factThrottled                       // an array element with a throttle
 	factPreempted                       // others were preempted for it (Job.PreemptedBy)
 	factWaiting                         // it is in preemptor.waiting
+	factWhole                           // its gang is all its tasks
 )
 
 // jobKey is a job's place in scheduling order (orderJobs): priority
@@ -333,6 +334,9 @@ func (d *dure) gather(pending []*model.Job) {
 		var gpus int64
 		want := ""
 		left0 := j.GangSize()
+		if left0 == j.TaskCount() {
+			fa.flags |= factWhole
+		}
 		left := left0
 		for gi := range j.Groups {
 			g := &j.Groups[gi]
@@ -755,7 +759,14 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		var k int
 		var b model.JobID
 		if !d.failsAgain(fa, f) {
-			k, b = pl.place(j, placeOpts{flavor: f}, w)
+			if who, again := d.blockedAgain(fa, f, w); again {
+				b = who
+			} else {
+				k, b = pl.place(j, placeOpts{flavor: f}, w)
+				if k == 0 && b != 0 {
+					d.noteBlocked(fa, f, w, b)
+				}
+			}
 		}
 		if k == 0 {
 			if blocker == 0 {
@@ -841,6 +852,68 @@ func (d *dure) failsAgain(fa *jobFacts, f string) bool {
 	}
 	need, failed := p.topoFail[topoKey{s, d.topos[fa.topo-1]}]
 	return failed && int(fa.gang) >= need
+}
+
+// blocked is a shape's last blocked placement of a gang size
+// (shape.blocked): a job of gang tasks running until end fitted, but would
+// have delayed the reservation of who, and did not fit around it either;
+// changes and events date the pass and timeline state it saw.
+type blocked struct {
+	changes int
+	events  int64
+	gang    int32
+	end     int64
+	who     model.JobID
+}
+
+// blockedAgain reports whether placing a one-group job without topology
+// or gang minimum (GPU flavor f, running w) must end as the last blocked
+// placement of its shape did, and names the reservation it would delay.
+// Nothing changed since (no task taken or given back, no timeline event),
+// so the same tasks land on the same nodes; a job that runs at least as
+// long dips into the reservation at least as deep, and fits around it no
+// better (placeAvoiding's memo). With one reservation, it is the one
+// delayed.
+func (d *dure) blockedAgain(fa *jobFacts, f string, w int64) (model.JobID, bool) {
+	s := fa.shape
+	if s == nil || fa.topo != 0 || fa.flags&factWhole == 0 || f != "" && fa.flags&factGPU != 0 {
+		return 0, false
+	}
+	pl := d.pl
+	if len(pl.res) != 1 {
+		return 0, false
+	}
+	for i := range s.blocked {
+		m := &s.blocked[i]
+		if m.gang == fa.gang {
+			if m.changes != len(pl.p.changes) || m.events != pl.tl.lastID || pl.nowN+w < m.end {
+				return 0, false
+			}
+			return m.who, true
+		}
+	}
+	return 0, false
+}
+
+// noteBlocked records a blocked placement for blockedAgain.
+func (d *dure) noteBlocked(fa *jobFacts, f string, w int64, who model.JobID) {
+	s := fa.shape
+	if s == nil || fa.topo != 0 || fa.flags&factWhole == 0 || f != "" && fa.flags&factGPU != 0 {
+		return
+	}
+	pl := d.pl
+	end := pl.nowN + w
+	now := blocked{changes: len(pl.p.changes), events: pl.tl.lastID, gang: fa.gang, end: end, who: who}
+	for i := range s.blocked {
+		m := &s.blocked[i]
+		if m.gang == fa.gang {
+			if m.changes != now.changes || m.events != now.events || end < m.end {
+				*m = now
+			}
+			return
+		}
+	}
+	s.blocked = append(s.blocked, now)
 }
 
 // topoIndex numbers a topology label for jobFacts.topo (0: too many).

@@ -60,6 +60,9 @@ type shape struct {
 	analysis *shapeAnalysis
 	// rShare caches taskShare per node capacity class (-1: not yet).
 	rShare []int64
+	// blocked: per gang size, the last placement of this shape that a
+	// reservation blocked (PolicyDure, dure.blockedAgain).
+	blocked []blocked
 }
 
 // shapeIndex is a min-heap of the nodes where one task of a shape fits now,
