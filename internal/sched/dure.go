@@ -546,41 +546,65 @@ func (d *dure) backfillOrder(jobs, tmp []backfillItem) {
 	if len(jobs) == 0 {
 		return
 	}
-	count := map[int]int{}
-	last, lastN := jobs[0].prio, 0
+	// Number the distinct priorities (usually a few small ones: a table,
+	// not a map, per job), higher first.
+	const small = 64
+	var smallLevel [small]int32 // level+1 of priority p in [0, small)
+	var other map[int]int32     // the same for the rest
+	var levels []int
 	for i := range jobs {
-		if p := jobs[i].prio; p == last {
-			lastN++
-		} else {
-			count[last] += lastN
-			last, lastN = p, 1
+		p := jobs[i].prio
+		if 0 <= p && p < small {
+			if smallLevel[p] == 0 {
+				smallLevel[p] = -1
+				levels = append(levels, p)
+			}
+		} else if _, ok := other[p]; !ok {
+			if other == nil {
+				other = map[int]int32{}
+			}
+			other[p] = -1
+			levels = append(levels, p)
 		}
-	}
-	count[last] += lastN
-	levels := make([]int, 0, len(count))
-	for p := range count {
-		levels = append(levels, p)
 	}
 	slices.Sort(levels)
-	slices.Reverse(levels) // higher first
-	if len(levels) > 1 {
-		next := make(map[int]int, len(levels))
-		at := 0
-		for _, p := range levels {
-			next[p] = at
-			at += count[p]
+	slices.Reverse(levels)
+	for i, p := range levels {
+		if 0 <= p && p < small {
+			smallLevel[p] = int32(i + 1)
+		} else {
+			other[p] = int32(i + 1)
+		}
+	}
+	levelOf := func(p int) int32 {
+		if 0 <= p && p < small {
+			return smallLevel[p] - 1
+		}
+		return other[p] - 1
+	}
+	counts := make([]int, len(levels))
+	if len(levels) == 1 {
+		counts[0] = len(jobs)
+	} else {
+		for i := range jobs {
+			counts[levelOf(jobs[i].prio)]++
+		}
+		next := make([]int, len(levels))
+		for i := 1; i < len(levels); i++ {
+			next[i] = next[i-1] + counts[i-1]
 		}
 		for _, it := range jobs {
-			tmp[next[it.prio]] = it
-			next[it.prio]++
+			l := levelOf(it.prio)
+			tmp[next[l]] = it
+			next[l]++
 		}
 		copy(jobs, tmp[:len(jobs)])
 	}
 	var short []backfillItem
 	at := 0
-	for _, p := range levels {
-		seg := jobs[at : at+count[p]]
-		at += count[p]
+	for _, c := range counts {
+		seg := jobs[at : at+c]
+		at += c
 		short = short[:0]
 		for _, it := range seg {
 			if it.run < boundedSlowdownFloor {
