@@ -155,6 +155,7 @@ const (
 	factThrottled                       // an array element with a throttle
 	factPreempted                       // others were preempted for it (Job.PreemptedBy)
 	factWaiting                         // it is in preemptor.waiting
+	factWhole                           // its gang is all its tasks
 )
 
 // jobKey is a job's place in scheduling order (orderJobs): priority
@@ -333,6 +334,9 @@ func (d *dure) gather(pending []*model.Job) {
 		var gpus int64
 		want := ""
 		left0 := j.GangSize()
+		if left0 == j.TaskCount() {
+			fa.flags |= factWhole
+		}
 		left := left0
 		for gi := range j.Groups {
 			g := &j.Groups[gi]
@@ -542,41 +546,65 @@ func (d *dure) backfillOrder(jobs, tmp []backfillItem) {
 	if len(jobs) == 0 {
 		return
 	}
-	count := map[int]int{}
-	last, lastN := jobs[0].prio, 0
+	// Number the distinct priorities (usually a few small ones: a table,
+	// not a map, per job), higher first.
+	const small = 64
+	var smallLevel [small]int32 // level+1 of priority p in [0, small)
+	var other map[int]int32     // the same for the rest
+	var levels []int
 	for i := range jobs {
-		if p := jobs[i].prio; p == last {
-			lastN++
-		} else {
-			count[last] += lastN
-			last, lastN = p, 1
+		p := jobs[i].prio
+		if 0 <= p && p < small {
+			if smallLevel[p] == 0 {
+				smallLevel[p] = -1
+				levels = append(levels, p)
+			}
+		} else if _, ok := other[p]; !ok {
+			if other == nil {
+				other = map[int]int32{}
+			}
+			other[p] = -1
+			levels = append(levels, p)
 		}
-	}
-	count[last] += lastN
-	levels := make([]int, 0, len(count))
-	for p := range count {
-		levels = append(levels, p)
 	}
 	slices.Sort(levels)
-	slices.Reverse(levels) // higher first
-	if len(levels) > 1 {
-		next := make(map[int]int, len(levels))
-		at := 0
-		for _, p := range levels {
-			next[p] = at
-			at += count[p]
+	slices.Reverse(levels)
+	for i, p := range levels {
+		if 0 <= p && p < small {
+			smallLevel[p] = int32(i + 1)
+		} else {
+			other[p] = int32(i + 1)
+		}
+	}
+	levelOf := func(p int) int32 {
+		if 0 <= p && p < small {
+			return smallLevel[p] - 1
+		}
+		return other[p] - 1
+	}
+	counts := make([]int, len(levels))
+	if len(levels) == 1 {
+		counts[0] = len(jobs)
+	} else {
+		for i := range jobs {
+			counts[levelOf(jobs[i].prio)]++
+		}
+		next := make([]int, len(levels))
+		for i := 1; i < len(levels); i++ {
+			next[i] = next[i-1] + counts[i-1]
 		}
 		for _, it := range jobs {
-			tmp[next[it.prio]] = it
-			next[it.prio]++
+			l := levelOf(it.prio)
+			tmp[next[l]] = it
+			next[l]++
 		}
 		copy(jobs, tmp[:len(jobs)])
 	}
 	var short []backfillItem
 	at := 0
-	for _, p := range levels {
-		seg := jobs[at : at+count[p]]
-		at += count[p]
+	for _, c := range counts {
+		seg := jobs[at : at+c]
+		at += c
 		short = short[:0]
 		for _, it := range seg {
 			if it.run < boundedSlowdownFloor {
@@ -755,7 +783,14 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 		var k int
 		var b model.JobID
 		if !d.failsAgain(fa, f) {
-			k, b = pl.place(j, placeOpts{flavor: f}, w)
+			if who, again := d.blockedAgain(fa, f, w); again {
+				b = who
+			} else {
+				k, b = pl.place(j, placeOpts{flavor: f}, w)
+				if k == 0 && b != 0 {
+					d.noteBlocked(fa, f, w, b)
+				}
+			}
 		}
 		if k == 0 {
 			if blocker == 0 {
@@ -841,6 +876,68 @@ func (d *dure) failsAgain(fa *jobFacts, f string) bool {
 	}
 	need, failed := p.topoFail[topoKey{s, d.topos[fa.topo-1]}]
 	return failed && int(fa.gang) >= need
+}
+
+// blocked is a shape's last blocked placement of a gang size
+// (shape.blocked): a job of gang tasks running until end fitted, but would
+// have delayed the reservation of who, and did not fit around it either;
+// changes and events date the pass and timeline state it saw.
+type blocked struct {
+	changes int
+	events  int64
+	gang    int32
+	end     int64
+	who     model.JobID
+}
+
+// blockedAgain reports whether placing a one-group job without topology
+// or gang minimum (GPU flavor f, running w) must end as the last blocked
+// placement of its shape did, and names the reservation it would delay.
+// Nothing changed since (no task taken or given back, no timeline event),
+// so the same tasks land on the same nodes; a job that runs at least as
+// long dips into the reservation at least as deep, and fits around it no
+// better (placeAvoiding's memo). With one reservation, it is the one
+// delayed.
+func (d *dure) blockedAgain(fa *jobFacts, f string, w int64) (model.JobID, bool) {
+	s := fa.shape
+	if s == nil || fa.topo != 0 || fa.flags&factWhole == 0 || f != "" && fa.flags&factGPU != 0 {
+		return 0, false
+	}
+	pl := d.pl
+	if len(pl.res) != 1 {
+		return 0, false
+	}
+	for i := range s.blocked {
+		m := &s.blocked[i]
+		if m.gang == fa.gang {
+			if m.changes != len(pl.p.changes) || m.events != pl.tl.lastID || pl.nowN+w < m.end {
+				return 0, false
+			}
+			return m.who, true
+		}
+	}
+	return 0, false
+}
+
+// noteBlocked records a blocked placement for blockedAgain.
+func (d *dure) noteBlocked(fa *jobFacts, f string, w int64, who model.JobID) {
+	s := fa.shape
+	if s == nil || fa.topo != 0 || fa.flags&factWhole == 0 || f != "" && fa.flags&factGPU != 0 {
+		return
+	}
+	pl := d.pl
+	end := pl.nowN + w
+	now := blocked{changes: len(pl.p.changes), events: pl.tl.lastID, gang: fa.gang, end: end, who: who}
+	for i := range s.blocked {
+		m := &s.blocked[i]
+		if m.gang == fa.gang {
+			if m.changes != now.changes || m.events != now.events || end < m.end {
+				*m = now
+			}
+			return
+		}
+	}
+	s.blocked = append(s.blocked, now)
 }
 
 // topoIndex numbers a topology label for jobFacts.topo (0: too many).

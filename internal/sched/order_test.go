@@ -30,3 +30,32 @@ func TestSortJobKeysMatchesCmpJobKey(t *testing.T) {
 		}
 	}
 }
+
+// TestSortReleaseKeysMatchesTheComparison checks the timeline's sort of
+// allocation releases against the library sort with the same order.
+func TestSortReleaseKeysMatchesTheComparison(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 0))
+	for _, n := range []int{0, 1, 12, 13, 25, 100, 1000} {
+		ks := make([]releaseKey, n)
+		for i := range ks {
+			ks[i] = releaseKey{at: int64(rng.IntN(6)), job: model.JobID(rng.IntN(5)) << (62 * rng.IntN(2)), node: int32(rng.IntN(4)), pos: int32(i)}
+		}
+		want := slices.Clone(ks)
+		slices.SortFunc(want, func(x, y releaseKey) int {
+			switch {
+			case x.at != y.at:
+				return cmpInt64(x.at, y.at)
+			case x.node != y.node:
+				return int(x.node - y.node)
+			case x.job != y.job:
+				return cmpInt64(int64(x.job), int64(y.job))
+			}
+			return int(x.pos - y.pos)
+		})
+		got := slices.Clone(ks)
+		sortReleaseKeys(got, make([]releaseKey, n))
+		if !slices.Equal(got, want) {
+			t.Fatalf("n=%d: sorted\n%v\nwant\n%v", n, got, want)
+		}
+	}
+}

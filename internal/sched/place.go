@@ -60,6 +60,9 @@ type shape struct {
 	analysis *shapeAnalysis
 	// rShare caches taskShare per node capacity class (-1: not yet).
 	rShare []int64
+	// blocked: per gang size, the last placement of this shape that a
+	// reservation blocked (PolicyDure, dure.blockedAgain).
+	blocked []blocked
 }
 
 // shapeIndex is a min-heap of the nodes where one task of a shape fits now,
@@ -102,16 +105,19 @@ type pass struct {
 	// every change since is one of its takes (else -1): undo then restores
 	// the nodes exactly and rolls the log back instead of growing it, so
 	// a placement tried and dropped costs the indexes nothing.
-	mark    int
-	shapes  map[shapeKey]*shape
-	plain   map[plainShapeKey]*shape // the same, for plain shapes
-	indexes []*shapeIndex
-	matches map[string][]bool // label-match vectors by canonical constraints
+	mark   int
+	shapes map[shapeKey]*shape
+	plain  map[plainShapeKey]*shape // the same, for plain shapes
+	// plainFront caches plain's answers, direct-mapped.
+	plainFront *[plainFrontSize]plainShape
+	indexes    []*shapeIndex
+	matches    map[string][]bool // label-match vectors by canonical constraints
 	// labelKeys: every label key a shape's constraints name (classes.go).
 	labelKeys map[string]bool
 	// extras caches shapeKey.extra per task group of the snapshot.
 	extras    map[*model.TaskGroup]string
 	lastShape lastShape
+	lastLabel string // the label of the last one-constraint shape key
 	// static numbers the nodes' static classes (classes.go); shared with
 	// clones.
 	static *staticClasses
@@ -208,6 +214,14 @@ type lastShape struct {
 	s      *shape
 }
 
+// plainShape is an entry of pass.plainFront.
+type plainShape struct {
+	k plainShapeKey
+	s *shape
+}
+
+const plainFrontSize = 256
+
 // plainShapeKey is the shapeKey of a group without custom resources or
 // constraints and with no flavor: no strings, so it hashes fast.
 type plainShapeKey struct {
@@ -219,14 +233,28 @@ func (p *pass) shapeOf(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
 	if flavor == "" && len(r.Custom) == 0 && len(g.Constraints) == 0 {
 		pk := plainShapeKey{r.MilliCPU, r.MemoryBytes, r.GPUs, r.ScratchBytes, spread}
-		if s, ok := p.plain[pk]; ok {
-			return s
+		// A direct-mapped table in front of the map: a long queue repeats
+		// a few dozen shapes.
+		h := uint64(pk.cpu)*0x9e3779b97f4a7c15 ^ uint64(pk.mem)*0xc2b2ae3d27d4eb4f ^ uint64(pk.gpu)*0x165667b19e3779f9 ^ uint64(pk.scratch)
+		if spread {
+			h = ^h
 		}
-		s := p.shapeOfKeyed(g, flavor, spread)
-		if p.plain == nil {
-			p.plain = map[plainShapeKey]*shape{}
+		if p.plainFront == nil {
+			p.plainFront = new([plainFrontSize]plainShape)
 		}
-		p.plain[pk] = s
+		e := &p.plainFront[(h^h>>31)%plainFrontSize]
+		if e.s != nil && e.k == pk {
+			return e.s
+		}
+		s, ok := p.plain[pk]
+		if !ok {
+			s = p.shapeOfKeyed(g, flavor, spread)
+			if p.plain == nil {
+				p.plain = map[plainShapeKey]*shape{}
+			}
+			p.plain[pk] = s
+		}
+		*e = plainShape{pk, s}
 		return s
 	}
 	return p.shapeOfKeyed(g, flavor, spread)
@@ -236,8 +264,15 @@ func (p *pass) shapeOfKeyed(g *model.TaskGroup, flavor string, spread bool) *sha
 	r := &g.Resources
 	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, flavor: flavor, spread: spread}
 	if len(r.Custom) == 0 && len(g.Constraints) == 1 {
-		for l, v := range g.Constraints {
-			k.label, k.value = l, v
+		// Groups with one constraint mostly name the same label: a lookup
+		// is cheaper than ranging over the map.
+		if v, ok := g.Constraints[p.lastLabel]; ok {
+			k.label, k.value = p.lastLabel, v
+		} else {
+			for l, v := range g.Constraints {
+				k.label, k.value = l, v
+			}
+			p.lastLabel = k.label
 		}
 	} else if len(r.Custom) > 0 || len(g.Constraints) > 0 {
 		// The snapshot is read-only during a pass: the group's key is

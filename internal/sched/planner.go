@@ -186,6 +186,7 @@ func (pl *planner) placeAvoiding(j *model.Job, o placeOpts, end int64) int {
 		d vec
 	}
 	var held []phantom
+	before := len(p.changes)
 	for _, n := range pl.tl.resNodes {
 		if d, _ := pl.tl.deficit(n, pl.nowN, end); !d.isZero() {
 			p.holdBack(n, &d, -1)
@@ -199,8 +200,15 @@ func (pl *planner) placeAvoiding(j *model.Job, o placeOpts, end int64) int {
 	for i := range held {
 		p.holdBack(held[i].n, &held[i].d, 1)
 	}
-	if k == 0 && s != nil {
-		pl.avoidFail[s] = append(pl.avoidFail[s], [2]int64{end, int64(j.GangSize())})
+	if k == 0 {
+		// Nothing was placed and every node is as it was: take the holds
+		// out of the change log, so that the indexes do not replay them
+		// (a reservation may span hundreds of nodes).
+		p.rollback(before)
+		p.mark = -1
+		if s != nil {
+			pl.avoidFail[s] = append(pl.avoidFail[s], [2]int64{end, int64(j.GangSize())})
+		}
 	}
 	return k
 }

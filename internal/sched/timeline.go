@@ -152,33 +152,19 @@ func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []i
 	// Sort small keys, not the events (they are large); the order is total
 	// (time, node, job, position) so it never depends on map or input order
 	// beyond what the caller sorted.
-	type key struct {
-		at        int64
-		job       model.JobID
-		node, pos int32
-	}
+
 	// The amounts are read in allocation order too: the allocations lie
 	// scattered in memory, and reading them in time order would miss the
 	// cache for each.
-	keys := make([]key, 0, len(allocs))
+	keys := make([]releaseKey, 0, len(allocs))
 	amounts := make([]vec, len(allocs))
 	for k, a := range allocs {
 		if n := allocNode[k]; n >= 0 {
-			keys = append(keys, key{end(k, a), a.JobID, n, int32(k)})
+			keys = append(keys, releaseKey{end(k, a), a.JobID, n, int32(k)})
 			amounts[k] = vecOf(&a.Resources)
 		}
 	}
-	slices.SortFunc(keys, func(x, y key) int {
-		switch {
-		case x.at != y.at:
-			return cmpInt64(x.at, y.at)
-		case x.node != y.node:
-			return int(x.node - y.node)
-		case x.job != y.job:
-			return cmpInt64(int64(x.job), int64(y.job))
-		}
-		return int(x.pos - y.pos)
-	})
+	sortReleaseKeys(keys, make([]releaseKey, len(keys)))
 	tl.base = make([]tev, len(keys))
 	for i, k := range keys {
 		tl.base[i] = tev{at: k.at, node: k.node, d: amounts[k.pos], job: k.job}
@@ -199,6 +185,72 @@ func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []i
 		fill[n]++
 	}
 	return tl
+}
+
+// releaseKey orders the releases of live allocations: by time, node, job
+// and position, a total order.
+type releaseKey struct {
+	at        int64
+	job       model.JobID
+	node, pos int32
+}
+
+func releaseLess(x, y *releaseKey) bool {
+	switch {
+	case x.at != y.at:
+		return x.at < y.at
+	case x.node != y.node:
+		return x.node < y.node
+	case x.job != y.job:
+		return int64(x.job) < int64(y.job) // as the order always was
+	}
+	return x.pos < y.pos
+}
+
+// sortReleaseKeys sorts ks by releaseLess (buf is scratch as long as ks):
+// sortJobKeys' merge sort, for this key (the comparison inlined; a cluster
+// has tens of thousands of allocations).
+func sortReleaseKeys(ks, buf []releaseKey) {
+	const run = 12
+	n := len(ks)
+	for lo := 0; lo < n; lo += run {
+		hi := min(lo+run, n)
+		for i := lo + 1; i < hi; i++ {
+			x := ks[i]
+			j := i
+			for j > lo && releaseLess(&x, &ks[j-1]) {
+				ks[j] = ks[j-1]
+				j--
+			}
+			ks[j] = x
+		}
+	}
+	if n <= run {
+		return
+	}
+	src, dst := ks, buf[:n]
+	for width := run; width < n; width *= 2 {
+		for lo := 0; lo < n; lo += 2 * width {
+			mid, hi := min(lo+width, n), min(lo+2*width, n)
+			i, j, k := lo, mid, lo
+			for i < mid && j < hi {
+				if releaseLess(&src[j], &src[i]) {
+					dst[k] = src[j]
+					j++
+				} else {
+					dst[k] = src[i]
+					i++
+				}
+				k++
+			}
+			k += copy(dst[k:], src[i:mid])
+			copy(dst[k:], src[j:hi])
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &ks[0] {
+		copy(ks, src)
+	}
 }
 
 func cmpInt64(a, b int64) int {
