@@ -315,6 +315,9 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	if len(cands) > maxVictimCandidates {
 		cands = cands[:maxVictimCandidates]
 	}
+	if pr.hopeless(j, cands) {
+		return false
+	}
 	defer pr.atGrace(j.ID)()
 	pr.fp = d.pl.future()
 	if pr.fits(j, q, flavors, w) {
@@ -399,6 +402,57 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	}
 	d.pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonPreempting, Message: msg}
 	return true
+}
+
+// hopeless reports whether j could not start at the end of the grace
+// period even with every candidate stopped: the room the whole cluster
+// could have then (free now, every release until then, the candidates'
+// allocations; no reservation or earmark held back) falls short of its
+// gang in some dimension. Every what-if of try would fail; it gives up
+// without them.
+func (pr *preemptor) hopeless(j *model.Job, cands []*victim) bool {
+	pl := pr.d.pl
+	at := pl.nowN + pl.cfg.preemptGrace()
+	var room vec
+	add := func(d *vec) {
+		room.cpu += max(d.cpu, 0)
+		room.mem += max(d.mem, 0)
+		room.gpu += max(d.gpu, 0)
+		room.scratch += max(d.scratch, 0)
+	}
+	for i := range pl.p.nodes {
+		nd := &pl.p.nodes[i]
+		add(&vec{cpu: nd.cpu, mem: nd.mem, gpu: nd.gpu, scratch: nd.scratch})
+	}
+	tl := pl.tl
+	for i := range tl.base {
+		if tl.base[i].at > at {
+			break
+		}
+		if tl.base[i].at > pl.nowN {
+			add(&tl.base[i].d)
+		}
+	}
+	for _, evs := range [][]tev{tl.dyn, tl.added} {
+		for i := range evs {
+			if evs[i].at > pl.nowN && evs[i].at <= at {
+				add(&evs[i].d)
+			}
+		}
+	}
+	for _, v := range cands {
+		if v.stopping {
+			continue // its end is in the timeline already
+		}
+		for i, a := range v.allocs {
+			if v.nodes[i] >= 0 {
+				r := vecOf(&a.Resources)
+				add(&r)
+			}
+		}
+	}
+	need := gangNeed(j)
+	return need.cpu > room.cpu || need.mem > room.mem || need.gpu > room.gpu || need.scratch > room.scratch
 }
 
 // wait handles a preemptor that could not start now while victims are

@@ -287,19 +287,34 @@ func (tl *timeline) events() []tev {
 	if len(tl.added) == 0 {
 		return tl.dyn
 	}
-	// Stable: equal times keep identity order.
-	slices.SortStableFunc(tl.added, func(a, b tev) int { return cmpInt64(a.at, b.at) })
+	// Stable: equal times keep identity order, which is the order added
+	// holds them in. Small keys are sorted, not the events (they are
+	// large; a pass adds one per task started).
+	type key struct {
+		at int64
+		i  int32
+	}
+	keys := make([]key, len(tl.added))
+	for i := range tl.added {
+		keys[i] = key{tl.added[i].at, int32(i)}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.at != b.at {
+			return cmpInt64(a.at, b.at)
+		}
+		return int(a.i - b.i)
+	})
 	// Merge from the back, in place; at equal times the added event, whose
 	// identity is larger, goes after.
 	n, m := len(tl.dyn), len(tl.added)
 	tl.dyn = slices.Grow(tl.dyn, m)[:n+m]
 	i, j := n-1, m-1
 	for k := n + m - 1; j >= 0; k-- {
-		if i >= 0 && tl.dyn[i].at > tl.added[j].at {
+		if a := &tl.added[keys[j].i]; i >= 0 && tl.dyn[i].at > a.at {
 			tl.dyn[k] = tl.dyn[i]
 			i--
 		} else {
-			tl.dyn[k] = tl.added[j]
+			tl.dyn[k] = *a
 			j--
 		}
 	}
