@@ -106,6 +106,11 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return err
 	}
 	apiAddr := lis.Addr().String()
+	// A lone server elects itself within a second or two; agents that
+	// register before then only log retries a new user would take for errors.
+	for deadline := time.Now().Add(10 * time.Second); !srv.srv.IsLeader() && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	// Each agent offers an equal share of the machine.
 	probe := agent.Config{Name: "dev", Servers: []string{apiAddr}, DataDir: o.data, Logger: o.log, GPUs: new(int)}
@@ -203,7 +208,7 @@ func printDevBanner(out io.Writer, apiAddr string, o devOptions, names []string,
 	}
 	host, port, _ := net.SplitHostPort(apiAddr)
 	url := "http://" + net.JoinHostPort(host, port)
-	dataNote := "temporary, removed at exit"
+	dataNote := o.data + " (temporary, removed at exit)"
 	if !o.temporary {
 		dataNote = o.data + " (kept: a restart recovers every job and node)"
 	}
