@@ -72,12 +72,11 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 			}
 		}
 		k := src.pop()
-		fa := &d.facts[k.pos]
-		if fa.flags&factWaiting != 0 {
+		if k.flags&factWaiting != 0 {
 			continue // considered above
 		}
-		it := backfillItem{k.pos, k.id, k.prio, fa.run}
-		if src.q.parked || d.borrows(fa, src.q) {
+		it := backfillItem{k.pos, k.id, k.prio, k.run}
+		if src.q.parked || d.borrows(&k, src.q) {
 			src.q.parked = true
 			nBorrow++
 			items[ready-nBorrow] = it
@@ -167,6 +166,12 @@ type jobKey struct {
 	nsec int32
 	pos  int32
 	id   model.JobID
+	// Copied from its facts when it is filed under its owner (gather),
+	// for the main loop, which then reads no facts: the expected run
+	// time, the gang's demand (when the facts hold it inline) and flags.
+	run   int64
+	dem   [2]int64
+	flags factFlags
 }
 
 // jobKeyLess is cmpJobKey(*a, *b) < 0.
@@ -282,7 +287,7 @@ func (d *dure) gather(pending []*model.Job) {
 			continue
 		}
 		pos := int32(len(d.facts))
-		keys = append(keys, jobKey{j.Priority, j.SubmitTime.Unix(), int32(j.SubmitTime.Nanosecond()), pos, j.ID})
+		keys = append(keys, jobKey{prio: j.Priority, sec: j.SubmitTime.Unix(), nsec: int32(j.SubmitTime.Nanosecond()), pos: pos, id: j.ID})
 		fa := jobFacts{j: j, ext: -1, key: -1}
 		valid := invalidJob(j) == ""
 		if valid {
@@ -407,7 +412,9 @@ func (d *dure) gather(pending []*model.Job) {
 		u.count = u.lo // the next free slot
 	}
 	for _, k := range keys {
-		u := d.facts[k.pos].u
+		fa := &d.facts[k.pos]
+		k.run, k.dem, k.flags = fa.run, fa.dem, fa.flags
+		u := fa.u
 		byUser[u.count] = k
 		u.count++
 	}
@@ -631,14 +638,25 @@ func (d *dure) backfillOrder(jobs, tmp []backfillItem) {
 // nominal quota of a key the queue's tree governs, whatever GPU flavor it
 // gets (a queue without a quota for a governed key borrows all it uses). A
 // root queue never borrows: it has no one to borrow from.
-func (d *dure) borrows(fa *jobFacts, q *qnode) bool {
+func (d *dure) borrows(k *jobKey, q *qnode) bool {
 	if len(d.tree.keyNames) == 0 || q.parent == nil {
 		return false
 	}
 	root := q.root
-	for _, f := range d.flavorsOf(fa) {
+	fa := &d.facts[k.pos]
+	flavors := anyFlavor
+	if d.ext != nil {
+		flavors = d.flavorsOf(fa) // flavored quotas
+	}
+	for _, f := range flavors {
+		need := d.borrowBuf
+		if d.ext != nil {
+			need = d.needOf(fa, f, need)
+		} else {
+			copy(need, k.dem[:]) // no flavored quota: any node, the demand the key carries
+		}
 		over := false
-		for k, x := range d.needOf(fa, f, d.borrowBuf) {
+		for k, x := range need {
 			if x <= 0 || root.rs[k] == nil {
 				continue
 			}

@@ -108,10 +108,11 @@ type pass struct {
 	mark   int
 	shapes map[shapeKey]*shape
 	plain  map[plainShapeKey]*shape // the same, for plain shapes
-	// plainFront caches plain's answers, direct-mapped.
-	plainFront *[plainFrontSize]plainShape
-	indexes    []*shapeIndex
-	matches    map[string][]bool // label-match vectors by canonical constraints
+	// front caches shapeOf's answers for groups with at most one
+	// constraint, direct-mapped.
+	front   *[frontSize]frontShape
+	indexes []*shapeIndex
+	matches map[string][]bool // label-match vectors by canonical constraints
 	// labelKeys: every label key a shape's constraints name (classes.go).
 	labelKeys map[string]bool
 	// extras caches shapeKey.extra per task group of the snapshot.
@@ -214,13 +215,19 @@ type lastShape struct {
 	s      *shape
 }
 
-// plainShape is an entry of pass.plainFront.
-type plainShape struct {
-	k plainShapeKey
+// frontShape is an entry of pass.front: the shape of groups with these
+// resources and this one constraint (or none), with no flavor.
+type frontShape struct {
+	k frontKey
 	s *shape
 }
 
-const plainFrontSize = 256
+type frontKey struct {
+	plainShapeKey
+	label, value string
+}
+
+const frontSize = 256
 
 // plainShapeKey is the shapeKey of a group without custom resources or
 // constraints and with no flavor: no strings, so it hashes fast.
@@ -231,49 +238,66 @@ type plainShapeKey struct {
 
 func (p *pass) shapeOf(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
-	if flavor == "" && len(r.Custom) == 0 && len(g.Constraints) == 0 {
-		pk := plainShapeKey{r.MilliCPU, r.MemoryBytes, r.GPUs, r.ScratchBytes, spread}
-		// A direct-mapped table in front of the map: a long queue repeats
-		// a few dozen shapes.
-		h := uint64(pk.cpu)*0x9e3779b97f4a7c15 ^ uint64(pk.mem)*0xc2b2ae3d27d4eb4f ^ uint64(pk.gpu)*0x165667b19e3779f9 ^ uint64(pk.scratch)
-		if spread {
-			h = ^h
-		}
-		if p.plainFront == nil {
-			p.plainFront = new([plainFrontSize]plainShape)
-		}
-		e := &p.plainFront[(h^h>>31)%plainFrontSize]
-		if e.s != nil && e.k == pk {
-			return e.s
-		}
-		s, ok := p.plain[pk]
-		if !ok {
+	if flavor != "" || len(r.Custom) > 0 || len(g.Constraints) > 1 {
+		return p.shapeOfKeyed(g, flavor, spread)
+	}
+	// No custom resources, at most one constraint: a direct-mapped table
+	// in front of the maps (a long queue repeats a few dozen shapes).
+	fk := frontKey{plainShapeKey{r.MilliCPU, r.MemoryBytes, r.GPUs, r.ScratchBytes, spread}, "", ""}
+	if len(g.Constraints) == 1 {
+		fk.label, fk.value = p.oneConstraint(g)
+	}
+	h := uint64(fk.cpu)*0x9e3779b97f4a7c15 ^ uint64(fk.mem)*0xc2b2ae3d27d4eb4f ^ uint64(fk.gpu)*0x165667b19e3779f9 ^ uint64(fk.scratch) ^ uint64(len(fk.value))*0x27d4eb2f165667c5
+	if fk.value != "" {
+		h ^= uint64(fk.value[len(fk.value)-1]) << 13
+	}
+	if spread {
+		h = ^h
+	}
+	if p.front == nil {
+		p.front = new([frontSize]frontShape)
+	}
+	e := &p.front[(h^h>>31)%frontSize]
+	if e.s != nil && e.k == fk {
+		return e.s
+	}
+	var s *shape
+	if len(g.Constraints) == 1 {
+		s = p.shapeOfKeyed(g, flavor, spread)
+	} else {
+		var ok bool
+		if s, ok = p.plain[fk.plainShapeKey]; !ok {
 			s = p.shapeOfKeyed(g, flavor, spread)
 			if p.plain == nil {
 				p.plain = map[plainShapeKey]*shape{}
 			}
-			p.plain[pk] = s
+			p.plain[fk.plainShapeKey] = s
 		}
-		*e = plainShape{pk, s}
-		return s
 	}
-	return p.shapeOfKeyed(g, flavor, spread)
+	*e = frontShape{fk, s}
+	return s
+}
+
+// oneConstraint returns the label and value of a group with exactly one
+// constraint. Such groups mostly name the same label: a lookup is cheaper
+// than ranging over the map.
+func (p *pass) oneConstraint(g *model.TaskGroup) (string, string) {
+	if v, ok := g.Constraints[p.lastLabel]; ok {
+		return p.lastLabel, v
+	}
+	var label, value string
+	for l, v := range g.Constraints {
+		label, value = l, v
+	}
+	p.lastLabel = label
+	return label, value
 }
 
 func (p *pass) shapeOfKeyed(g *model.TaskGroup, flavor string, spread bool) *shape {
 	r := &g.Resources
 	k := shapeKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, flavor: flavor, spread: spread}
 	if len(r.Custom) == 0 && len(g.Constraints) == 1 {
-		// Groups with one constraint mostly name the same label: a lookup
-		// is cheaper than ranging over the map.
-		if v, ok := g.Constraints[p.lastLabel]; ok {
-			k.label, k.value = p.lastLabel, v
-		} else {
-			for l, v := range g.Constraints {
-				k.label, k.value = l, v
-			}
-			p.lastLabel = k.label
-		}
+		k.label, k.value = p.oneConstraint(g)
 	} else if len(r.Custom) > 0 || len(g.Constraints) > 0 {
 		// The snapshot is read-only during a pass: the group's key is
 		// built once.

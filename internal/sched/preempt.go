@@ -149,10 +149,11 @@ func newPreemptor(d *dure) *preemptor {
 	}
 	if len(pr.waiting) > 0 {
 		for _, u := range d.users {
-			for _, k := range u.jobs {
+			for i, k := range u.jobs {
 				if pr.waiting[k.id] != nil {
 					d.facts[k.pos].flags |= factWaiting
-					pr.first = append(pr.first, k)
+					u.jobs[i].flags |= factWaiting
+					pr.first = append(pr.first, u.jobs[i])
 				}
 			}
 		}
