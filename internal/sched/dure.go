@@ -302,6 +302,7 @@ func (d *dure) gather(pending []*model.Job) {
 		}
 		if j.PreemptedBy != 0 && j.PreemptedBy != j.ID {
 			fa.flags |= factPreempted
+			d.anyPreempted = true
 		}
 		qname := j.Queue
 		if qname == "" {
@@ -686,14 +687,15 @@ type dure struct {
 	// facts: the pending jobs (gather); ext holds their demands when
 	// they do not fit in jobFacts; users: the owners' lists of jobs that
 	// passed the gate; wants: the GPU flavors jobs ask for.
-	facts      []jobFacts
-	users      []*userList
-	ext        []int64
-	wants      []string
-	topos      []string
-	groups     *[groupMemoSize]groupMemo // groupFacts\' memo
-	queueLevel bool                      // more than one queue has jobs ready
-	allocQ     []*qnode                  // allocQueue's answers
+	facts        []jobFacts
+	users        []*userList
+	ext          []int64
+	wants        []string
+	topos        []string
+	groups       *[groupMemoSize]groupMemo // groupFacts\' memo
+	queueLevel   bool                      // more than one queue has jobs ready
+	anyPreempted bool                      // some pending job has factPreempted
+	allocQ       []*qnode                  // allocQueue's answers
 	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
 	needBuf, borrowBuf, actBuf demand
 	roomy                      []string

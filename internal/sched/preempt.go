@@ -98,19 +98,7 @@ func newPreemptor(d *dure) *preemptor {
 	pr := &preemptor{d: d, claimed: map[model.JobID]bool{}, waiting: map[model.JobID]*earmark{}, served: map[model.JobID]bool{}}
 	// Earmarks come from jobs preempted for others, requeued or stopping:
 	// most passes have none, and need no set of the pending IDs.
-	some := false
-	for _, u := range d.users {
-		for _, k := range u.jobs {
-			some = some || d.facts[k.pos].flags&factPreempted != 0
-		}
-	}
-	for _, a := range d.pl.s.Allocs {
-		if some {
-			break
-		}
-		some = a != nil && !a.Status.Terminal() && a.Desired == model.DesiredStop
-	}
-	if !some {
+	if !d.anyPreempted && d.pl.p.stopping == 0 {
 		return pr
 	}
 	ids := map[model.JobID]bool{}
