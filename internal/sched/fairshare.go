@@ -249,13 +249,22 @@ func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order history
 		d := usageOf(&h.Usage, f.decay(end)*f.spanWeight(end-start))
 		f.addDec(lastQ, u, queueLevel, &d)
 	}
+	var lastOwner string
+	var lastLists []*userList
 	for k, a := range s.Allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
 		q := allocQ(k, a)
+		// A job's allocations come in a row: look its owner up once.
+		if lastLists == nil || a.Owner != lastOwner {
+			lastOwner, lastLists = a.Owner, owners[a.Owner]
+			if lastLists == nil {
+				lastLists = []*userList{}
+			}
+		}
 		var u *userList
-		for _, l := range owners[a.Owner] {
+		for _, l := range lastLists {
 			if l.queue == q.name {
 				u = l
 			}
