@@ -101,8 +101,8 @@ type source struct {
 type userList struct {
 	owner    string
 	queue    string
-	q        *qnode   // the queue, once known (dure.gather)
-	jobs     []jobKey // in scheduling order (pos: index in dure.facts)
+	q        *qnode      // the queue, once known (dure.gather)
+	jobs     []queuedJob // in scheduling order (pos: index in dure.facts)
 	next     int
 	cur, dec usage
 	share    float64
@@ -393,7 +393,7 @@ func (f *fair) ownShare(n *qnode) float64 {
 }
 
 // pop takes the next job of a source.
-func (src *source) pop() jobKey {
+func (src *source) pop() queuedJob {
 	u := src.users[0]
 	k := u.jobs[u.next]
 	u.next++

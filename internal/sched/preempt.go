@@ -141,7 +141,7 @@ func newPreemptor(d *dure) *preemptor {
 				if pr.waiting[k.id] != nil {
 					d.facts[k.pos].flags |= factWaiting
 					u.jobs[i].flags |= factWaiting
-					pr.first = append(pr.first, u.jobs[i])
+					pr.first = append(pr.first, u.jobs[i].jobKey)
 				}
 			}
 		}
