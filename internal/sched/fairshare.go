@@ -256,6 +256,10 @@ func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order history
 			continue
 		}
 		q := allocQ(k, a)
+		if q.liveAllocs == 0 || a.Priority < q.minPrio {
+			q.minPrio = a.Priority
+		}
+		q.liveAllocs++
 		// A job's allocations come in a row: look its owner up once.
 		if lastLists == nil || a.Owner != lastOwner {
 			lastOwner, lastLists = a.Owner, owners[a.Owner]
