@@ -712,7 +712,7 @@ type dure struct {
 }
 
 func newDure(pl *planner) *dure {
-	d := &dure{pl: pl, tree: newQueueTree(pl.queues), arrays: newArrays(pl.s.Allocs)}
+	d := &dure{pl: pl, tree: newQueueTree(pl.queues)}
 	d.needBuf, d.borrowBuf, d.actBuf = d.tree.newDemand(), d.tree.newDemand(), d.tree.newDemand()
 	// Quota usage of live allocations, wherever they run (not of those being
 	// stopped: their preemptor counts instead).
@@ -754,6 +754,15 @@ func (d *dure) allocQueue(k int, a *model.Allocation) *qnode {
 	return q
 }
 
+// arraysOf returns the running elements of job arrays, counted from the
+// live allocations on first use: most passes have no array to throttle.
+func (d *dure) arraysOf() *arrays {
+	if d.arrays == nil {
+		d.arrays = newArrays(d.pl.s.Allocs)
+	}
+	return d.arrays
+}
+
 // nodeNamed returns the node of that name (a schedulable one first), or
 // nil when no quota is flavored: demandOf then never looks at nodes.
 func (d *dure) nodeNamed(name string) *model.Node {
@@ -784,7 +793,7 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 	fa := &d.facts[fi]
 	j := fa.j
 	if fa.flags&(factValid|factThrottled) == factValid|factThrottled {
-		if why := d.arrays.throttled(j); why != "" {
+		if why := d.arraysOf().throttled(j); why != "" {
 			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
 			return
 		}
@@ -1107,7 +1116,7 @@ func (d *dure) start(fa *jobFacts, dem demand, w int64) {
 	d.tree.charge(q, dem, 1)
 	d.fair.started(q, fa.u, &u)
 	if j.ArrayParent != 0 {
-		d.arrays.add(j.ArrayParent, j.ID)
+		d.arraysOf().add(j.ArrayParent, j.ID)
 	}
 }
 
