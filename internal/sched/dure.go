@@ -166,9 +166,14 @@ type jobKey struct {
 	nsec int32
 	pos  int32
 	id   model.JobID
-	// Copied from its facts when it is filed under its owner (gather),
-	// for the main loop, which then reads no facts: the expected run
-	// time, the gang's demand (when the facts hold it inline) and flags.
+}
+
+// queuedJob is a job filed under its owner (userList.jobs): its order key
+// and what the main loop needs of its facts, copied when it is filed, so
+// that the main loop reads no facts: the expected run time, the gang's
+// demand (when the facts hold it inline) and flags.
+type queuedJob struct {
+	jobKey
 	run   int64
 	dem   [2]int64
 	flags factFlags
@@ -189,11 +194,11 @@ func jobKeyLess(a, b *jobKey) bool {
 	return a.pos < b.pos
 }
 
-// sortJobKeys sorts ks by cmpJobKey: a merge sort of insertion-sorted
-// runs, its comparison inlined (the keys of one owner are few, and sorting
-// them is most of what ordering a long queue costs). buf is scratch, at
-// least as long as ks.
-func sortJobKeys(ks, buf []jobKey) {
+// sortQueued sorts an owner's jobs by cmpJobKey: a merge sort of
+// insertion-sorted runs, its comparison inlined (the jobs of one owner are
+// few, and sorting them is most of what ordering a long queue costs). buf
+// is scratch, at least as long as ks.
+func sortQueued(ks, buf []queuedJob) {
 	const run = 12
 	n := len(ks)
 	for lo := 0; lo < n; lo += run {
@@ -201,7 +206,7 @@ func sortJobKeys(ks, buf []jobKey) {
 		for i := lo + 1; i < hi; i++ {
 			x := ks[i]
 			j := i
-			for j > lo && jobKeyLess(&x, &ks[j-1]) {
+			for j > lo && jobKeyLess(&x.jobKey, &ks[j-1].jobKey) {
 				ks[j] = ks[j-1]
 				j--
 			}
@@ -217,7 +222,7 @@ func sortJobKeys(ks, buf []jobKey) {
 			mid, hi := min(lo+width, n), min(lo+2*width, n)
 			i, j, k := lo, mid, lo
 			for i < mid && j < hi {
-				if jobKeyLess(&src[j], &src[i]) {
+				if jobKeyLess(&src[j].jobKey, &src[i].jobKey) {
 					dst[k] = src[j]
 					j++
 				} else {
@@ -302,6 +307,7 @@ func (d *dure) gather(pending []*model.Job) {
 		}
 		if j.PreemptedBy != 0 && j.PreemptedBy != j.ID {
 			fa.flags |= factPreempted
+			d.anyPreempted = true
 		}
 		qname := j.Queue
 		if qname == "" {
@@ -404,19 +410,23 @@ func (d *dure) gather(pending []*model.Job) {
 	}
 	// File the keys by owner (stably), then sort each owner's (already in
 	// order with dups) and gate.
-	byUser := make([]jobKey, len(keys))
-	at := 0
+	byUser := make([]queuedJob, len(keys))
+	at, most := 0, 0
 	for _, u := range users {
 		u.lo = at
 		at += u.count
+		most = max(most, u.count)
 		u.count = u.lo // the next free slot
 	}
 	for _, k := range keys {
 		fa := &d.facts[k.pos]
-		k.run, k.dem, k.flags = fa.run, fa.dem, fa.flags
 		u := fa.u
-		byUser[u.count] = k
+		byUser[u.count] = queuedJob{jobKey: k, run: fa.run, dem: fa.dem, flags: fa.flags}
 		u.count++
+	}
+	var buf []queuedJob
+	if !dups {
+		buf = make([]queuedJob, most)
 	}
 	var unknown []*userList // owners in queues not configured
 	queues := 0
@@ -424,7 +434,7 @@ func (d *dure) gather(pending []*model.Job) {
 	for _, u := range users {
 		js := byUser[u.lo:u.count]
 		if !dups {
-			sortJobKeys(js, keys) // keys is spare now
+			sortQueued(js, buf)
 		}
 		w := len(js)
 		if deps {
@@ -449,7 +459,7 @@ func (d *dure) gather(pending []*model.Job) {
 	// Queues not configured get their nodes in the scheduling order of
 	// their first jobs, as they always have (the order of roots breaks
 	// ties in pick).
-	slices.SortFunc(unknown, func(a, b *userList) int { return cmpJobKey(a.jobs[0], b.jobs[0]) })
+	slices.SortFunc(unknown, func(a, b *userList) int { return cmpJobKey(a.jobs[0].jobKey, b.jobs[0].jobKey) })
 	for _, u := range unknown {
 		u.q = t.node(u.queue)
 	}
@@ -638,7 +648,7 @@ func (d *dure) backfillOrder(jobs, tmp []backfillItem) {
 // nominal quota of a key the queue's tree governs, whatever GPU flavor it
 // gets (a queue without a quota for a governed key borrows all it uses). A
 // root queue never borrows: it has no one to borrow from.
-func (d *dure) borrows(k *jobKey, q *qnode) bool {
+func (d *dure) borrows(k *queuedJob, q *qnode) bool {
 	if len(d.tree.keyNames) == 0 || q.parent == nil {
 		return false
 	}
@@ -686,14 +696,15 @@ type dure struct {
 	// facts: the pending jobs (gather); ext holds their demands when
 	// they do not fit in jobFacts; users: the owners' lists of jobs that
 	// passed the gate; wants: the GPU flavors jobs ask for.
-	facts      []jobFacts
-	users      []*userList
-	ext        []int64
-	wants      []string
-	topos      []string
-	groups     *[groupMemoSize]groupMemo // groupFacts\' memo
-	queueLevel bool                      // more than one queue has jobs ready
-	allocQ     []*qnode                  // allocQueue's answers
+	facts        []jobFacts
+	users        []*userList
+	ext          []int64
+	wants        []string
+	topos        []string
+	groups       *[groupMemoSize]groupMemo // groupFacts\' memo
+	queueLevel   bool                      // more than one queue has jobs ready
+	anyPreempted bool                      // some pending job has factPreempted
+	allocQ       []*qnode                  // allocQueue's answers
 	// Scratch demands (needOf, tentDemand) and flavor lists, reused.
 	needBuf, borrowBuf, actBuf demand
 	roomy                      []string
@@ -701,7 +712,7 @@ type dure struct {
 }
 
 func newDure(pl *planner) *dure {
-	d := &dure{pl: pl, tree: newQueueTree(pl.queues), arrays: newArrays(pl.s.Allocs)}
+	d := &dure{pl: pl, tree: newQueueTree(pl.queues)}
 	d.needBuf, d.borrowBuf, d.actBuf = d.tree.newDemand(), d.tree.newDemand(), d.tree.newDemand()
 	// Quota usage of live allocations, wherever they run (not of those being
 	// stopped: their preemptor counts instead).
@@ -743,6 +754,15 @@ func (d *dure) allocQueue(k int, a *model.Allocation) *qnode {
 	return q
 }
 
+// arraysOf returns the running elements of job arrays, counted from the
+// live allocations on first use: most passes have no array to throttle.
+func (d *dure) arraysOf() *arrays {
+	if d.arrays == nil {
+		d.arrays = newArrays(d.pl.s.Allocs)
+	}
+	return d.arrays
+}
+
 // nodeNamed returns the node of that name (a schedulable one first), or
 // nil when no quota is flavored: demandOf then never looks at nodes.
 func (d *dure) nodeNamed(name string) *model.Node {
@@ -773,7 +793,7 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 	fa := &d.facts[fi]
 	j := fa.j
 	if fa.flags&(factValid|factThrottled) == factValid|factThrottled {
-		if why := d.arrays.throttled(j); why != "" {
+		if why := d.arraysOf().throttled(j); why != "" {
 			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonArrayThrottle, Message: why}
 			return
 		}
@@ -1096,7 +1116,7 @@ func (d *dure) start(fa *jobFacts, dem demand, w int64) {
 	d.tree.charge(q, dem, 1)
 	d.fair.started(q, fa.u, &u)
 	if j.ArrayParent != 0 {
-		d.arrays.add(j.ArrayParent, j.ID)
+		d.arraysOf().add(j.ArrayParent, j.ID)
 	}
 }
 

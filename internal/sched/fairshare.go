@@ -101,8 +101,8 @@ type source struct {
 type userList struct {
 	owner    string
 	queue    string
-	q        *qnode   // the queue, once known (dure.gather)
-	jobs     []jobKey // in scheduling order (pos: index in dure.facts)
+	q        *qnode      // the queue, once known (dure.gather)
+	jobs     []queuedJob // in scheduling order (pos: index in dure.facts)
 	next     int
 	cur, dec usage
 	share    float64
@@ -249,13 +249,26 @@ func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order history
 		d := usageOf(&h.Usage, f.decay(end)*f.spanWeight(end-start))
 		f.addDec(lastQ, u, queueLevel, &d)
 	}
+	var lastOwner string
+	var lastLists []*userList
 	for k, a := range s.Allocs {
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
 		q := allocQ(k, a)
+		if q.liveAllocs == 0 || a.Priority < q.minPrio {
+			q.minPrio = a.Priority
+		}
+		q.liveAllocs++
+		// A job's allocations come in a row: look its owner up once.
+		if lastLists == nil || a.Owner != lastOwner {
+			lastOwner, lastLists = a.Owner, owners[a.Owner]
+			if lastLists == nil {
+				lastLists = []*userList{}
+			}
+		}
 		var u *userList
-		for _, l := range owners[a.Owner] {
+		for _, l := range lastLists {
 			if l.queue == q.name {
 				u = l
 			}
@@ -384,7 +397,7 @@ func (f *fair) ownShare(n *qnode) float64 {
 }
 
 // pop takes the next job of a source.
-func (src *source) pop() jobKey {
+func (src *source) pop() queuedJob {
 	u := src.users[0]
 	k := u.jobs[u.next]
 	u.next++

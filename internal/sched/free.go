@@ -123,8 +123,8 @@ func (n *nodeState) freeGPUIndices() []int {
 //
 // allocNode gives, per allocation, the index of the node it holds room on
 // (-1: terminal, or not on a schedulable node); byName the index of each
-// schedulable node.
-func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeState, unsched []*model.Node, allocNode []int32, byName map[string]int32) {
+// schedulable node; stopping counts the live allocations being stopped.
+func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeState, unsched []*model.Node, allocNode []int32, byName map[string]int32, stopping int) {
 	ready := make([]*model.Node, 0, len(nodes))
 	for _, n := range nodes {
 		switch {
@@ -165,6 +165,9 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 		if a == nil || a.Status.Terminal() {
 			continue
 		}
+		if a.Desired == model.DesiredStop {
+			stopping++
+		}
 		// A job's tasks often share a node: look each run of one up once.
 		if !looked || a.Node != lastName {
 			lastIdx, lastOK = byName[a.Node]
@@ -180,7 +183,7 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 	for i := range sched {
 		sched[i].refreshShare()
 	}
-	return sched, unsched, allocNode, byName
+	return sched, unsched, allocNode, byName, stopping
 }
 
 func newNodeState(n *model.Node) nodeState {
@@ -305,7 +308,7 @@ type NodeFree struct {
 // arithmetic is the scheduler's own, so a plan the scheduler made from the
 // same input always passes VerifyJob.
 func ComputeFree(nodes []*model.Node, allocs []*model.Allocation) map[string]*NodeFree {
-	states, _, _, _ := buildNodes(nodes, allocs)
+	states, _, _, _, _ := buildNodes(nodes, allocs)
 	out := make(map[string]*NodeFree, len(states))
 	for i := range states {
 		n := &states[i]

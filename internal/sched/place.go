@@ -100,7 +100,9 @@ type pass struct {
 	// byName: schedulable node name -> index. Not set on clones.
 	allocNode []int32
 	byName    map[string]int32
-	changes   []int32 // node indices whose free capacity changed, in order
+	// stopping counts the live allocations being stopped (Desired=stop).
+	stopping int
+	changes  []int32 // node indices whose free capacity changed, in order
 	// mark is len(changes) when the current tentative placement began, if
 	// every change since is one of its takes (else -1): undo then restores
 	// the nodes exactly and rolls the log back instead of growing it, so
@@ -157,7 +159,7 @@ type pass struct {
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1}
-	p.nodes, p.unsched, p.allocNode, p.byName = buildNodes(nodes, allocs)
+	p.nodes, p.unsched, p.allocNode, p.byName, p.stopping = buildNodes(nodes, allocs)
 	return p
 }
 

@@ -51,8 +51,9 @@ func newEstimator(s *Snapshot, now time.Time, cfg Config, queues map[string]*mod
 // newEstimatorFor is newEstimator; without pending, the pending jobs'
 // owners are left for addOwners (dure's gather meets each owner once).
 func newEstimatorFor(s *Snapshot, now time.Time, cfg Config, queues map[string]*model.Queue, predict bool, order historyOrder, pending bool) *estimator {
-	e := &estimator{now: now.UnixNano(), nowT: now, cfg: cfg, queues: queues, predict: predict, history: s.History, order: order}
-	if !predict {
+	// Without history every prediction is the walltime: as if off.
+	e := &estimator{now: now.UnixNano(), nowT: now, cfg: cfg, queues: queues, predict: predict && len(s.History) > 0, history: s.History, order: order}
+	if !e.predict {
 		return e
 	}
 	// Only the owners of pending jobs and live allocations need a
@@ -60,8 +61,11 @@ func newEstimatorFor(s *Snapshot, now time.Time, cfg Config, queues map[string]*
 	e.recent = map[string]*recentRuns{}
 	last := ""
 	for _, j := range s.Pending {
+		if !pending {
+			break
+		}
 		// Jobs come in runs of one owner's: look each run up once.
-		if pending && j != nil && (j.Owner != last || len(e.recent) == 0) && e.recent[j.Owner] == nil {
+		if j != nil && (j.Owner != last || len(e.recent) == 0) && e.recent[j.Owner] == nil {
 			e.recent[j.Owner] = &recentRuns{}
 		}
 		if j != nil {

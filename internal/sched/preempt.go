@@ -98,19 +98,7 @@ func newPreemptor(d *dure) *preemptor {
 	pr := &preemptor{d: d, claimed: map[model.JobID]bool{}, waiting: map[model.JobID]*earmark{}, served: map[model.JobID]bool{}}
 	// Earmarks come from jobs preempted for others, requeued or stopping:
 	// most passes have none, and need no set of the pending IDs.
-	some := false
-	for _, u := range d.users {
-		for _, k := range u.jobs {
-			some = some || d.facts[k.pos].flags&factPreempted != 0
-		}
-	}
-	for _, a := range d.pl.s.Allocs {
-		if some {
-			break
-		}
-		some = a != nil && !a.Status.Terminal() && a.Desired == model.DesiredStop
-	}
-	if !some {
+	if !d.anyPreempted && d.pl.p.stopping == 0 {
 		return pr
 	}
 	ids := map[model.JobID]bool{}
@@ -153,7 +141,7 @@ func newPreemptor(d *dure) *preemptor {
 				if pr.waiting[k.id] != nil {
 					d.facts[k.pos].flags |= factWaiting
 					u.jobs[i].flags |= factWaiting
-					pr.first = append(pr.first, u.jobs[i])
+					pr.first = append(pr.first, u.jobs[i].jobKey)
 				}
 			}
 		}
@@ -308,6 +296,9 @@ func (pr *preemptor) unstop(v *victim) {
 func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool {
 	d := pr.d
 	d.preempts++
+	if pr.noCandidates(j, q, flavors) {
+		return false
+	}
 	pr.load()
 	cands := pr.candidates(j, q, flavors)
 	if len(cands) == 0 {
@@ -544,6 +535,51 @@ func (pr *preemptor) victimMessage(j *model.Job, q *qnode, v *victim) string {
 		return fmt.Sprintf("preempted by job %d: queue %s reclaims quota that queue %s borrowed", uint64(j.ID), q.name, v.q.name)
 	}
 	return fmt.Sprintf("preempted by job %d of higher priority (%d > %d) in queue %s", uint64(j.ID), j.Priority, v.prio, q.name)
+}
+
+// noCandidates reports, without looking at the running jobs, that
+// candidates would find none for j: no job is being stopped, no running
+// job of q has a lower priority, and there is nothing to reclaim (q would
+// not stay within its nominal quota, or no other queue of its tree
+// borrows a key j needs).
+func (pr *preemptor) noCandidates(j *model.Job, q *qnode, flavors []string) bool {
+	d := pr.d
+	if d.pl.p.stopping > 0 || q.liveAllocs > 0 && q.minPrio < j.Priority {
+		return false
+	}
+	need := d.gangDemand(j, flavors[0])
+	root := q.root
+	withinNominal := false
+	for k, v := range need {
+		if v <= 0 || root.rs[k] == nil {
+			continue
+		}
+		r := q.rs[k]
+		if r == nil || r.used+v > r.effN {
+			withinNominal = false
+			break
+		}
+		withinNominal = true
+	}
+	return !withinNominal || !borrowsAny(root, q, need)
+}
+
+// borrowsAny reports whether a queue of n's subtree other than q borrows
+// a key need asks for that the tree governs.
+func borrowsAny(n, q *qnode, need demand) bool {
+	if n != q {
+		for k, x := range need {
+			if x > 0 && q.root.rs[k] != nil && borrowingKey(n, k) {
+				return true
+			}
+		}
+	}
+	for _, c := range n.children {
+		if borrowsAny(c, q, need) {
+			return true
+		}
+	}
+	return false
 }
 
 // candidates lists the running jobs j may preempt, cheapest first: jobs

@@ -67,6 +67,9 @@ type qnode struct {
 	// pending work in the subtree (jobs not yet considered this pass)
 	pending int
 	src     *source // this queue's own pending jobs, if any
+	// liveAllocs counts the queue's live allocations and minPrio is their
+	// lowest priority (fair.load), for preemptor.noCandidates.
+	liveAllocs, minPrio int
 	// hasReady: some job of this queue passed the gate (dure.gather);
 	// parked: its next job would borrow, so the rest wait behind it.
 	hasReady, parked bool
