@@ -168,7 +168,12 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	}
 	printDevBanner(out, apiAddr, o, names, share(whole.Capacity.MilliCPU), share(whole.Capacity.MemoryBytes))
 
-	<-ctx.Done()
+	var haltErr error
+	select {
+	case <-ctx.Done():
+	case <-srv.srv.Halted():
+		haltErr = fmt.Errorf("%w\nThe data directory was written by a newer dure: run that one", srv.srv.HaltErr())
+	}
 	fmt.Fprintln(out, "\ndure dev: shutting down")
 	if o.temporary {
 		// Nobody will ever adopt these tasks: stop them before the data goes.
@@ -179,7 +184,10 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	if o.temporary {
 		exec.RemoveCgroupTree(fmt.Sprintf("dure-dev-%d", os.Getpid()))
 	}
-	return srv.shutdown()
+	if err := srv.shutdown(); haltErr == nil {
+		return err
+	}
+	return haltErr
 }
 
 // stopActiveJobs cancels every pending or running job and waits (bounded)

@@ -81,9 +81,14 @@ func configureServerCommand(cmd *cobra.Command) {
 			return err
 		}
 		log.Info("dure server started", "http", lis.Addr().String(), "advertise", srv.srv.Advertise(), "data", f.data)
-		<-ctx.Done()
-		log.Info("shutting down")
-		return srv.shutdown()
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			return srv.shutdown()
+		case <-srv.srv.Halted():
+			_ = srv.shutdown()
+			return fmt.Errorf("%w\nUpgrade this server's dure and start it again: it catches up from its data directory (docs/operations.md, Upgrading)", srv.srv.HaltErr())
+		}
 	}
 	f.register(cmd)
 }

@@ -186,10 +186,20 @@ func Encode(c Command) ([]byte, error) {
 // ErrBadEntry wraps every decoding failure.
 var ErrBadEntry = errors.New("bad log entry")
 
+// ErrNewerEntry marks an entry written by a newer dure: an encoding version
+// or command type this binary does not know. Only dure leaders write the
+// log, so such an entry means a mixed-version cluster, and skipping it would
+// make this replica's state silently diverge from its peers'. It is wrapped
+// together with ErrBadEntry.
+var ErrNewerEntry = errors.New("written by a newer version of dure")
+
 // Decode parses log entry bytes.
 func Decode(b []byte) (Command, error) {
 	if len(b) < 2 {
 		return nil, fmt.Errorf("%w: %d bytes, want at least 2", ErrBadEntry, len(b))
+	}
+	if b[0] > encodingVersion {
+		return nil, fmt.Errorf("%w: encoding version %d, this dure knows up to %d: %w", ErrBadEntry, b[0], encodingVersion, ErrNewerEntry)
 	}
 	if b[0] != encodingVersion {
 		return nil, fmt.Errorf("%w: encoding version %d, want %d", ErrBadEntry, b[0], encodingVersion)
@@ -218,8 +228,10 @@ func Decode(b []byte) (Command, error) {
 		c = &CancelArray{}
 	case TypeSubmitJobs:
 		c = &SubmitJobs{}
+	case 0:
+		return nil, fmt.Errorf("%w: unknown command type 0", ErrBadEntry)
 	default:
-		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadEntry, b[1])
+		return nil, fmt.Errorf("%w: unknown command type %d: %w", ErrBadEntry, b[1], ErrNewerEntry)
 	}
 	if err := json.Unmarshal(b[2:], c); err != nil {
 		return nil, fmt.Errorf("%w: type %d: %v", ErrBadEntry, b[1], err)

@@ -108,9 +108,10 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 	}{
 		{"empty", nil, "0 bytes, want at least 2"},
 		{"one byte", []byte{1}, "1 bytes, want at least 2"},
-		{"unknown encoding version", []byte{2, 4, '{', '}'}, "encoding version 2, want 1"},
+		{"encoding version zero", []byte{0, 4, '{', '}'}, "encoding version 0, want 1"},
+		{"newer encoding version", []byte{2, 4, '{', '}'}, "encoding version 2, this dure knows up to 1: written by a newer version of dure"},
 		{"type zero", []byte{1, 0, '{', '}'}, "unknown command type 0"},
-		{"unknown type", []byte{1, 200, '{', '}'}, "unknown command type 200"},
+		{"unknown type", []byte{1, 200, '{', '}'}, "unknown command type 200: written by a newer version of dure"},
 		{"no payload", []byte{1, 4}, "type 4: unexpected end of JSON input"},
 		{"malformed JSON", append([]byte{1, 5}, `{"id":`...), "type 5: unexpected end of JSON input"},
 		{"wrong field type", append([]byte{1, 5}, `{"id":"seven"}`...), "type 5: json: cannot unmarshal string"},

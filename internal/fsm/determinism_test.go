@@ -66,7 +66,7 @@ func realisticLog(t *testing.T) *harness {
 	h.must(&fsm.DrainNode{Time: h.now, Name: "n2", Drain: true, Reason: "disk"})
 	stale := h.plannedJob(retried, "n2", "n4") // made before the drain committed
 	h.must(&fsm.CommitPlan{Time: h.now, Term: h.term, Jobs: []fsm.PlannedJob{stale}})
-	h.applyBytes([]byte("not an entry"))
+	h.applyBytes(append([]byte{1, byte(fsm.TypeCancelJob)}, "not JSON"...))
 	h.update(exited(h.alloc("5.1.1"), 143), exited(h.alloc("7.0.1"), 143))
 	h.place(retried, "n1", "n4")
 	h.started(retried)

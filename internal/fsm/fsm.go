@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/durehq/dure/internal/model"
 	"github.com/durehq/dure/internal/state"
@@ -32,17 +33,48 @@ type Result struct {
 // FSM applies commands to a state store.
 type FSM struct {
 	store *state.Store
+	// halted is set, once and for good, by the first entry written by a
+	// newer dure (ErrNewerEntry); from then on nothing is applied.
+	halted atomic.Pointer[error]
+	onHalt func(error)
 }
 
 // New returns an FSM writing into store.
 func New(store *state.Store) *FSM { return &FSM{store: store} }
+
+// OnHalt sets a function called once, from Apply, when the FSM halts. Set
+// it before the first Apply.
+func (f *FSM) OnHalt(fn func(error)) { f.onHalt = fn }
+
+// Halted returns why the FSM stopped applying the log, or nil if it has not.
+// A halted FSM's state stays at the entry before the one it could not read,
+// so the server must neither serve it as current nor snapshot it (a
+// snapshot would claim the unapplied entries); a server restarted on a
+// binary that knows the entry replays the log from there.
+func (f *FSM) Halted() error {
+	if p := f.halted.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Store is the state the FSM writes.
 func (f *FSM) Store() *state.Store { return f.store }
 
 // Apply applies one log entry at (index, term).
 func (f *FSM) Apply(index, term uint64, data []byte) Result {
+	if err := f.Halted(); err != nil {
+		return Result{Err: err}
+	}
 	cmd, err := Decode(data)
+	if errors.Is(err, ErrNewerEntry) {
+		herr := fmt.Errorf("log entry %d: %w; this server stops applying the log until it runs a dure that knows the entry", index, err)
+		f.halted.Store(&herr)
+		if f.onHalt != nil {
+			f.onHalt(herr)
+		}
+		return Result{Err: herr}
+	}
 	if err != nil {
 		// Every replica decodes the same bytes the same way: skip the entry
 		// everywhere, but still advance the index.

@@ -2,6 +2,8 @@ package fsm_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -597,13 +599,55 @@ func TestUpsertQueueKeepsCreateIndex(t *testing.T) {
 	}
 }
 
+// An entry of a command type this binary does not know was written by a
+// newer leader: skipping it would let this replica's state drift from its
+// peers', so the FSM stops applying, and stays stopped, instead.
+func TestEntryFromANewerVersionHaltsTheFSM(t *testing.T) {
+	h := newHarness(t)
+	var halted []error
+	h.f.OnHalt(func(err error) { halted = append(halted, err) })
+	before := h.snap()
+	newer := h.index + 1
+	res := h.f.Apply(newer, 1, []byte{1, 200, '{', '}'})
+	if !errors.Is(res.Err, fsm.ErrNewerEntry) || !strings.Contains(res.Err.Error(), fmt.Sprintf("log entry %d", newer)) {
+		t.Fatalf("Apply of command type 200: %v; want ErrNewerEntry naming entry %d", res.Err, newer)
+	}
+	if len(halted) != 1 || !errors.Is(halted[0], fsm.ErrNewerEntry) {
+		t.Fatalf("OnHalt calls = %v; want one with ErrNewerEntry", halted)
+	}
+	// A well-formed entry after it is not applied either: it may depend on
+	// the one that was not understood.
+	job := testkit.Job(0).Build()
+	b, err := fsm.Encode(&fsm.SubmitJob{Job: *job})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = h.f.Apply(newer+1, 1, b)
+	if !errors.Is(res.Err, fsm.ErrNewerEntry) {
+		t.Errorf("Apply after the halt: %v; want the halt's error again", res.Err)
+	}
+	if len(halted) != 1 {
+		t.Errorf("OnHalt called %d times; want once", len(halted))
+	}
+	if err := h.f.Halted(); !errors.Is(err, fsm.ErrNewerEntry) {
+		t.Errorf("Halted() = %v; want ErrNewerEntry", err)
+	}
+	after := h.snap()
+	if after.Index != before.Index {
+		t.Errorf("index after the halt = %d; want %d (nothing past the unknown entry is applied)", after.Index, before.Index)
+	}
+	if n := len(after.JobsInState(model.JobPending)); n != len(before.JobsInState(model.JobPending)) {
+		t.Errorf("pending jobs after the halt = %d; want %d", n, len(before.JobsInState(model.JobPending)))
+	}
+}
+
 func TestBadEntryIsSkippedButAdvancesTheIndex(t *testing.T) {
 	h := newHarness(t)
 	before := h.snap()
 	changed := h.f.Store().Changed()
-	res := h.f.Apply(h.index+1, 1, []byte{1, 99, '{', '}'})
+	res := h.f.Apply(h.index+1, 1, []byte{1, byte(fsm.TypeCancelJob), '{'})
 	if !errors.Is(res.Err, fsm.ErrBadEntry) {
-		t.Fatalf("Apply of an unknown type: %v; want ErrBadEntry", res.Err)
+		t.Fatalf("Apply of a malformed entry: %v; want ErrBadEntry", res.Err)
 	}
 	after := h.snap()
 	if after.Index != h.index+1 {

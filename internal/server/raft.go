@@ -27,6 +27,11 @@ type raftFSM struct{ f *fsm.FSM }
 func (r raftFSM) Apply(l *raft.Log) any { return r.f.Apply(l.Index, l.Term, l.Data) }
 
 func (r raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := r.f.Halted(); err != nil {
+		// The state lags the log: a snapshot would claim entries it lacks
+		// and let raft compact them away.
+		return nil, fmt.Errorf("no snapshot of a halted state: %w", err)
+	}
 	return stateSnapshot{r.f.Store().Snapshot()}, nil
 }
 

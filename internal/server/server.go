@@ -161,6 +161,11 @@ type Server struct {
 	// liveReasons is the latest pass's reasons for unplaced pending jobs.
 	liveReasons atomic.Pointer[map[model.JobID]model.Reason]
 
+	// halted is closed when the FSM meets a log entry written by a newer
+	// dure (fsm.ErrNewerEntry): this server can no longer follow the log.
+	halted   chan struct{}
+	haltOnce sync.Once
+
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	shutOnce sync.Once
@@ -181,7 +186,12 @@ func New(cfg Config) (*Server, error) {
 		lastSeen: map[string]time.Time{},
 		stop:     make(chan struct{}),
 		subWake:  make(chan struct{}, 1),
+		halted:   make(chan struct{}),
 	}
+	s.fsm.OnHalt(func(err error) {
+		s.log.Error("cannot follow the log: this server must be upgraded", "err", err)
+		s.haltOnce.Do(func() { close(s.halted) })
+	})
 	if err := s.openRaft(); err != nil {
 		s.closeStores()
 		return nil, err
@@ -213,6 +223,16 @@ func (s *Server) closeStores() {
 		_ = s.boltStore.Close()
 	}
 }
+
+// Halted is closed when this server met a log entry written by a newer
+// version of dure (a mixed-version cluster upgraded in the wrong order).
+// It applies nothing further and takes no snapshots; HaltErr says why. The
+// caller should shut it down: restarted on the newer binary, it replays the
+// log from its last snapshot and catches up.
+func (s *Server) Halted() <-chan struct{} { return s.halted }
+
+// HaltErr is why the server halted, or nil.
+func (s *Server) HaltErr() error { return s.fsm.Halted() }
 
 // Store is the state for reads. Callers take snapshots from it.
 func (s *Server) Store() *state.Store { return s.store }
