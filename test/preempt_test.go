@@ -207,8 +207,8 @@ func TestReclaimPreemptsTheBorrower(t *testing.T) {
 	overcommits := watchNodes(c)
 	borrower := c.submit("--name", "nlp-big", "--queue", "nlp", "--cpus", "2", "--mem", "64M", "--", "sh", "-c", checkpointScript(t.TempDir()))
 	c.waitLogs(borrower, "started")
-	if r := c.dure("queues"); !strings.Contains(r.stdout, "cpu 2/1 (+1 borrowed)") {
-		t.Errorf("dure queues while nlp borrows:\n%s\nwant nlp at cpu 2/1 (+1 borrowed)", r.stdout)
+	if r := c.dure("queues"); !strings.Contains(r.stdout, "cpu 2/1 (+1 borrowed)") || !strings.Contains(r.stdout, "cpu 0/1 (1 lent of 1 lendable)") {
+		t.Errorf("dure queues while nlp borrows:\n%s\nwant nlp at cpu 2/1 (+1 borrowed), vision at cpu 0/1 (1 lent of 1 lendable)", r.stdout)
 	}
 
 	owner := c.submit("--name", "vision", "--queue", "vision", "--cpus", "1", "--mem", "64M", "--", "sh", "-c", "echo vision; sleep 1")

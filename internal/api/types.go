@@ -321,7 +321,8 @@ type QuotaUsage struct {
 	LendingLimit   *int64 `json:"lending_limit,omitempty"`
 	Used           int64  `json:"used"`     // by the subtree's running jobs (jobs being preempted count for nothing)
 	Borrowed       int64  `json:"borrowed"` // used beyond effective: lent by cohort siblings
-	Lendable       int64  `json:"lendable"` // unused quota siblings may still borrow
+	Lendable       int64  `json:"lendable"` // its unused quota, up to its lending limit: what siblings may use of it (counting what they use)
+	Lent           int64  `json:"lent"`     // what of its quota siblings use now (see docs/api.md for how borrowing is attributed)
 	Room           int64  `json:"room"`     // how much more one of its jobs may use now
 }
 

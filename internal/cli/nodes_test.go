@@ -142,21 +142,23 @@ func TestQueuesVerb(t *testing.T) {
 		{QueueSpec: api.QueueSpec{Name: "gpu", Description: "GPU jobs", Parent: "research", Weight: 2}, Pending: 4, Running: 2, Share: 0.25,
 			Used: api.Resources{MilliCPU: 16000, MemoryBytes: 64 << 30, GPUs: 4},
 			QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Nominal: 2, Effective: 2, Used: 4, Borrowed: 2},
-				{Resource: "memory", Nominal: 128 << 30, Effective: 128 << 30, Used: 64 << 30, Lendable: 64 << 30}}},
+				{Resource: "memory", Nominal: 128 << 30, Effective: 128 << 30, Used: 64 << 30, Lendable: 64 << 30, Lent: 16 << 30}}},
 		{QueueSpec: api.QueueSpec{Name: "default"}, Pending: 0, Running: 0},
 		{QueueSpec: api.QueueSpec{Name: "research"}, QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Effective: 2, Used: 4, Borrowed: 2, Lendable: 0}}},
+		{QueueSpec: api.QueueSpec{Name: "nlp", Parent: "research"}, QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Nominal: 1, Effective: 1, Lendable: 1}}},
 	}
-	want := `NAME      PARENT    WEIGHT  SHARE  PENDING  RUNNING  USED                    QUOTA (used/quota)                                           DESCRIPTION
-default   -         1       0.00   0        0        -                       -                                                            -
-gpu       research  2       0.25   4        2        cpu=16 mem=64GiB gpu=4  gpu 4/2 (+2 borrowed), memory 64GiB/128GiB (64GiB lendable)  GPU jobs
-research  -         1       0.00   0        0        -                       gpu 4/2 (+2 borrowed)                                        -
+	want := `NAME      PARENT    WEIGHT  SHARE  PENDING  RUNNING  USED                    QUOTA (used/quota)                                                         DESCRIPTION
+default   -         1       0.00   0        0        -                       -                                                                          -
+gpu       research  2       0.25   4        2        cpu=16 mem=64GiB gpu=4  gpu 4/2 (+2 borrowed), memory 64GiB/128GiB (16GiB lent of 64GiB lendable)  GPU jobs
+nlp       research  1       0.00   0        0        -                       gpu 0/1 (1 lendable)                                                       -
+research  -         1       0.00   0        0        -                       gpu 4/2 (+2 borrowed)                                                      -
 `
 	if res := runCLI(t, srv.srv.URL, "", "queues"); res != (cliResult{stdout: want}) {
 		t.Errorf("got %+v\nwant stdout:\n%s", res, want)
 	}
 	res := runCLI(t, srv.srv.URL, "", "queues", "-o", "json")
 	var got []api.Queue
-	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || len(got) != 3 || got[0].Name != "default" {
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || len(got) != 4 || got[0].Name != "default" || got[1].Name != "gpu" || got[1].QuotaUsage[1].Lent != 16<<30 {
 		t.Errorf("queues -o json: %v %+v", err, got)
 	}
 }

@@ -34,9 +34,10 @@ func renderQueues(w io.Writer, qs []api.Queue) {
 	t.Flush()
 }
 
-// quotaSummary is "gpu 6/4 (+2 borrowed), cpu 2/8 (6 lendable)": used of
-// the subtree's quota (its own nominal plus its children's), what is used
-// beyond it, and, in a cohort, what siblings may still borrow.
+// quotaSummary is "gpu 6/4 (+2 borrowed), cpu 2/8 (4 lent of 6
+// lendable)": used of the subtree's quota (its own nominal plus its
+// children's), what is used beyond it, and, in a cohort, what siblings use
+// of its quota and may use at most.
 func quotaSummary(q api.Queue) string {
 	if len(q.QuotaUsage) == 0 {
 		return "-"
@@ -47,6 +48,8 @@ func quotaSummary(q api.Queue) string {
 		switch {
 		case u.Borrowed > 0:
 			p += fmt.Sprintf(" (+%s borrowed)", quotaAmount(u.Resource, u.Borrowed))
+		case u.Lent > 0:
+			p += fmt.Sprintf(" (%s lent of %s lendable)", quotaAmount(u.Resource, u.Lent), quotaAmount(u.Resource, u.Lendable))
 		case u.Lendable > 0 && q.Parent != "":
 			p += fmt.Sprintf(" (%s lendable)", quotaAmount(u.Resource, u.Lendable))
 		}

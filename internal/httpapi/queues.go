@@ -69,7 +69,7 @@ func toAPIQuotaUsage(r sched.QueueResource) api.QuotaUsage {
 	return api.QuotaUsage{
 		Resource: r.Resource, Nominal: r.Nominal, Effective: r.Effective,
 		BorrowingLimit: limit(r.BorrowingLimit), LendingLimit: limit(r.LendingLimit),
-		Used: r.Used, Borrowed: r.Borrowed, Lendable: r.Lendable, Room: r.Room,
+		Used: r.Used, Borrowed: r.Borrowed, Lendable: r.Lendable, Lent: r.Lent, Room: r.Room,
 	}
 }
 

@@ -58,7 +58,7 @@ func TestQueuesShowQuotaUsageAsTheSchedulerSeesIt(t *testing.T) {
 		"default":  nil,
 		"research": {{Resource: "gpu", Effective: 2, Used: 2}},
 		"vision":   {{Resource: "gpu", Nominal: 1, Effective: 1, Used: 2, Borrowed: 1}},
-		"nlp":      {{Resource: "gpu", Nominal: 1, Effective: 1, LendingLimit: &one, Lendable: 1, Room: 0}},
+		"nlp":      {{Resource: "gpu", Nominal: 1, Effective: 1, LendingLimit: &one, Lendable: 1, Lent: 1, Room: 0}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("quota usage (-want +got):\n%s", diff)

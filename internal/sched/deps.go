@@ -6,6 +6,15 @@ import (
 	"github.com/durehq/dure/internal/model"
 )
 
+// depName is how users know the job a dependency names: 123_7 for an
+// array element (Snapshot.DependencyNames), else its ID.
+func (pl *planner) depName(id model.JobID) string {
+	if n := pl.s.DependencyNames[id]; n != "" {
+		return n
+	}
+	return id.String()
+}
+
 // gate checks what must hold before a job may be considered at all, whatever
 // the policy: its dependencies are satisfied. A job that fails gets its
 // reason here and is not considered; a dependency that can never be
@@ -15,24 +24,26 @@ func (pl *planner) gate(j *model.Job) bool {
 	for _, d := range j.Dependencies {
 		st, known := pl.s.DependencyStates[d.JobID]
 		if !known {
+			name := pl.depName(d.JobID)
 			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonDependencyNever, Message: fmt.Sprintf(
-				"%s:%d can never be satisfied: job %d is unknown", d.Type, uint64(d.JobID), uint64(d.JobID))}
+				"%s:%s can never be satisfied: job %s is unknown", d.Type, name, name)}
 			return false
 		}
 		ok, never := d.Satisfied(st)
 		if never {
-			why := fmt.Sprintf("job %d %s", uint64(d.JobID), st)
+			name := pl.depName(d.JobID)
+			why := fmt.Sprintf("job %s %s", name, st)
 			switch d.Type {
 			case model.AfterOK, model.AfterNotOK, model.AfterAny:
 			default:
 				why = fmt.Sprintf("unknown dependency type %q (want afterok, afterany or afternotok)", d.Type)
 			}
 			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonDependencyNever, Message: fmt.Sprintf(
-				"%s:%d can never be satisfied: %s", d.Type, uint64(d.JobID), why)}
+				"%s:%s can never be satisfied: %s", d.Type, name, why)}
 			return false
 		}
 		if !ok {
-			waiting = append(waiting, fmt.Sprintf("job %d (%s, %s)", uint64(d.JobID), d.Type, st))
+			waiting = append(waiting, fmt.Sprintf("job %s (%s, %s)", pl.depName(d.JobID), d.Type, st))
 		}
 	}
 	if len(waiting) > 0 {

@@ -52,6 +52,14 @@ type victim struct {
 	events   []tev       // its timeline events while stopped in a what-if
 }
 
+// name is how users know the victim: 123_7 for an array element.
+func (v *victim) name() string {
+	if a := v.allocs[0]; a.ArrayParent != 0 {
+		return model.ElementName(a.ArrayParent, a.ArrayIndex)
+	}
+	return v.id.String()
+}
+
 // demand is the victim's quota demand, summed on first use.
 func (pr *preemptor) demand(v *victim) demand {
 	if v.dem == nil {
@@ -365,7 +373,7 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 	for _, v := range set {
 		pr.claimed[v.id] = true
 		if v.stopping {
-			waiting = append(waiting, fmt.Sprint(uint64(v.id)))
+			waiting = append(waiting, v.name())
 			continue
 		}
 		ids := make([]string, len(v.allocs))
@@ -377,7 +385,7 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 			JobID: v.id, AllocIDs: ids, Preemptor: j.ID,
 			Reason: model.Reason{Code: model.ReasonPreempted, Message: pr.victimMessage(j, q, v)},
 		})
-		names = append(names, fmt.Sprint(uint64(v.id)))
+		names = append(names, v.name())
 	}
 	them := func(n int) string {
 		if n == 1 {
@@ -473,7 +481,7 @@ func (pr *preemptor) wait(j *model.Job, q *qnode, flavors []string, w int64, vic
 func (pr *preemptor) waitMessage(victims []*victim) string {
 	ids := make([]string, len(victims))
 	for i, v := range victims {
-		ids[i] = fmt.Sprint(uint64(v.id))
+		ids[i] = v.name()
 	}
 	return fmt.Sprintf("waiting for preempted %s %s to stop", pluralWord(len(ids), "job"), strings.Join(ids, ", "))
 }
@@ -532,9 +540,9 @@ func pluralWord(n int, w string) string {
 
 func (pr *preemptor) victimMessage(j *model.Job, q *qnode, v *victim) string {
 	if v.reclaim {
-		return fmt.Sprintf("preempted by job %d: queue %s reclaims quota that queue %s borrowed", uint64(j.ID), q.name, v.q.name)
+		return fmt.Sprintf("preempted by job %s: queue %s reclaims quota that queue %s borrowed", j.DisplayName(), q.name, v.q.name)
 	}
-	return fmt.Sprintf("preempted by job %d of higher priority (%d > %d) in queue %s", uint64(j.ID), j.Priority, v.prio, q.name)
+	return fmt.Sprintf("preempted by job %s of higher priority (%d > %d) in queue %s", j.DisplayName(), j.Priority, v.prio, q.name)
 }
 
 // noCandidates reports, without looking at the running jobs, that

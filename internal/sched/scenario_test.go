@@ -353,6 +353,12 @@ func (w *world) snapshot() *Snapshot {
 			s.Pending = append(s.Pending, j)
 		}
 		s.DependencyStates[id] = j.State
+		if j.ArrayParent != 0 { // named as users know them, as the server does
+			if s.DependencyNames == nil {
+				s.DependencyNames = map[model.JobID]string{}
+			}
+			s.DependencyNames[id] = j.DisplayName()
+		}
 	}
 	return s
 }
@@ -442,7 +448,7 @@ func (w *world) start(j *model.Job, ps []Placement) {
 		a.Resources.GPUs = p.Resources.GPUs
 		a.StartedAt, a.CreatedAt = w.now, w.now
 		a.Walltime = j.Walltime
-		a.Queue, a.Priority, a.Owner, a.ArrayParent = j.Queue, j.Priority, j.Owner, j.ArrayParent
+		a.Queue, a.Priority, a.Owner, a.ArrayParent, a.ArrayIndex = j.Queue, j.Priority, j.Owner, j.ArrayParent, j.ArrayIndex
 		a.Group = p.Group
 		w.allocs = append(w.allocs, a)
 	}

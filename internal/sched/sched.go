@@ -31,6 +31,9 @@ type Snapshot struct {
 	// DependencyStates gives the state of every job a pending job depends
 	// on. A dependency on a job missing here can never be satisfied.
 	DependencyStates map[model.JobID]model.JobState
+	// DependencyNames gives how users know the array elements among those
+	// jobs ("123_7"), for reasons; a job not listed is named by its ID.
+	DependencyNames map[model.JobID]string
 }
 
 // Placement puts one task of a job on one node.

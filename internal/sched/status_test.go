@@ -39,8 +39,8 @@ func TestQueues(t *testing.T) {
 			{Resource: "gpu", Nominal: 0, Effective: 16, BorrowingLimit: -1, LendingLimit: -1, Used: 13, Borrowed: 0, Lendable: 3, Room: 2},
 		}},
 		{Name: "vision", Parent: "research", Weight: 1, Resources: []QueueResource{
-			// 1 used: 7 unused, of which it lends at most 6 (and 4 are lent).
-			{Resource: "gpu", Nominal: 8, Effective: 8, BorrowingLimit: -1, LendingLimit: 6, Used: 1, Borrowed: 0, Lendable: 6, Room: 3},
+			// 1 used: 7 unused, of which it lends at most 6; nlp uses 4.
+			{Resource: "gpu", Nominal: 8, Effective: 8, BorrowingLimit: -1, LendingLimit: 6, Used: 1, Borrowed: 0, Lendable: 6, Lent: 4, Room: 3},
 		}},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(QueueStatus{}, "Share")); diff != "" {
@@ -53,6 +53,62 @@ func TestQueues(t *testing.T) {
 		if q.Share < want-1e-9 || q.Share > want+1e-9 {
 			t.Errorf("queue %s: share %v, want %v", q.Name, q.Share, want)
 		}
+	}
+}
+
+// TestQueuesLent: what each queue has lent is the borrowed usage of its
+// cohort split in proportion to what each can lend, the units left over
+// to the largest remainders (ties by name); the parent's own unused
+// nominal lends too but is not a sibling's.
+func TestQueuesLent(t *testing.T) {
+	gpus := func(a, b int) []int {
+		var xs []int
+		for i := a; i < b; i++ {
+			xs = append(xs, i)
+		}
+		return xs
+	}
+	lentOf := func(s *Snapshot) map[string]int64 {
+		out := map[string]int64{}
+		for _, q := range Queues(s, testkit.Epoch, Config{}) {
+			for _, r := range q.Resources {
+				if r.Resource == "gpu" && r.Lent != 0 {
+					out[q.Name] = r.Lent
+				}
+			}
+		}
+		return out
+	}
+	node := []*model.Node{testkit.Node("g").CPU(64).Mem("256G").GPUs(32).Build()}
+	// c borrows 6: a can lend 6 (8 − 2), b 2 (its lending limit): 4.5 and
+	// 1.5, the half unit to a (same remainder, first by name).
+	s := &Snapshot{
+		Nodes: node,
+		Queues: []*model.Queue{
+			testkit.NewQueue("org").Build(),
+			testkit.NewQueue("a").Parent("org").Quota("gpu", 8).Build(),
+			testkit.NewQueue("b").Parent("org").Quota("gpu", 4).Lend(2).Build(),
+			testkit.NewQueue("c").Parent("org").Quota("gpu", 4).Build(),
+		},
+		Allocs: []*model.Allocation{
+			testkit.Alloc(1, 0, "g").GPUIndices(gpus(0, 2)...).Queue("a").Build(),
+			testkit.Alloc(2, 0, "g").GPUIndices(gpus(2, 12)...).Queue("c").Build(),
+		},
+	}
+	if diff := cmp.Diff(map[string]int64{"a": 5, "b": 1}, lentOf(s)); diff != "" {
+		t.Errorf("lent with no quota of org's own (-want +got):\n%s", diff)
+	}
+	// org's own 4 unused GPUs lend too: 6 borrowed of 12 lendable, half
+	// of each: a 3, b 1 (and org's own 2, shown on no sibling).
+	s.Queues[0] = testkit.NewQueue("org").Quota("gpu", 4).Build()
+	if diff := cmp.Diff(map[string]int64{"a": 3, "b": 1}, lentOf(s)); diff != "" {
+		t.Errorf("lent with org's own quota (-want +got):\n%s", diff)
+	}
+	// Jobs of org itself using 6 of its own 4 borrow 2 more: 8 of 8
+	// lendable (a 6, b 2) are lent.
+	s.Allocs = append(s.Allocs, testkit.Alloc(3, 0, "g").GPUIndices(gpus(12, 18)...).Queue("org").Build())
+	if diff := cmp.Diff(map[string]int64{"a": 6, "b": 2}, lentOf(s)); diff != "" {
+		t.Errorf("lent with org's jobs borrowing (-want +got):\n%s", diff)
 	}
 }
 

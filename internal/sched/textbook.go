@@ -54,7 +54,7 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 		}
 		if head != nil {
 			pl.plan.Reasons[j.ID] = model.Reason{Code: model.ReasonPriority, Message: fmt.Sprintf(
-				"waiting behind job %d, the first in line (fifo: the first job that does not fit blocks the queue)", uint64(head.ID))}
+				"waiting behind job %s, the first in line (fifo: the first job that does not fit blocks the queue)", head.DisplayName())}
 			continue
 		}
 		w := pl.est.runFor(j)
@@ -251,7 +251,11 @@ func (pl *planner) blockedWrap(blocker model.JobID) func(model.Reason) model.Rea
 			break
 		}
 	}
-	msg := fmt.Sprintf("would fit now but would delay job %d", uint64(blocker))
+	name := blocker.String()
+	if r != nil {
+		name = r.job.DisplayName() // 123_7 for an array element
+	}
+	msg := fmt.Sprintf("would fit now but would delay job %s", name)
 	if r != nil {
 		msg += fmt.Sprintf(", reserved to start at %s", pl.eta(r.start))
 	}

@@ -329,8 +329,9 @@ func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.J
 func schedInput(snap *state.Snapshot, now time.Time) (in *sched.Snapshot, held map[model.JobID]model.Reason, wake time.Time) {
 	pending, held, wake := holdBackoff(snap.JobsInState(model.JobPending), now)
 	pending = withArrayDependencies(snap, pending)
+	states, names := dependencyStates(snap, pending)
 	in = &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
-		History: recentHistory(snap, historyWindow), DependencyStates: dependencyStates(snap, pending)}
+		History: recentHistory(snap, historyWindow), DependencyStates: states, DependencyNames: names}
 	return in, held, wake
 }
 
@@ -424,11 +425,13 @@ func recentHistory(snap *state.Snapshot, n int) []model.FinishedJob {
 	return out
 }
 
-// dependencyStates gives the state of every job a pending job depends on.
-// A dependency on a job that no longer exists (pruned) is absent, which the
-// scheduler treats as never satisfiable.
-func dependencyStates(snap *state.Snapshot, pending []*model.Job) map[model.JobID]model.JobState {
+// dependencyStates gives the state of every job a pending job depends on,
+// and the names of those that are array elements (123_7), which reasons
+// use. A dependency on a job that no longer exists (pruned) is absent,
+// which the scheduler treats as never satisfiable.
+func dependencyStates(snap *state.Snapshot, pending []*model.Job) (map[model.JobID]model.JobState, map[model.JobID]string) {
 	var out map[model.JobID]model.JobState
+	var names map[model.JobID]string
 	for _, j := range pending {
 		for _, d := range j.Dependencies {
 			if out == nil {
@@ -436,10 +439,16 @@ func dependencyStates(snap *state.Snapshot, pending []*model.Job) map[model.JobI
 			}
 			if dep := snap.Job(d.JobID); dep != nil {
 				out[d.JobID] = dep.State
+				if dep.ArrayParent != 0 {
+					if names == nil {
+						names = map[model.JobID]string{}
+					}
+					names[d.JobID] = dep.DisplayName()
+				}
 			}
 		}
 	}
-	return out
+	return out, names
 }
 
 // schedConfig is the scheduler configuration the live server runs with:

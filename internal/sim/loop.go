@@ -141,10 +141,11 @@ func (s *simulator) admit() {
 		tj := &s.trace.Jobs[i]
 		mj := tj.Request.modelJob(model.JobID(len(s.jobs)+1), s.base.Add(tj.Submit), s.merge)
 		g := &mj.Groups[0]
-		key := fmt.Sprintf("%d|%v|%v", g.Count, g.Resources, g.Constraints)
+		gang := mj.GangSize() // a partial gang may start with its minimum
+		key := fmt.Sprintf("%d|%v|%v", gang, g.Resources, g.Constraints)
 		ok, seen := fits[key]
 		if !seen {
-			ok = fitsEmpty(s.nodes, g)
+			ok = fitsEmpty(s.nodes, g, gang)
 			fits[key] = ok
 		}
 		if !ok {
@@ -177,9 +178,9 @@ func (s *simulator) queueIndex(name string) int {
 	return len(s.queueNames) - 1
 }
 
-// fitsEmpty reports whether a group's tasks all fit on the empty cluster,
-// counting per node how many tasks its capacity holds.
-func fitsEmpty(nodes []*model.Node, g *model.TaskGroup) bool {
+// fitsEmpty reports whether count of a group's tasks fit on the empty
+// cluster, counting per node how many tasks its capacity holds.
+func fitsEmpty(nodes []*model.Node, g *model.TaskGroup, count int) bool {
 	need := g.Resources
 	room := 0
 	for _, n := range nodes {
@@ -201,12 +202,12 @@ func fitsEmpty(nodes []*model.Node, g *model.TaskGroup) bool {
 		for name, v := range need.Custom {
 			per(capRes.Custom[name], v)
 		}
-		room += int(min(k, int64(g.Count)))
-		if room >= g.Count {
+		room += int(min(k, int64(count)))
+		if room >= count {
 			return true
 		}
 	}
-	return room >= g.Count
+	return room >= count
 }
 
 func hasLabels(n *model.Node, want map[string]string) bool {
@@ -381,14 +382,25 @@ func (s *simulator) start(id model.JobID, ps []sched.Placement, now time.Duratio
 	}
 	js := &s.jobs[ji]
 	mj := js.mj
-	if want := mj.TaskCount(); len(ps) != want {
-		return fmt.Errorf("%w: job %d placed with %d of its %d tasks (the simulated jobs are gangs)", ErrPlanInvalid, id, len(ps), want)
+	// A gang starts whole, or with at least its minimum (MinTasks).
+	tasks, gang := mj.TaskCount(), mj.GangSize()
+	if len(ps) < gang || len(ps) > tasks {
+		want := fmt.Sprintf("its %d tasks", tasks)
+		if gang < tasks {
+			want = fmt.Sprintf("%d to %d tasks", gang, tasks)
+		}
+		placed := fmt.Sprintf("%d tasks", len(ps))
+		if len(ps) == 1 {
+			placed = "1 task"
+		}
+		return fmt.Errorf("%w: job %d placed with %s, want %s (a gang starts all together)", ErrPlanInvalid, id, placed, want)
 	}
 	js.attempt++
 	seen := make(map[int]bool, len(ps))
 	allocs := make([]*model.Allocation, 0, len(ps))
+	var held model.Resources
 	for _, p := range ps {
-		if p.TaskIndex < 0 || p.TaskIndex >= len(ps) || seen[p.TaskIndex] {
+		if p.TaskIndex < 0 || p.TaskIndex >= tasks || seen[p.TaskIndex] {
 			return fmt.Errorf("%w: job %d: task index %d repeated or out of range", ErrPlanInvalid, id, p.TaskIndex)
 		}
 		seen[p.TaskIndex] = true
@@ -402,6 +414,7 @@ func (s *simulator) start(id model.JobID, ps []sched.Placement, now time.Duratio
 		if err := s.take(p); err != nil {
 			return fmt.Errorf("%w: job %d task %d: %v", ErrPlanInvalid, id, p.TaskIndex, err)
 		}
+		held = held.Add(p.Resources)
 		a := &model.Allocation{
 			ID: model.AllocID(id, p.TaskIndex, js.attempt), JobID: id, Group: p.Group,
 			TaskIndex: p.TaskIndex, Attempt: js.attempt, Node: p.Node,
@@ -419,7 +432,8 @@ func (s *simulator) start(id model.JobID, ps []sched.Placement, now time.Duratio
 	mj.PreemptedBy = 0 // placed again: no longer waits behind its preemptor
 	js.allocs = allocs
 	js.start = now
-	amt := amount(js.size, s.primary)
+	js.held = held
+	amt := amount(js.held, s.primary)
 	s.setBusy(now, s.busy+amt)
 	s.busyQ[js.queueIndex] += amt
 	s.events.push(event{at: now + js.run, kind: evEnd, job: ji, attempt: js.attempt})
@@ -515,7 +529,7 @@ func (s *simulator) setBusy(now time.Duration, busy float64) {
 // stopRunning ends a job's current attempt at now.
 func (s *simulator) stopRunning(js *jobState, now time.Duration) {
 	s.release(js)
-	amt := amount(js.size, s.primary)
+	amt := amount(js.held, s.primary)
 	s.setBusy(now, s.busy-amt)
 	s.busyQ[js.queueIndex] -= amt
 	js.stopping = false
@@ -534,7 +548,7 @@ func (s *simulator) handle(e event, now time.Duration) {
 		r := JobResult{
 			ID: js.mj.ID, Owner: js.mj.Owner, Queue: queueName(js.mj.Queue),
 			Submit: js.tj.Submit, Start: js.start, End: now, Run: now - js.start,
-			Killed: js.killed, Preempted: js.preempted, Size: js.size,
+			Killed: js.killed, Preempted: js.preempted, Size: js.held,
 		}
 		s.res.Jobs = append(s.res.Jobs, r)
 		exit := 0
@@ -542,7 +556,7 @@ func (s *simulator) handle(e event, now time.Duration) {
 			exit = 1
 		}
 		s.history = append(s.history, model.FinishedJob{
-			ID: r.ID, Owner: r.Owner, Queue: js.mj.Queue, Usage: js.size,
+			ID: r.ID, Owner: r.Owner, Queue: js.mj.Queue, Usage: js.held,
 			Requested: js.mj.Walltime, Ran: r.Run,
 			SubmitTime: s.base.Add(r.Submit), StartTime: s.base.Add(r.Start), EndTime: s.base.Add(r.End),
 			ExitCode: exit,
@@ -575,7 +589,7 @@ func (s *simulator) preempt(p sched.Preemption, now time.Duration) (bool, error)
 	if js.preempted > maxPreemptionsPerJob {
 		return false, fmt.Errorf("%w: job %d preempted %d times (last for job %d): the scheduler keeps starting and stopping it", ErrNoProgress, p.JobID, js.preempted, p.Preemptor)
 	}
-	s.res.LostWork += amount(js.size, s.primary) * (now - js.start).Seconds()
+	s.res.LostWork += amount(js.held, s.primary) * (now - js.start).Seconds()
 	if s.opt.PreemptionGrace <= 0 {
 		s.stopRunning(js, now)
 		s.requeue(ji, p.Preemptor)

@@ -31,7 +31,7 @@ type JobResult struct {
 	// kill-at-walltime, the default; Run is then the walltime).
 	Killed    bool
 	Preempted int             // times it was stopped to make room and requeued
-	Size      model.Resources // all tasks together
+	Size      model.Resources // all its tasks together (those it started with, for a partial gang)
 }
 
 // Wait is the time from submission to the start of the attempt that

@@ -83,8 +83,9 @@ type UsagePoint struct {
 }
 
 // ErrPlanInvalid means the scheduler returned a plan that cannot be applied
-// to the virtual cluster (over-committed node, unknown job, partial gang):
-// a scheduler bug the simulator refuses to paper over.
+// to the virtual cluster (over-committed node, unknown job, fewer tasks
+// than the job's gang): a scheduler bug the simulator refuses to paper
+// over.
 var ErrPlanInvalid = errors.New("invalid plan")
 
 // ErrNoProgress means the scheduler made the simulation go round in circles:
@@ -109,7 +110,8 @@ type jobState struct {
 	stopping   bool
 	preempted  int
 	done       bool
-	size       model.Resources
+	size       model.Resources // all its tasks
+	held       model.Resources // the tasks of its current attempt (fewer than all for a partial gang)
 	queueIndex int
 }
 

@@ -54,6 +54,12 @@ type Request struct {
 	// Tasks identical tasks of PerTask each, started all together (gang).
 	Tasks   int
 	PerTask model.Resources
+	// MinTasks, when between 1 and Tasks, lets the job start with fewer
+	// tasks (model.Job.MinTasks): at least MinTasks, as many as fit. It
+	// then runs its Runtime with the tasks it started with, and holds and
+	// is counted as doing only their share of the work. Not for merged SWF
+	// processors (one task).
+	MinTasks int
 	// Constraints are node labels every task needs (gpu.model=V100M16).
 	Constraints map[string]string
 	// Processors marks an SWF job: Tasks interchangeable one-CPU
@@ -67,9 +73,11 @@ type Request struct {
 // from a trace job to a model.Job and it receives no runtime.
 func (r *Request) modelJob(id model.JobID, submit time.Time, merge bool) *model.Job {
 	g := model.TaskGroup{Name: "main", Count: r.Tasks, Resources: r.PerTask.Copy(), Command: []string{"sim"}}
+	minTasks := r.MinTasks
 	if r.Processors && merge {
 		g.Count = 1
 		g.Resources = r.PerTask.Scale(int64(r.Tasks))
+		minTasks = 0
 	}
 	if len(r.Constraints) > 0 {
 		g.Constraints = make(map[string]string, len(r.Constraints))
@@ -85,6 +93,7 @@ func (r *Request) modelJob(id model.JobID, submit time.Time, merge bool) *model.
 		Priority:   r.Priority,
 		Walltime:   r.Walltime,
 		Groups:     []model.TaskGroup{g},
+		MinTasks:   minTasks,
 		State:      model.JobPending,
 		Attempt:    0,
 		SubmitTime: submit,
