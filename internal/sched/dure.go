@@ -26,8 +26,8 @@ import (
 //     order, with the set that fills the free room best first (those that
 //     would borrow last), each started only if it delays no reservation.
 //  4. Reasons for every job left.
-func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, !cfg.NoPredictions, true)
+func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
+	pl := newPlannerIn(sc, s, now, cfg, !cfg.NoPredictions, true)
 	depth := cfg.ReservationDepth
 	if depth == 0 {
 		depth = DefaultReservationDepth
@@ -59,7 +59,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	}
 	// Jobs left for backfill fill items from the front, borrowers from
 	// the back (in reverse): one slice, since no job is both.
-	items := make([]backfillItem, ready)
+	items := grab(&sc.items, ready)
 	nRest, nBorrow := 0, 0
 	var src *source
 	for {
@@ -103,7 +103,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// Backfill, jobs that borrow last: by priority; among equals, jobs
 	// expected to run less than τ first, the rest in fair order; the set
 	// that fills the free room best goes first (pack.go).
-	scratch := make([]backfillItem, max(len(rest), nLeft))
+	scratch := grab(&sc.tmp, max(len(rest), nLeft))
 	for _, js := range [][]backfillItem{rest, borrowers[:nLeft]} {
 		d.backfillOrder(js, scratch)
 		d.packFirst(js, scratch)
@@ -112,6 +112,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 		}
 	}
 	pl.finish()
+	pl.recycle()
 	return pl.plan
 }
 
@@ -265,7 +266,8 @@ func cmpJobKey(a, b jobKey) int {
 func (d *dure) gather(pending []*model.Job) {
 	pl, t := d.pl, d.tree
 	nk := int32(len(t.keyNames))
-	d.facts = make([]jobFacts, 0, len(pending))
+	sc := pl.p.sc
+	d.facts = grab(&sc.facts, len(pending))[:0]
 	useExt := nk > int32(len(jobFacts{}.dem)) || t.flavored["gpu"]
 	if useExt {
 		d.ext = make([]int64, 0, len(pending)*int(nk+1))
@@ -274,7 +276,7 @@ func (d *dure) gather(pending []*model.Job) {
 	if !useExt {
 		dem = make(demand, nk)
 	}
-	keys := make([]jobKey, 0, len(pending))
+	keys := grab(&sc.keys, len(pending))[:0]
 	var users []*userList // in order of first sight
 	// The owners' lists by queue name, then owner (one string hashed per
 	// lookup, and only when the queue or owner changes from the last job).
@@ -410,7 +412,7 @@ func (d *dure) gather(pending []*model.Job) {
 	}
 	// File the keys by owner (stably), then sort each owner's (already in
 	// order with dups) and gate.
-	byUser := make([]queuedJob, len(keys))
+	byUser := grab(&sc.byUser, len(keys))
 	at, most := 0, 0
 	for _, u := range users {
 		u.lo = at
@@ -744,7 +746,8 @@ func newDure(pl *planner) *dure {
 // as tree.node does).
 func (d *dure) allocQueue(k int, a *model.Allocation) *qnode {
 	if d.allocQ == nil {
-		d.allocQ = make([]*qnode, len(d.pl.s.Allocs))
+		d.allocQ = grab(&d.pl.p.sc.allocQ, len(d.pl.s.Allocs))
+		clear(d.allocQ)
 	}
 	if q := d.allocQ[k]; q != nil {
 		return q
@@ -1128,11 +1131,18 @@ func (d *dure) reserveBest(j *model.Job, flavors []string, w int64) *resv {
 	for _, f := range flavors {
 		fp, at, end, ok := pl.findStart(j, placeOpts{flavor: f}, w)
 		if ok && (best == nil || at < bestAt) {
+			if best != nil {
+				best.recycle(pl.p.sc, true)
+			}
 			best, bestAt, bestEnd = fp, at, end
+		} else if ok {
+			fp.recycle(pl.p.sc, true)
 		}
 	}
 	if best == nil {
 		return nil
 	}
-	return pl.record(best, j, bestAt, bestEnd)
+	r := pl.record(best, j, bestAt, bestEnd)
+	best.recycle(pl.p.sc, true)
+	return r
 }

@@ -155,11 +155,19 @@ type pass struct {
 	// (topology.go); roomList the same in creation order.
 	rooms    map[topoKey]*roomTable
 	roomList []*roomTable
+
+	// sc lends the pass memory (Scratch); clones share it.
+	sc *Scratch
 }
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
-	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1}
-	p.nodes, p.unsched, p.allocNode, p.byName, p.stopping = buildNodes(nodes, allocs)
+	return newPassIn(&Scratch{}, nodes, allocs)
+}
+
+// newPassIn is newPass with its memory taken from sc.
+func newPassIn(sc *Scratch, nodes []*model.Node, allocs []*model.Allocation) *pass {
+	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1, sc: sc}
+	p.nodes, p.unsched, p.allocNode, p.byName, p.stopping = buildNodes(sc, nodes, allocs)
 	return p
 }
 
@@ -170,12 +178,12 @@ func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 // the nodes' static properties is shared.
 func (p *pass) clone(devices bool) *pass {
 	c := &pass{shapes: make(map[shapeKey]*shape), matches: p.matches, unsched: p.unsched, mark: -1,
-		labelKeys: maps.Clone(p.labelKeys), static: p.static, extras: p.extras}
+		labelKeys: maps.Clone(p.labelKeys), static: p.static, extras: p.extras, sc: p.sc}
 	if c.extras == nil {
 		c.extras = map[*model.TaskGroup]string{}
 		p.extras = c.extras
 	}
-	c.nodes = make([]nodeState, len(p.nodes))
+	c.nodes = p.sc.takeNodes(len(p.nodes))
 	for i := range p.nodes {
 		c.nodes[i] = p.nodes[i].copy(devices)
 	}
@@ -633,7 +641,7 @@ func (p *pass) indexFor(s *shape) *shapeIndex {
 	var ix *shapeIndex
 	if len(p.indexes) < maxIndexes(len(p.nodes)) {
 		n := len(p.nodes)
-		ix = &shapeIndex{heap: make([]int32, 0, n), pos: make([]int32, n), key: make([]int64, n)}
+		ix = p.sc.takeIndex(n)
 		p.indexes = append(p.indexes, ix)
 	} else {
 		ix = p.indexes[0]

@@ -69,15 +69,22 @@ type Plan struct {
 // every job left pending gets a Reason computed against the state after
 // the plan, with numbers in the message. now is the only clock the
 // scheduler sees. Schedule does not mutate s.
+//
+// A caller that schedules again and again may keep a Scratch and call its
+// Schedule instead: the same plans, with less garbage.
 func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
+	return schedule(s, now, cfg, &Scratch{})
+}
+
+func schedule(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 	switch cfg.policy() {
 	case PolicyFIFO, PolicyEASY, PolicyConservative:
-		return scheduleTextbook(s, now, cfg)
+		return scheduleTextbook(s, now, cfg, sc)
 	}
 	if cfg.firstFit {
 		return scheduleFirstFit(s)
 	}
-	return scheduleDure(s, now, cfg)
+	return scheduleDure(s, now, cfg, sc)
 }
 
 // scheduleFirstFit is the placement engine alone: jobs by priority, then

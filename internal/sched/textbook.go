@@ -28,8 +28,8 @@ import (
 // enough, or the gang is larger than the cluster) is skipped, not waited
 // for. Dependencies and array throttles hold under every policy: a job
 // that may not start yet is not in line at all.
-func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, false, false)
+func scheduleTextbook(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
+	pl := newPlannerIn(sc, s, now, cfg, false, false)
 	pol := cfg.policy()
 	depth := 1
 	switch pol {
@@ -82,6 +82,7 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 		pl.leave(j, pl.blockedWrap(blocker))
 	}
 	pl.finish()
+	pl.recycle()
 	return pl.plan
 }
 
