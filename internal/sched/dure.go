@@ -112,6 +112,9 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 		}
 	}
 	pl.finish()
+	if d.pre.fp != nil {
+		d.pre.fp.recycle(sc, true)
+	}
 	pl.recycle()
 	return pl.plan
 }

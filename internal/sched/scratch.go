@@ -26,6 +26,7 @@ type Scratch struct {
 	// Shape indexes and future states' nodes given back (pass.recycle),
 	// for the next pass or the next future state to take.
 	indexes []*shapeIndex
+	rooms   []*roomTable
 	clones  [][]nodeState
 	// The timeline of live allocations' releases and of events added.
 	tl timeline
@@ -58,7 +59,9 @@ const maxRecycled = 4
 // contents are stale: the caller writes every element before reading it.
 func grab[T any](buf *[]T, n int) []T {
 	if cap(*buf) < n {
-		*buf = make([]T, n)
+		// A quarter more: the next pass may well need a little more
+		// (the running jobs grow from pass to pass).
+		*buf = make([]T, n, n+n/4)
 	}
 	return (*buf)[:n]
 }
@@ -76,6 +79,22 @@ func (sc *Scratch) takeIndex(n int) *shapeIndex {
 		}
 	}
 	return &shapeIndex{heap: make([]int32, 0, n), pos: make([]int32, n), key: make([]int64, n)}
+}
+
+// takeRooms returns a room table over n nodes and d domains (room zero;
+// dom and contrib stale until written).
+func (sc *Scratch) takeRooms(n, d int) *roomTable {
+	for len(sc.rooms) > 0 {
+		t := sc.rooms[len(sc.rooms)-1]
+		sc.rooms[len(sc.rooms)-1] = nil
+		sc.rooms = sc.rooms[:len(sc.rooms)-1]
+		if len(t.dom) == n {
+			*t = roomTable{dom: t.dom, contrib: t.contrib, room: grab(&t.room, d)}
+			clear(t.room)
+			return t
+		}
+	}
+	return &roomTable{dom: make([]int32, n), contrib: make([]int64, n), room: make([]int64, d)}
 }
 
 // takeNodes returns a node table of n entries (stale: the caller writes
@@ -103,6 +122,13 @@ func (p *pass) recycle(sc *Scratch, nodes bool) {
 		}
 	}
 	p.indexes = nil
+	for _, t := range p.roomList {
+		if len(sc.rooms) < maxRoomTables {
+			t.s = nil
+			sc.rooms = append(sc.rooms, t)
+		}
+	}
+	p.roomList, p.rooms = nil, nil
 	if nodes && len(sc.clones) < maxRecycled {
 		sc.clones = append(sc.clones, p.nodes)
 		p.nodes = nil
