@@ -33,6 +33,8 @@ type Scratch struct {
 	// PolicyDure's per-job tables (dure.gather, scheduleDure, planner).
 	facts       []jobFacts
 	keys        []jobKey
+	keyBuf      []jobKey
+	jobs        []*model.Job
 	byUser      []queuedJob
 	items, tmp  []backfillItem
 	later       []laterReason

@@ -40,7 +40,7 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan
 	}
 	var head *model.Job
 	arr := newArrays(s.Allocs)
-	for _, j := range orderJobs(s.Pending, false) {
+	for _, j := range orderJobsIn(sc, s.Pending, false) {
 		if invalidJob(j) != "" {
 			pl.leave(j, nil)
 			continue
