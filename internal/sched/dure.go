@@ -485,12 +485,19 @@ func (d *dure) groupFacts(fa *jobFacts, j *model.Job, gang int) {
 	g := &j.Groups[0]
 	spread := j.Placement == model.PlacementSpread
 	var e *groupMemo
-	if r := &g.Resources; len(r.Custom) == 0 && len(g.Constraints) == 0 {
+	if r := &g.Resources; len(r.Custom) == 0 && len(g.Constraints) <= 1 {
 		k := groupMemoKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, count: g.Count, gang: gang,
 			name: pl.names.id(g.Name), topology: pl.topologies.id(j.Topology), spread: spread}
 		h := uint64(k.cpu)*0x9e3779b97f4a7c15 ^ uint64(k.mem)*0xc2b2ae3d27d4eb4f ^ uint64(k.gpu)<<7 ^ uint64(k.count)*0x165667b19e3779f9 ^ uint64(k.gang)<<17 ^ uint64(k.name)<<29 ^ uint64(k.topology)<<41
 		if spread {
 			h ^= 0x27d4eb2f165667c5
+		}
+		if len(g.Constraints) == 1 {
+			k.label, k.value = pl.p.oneConstraint(g)
+			h ^= uint64(len(k.value))*0x27d4eb2f165667c5 ^ uint64(len(k.label))<<53
+			if k.value != "" {
+				h ^= uint64(k.value[len(k.value)-1]) << 13
+			}
 		}
 		if d.groups == nil {
 			d.groups = new([groupMemoSize]groupMemo)
@@ -521,7 +528,7 @@ func (d *dure) groupFacts(fa *jobFacts, j *model.Job, gang int) {
 }
 
 // groupMemo remembers what groupFacts worked out for a plain group (no
-// custom resources or constraints). Pending jobs repeat a few group shapes:
+// custom resources, at most one constraint). Pending jobs repeat a few group shapes:
 // a direct-mapped table answers most without probing the maps.
 type groupMemo struct {
 	k     groupMemoKey
@@ -539,6 +546,7 @@ type groupMemoKey struct {
 	count, gang            int
 	name, topology         int32
 	spread                 bool
+	label, value           string // the one constraint, if any
 }
 
 const groupMemoSize = 1024

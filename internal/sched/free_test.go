@@ -184,3 +184,51 @@ func TestNodeKeyIsTheScorers(t *testing.T) {
 		}
 	}
 }
+
+// TestPassesStaticIsTheFilters holds the written-out static filters to the
+// list they stand for, over random nodes and shapes (constraints, flavors,
+// custom resources).
+func TestPassesStaticIsTheFilters(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var nodes []*model.Node
+	for i := 0; i < 40; i++ {
+		b := testkit.Node(fmt.Sprintf("n%02d", i)).CPU(int(1+rng.IntN(64))).Mem(fmt.Sprintf("%dG", 1+rng.IntN(512))).Label("rack", fmt.Sprintf("r%d", rng.IntN(3)))
+		if rng.IntN(3) == 0 {
+			b.GPUs(1 + rng.IntN(8)).Label("gpu.model", []string{"H100", "A100"}[rng.IntN(2)])
+		}
+		if rng.IntN(4) == 0 {
+			b.Custom("fpga", int64(rng.IntN(3)))
+		}
+		nodes = append(nodes, b.Build())
+	}
+	p := newPass(nodes, nil)
+	passed, failed := 0, 0
+	for trial := 0; trial < 2000; trial++ {
+		nd := &p.nodes[rng.IntN(len(p.nodes))]
+		jb := testkit.Job(1).MilliCPU(rng.Int64N(80000)).Mem(fmt.Sprintf("%dM", rng.IntN(640000))).GPUs(rng.IntN(3))
+		if rng.IntN(3) == 0 {
+			jb.Constraint("rack", fmt.Sprintf("r%d", rng.IntN(3)))
+		}
+		if rng.IntN(4) == 0 {
+			jb.Custom("fpga", int64(rng.IntN(3)))
+		}
+		g := jb.Build().Groups[0]
+		flavor := ""
+		if g.Resources.GPUs > 0 && rng.IntN(2) == 0 {
+			flavor = []string{"H100", "A100"}[rng.IntN(2)]
+		}
+		s := p.shapeFor(&g, flavor, false)
+		got, want := passesStatic(nd, s), staticFiltersPass(nd, s)
+		if got != want {
+			t.Fatalf("node %s, shape %v %v flavor %q: passesStatic %v, the filters say %v", nd.name, s.req, s.constraints, s.flavor, got, want)
+		}
+		if want {
+			passed++
+		} else {
+			failed++
+		}
+	}
+	if passed == 0 || failed == 0 {
+		t.Fatalf("draws never exercise both answers (%d pass, %d fail)", passed, failed)
+	}
+}

@@ -704,7 +704,15 @@ func (p *pass) rebuild(ix *shapeIndex) {
 	ix.cursor = len(p.changes)
 }
 
+// passesStatic is staticFilters, written out: index builds run it for
+// every node (calls through the list cost more than the filters).
+// TestPassesStaticIsTheFilters holds the two equal; change both together.
 func passesStatic(nd *nodeState, s *shape) bool {
+	return matchesConstraints(nd, s) && matchesFlavor(nd, s) && capacityEverEnough(nd, s)
+}
+
+// staticFiltersPass runs the staticFilters list: the definition.
+func staticFiltersPass(nd *nodeState, s *shape) bool {
 	for _, f := range staticFilters {
 		if !f(nd, s) {
 			return false
