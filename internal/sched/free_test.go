@@ -194,7 +194,7 @@ func TestPassesStaticIsTheFilters(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		b := testkit.Node(fmt.Sprintf("n%02d", i)).CPU(int(1+rng.IntN(64))).Mem(fmt.Sprintf("%dG", 1+rng.IntN(512))).Label("rack", fmt.Sprintf("r%d", rng.IntN(3)))
 		if rng.IntN(3) == 0 {
-			b.GPUs(1 + rng.IntN(8)).Label("gpu.model", []string{"H100", "A100"}[rng.IntN(2)])
+			b.GPUs(1+rng.IntN(8)).Label("gpu.model", []string{"H100", "A100"}[rng.IntN(2)])
 		}
 		if rng.IntN(4) == 0 {
 			b.Custom("fpga", int64(rng.IntN(3)))
