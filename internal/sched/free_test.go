@@ -232,3 +232,57 @@ func TestPassesStaticIsTheFilters(t *testing.T) {
 		t.Fatalf("draws never exercise both answers (%d pass, %d fail)", passed, failed)
 	}
 }
+
+// TestShapeIndexKeepsItsHeap: removing entries anywhere in a shape index,
+// re-adding them and changing keys in random order keep it a heap whose
+// positions are right, with the least (key, node) on top.
+func TestShapeIndexKeepsItsHeap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n = 300
+	ix := &shapeIndex{pos: make([]int32, n), key: make([]int64, n)}
+	for i := range n {
+		ix.key[i] = rng.Int64N(50) // ties: the node breaks them
+		ix.pos[i] = int32(len(ix.heap))
+		ix.heap = append(ix.heap, int32(i))
+	}
+	for i := len(ix.heap)/2 - 1; i >= 0; i-- {
+		ix.down(i)
+	}
+	for step := 0; step < 20000; step++ {
+		v := int32(rng.IntN(n))
+		switch at := ix.pos[v]; {
+		case at < 0:
+			ix.key[v] = rng.Int64N(50)
+			ix.pos[v] = int32(len(ix.heap))
+			ix.heap = append(ix.heap, v)
+			ix.up(len(ix.heap) - 1)
+		case rng.IntN(2) == 0:
+			ix.remove(int(at))
+		default:
+			old := ix.key[v]
+			ix.key[v] = rng.Int64N(50)
+			if ix.key[v] < old {
+				ix.up(int(at))
+			} else {
+				ix.down(int(at))
+			}
+		}
+		in := 0
+		for i, x := range ix.heap {
+			if ix.pos[x] != int32(i) {
+				t.Fatalf("step %d: node %d at %d, pos says %d", step, x, i, ix.pos[x])
+			}
+			if i > 0 && ix.less(x, ix.heap[(i-1)/2]) {
+				t.Fatalf("step %d: node %d at %d sorts before its parent", step, x, i)
+			}
+		}
+		for v := range n {
+			if ix.pos[v] >= 0 {
+				in++
+			}
+		}
+		if in != len(ix.heap) {
+			t.Fatalf("step %d: %d nodes have a position, the heap holds %d", step, in, len(ix.heap))
+		}
+	}
+}
