@@ -107,8 +107,15 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 	for _, js := range [][]backfillItem{rest, borrowers[:nLeft]} {
 		d.backfillOrder(js, scratch)
 		d.packFirst(js, scratch)
-		for _, it := range js {
-			d.consider(it.fi, it.id, false)
+		// The facts, copied in backfill order first (nothing changes them
+		// now): the copy's loads overlap, where consider would wait for
+		// each job's in turn.
+		ordered := grab(&sc.ordered, len(js))
+		for i := range js {
+			ordered[i] = d.facts[js[i].fi]
+		}
+		for i := range js {
+			d.considerFacts(&ordered[i], js[i].id, false)
 		}
 	}
 	pl.finish()
@@ -803,8 +810,12 @@ const maxPreemptAttempts = 8
 // consider tries to start the job facts[fi] now; failing that, in the
 // main phase, to make room by preemption or to reserve its start.
 func (d *dure) consider(fi int32, id model.JobID, main bool) {
+	d.considerFacts(&d.facts[fi], id, main)
+}
+
+// considerFacts is consider given the job's facts (or a copy of them).
+func (d *dure) considerFacts(fa *jobFacts, id model.JobID, main bool) {
 	pl := d.pl
-	fa := &d.facts[fi]
 	j := fa.j
 	if fa.flags&(factValid|factThrottled) == factValid|factThrottled {
 		if why := d.arraysOf().throttled(j); why != "" {

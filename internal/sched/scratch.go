@@ -32,6 +32,7 @@ type Scratch struct {
 	tl timeline
 	// PolicyDure's per-job tables (dure.gather, scheduleDure, planner).
 	facts       []jobFacts
+	ordered     []jobFacts
 	keys        []jobKey
 	keyBuf      []jobKey
 	jobs        []*model.Job
