@@ -53,6 +53,7 @@ type planner struct {
 	baseKeys          map[baseKeyFast]int32
 	baseJobs          []*model.Job
 	names, topologies stringIDs // for baseKeyFast
+	warmed            int       // what warm read (kept, so that it reads)
 }
 
 type laterReason struct {
