@@ -299,7 +299,10 @@ func (d *dure) gather(pending []*model.Job) {
 	var lastQU *queueUsers
 	var lastU *userList
 	deps := false
-	for _, j := range pending {
+	for at, j := range pending {
+		if at%warmBatch == 0 {
+			pl.warmed += warm(pending[at:min(at+warmBatch, len(pending))])
+		}
 		if j == nil {
 			continue
 		}

@@ -101,6 +101,9 @@ const warmBatch = 32
 func warm(jobs []*model.Job) int {
 	n := 0
 	for _, j := range jobs {
+		if j == nil {
+			continue
+		}
 		n += j.MinTasks + len(j.Dependencies)
 		if len(j.Groups) > 0 {
 			n += j.Groups[0].Count + len(j.Groups[0].Constraints)
