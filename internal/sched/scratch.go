@@ -16,7 +16,7 @@ import (
 // A Scratch holds no input of a pass: every buffer is written before it is
 // read, and the plan is the same with a fresh Scratch or a used one. The
 // plan never points into it. It keeps about as much as the largest pass
-// needed (some 50 MB for 100,000 pending jobs on 10,000 nodes). The zero
+// needed (about 90 MB for 100,000 pending jobs on 10,000 nodes). The zero
 // value is ready; a Scratch is used by one pass at a time.
 type Scratch struct {
 	// The present state (buildNodes).
