@@ -79,7 +79,8 @@ func backfillWorkload(pending int) *Snapshot {
 // 10,000-node cluster, for dure's policy (fair share, quotas, preemption
 // attempts, a reservation, backfill of the rest, reasons) and EASY on the
 // same input; conservative (a reservation for every blocked job, each a
-// sweep of the cluster) over 500.
+// sweep of the cluster) over 500. Passes share a Scratch, as the server's
+// loop does.
 func BenchmarkBackfillPass(b *testing.B) {
 	for _, c := range []struct {
 		pol     Policy
@@ -90,9 +91,10 @@ func BenchmarkBackfillPass(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/pending=%d", pol, c.pending), func(b *testing.B) {
 			b.ReportAllocs()
 			var plan *Plan
+			var sc Scratch
 			cpu0 := cpuTime()
 			for b.Loop() {
-				plan = Schedule(s, testkit.Epoch, Config{Policy: pol})
+				plan = sc.Schedule(s, testkit.Epoch, Config{Policy: pol})
 			}
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/pass")
 			b.ReportMetric(float64(len(plan.Placements)), "placements/op")

@@ -14,6 +14,10 @@
 // conservative) for comparisons. Explain answers "why is my job pending,
 // when will it start, what would make it sooner" with what-if runs.
 //
+// A caller that schedules pass after pass keeps a Scratch and calls
+// scratch.Schedule instead: the same plan, with the pass's working memory
+// (tens of megabytes for a long queue) reused rather than collected.
+//
 // The server verifies placements against the latest state (ComputeFree +
 // VerifyJob, the same arithmetic the scheduler uses) and commits them in
 // one log entry.

@@ -26,8 +26,8 @@ import (
 //     order, with the set that fills the free room best first (those that
 //     would borrow last), each started only if it delays no reservation.
 //  4. Reasons for every job left.
-func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, !cfg.NoPredictions, true)
+func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
+	pl := newPlannerIn(sc, s, now, cfg, !cfg.NoPredictions, true)
 	depth := cfg.ReservationDepth
 	if depth == 0 {
 		depth = DefaultReservationDepth
@@ -59,7 +59,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	}
 	// Jobs left for backfill fill items from the front, borrowers from
 	// the back (in reverse): one slice, since no job is both.
-	items := make([]backfillItem, ready)
+	items := grab(&sc.items, ready)
 	nRest, nBorrow := 0, 0
 	var src *source
 	for {
@@ -103,15 +103,26 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config) *Plan {
 	// Backfill, jobs that borrow last: by priority; among equals, jobs
 	// expected to run less than τ first, the rest in fair order; the set
 	// that fills the free room best goes first (pack.go).
-	scratch := make([]backfillItem, max(len(rest), nLeft))
+	scratch := grab(&sc.tmp, max(len(rest), nLeft))
 	for _, js := range [][]backfillItem{rest, borrowers[:nLeft]} {
 		d.backfillOrder(js, scratch)
 		d.packFirst(js, scratch)
-		for _, it := range js {
-			d.consider(it.fi, it.id, false)
+		// The facts, copied in backfill order first (nothing changes them
+		// now): the copy's loads overlap, where consider would wait for
+		// each job's in turn.
+		ordered := grab(&sc.ordered, len(js))
+		for i := range js {
+			ordered[i] = d.facts[js[i].fi]
+		}
+		for i := range js {
+			d.considerFacts(&ordered[i], js[i].id, false)
 		}
 	}
 	pl.finish()
+	if d.pre.fp != nil {
+		d.pre.fp.recycle(sc, true)
+	}
+	pl.recycle()
 	return pl.plan
 }
 
@@ -265,7 +276,8 @@ func cmpJobKey(a, b jobKey) int {
 func (d *dure) gather(pending []*model.Job) {
 	pl, t := d.pl, d.tree
 	nk := int32(len(t.keyNames))
-	d.facts = make([]jobFacts, 0, len(pending))
+	sc := pl.p.sc
+	d.facts = grab(&sc.facts, len(pending))[:0]
 	useExt := nk > int32(len(jobFacts{}.dem)) || t.flavored["gpu"]
 	if useExt {
 		d.ext = make([]int64, 0, len(pending)*int(nk+1))
@@ -274,7 +286,7 @@ func (d *dure) gather(pending []*model.Job) {
 	if !useExt {
 		dem = make(demand, nk)
 	}
-	keys := make([]jobKey, 0, len(pending))
+	keys := grab(&sc.keys, len(pending))[:0]
 	var users []*userList // in order of first sight
 	// The owners' lists by queue name, then owner (one string hashed per
 	// lookup, and only when the queue or owner changes from the last job).
@@ -287,7 +299,10 @@ func (d *dure) gather(pending []*model.Job) {
 	var lastQU *queueUsers
 	var lastU *userList
 	deps := false
-	for _, j := range pending {
+	for at, j := range pending {
+		if at%warmBatch == 0 {
+			pl.warmed += warm(pending[at:min(at+warmBatch, len(pending))])
+		}
 		if j == nil {
 			continue
 		}
@@ -410,7 +425,7 @@ func (d *dure) gather(pending []*model.Job) {
 	}
 	// File the keys by owner (stably), then sort each owner's (already in
 	// order with dups) and gate.
-	byUser := make([]queuedJob, len(keys))
+	byUser := grab(&sc.byUser, len(keys))
 	at, most := 0, 0
 	for _, u := range users {
 		u.lo = at
@@ -480,12 +495,19 @@ func (d *dure) groupFacts(fa *jobFacts, j *model.Job, gang int) {
 	g := &j.Groups[0]
 	spread := j.Placement == model.PlacementSpread
 	var e *groupMemo
-	if r := &g.Resources; len(r.Custom) == 0 && len(g.Constraints) == 0 {
+	if r := &g.Resources; len(r.Custom) == 0 && len(g.Constraints) <= 1 {
 		k := groupMemoKey{cpu: r.MilliCPU, mem: r.MemoryBytes, gpu: r.GPUs, scratch: r.ScratchBytes, count: g.Count, gang: gang,
 			name: pl.names.id(g.Name), topology: pl.topologies.id(j.Topology), spread: spread}
 		h := uint64(k.cpu)*0x9e3779b97f4a7c15 ^ uint64(k.mem)*0xc2b2ae3d27d4eb4f ^ uint64(k.gpu)<<7 ^ uint64(k.count)*0x165667b19e3779f9 ^ uint64(k.gang)<<17 ^ uint64(k.name)<<29 ^ uint64(k.topology)<<41
 		if spread {
 			h ^= 0x27d4eb2f165667c5
+		}
+		if len(g.Constraints) == 1 {
+			k.label, k.value = pl.p.oneConstraint(g)
+			h ^= uint64(len(k.value))*0x27d4eb2f165667c5 ^ uint64(len(k.label))<<53
+			if k.value != "" {
+				h ^= uint64(k.value[len(k.value)-1]) << 13
+			}
 		}
 		if d.groups == nil {
 			d.groups = new([groupMemoSize]groupMemo)
@@ -516,7 +538,7 @@ func (d *dure) groupFacts(fa *jobFacts, j *model.Job, gang int) {
 }
 
 // groupMemo remembers what groupFacts worked out for a plain group (no
-// custom resources or constraints). Pending jobs repeat a few group shapes:
+// custom resources, at most one constraint). Pending jobs repeat a few group shapes:
 // a direct-mapped table answers most without probing the maps.
 type groupMemo struct {
 	k     groupMemoKey
@@ -534,6 +556,7 @@ type groupMemoKey struct {
 	count, gang            int
 	name, topology         int32
 	spread                 bool
+	label, value           string // the one constraint, if any
 }
 
 const groupMemoSize = 1024
@@ -744,7 +767,8 @@ func newDure(pl *planner) *dure {
 // as tree.node does).
 func (d *dure) allocQueue(k int, a *model.Allocation) *qnode {
 	if d.allocQ == nil {
-		d.allocQ = make([]*qnode, len(d.pl.s.Allocs))
+		d.allocQ = grab(&d.pl.p.sc.allocQ, len(d.pl.s.Allocs))
+		clear(d.allocQ)
 	}
 	if q := d.allocQ[k]; q != nil {
 		return q
@@ -789,8 +813,12 @@ const maxPreemptAttempts = 8
 // consider tries to start the job facts[fi] now; failing that, in the
 // main phase, to make room by preemption or to reserve its start.
 func (d *dure) consider(fi int32, id model.JobID, main bool) {
+	d.considerFacts(&d.facts[fi], id, main)
+}
+
+// considerFacts is consider given the job's facts (or a copy of them).
+func (d *dure) considerFacts(fa *jobFacts, id model.JobID, main bool) {
 	pl := d.pl
-	fa := &d.facts[fi]
 	j := fa.j
 	if fa.flags&(factValid|factThrottled) == factValid|factThrottled {
 		if why := d.arraysOf().throttled(j); why != "" {
@@ -1128,11 +1156,18 @@ func (d *dure) reserveBest(j *model.Job, flavors []string, w int64) *resv {
 	for _, f := range flavors {
 		fp, at, end, ok := pl.findStart(j, placeOpts{flavor: f}, w)
 		if ok && (best == nil || at < bestAt) {
+			if best != nil {
+				best.recycle(pl.p.sc, true)
+			}
 			best, bestAt, bestEnd = fp, at, end
+		} else if ok {
+			fp.recycle(pl.p.sc, true)
 		}
 	}
 	if best == nil {
 		return nil
 	}
-	return pl.record(best, j, bestAt, bestEnd)
+	r := pl.record(best, j, bestAt, bestEnd)
+	best.recycle(pl.p.sc, true)
+	return r
 }

@@ -124,8 +124,8 @@ func (n *nodeState) freeGPUIndices() []int {
 // allocNode gives, per allocation, the index of the node it holds room on
 // (-1: terminal, or not on a schedulable node); byName the index of each
 // schedulable node; stopping counts the live allocations being stopped.
-func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeState, unsched []*model.Node, allocNode []int32, byName map[string]int32, stopping int) {
-	ready := make([]*model.Node, 0, len(nodes))
+func buildNodes(sc *Scratch, nodes []*model.Node, allocs []*model.Allocation) (sched []nodeState, unsched []*model.Node, allocNode []int32, byName map[string]int32, stopping int) {
+	ready := grab(&sc.ready, len(nodes))[:0]
 	for _, n := range nodes {
 		switch {
 		case n == nil:
@@ -139,8 +139,13 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 	slices.SortFunc(ready, byNodeName)
 	slices.SortFunc(unsched, byNodeName)
 
-	sched = make([]nodeState, 0, len(ready))
-	byName = make(map[string]int32, len(ready))
+	sched = grab(&sc.nodes, len(ready))[:0]
+	if sc.byName == nil {
+		sc.byName = make(map[string]int32, len(ready))
+	} else {
+		clear(sc.byName)
+	}
+	byName = sc.byName
 	capClasses := map[[4]int64]int32{}
 	for _, n := range ready {
 		if _, dup := byName[n.Name]; dup {
@@ -158,7 +163,7 @@ func buildNodes(nodes []*model.Node, allocs []*model.Allocation) (sched []nodeSt
 		ns.capClass = id
 		sched = append(sched, ns)
 	}
-	allocNode = make([]int32, len(allocs))
+	allocNode = grab(&sc.allocNode, len(allocs))
 	lastName, lastIdx, lastOK, looked := "", int32(0), false, false
 	for k, a := range allocs {
 		allocNode[k] = -1
@@ -308,7 +313,7 @@ type NodeFree struct {
 // arithmetic is the scheduler's own, so a plan the scheduler made from the
 // same input always passes VerifyJob.
 func ComputeFree(nodes []*model.Node, allocs []*model.Allocation) map[string]*NodeFree {
-	states, _, _, _, _ := buildNodes(nodes, allocs)
+	states, _, _, _, _ := buildNodes(&Scratch{}, nodes, allocs)
 	out := make(map[string]*NodeFree, len(states))
 	for i := range states {
 		n := &states[i]

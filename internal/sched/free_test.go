@@ -184,3 +184,105 @@ func TestNodeKeyIsTheScorers(t *testing.T) {
 		}
 	}
 }
+
+// TestPassesStaticIsTheFilters holds the written-out static filters to the
+// list they stand for, over random nodes and shapes (constraints, flavors,
+// custom resources).
+func TestPassesStaticIsTheFilters(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var nodes []*model.Node
+	for i := 0; i < 40; i++ {
+		b := testkit.Node(fmt.Sprintf("n%02d", i)).CPU(int(1+rng.IntN(64))).Mem(fmt.Sprintf("%dG", 1+rng.IntN(512))).Label("rack", fmt.Sprintf("r%d", rng.IntN(3)))
+		if rng.IntN(3) == 0 {
+			b.GPUs(1+rng.IntN(8)).Label("gpu.model", []string{"H100", "A100"}[rng.IntN(2)])
+		}
+		if rng.IntN(4) == 0 {
+			b.Custom("fpga", int64(rng.IntN(3)))
+		}
+		nodes = append(nodes, b.Build())
+	}
+	p := newPass(nodes, nil)
+	passed, failed := 0, 0
+	for trial := 0; trial < 2000; trial++ {
+		nd := &p.nodes[rng.IntN(len(p.nodes))]
+		jb := testkit.Job(1).MilliCPU(rng.Int64N(80000)).Mem(fmt.Sprintf("%dM", rng.IntN(640000))).GPUs(rng.IntN(3))
+		if rng.IntN(3) == 0 {
+			jb.Constraint("rack", fmt.Sprintf("r%d", rng.IntN(3)))
+		}
+		if rng.IntN(4) == 0 {
+			jb.Custom("fpga", int64(rng.IntN(3)))
+		}
+		g := jb.Build().Groups[0]
+		flavor := ""
+		if g.Resources.GPUs > 0 && rng.IntN(2) == 0 {
+			flavor = []string{"H100", "A100"}[rng.IntN(2)]
+		}
+		s := p.shapeFor(&g, flavor, false)
+		got, want := passesStatic(nd, s), staticFiltersPass(nd, s)
+		if got != want {
+			t.Fatalf("node %s, shape %v %v flavor %q: passesStatic %v, the filters say %v", nd.name, s.req, s.constraints, s.flavor, got, want)
+		}
+		if want {
+			passed++
+		} else {
+			failed++
+		}
+	}
+	if passed == 0 || failed == 0 {
+		t.Fatalf("draws never exercise both answers (%d pass, %d fail)", passed, failed)
+	}
+}
+
+// TestShapeIndexKeepsItsHeap: removing entries anywhere in a shape index,
+// re-adding them and changing keys in random order keep it a heap whose
+// positions are right, with the least (key, node) on top.
+func TestShapeIndexKeepsItsHeap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n = 300
+	ix := &shapeIndex{pos: make([]int32, n), key: make([]int64, n)}
+	for i := range n {
+		ix.key[i] = rng.Int64N(50) // ties: the node breaks them
+		ix.pos[i] = int32(len(ix.heap))
+		ix.heap = append(ix.heap, int32(i))
+	}
+	for i := len(ix.heap)/2 - 1; i >= 0; i-- {
+		ix.down(i)
+	}
+	for step := 0; step < 20000; step++ {
+		v := int32(rng.IntN(n))
+		switch at := ix.pos[v]; {
+		case at < 0:
+			ix.key[v] = rng.Int64N(50)
+			ix.pos[v] = int32(len(ix.heap))
+			ix.heap = append(ix.heap, v)
+			ix.up(len(ix.heap) - 1)
+		case rng.IntN(2) == 0:
+			ix.remove(int(at))
+		default:
+			old := ix.key[v]
+			ix.key[v] = rng.Int64N(50)
+			if ix.key[v] < old {
+				ix.up(int(at))
+			} else {
+				ix.down(int(at))
+			}
+		}
+		in := 0
+		for i, x := range ix.heap {
+			if ix.pos[x] != int32(i) {
+				t.Fatalf("step %d: node %d at %d, pos says %d", step, x, i, ix.pos[x])
+			}
+			if i > 0 && ix.less(x, ix.heap[(i-1)/2]) {
+				t.Fatalf("step %d: node %d at %d sorts before its parent", step, x, i)
+			}
+		}
+		for v := range n {
+			if ix.pos[v] >= 0 {
+				in++
+			}
+		}
+		if in != len(ix.heap) {
+			t.Fatalf("step %d: %d nodes have a position, the heap holds %d", step, in, len(ix.heap))
+		}
+	}
+}

@@ -38,15 +38,21 @@ func (d *dure) packFirst(order, tmp []backfillItem) {
 			gpus++
 		}
 	}
+	byGPU := 2*gpus > min(len(order), packLookahead)
 	dim := func(v *vec) int64 { return v.cpu }
-	if 2*gpus > min(len(order), packLookahead) {
+	if byGPU {
 		dim = func(v *vec) int64 { return v.gpu }
 	}
 	var free int64
 	for i := range pl.p.nodes {
+		// dim, written out: a vec passed to it would escape, one
+		// allocation per node.
 		nd := &pl.p.nodes[i]
-		v := vec{cpu: nd.cpu, gpu: min(nd.gpu, nd.freeSlots)}
-		free += max(dim(&v), 0)
+		x := nd.cpu
+		if byGPU {
+			x = min(nd.gpu, nd.freeSlots)
+		}
+		free += max(x, 0)
 	}
 	if free <= 0 {
 		return

@@ -155,11 +155,19 @@ type pass struct {
 	// (topology.go); roomList the same in creation order.
 	rooms    map[topoKey]*roomTable
 	roomList []*roomTable
+
+	// sc lends the pass memory (Scratch); clones share it.
+	sc *Scratch
 }
 
 func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
-	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1}
-	p.nodes, p.unsched, p.allocNode, p.byName, p.stopping = buildNodes(nodes, allocs)
+	return newPassIn(&Scratch{}, nodes, allocs)
+}
+
+// newPassIn is newPass with its memory taken from sc.
+func newPassIn(sc *Scratch, nodes []*model.Node, allocs []*model.Allocation) *pass {
+	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1, sc: sc}
+	p.nodes, p.unsched, p.allocNode, p.byName, p.stopping = buildNodes(sc, nodes, allocs)
 	return p
 }
 
@@ -170,12 +178,12 @@ func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 // the nodes' static properties is shared.
 func (p *pass) clone(devices bool) *pass {
 	c := &pass{shapes: make(map[shapeKey]*shape), matches: p.matches, unsched: p.unsched, mark: -1,
-		labelKeys: maps.Clone(p.labelKeys), static: p.static, extras: p.extras}
+		labelKeys: maps.Clone(p.labelKeys), static: p.static, extras: p.extras, sc: p.sc}
 	if c.extras == nil {
 		c.extras = map[*model.TaskGroup]string{}
 		p.extras = c.extras
 	}
-	c.nodes = make([]nodeState, len(p.nodes))
+	c.nodes = p.sc.takeNodes(len(p.nodes))
 	for i := range p.nodes {
 		c.nodes[i] = p.nodes[i].copy(devices)
 	}
@@ -633,7 +641,7 @@ func (p *pass) indexFor(s *shape) *shapeIndex {
 	var ix *shapeIndex
 	if len(p.indexes) < maxIndexes(len(p.nodes)) {
 		n := len(p.nodes)
-		ix = &shapeIndex{heap: make([]int32, 0, n), pos: make([]int32, n), key: make([]int64, n)}
+		ix = p.sc.takeIndex(n)
 		p.indexes = append(p.indexes, ix)
 	} else {
 		ix = p.indexes[0]
@@ -696,7 +704,15 @@ func (p *pass) rebuild(ix *shapeIndex) {
 	ix.cursor = len(p.changes)
 }
 
+// passesStatic is staticFilters, written out: index builds run it for
+// every node (calls through the list cost more than the filters).
+// TestPassesStaticIsTheFilters holds the two equal; change both together.
 func passesStatic(nd *nodeState, s *shape) bool {
+	return matchesConstraints(nd, s) && matchesFlavor(nd, s) && capacityEverEnough(nd, s)
+}
+
+// staticFiltersPass runs the staticFilters list: the definition.
+func staticFiltersPass(nd *nodeState, s *shape) bool {
 	for _, f := range staticFilters {
 		if !f(nd, s) {
 			return false
@@ -807,17 +823,35 @@ func (ix *shapeIndex) down(i int) {
 	}
 }
 
-// remove takes the entry at heap position i out.
+// remove takes the entry at heap position i out. The hole moves down to
+// a leaf along the smaller children (one comparison a level), then the
+// last entry fills it and sifts up: it comes from the bottom and mostly
+// stays there, so this costs half the comparisons of sifting it down from
+// i (nodes leave an index whenever they fill up).
 func (ix *shapeIndex) remove(i int) {
-	last := len(ix.heap) - 1
-	gone := ix.heap[i]
-	if i != last {
-		ix.swap(i, last)
+	h := ix.heap
+	last := len(h) - 1
+	ix.pos[h[i]] = notInHeap
+	x := h[last]
+	h = h[:last]
+	ix.heap = h
+	if i == last {
+		return
 	}
-	ix.heap = ix.heap[:last]
-	ix.pos[gone] = notInHeap
-	if i != last {
-		ix.down(i)
-		ix.up(i)
+	for {
+		l := 2*i + 1
+		if l >= last {
+			break
+		}
+		m := l
+		if r := l + 1; r < last && ix.less(h[r], h[l]) {
+			m = r
+		}
+		h[i] = h[m]
+		ix.pos[h[i]] = int32(i)
+		i = m
 	}
+	h[i] = x
+	ix.pos[x] = int32(i)
+	ix.up(i)
 }

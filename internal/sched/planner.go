@@ -53,6 +53,7 @@ type planner struct {
 	baseKeys          map[baseKeyFast]int32
 	baseJobs          []*model.Job
 	names, topologies stringIDs // for baseKeyFast
+	warmed            int       // what warm read (kept, so that it reads)
 }
 
 type laterReason struct {
@@ -72,12 +73,17 @@ type resv struct {
 // newPlanner starts a pass; predict: runtime predictions; pendingLater:
 // the pending jobs' owners get theirs later (estimator.recentFor).
 func newPlanner(s *Snapshot, now time.Time, cfg Config, predict, pendingLater bool) *planner {
+	return newPlannerIn(&Scratch{}, s, now, cfg, predict, pendingLater)
+}
+
+// newPlannerIn is newPlanner with its memory taken from sc.
+func newPlannerIn(sc *Scratch, s *Snapshot, now time.Time, cfg Config, predict, pendingLater bool) *planner {
 	pl := &planner{
 		s: s, now: now, nowN: now.UnixNano(), cfg: cfg,
-		p:         newPass(s.Nodes, s.Allocs),
-		plan:      &Plan{Reasons: make(map[model.JobID]model.Reason, len(s.Pending))},
+		p:         newPassIn(sc, s.Nodes, s.Allocs),
+		plan:      &Plan{Reasons: make(map[model.JobID]model.Reason, len(s.Pending)), Placements: make([]Placement, 0, sc.placements)},
 		avoidFail: map[*shape][][2]int64{},
-		later:     make([]laterReason, 0, len(s.Pending)),
+		later:     grab(&sc.later, len(s.Pending))[:0],
 	}
 	pl.byName = pl.p.byName
 	pl.queues = uniqueQueues(s.Queues)
@@ -92,7 +98,20 @@ func newPlanner(s *Snapshot, now time.Time, cfg Config, predict, pendingLater bo
 // startTimeline builds the timeline from the live allocations, each
 // expected to end at end(k, a) (a is the k-th allocation).
 func (pl *planner) startTimeline(end func(k int, a *model.Allocation) int64) {
-	pl.tl = newTimeline(pl.nowN, len(pl.p.nodes), pl.s.Allocs, pl.p.allocNode, end)
+	pl.tl = newTimeline(pl.p.sc, pl.nowN, len(pl.p.nodes), pl.s.Allocs, pl.p.allocNode, end)
+}
+
+// recycle gives the pass's memory back to its Scratch once the plan is
+// made: nothing of the planner is used again.
+func (pl *planner) recycle() {
+	sc := pl.p.sc
+	sc.placements = len(pl.plan.Placements)
+	if len(pl.plan.Placements) == 0 {
+		pl.plan.Placements = nil // as when nothing was ever appended
+	}
+	sc.later = pl.later[:0]
+	pl.p.recycle(sc, false)
+	sc.tl.keep(pl.tl)
 }
 
 // place tries j now in the present state, honouring the reservations made
@@ -237,7 +256,9 @@ func (pl *planner) reserve(j *model.Job, o placeOpts, w int64) (*resv, bool) {
 	if !ok {
 		return nil, false
 	}
-	return pl.record(fp, j, at, end), true
+	r := pl.record(fp, j, at, end)
+	fp.recycle(pl.p.sc, true)
+	return r, true
 }
 
 // findStart sweeps a copy of the present state through the expected
@@ -322,6 +343,10 @@ func (pl *planner) fitsAt(fp *pass, j *model.Job, o placeOpts, w, at int64, use 
 // sweep is findStart, or with only > 0 a single try at that instant.
 func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at, end int64, ok bool) {
 	fp = pl.future()
+	fail := func() (*pass, int64, int64, bool) {
+		fp.recycle(pl.p.sc, true)
+		return nil, 0, 0, false
+	}
 	need := gangNeed(j)
 	agg := fp.freeTotal()
 	tl := pl.tl
@@ -354,7 +379,7 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 			}
 		}
 		if at == -1 {
-			return nil, 0, 0, false // everything has ended and it still does not fit
+			return fail() // everything has ended and it still does not fit
 		}
 		for ; bi < len(tl.base) && tl.base[bi].at == at; bi++ {
 			fp.addFree(tl.base[bi].node, &tl.base[bi].d, 1)
@@ -369,7 +394,7 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 		}
 		if !agg.covers(&need) {
 			if last {
-				return nil, 0, 0, false
+				return fail()
 			}
 			continue
 		}
@@ -401,7 +426,7 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 			}
 			if !low.covers(&vec{cpu: need.cpu, mem: need.mem, gpu: need.gpu, scratch: need.scratch}) {
 				if last {
-					return nil, 0, 0, false
+					return fail()
 				}
 				continue
 			}
@@ -425,14 +450,14 @@ func (pl *planner) sweep(j *model.Job, o placeOpts, w, only int64) (fp *pass, at
 			return fp, at, end, true
 		}
 		if last {
-			return nil, 0, 0, false
+			return fail()
 		}
 		for i := range held {
 			fp.holdBack(held[i].n, &held[i].d, 1)
 		}
 		held = held[:0]
 	}
-	return nil, 0, 0, false
+	return fail()
 }
 
 // future returns a copy of the present state to sweep through time: GPU

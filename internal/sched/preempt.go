@@ -319,7 +319,7 @@ func (pr *preemptor) try(j *model.Job, q *qnode, flavors []string, w int64) bool
 		return false
 	}
 	defer pr.atGrace(j.ID)()
-	pr.fp = d.pl.future()
+	pr.fp = pr.future()
 	if pr.fits(j, q, flavors, w) {
 		return false // it starts by then anyway: a reservation, not a preemption
 	}
@@ -465,7 +465,7 @@ func (pr *preemptor) wait(j *model.Job, q *qnode, flavors []string, w int64, vic
 		return false
 	}
 	defer pr.atGrace(j.ID)()
-	pr.fp = pr.d.pl.future()
+	pr.fp = pr.future()
 	if !pr.fits(j, q, flavors, w) {
 		return false
 	}
@@ -684,6 +684,15 @@ func borrowingKey(q *qnode, k int) bool {
 		return r.used > r.effN
 	}
 	return true
+}
+
+// future returns a fresh future state for what-if runs, giving the last
+// one's memory back.
+func (pr *preemptor) future() *pass {
+	if pr.fp != nil {
+		pr.fp.recycle(pr.d.pl.p.sc, true)
+	}
+	return pr.d.pl.future()
 }
 
 // claim reserves j's start after the grace period (fits said it fits) and

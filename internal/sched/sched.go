@@ -1,8 +1,6 @@
 package sched
 
 import (
-	"cmp"
-	"slices"
 	"time"
 
 	"github.com/durehq/dure/internal/model"
@@ -72,15 +70,22 @@ type Plan struct {
 // every job left pending gets a Reason computed against the state after
 // the plan, with numbers in the message. now is the only clock the
 // scheduler sees. Schedule does not mutate s.
+//
+// A caller that schedules again and again may keep a Scratch and call its
+// Schedule instead: the same plans, with less garbage.
 func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
+	return schedule(s, now, cfg, &Scratch{})
+}
+
+func schedule(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 	switch cfg.policy() {
 	case PolicyFIFO, PolicyEASY, PolicyConservative:
-		return scheduleTextbook(s, now, cfg)
+		return scheduleTextbook(s, now, cfg, sc)
 	}
 	if cfg.firstFit {
 		return scheduleFirstFit(s)
 	}
-	return scheduleDure(s, now, cfg)
+	return scheduleDure(s, now, cfg, sc)
 }
 
 // scheduleFirstFit is the placement engine alone: jobs by priority, then
@@ -106,47 +111,80 @@ func scheduleFirstFit(s *Snapshot) *Plan {
 // IDs: by priority (higher first) when byPriority is set, then submit time,
 // then ID. The input slice is not reordered.
 func orderJobs(pending []*model.Job, byPriority bool) []*model.Job {
+	return orderJobsIn(&Scratch{}, pending, byPriority)
+}
+
+// orderJobsIn is orderJobs with its memory taken from sc (the slice it
+// returns too: valid until sc's next pass).
+func orderJobsIn(sc *Scratch, pending []*model.Job, byPriority bool) []*model.Job {
 	// Sort flat keys without pointers (no chasing, no write barriers while
 	// sorting), then look the jobs up by position.
-	type entry struct {
-		prio int
-		sec  int64
-		nsec int32
-		pos  int32
-		id   model.JobID
-	}
-	es := make([]entry, 0, len(pending))
+	es := grab(&sc.keys, len(pending))[:0]
 	for i, j := range pending {
 		if j != nil {
 			prio := j.Priority
 			if !byPriority {
 				prio = 0
 			}
-			es = append(es, entry{prio, j.SubmitTime.Unix(), int32(j.SubmitTime.Nanosecond()), int32(i), j.ID})
+			es = append(es, jobKey{prio, j.SubmitTime.Unix(), int32(j.SubmitTime.Nanosecond()), int32(i), j.ID})
 		}
 	}
-	slices.SortFunc(es, func(a, b entry) int {
-		switch {
-		case a.prio != b.prio:
-			return cmp.Compare(b.prio, a.prio) // higher first
-		case a.sec != b.sec:
-			return cmp.Compare(a.sec, b.sec)
-		case a.nsec != b.nsec:
-			return cmp.Compare(a.nsec, b.nsec)
-		case a.id != b.id:
-			return cmp.Compare(a.id, b.id)
-		}
-		return cmp.Compare(a.pos, b.pos)
-	})
+	sortJobKeys(es, grab(&sc.keyBuf, len(es)))
 	// A job listed twice keeps its first place in scheduling order.
-	jobs := make([]*model.Job, 0, len(es))
-	seen := newIDSet(es, func(e entry) model.JobID { return e.id })
+	jobs := grab(&sc.jobs, len(es))[:0]
+	seen := newIDSet(es, func(e jobKey) model.JobID { return e.id })
 	for _, e := range es {
 		if seen.add(e.id) {
 			jobs = append(jobs, pending[e.pos])
 		}
 	}
 	return jobs
+}
+
+// sortJobKeys sorts ks by jobKeyLess (buf is scratch as long as ks):
+// sortQueued's merge sort, for this key (the comparison inlined; textbook
+// policies order the whole queue).
+func sortJobKeys(ks, buf []jobKey) {
+	const run = 12
+	n := len(ks)
+	for lo := 0; lo < n; lo += run {
+		hi := min(lo+run, n)
+		for i := lo + 1; i < hi; i++ {
+			x := ks[i]
+			j := i
+			for j > lo && jobKeyLess(&x, &ks[j-1]) {
+				ks[j] = ks[j-1]
+				j--
+			}
+			ks[j] = x
+		}
+	}
+	if n <= run {
+		return
+	}
+	src, dst := ks, buf[:n]
+	for width := run; width < n; width *= 2 {
+		for lo := 0; lo < n; lo += 2 * width {
+			mid, hi := min(lo+width, n), min(lo+2*width, n)
+			i, j, k := lo, mid, lo
+			for i < mid && j < hi {
+				if jobKeyLess(&src[j], &src[i]) {
+					dst[k] = src[j]
+					j++
+				} else {
+					dst[k] = src[i]
+					i++
+				}
+				k++
+			}
+			k += copy(dst[k:], src[i:mid])
+			copy(dst[k:], src[j:hi])
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &ks[0] {
+		copy(ks, src)
+	}
 }
 
 // idSet is a set of job IDs: a bitmap over their range when IDs are dense

@@ -28,8 +28,8 @@ import (
 // enough, or the gang is larger than the cluster) is skipped, not waited
 // for. Dependencies and array throttles hold under every policy: a job
 // that may not start yet is not in line at all.
-func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
-	pl := newPlanner(s, now, cfg, false, false)
+func scheduleTextbook(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
+	pl := newPlannerIn(sc, s, now, cfg, false, false)
 	pol := cfg.policy()
 	depth := 1
 	switch pol {
@@ -40,7 +40,11 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 	}
 	var head *model.Job
 	arr := newArrays(s.Allocs)
-	for _, j := range orderJobs(s.Pending, false) {
+	jobs := orderJobsIn(sc, s.Pending, false)
+	for at, j := range jobs {
+		if at%warmBatch == 0 {
+			pl.warmed += warm(jobs[at:min(at+warmBatch, len(jobs))])
+		}
 		if invalidJob(j) != "" {
 			pl.leave(j, nil)
 			continue
@@ -82,7 +86,30 @@ func scheduleTextbook(s *Snapshot, now time.Time, cfg Config) *Plan {
 		pl.leave(j, pl.blockedWrap(blocker))
 	}
 	pl.finish()
+	pl.recycle()
 	return pl.plan
+}
+
+// warmBatch is how many jobs warm reads ahead of the loop.
+const warmBatch = 32
+
+// warm reads a word of each part of a job that the loop reads (the job's
+// groups, gang size and dependencies; the first group's count and
+// constraints), for the jobs' sake, not the sum's: the jobs lie scattered
+// in memory and come in queue order, and these reads, independent of each
+// other, overlap, where the loop would wait for each job in turn.
+func warm(jobs []*model.Job) int {
+	n := 0
+	for _, j := range jobs {
+		if j == nil {
+			continue
+		}
+		n += j.MinTasks + len(j.Dependencies)
+		if len(j.Groups) > 0 {
+			n += j.Groups[0].Count + len(j.Groups[0].Constraints)
+		}
+	}
+	return n
 }
 
 // leave records that j stays pending; its reason is the analysis of the

@@ -149,8 +149,14 @@ type timeline struct {
 
 // newTimeline starts a timeline with the release of every live allocation
 // (allocNode[k] >= 0: the node allocs[k] is on) at end(allocs[k]).
-func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []int32, end func(int, *model.Allocation) int64) *timeline {
-	tl := &timeline{now: now, dynNode: make([][]tev, nodes), isRes: make([]bool, nodes)}
+func newTimeline(sc *Scratch, now int64, nodes int, allocs []*model.Allocation, allocNode []int32, end func(int, *model.Allocation) int64) *timeline {
+	old := &sc.tl
+	tl := &timeline{now: now, dynNode: grab(&old.dynNode, nodes), isRes: grab(&old.isRes, nodes),
+		dyn: old.dyn[:0], added: old.added[:0], acquires: old.acquires[:0], resNodes: old.resNodes[:0], scratch: old.scratch[:0]}
+	for i := range tl.dynNode {
+		tl.dynNode[i] = tl.dynNode[i][:0]
+	}
+	clear(tl.isRes)
 	// Sort small keys, not the events (they are large); the order is total
 	// (time, node, job, position) so it never depends on map or input order
 	// beyond what the caller sorted.
@@ -158,35 +164,43 @@ func newTimeline(now int64, nodes int, allocs []*model.Allocation, allocNode []i
 	// The amounts are read in allocation order too: the allocations lie
 	// scattered in memory, and reading them in time order would miss the
 	// cache for each.
-	keys := make([]releaseKey, 0, len(allocs))
-	amounts := make([]vec, len(allocs))
+	keys := grab(&sc.releaseKeys, len(allocs))[:0]
+	amounts := grab(&sc.amounts, len(allocs)) // read only where written
 	for k, a := range allocs {
 		if n := allocNode[k]; n >= 0 {
 			keys = append(keys, releaseKey{end(k, a), a.JobID, n, int32(k)})
 			amounts[k] = vecOf(&a.Resources)
 		}
 	}
-	sortReleaseKeys(keys, make([]releaseKey, len(keys)))
-	tl.base = make([]tev, len(keys))
+	sortReleaseKeys(keys, grab(&sc.relBuf, len(keys)))
+	tl.base = grab(&old.base, len(keys))
 	for i, k := range keys {
 		tl.base[i] = tev{at: k.at, node: k.node, d: amounts[k.pos], job: k.job}
 	}
 	// By node, keeping time order within a node: a counting sort.
-	tl.baseNode = make([]int32, len(keys))
-	tl.nodeStart = make([]int32, nodes+1)
+	tl.baseNode = grab(&old.baseNode, len(keys))
+	tl.nodeStart = grab(&old.nodeStart, nodes+1)
+	clear(tl.nodeStart)
 	for i := range tl.base {
 		tl.nodeStart[tl.base[i].node+1]++
 	}
 	for i := 1; i <= nodes; i++ {
 		tl.nodeStart[i] += tl.nodeStart[i-1]
 	}
-	fill := slices.Clone(tl.nodeStart[:nodes])
+	fill := append(grab(&sc.fill, nodes)[:0], tl.nodeStart[:nodes]...)
 	for i := range tl.base {
 		n := tl.base[i].node
 		tl.baseNode[fill[n]] = int32(i)
 		fill[n]++
 	}
 	return tl
+}
+
+// keep takes tl's buffers for the next pass's timeline: tl is not used
+// again.
+func (old *timeline) keep(tl *timeline) {
+	*old = timeline{base: tl.base, baseNode: tl.baseNode, nodeStart: tl.nodeStart, dyn: tl.dyn, added: tl.added,
+		dynNode: tl.dynNode, acquires: tl.acquires, resNodes: tl.resNodes, isRes: tl.isRes, scratch: tl.scratch}
 }
 
 // releaseKey orders the releases of live allocations: by time, node, job

@@ -177,7 +177,8 @@ func (p *pass) roomsFor(s *shape, label string) *roomTable {
 		return nil
 	}
 	doms := p.domainsFor(label)
-	t := &roomTable{s: s, dom: make([]int32, len(p.nodes)), contrib: make([]int64, len(p.nodes)), room: make([]int64, len(doms))}
+	t := p.sc.takeRooms(len(p.nodes), len(doms))
+	t.s = s
 	for i := range t.dom {
 		t.dom[i] = -1
 	}

@@ -40,6 +40,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	var ownCommit uint64             // log index of our last plan, if nothing needs a second look
 	pace := time.NewTimer(0)
 	defer pace.Stop()
+	var scratch sched.Scratch // memory one pass leaves to the next
 	for {
 		woken := false // by the backoff timer
 		select {
@@ -79,7 +80,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		if len(in.Pending) == 0 && len(held) == 0 {
 			continue
 		}
-		plan := sched.Schedule(in, now, s.schedConfig())
+		plan := scratch.Schedule(in, now, s.schedConfig())
 		if plan.Reasons == nil {
 			plan.Reasons = map[model.JobID]model.Reason{}
 		}

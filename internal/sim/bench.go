@@ -215,6 +215,7 @@ func RunBench(w *BenchWorkload, cfg sched.Config, passes int, seed uint64, clock
 	var allocs []*model.Allocation
 	res := &BenchResult{}
 	now := w.Now
+	var scratch sched.Scratch // as a server's loop keeps one
 	for p := 0; p < passes; p++ {
 		snap := &sched.Snapshot{Nodes: w.Nodes, Allocs: allocs, Pending: pending, Queues: w.Queues}
 		var c0 time.Duration
@@ -222,7 +223,7 @@ func RunBench(w *BenchWorkload, cfg sched.Config, passes int, seed uint64, clock
 			c0 = cpu()
 		}
 		t0 := clock()
-		plan := sched.Schedule(snap, now, cfg)
+		plan := scratch.Schedule(snap, now, cfg)
 		d := clock().Sub(t0)
 		if cpu != nil {
 			res.CPU = append(res.CPU, cpu()-c0)

@@ -51,7 +51,7 @@ type simulator struct {
 // applied (ErrPlanInvalid) or the scheduler goes round in circles
 // (ErrNoProgress).
 func Run(t *Trace, opt Options) (*Result, error) {
-	return run(t, opt, sched.Schedule)
+	return run(t, opt, new(sched.Scratch).Schedule)
 }
 
 func run(t *Trace, opt Options, schedule func(*sched.Snapshot, time.Time, sched.Config) *sched.Plan) (*Result, error) {
