@@ -143,7 +143,11 @@ func orderJobsIn(sc *Scratch, pending []*model.Job, byPriority bool) []*model.Jo
 
 // sortJobKeys sorts ks by jobKeyLess (buf is scratch as long as ks):
 // sortQueued's merge sort, for this key (the comparison inlined; textbook
-// policies order the whole queue).
+// policies order the whole queue). The three copies (sortQueued,
+// sortJobKeys, sortReleaseKeys) are on purpose: one generic merge sort with
+// the comparison as a method of a type parameter sorted 100,000 job keys
+// 45% slower (17.2 against 11.9 ms), the call going through the generic
+// dictionary instead of being inlined.
 func sortJobKeys(ks, buf []jobKey) {
 	const run = 12
 	n := len(ks)
