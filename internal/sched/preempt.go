@@ -556,20 +556,25 @@ func (pr *preemptor) noCandidates(j *model.Job, q *qnode, flavors []string) bool
 		return false
 	}
 	need := d.gangDemand(j, flavors[0])
-	root := q.root
-	withinNominal := false
+	return !withinNominal(q, need) || !borrowsAny(q.root, q, need)
+}
+
+// withinNominal reports whether need asks for at least one resource q's
+// tree governs and q stays within its own nominal quota of every such
+// resource with it: the condition for reclaiming what others borrowed.
+func withinNominal(q *qnode, need demand) bool {
+	within := false
 	for k, v := range need {
-		if v <= 0 || root.rs[k] == nil {
+		if v <= 0 || q.root.rs[k] == nil {
 			continue
 		}
 		r := q.rs[k]
 		if r == nil || r.used+v > r.effN {
-			withinNominal = false
-			break
+			return false
 		}
-		withinNominal = true
+		within = true
 	}
-	return !withinNominal || !borrowsAny(root, q, need)
+	return within
 }
 
 // borrowsAny reports whether a queue of n's subtree other than q borrows
@@ -596,20 +601,7 @@ func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*vic
 	d := pr.d
 	need := d.gangDemand(j, flavors[0])
 	root := q.root
-	// Reclaim needs a resource the tree governs, and the queue within its
-	// own nominal quota of every such resource the job needs.
-	withinNominal := false
-	for k, v := range need {
-		if v <= 0 || root.rs[k] == nil {
-			continue
-		}
-		r := q.rs[k]
-		if r == nil || r.used+v > r.effN {
-			withinNominal = false
-			break
-		}
-		withinNominal = true
-	}
+	reclaim := withinNominal(q, need)
 	var out []*victim
 	for _, v := range pr.running {
 		if pr.claimed[v.id] || v.stopping && v.by != 0 && v.by != j.ID && pr.waiting[v.by] != nil {
@@ -619,7 +611,7 @@ func (pr *preemptor) candidates(j *model.Job, q *qnode, flavors []string) []*vic
 		switch {
 		case v.stopping:
 		case v.q == q && v.prio < j.Priority:
-		case v.q != q && withinNominal && sameRoot(v.q, root) && usesBorrowed(pr.demand(v), v.q, need, root):
+		case v.q != q && reclaim && sameRoot(v.q, root) && usesBorrowed(pr.demand(v), v.q, need, root):
 			v.reclaim = true
 		default:
 			continue

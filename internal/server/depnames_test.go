@@ -7,7 +7,6 @@ import (
 	"github.com/durehq/dure/internal/fsm"
 	"github.com/durehq/dure/internal/model"
 	"github.com/durehq/dure/internal/sched"
-	"github.com/durehq/dure/internal/state"
 	"github.com/durehq/dure/internal/testkit"
 )
 
@@ -16,19 +15,7 @@ import (
 // its internal ID, in the reason the scheduler gives it from the server's
 // input.
 func TestDependencyReasonsNameArrayElements(t *testing.T) {
-	f := fsm.New(state.New())
-	var index uint64
-	apply := func(c fsm.Command) {
-		t.Helper()
-		b, err := fsm.Encode(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		index++
-		if res := f.Apply(index, 1, b); res.Err != nil || res.Skipped > 0 {
-			t.Fatalf("apply %T: %+v", c, res)
-		}
-	}
+	f, apply := testFSM(t)
 	now := testkit.Epoch
 	apply(&fsm.UpsertQueue{Queue: model.Queue{Name: model.DefaultQueue}})
 	// Array 10: elements 10, 11, 12 are indices 0, 2, 4 (--array 0-4:2).

@@ -13,13 +13,12 @@ import (
 	"github.com/durehq/dure/internal/testkit"
 )
 
-// busyState has node n1 running jobs 1 and 2 (two tasks each), job 3
-// running and already being preempted for job 4, and jobs 4 and 5 pending.
-func busyState(t *testing.T) *state.Snapshot {
-	t.Helper()
+// testFSM is an FSM on a fresh store and a function that applies a
+// command to it at the next index, failing the test unless it takes effect.
+func testFSM(t *testing.T) (*fsm.FSM, func(fsm.Command)) {
 	f := fsm.New(state.New())
 	var index uint64
-	apply := func(c fsm.Command) {
+	return f, func(c fsm.Command) {
 		t.Helper()
 		b, err := fsm.Encode(c)
 		if err != nil {
@@ -30,6 +29,13 @@ func busyState(t *testing.T) *state.Snapshot {
 			t.Fatalf("apply %T: %+v", c, res)
 		}
 	}
+}
+
+// busyState has node n1 running jobs 1 and 2 (two tasks each), job 3
+// running and already being preempted for job 4, and jobs 4 and 5 pending.
+func busyState(t *testing.T) *state.Snapshot {
+	t.Helper()
+	f, apply := testFSM(t)
 	now := testkit.Epoch
 	apply(&fsm.UpsertQueue{Queue: model.Queue{Name: model.DefaultQueue}})
 	n := testkit.Node("n1").CPU(64).Mem("64G").Build()
