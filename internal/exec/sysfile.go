@@ -1,0 +1,136 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The node daemon writes and reads a dozen small kernel files per task
+// (cgroup control files, /proc/<pid>/stat, the status file). Through
+// os.File each costs five more system calls than the work itself: the
+// file is made non-blocking and added to and removed from the poller
+// (cgroup files are pollable), which a write or read of a few bytes
+// never needs. These helpers do the open, the I/O and the close alone.
+
+// writeFile writes a cgroup control file (no create, no truncate games: the
+// kernel takes each write as one command).
+func writeFile(path, value string) error {
+	fd, err := openRetry(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	err = writeAll(fd, []byte(value))
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %q to %s: %w", value, path, err)
+	}
+	return nil
+}
+
+// readSmallFile reads a whole file, typically a few hundred bytes of a
+// kernel file whose size stat does not tell.
+func readSmallFile(path string) ([]byte, error) {
+	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// createFile writes data to a new or truncated regular file.
+func createFile(path string, data []byte, perm uint32) error {
+	fd, err := openRetry(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	err = writeAll(fd, data)
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
+func openRetry(path string, flags int, perm uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, perm)
+		if !errors.Is(err, unix.EINTR) {
+			return fd, err
+		}
+	}
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// homeTasks keeps the forking thread's home cgroups' "tasks" files open:
+// the thread goes back to them after every fork (two opens and closes per
+// task saved). Only the daemon's own few cgroups are ever kept.
+var homeTasks struct {
+	mu  sync.Mutex
+	fds map[string]int
+}
+
+// writeHomeTasks writes value to path (a home cgroup's tasks file) through
+// a descriptor kept open; a failed write reopens the file once, so a
+// cgroup that was removed and made again still works.
+func writeHomeTasks(path, value string) error {
+	homeTasks.mu.Lock()
+	defer homeTasks.mu.Unlock()
+	if fd, ok := homeTasks.fds[path]; ok {
+		if err := writeAll(fd, []byte(value)); err == nil {
+			return nil
+		}
+		_ = unix.Close(fd)
+		delete(homeTasks.fds, path)
+	}
+	fd, err := openRetry(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	if err := writeAll(fd, []byte(value)); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("write %q to %s: %w", value, path, err)
+	}
+	if homeTasks.fds == nil {
+		homeTasks.fds = map[string]int{}
+	}
+	homeTasks.fds[path] = fd
+	return nil
+}
