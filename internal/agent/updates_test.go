@@ -144,6 +144,28 @@ func TestSenderBatchesWhatPilesUpDuringASend(t *testing.T) {
 	}
 }
 
+func TestSenderOfABusyNodeGathersUpdatesBetweenRequests(t *testing.T) {
+	q := newUpdateQueue()
+	r := newRecorder(func(int, []api.AllocUpdate) error { return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sender{q: q, send: r.send, log: slog.New(slog.DiscardHandler), bo: newBackoff(time.Millisecond, 5*time.Millisecond, 1),
+		flushTimeout: time.Second, busy: func() bool { return true }, spacing: time.Second}
+	done := make(chan struct{})
+	go func() { s.run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	q.push(upd("a")...)
+	r.waitAccepted(t, 1)
+	// Pushed one by one right after a request: each would go alone on an
+	// idle node; a busy one sends them together.
+	for _, id := range []string{"b", "c", "d"} {
+		q.push(upd(id)...)
+	}
+	got := r.waitAccepted(t, 4)
+	if diff := cmp.Diff([][]string{{"a"}, {"b", "c", "d"}}, got); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+}
+
 func TestSenderRetriesFailedBatchesInOrder(t *testing.T) {
 	q := newUpdateQueue()
 	var pushedMore sync.Once
