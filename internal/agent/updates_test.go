@@ -155,11 +155,11 @@ func TestSenderOfABusyNodeGathersUpdatesBetweenRequests(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	q.push(upd("a")...)
 	r.waitAccepted(t, 1)
-	// Pushed one by one right after a request: each would go alone on an
-	// idle node; a busy one sends them together.
-	for _, id := range []string{"b", "c", "d"} {
-		q.push(upd(id)...)
-	}
+	// An idle node would send b at once and c and d after it; a busy one
+	// holds b until a second after a's request, and sends all three.
+	q.push(upd("b")...)
+	time.Sleep(100 * time.Millisecond)
+	q.push(upd("c", "d")...)
 	got := r.waitAccepted(t, 4)
 	if diff := cmp.Diff([][]string{{"a"}, {"b", "c", "d"}}, got); diff != "" {
 		t.Errorf("batches (-want +got):\n%s", diff)
