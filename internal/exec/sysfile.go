@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,6 +17,13 @@ import (
 // file is made non-blocking and added to and removed from the poller
 // (cgroup files are pollable), which a write or read of a few bytes
 // never needs. These helpers do the open, the I/O and the close alone.
+//
+// They are raw system calls, which the Go scheduler does not see: each
+// takes microseconds (cgroupfs, procfs, tmpfs: no disk, nothing to wait
+// for), and a call the runtime sees as a system call that lasts more than
+// 20 µs makes sysmon hand the daemon's only P to another thread, waking it,
+// and poll every 20 µs for the next millisecond: that cost more than the
+// calls themselves (docs/exec.md).
 
 // writeFile writes a cgroup control file (no create, no truncate games: the
 // kernel takes each write as one command).
@@ -24,7 +33,7 @@ func writeFile(path, value string) error {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	err = writeAll(fd, []byte(value))
-	if cerr := unix.Close(fd); err == nil && cerr != nil {
+	if cerr := rawClose(fd); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -40,13 +49,13 @@ func readSmallFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer unix.Close(fd)
+	defer rawClose(fd)
 	buf := make([]byte, 0, 512)
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		n, err := rawRead(fd, buf[len(buf):cap(buf)])
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -67,7 +76,7 @@ func createFile(path string, data []byte, perm uint32) error {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	err = writeAll(fd, data)
-	if cerr := unix.Close(fd); err == nil && cerr != nil {
+	if cerr := rawClose(fd); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -77,17 +86,77 @@ func createFile(path string, data []byte, perm uint32) error {
 }
 
 func openRetry(path string, flags int, perm uint32) (int, error) {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return -1, err
+	}
 	for {
-		fd, err := unix.Open(path, flags, perm)
-		if !errors.Is(err, unix.EINTR) {
-			return fd, err
+		fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(cwdFD), uintptr(unsafe.Pointer(p)), uintptr(flags), uintptr(perm), 0, 0)
+		runtime.KeepAlive(p)
+		if errno == 0 {
+			return int(fd), nil
+		}
+		if errno != unix.EINTR {
+			return -1, errno
 		}
 	}
 }
 
+// cwdFD is AT_FDCWD (-100), a variable so that it converts to a system
+// call argument.
+var cwdFD = unix.AT_FDCWD
+
+func rawWrite(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func rawRead(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func rawClose(fd int) error {
+	if _, _, errno := unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// rawRename is os.Rename for paths on cgroupfs and tmpfs.
+func rawRename(from, to string) error {
+	f, err := unix.BytePtrFromString(from)
+	if err != nil {
+		return err
+	}
+	t, err := unix.BytePtrFromString(to)
+	if err != nil {
+		return err
+	}
+	_, _, errno := unix.RawSyscall6(unix.SYS_RENAMEAT, uintptr(cwdFD), uintptr(unsafe.Pointer(f)), uintptr(cwdFD), uintptr(unsafe.Pointer(t)), 0, 0)
+	runtime.KeepAlive(f)
+	runtime.KeepAlive(t)
+	if errno != 0 {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: errno}
+	}
+	return nil
+}
+
 func writeAll(fd int, b []byte) error {
 	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
+		n, err := rawWrite(fd, b)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -117,7 +186,7 @@ func writeHomeTasks(path, value string) error {
 		if err := writeAll(fd, []byte(value)); err == nil {
 			return nil
 		}
-		_ = unix.Close(fd)
+		_ = rawClose(fd)
 		delete(homeTasks.fds, path)
 	}
 	fd, err := openRetry(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
@@ -125,7 +194,7 @@ func writeHomeTasks(path, value string) error {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	if err := writeAll(fd, []byte(value)); err != nil {
-		_ = unix.Close(fd)
+		_ = rawClose(fd)
 		return fmt.Errorf("write %q to %s: %w", value, path, err)
 	}
 	if homeTasks.fds == nil {
