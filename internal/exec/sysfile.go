@@ -137,6 +137,11 @@ func rawClose(fd int) error {
 
 // rawRename is os.Rename for paths on cgroupfs and tmpfs.
 func rawRename(from, to string) error {
+	return rawRenameat2(from, to, 0)
+}
+
+// rawRenameat2 is renameat2(2) with flags (RENAME_NOREPLACE).
+func rawRenameat2(from, to string, flags uint) error {
 	f, err := unix.BytePtrFromString(from)
 	if err != nil {
 		return err
@@ -145,7 +150,7 @@ func rawRename(from, to string) error {
 	if err != nil {
 		return err
 	}
-	_, _, errno := unix.RawSyscall6(unix.SYS_RENAMEAT, uintptr(cwdFD), uintptr(unsafe.Pointer(f)), uintptr(cwdFD), uintptr(unsafe.Pointer(t)), 0, 0)
+	_, _, errno := unix.RawSyscall6(unix.SYS_RENAMEAT2, uintptr(cwdFD), uintptr(unsafe.Pointer(f)), uintptr(cwdFD), uintptr(unsafe.Pointer(t)), uintptr(flags), 0)
 	runtime.KeepAlive(f)
 	runtime.KeepAlive(t)
 	if errno != 0 {
