@@ -106,7 +106,7 @@ func (p *dirPool) take(path string) (ok, exists bool) {
 	p.mu.Unlock()
 
 	from := filepath.Join(p.dir, name)
-	err := rawRenameat2(from, path, unix.RENAME_NOREPLACE)
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
 	switch {
 	case err == nil:
 		// The directory's time says when the task started (the agent reads
@@ -146,7 +146,7 @@ func (p *dirPool) recycle(scratch string) bool {
 		return false
 	}
 	name := p.name(spareScratchPrefix)
-	if err := rawRename(scratch, filepath.Join(p.dir, name)); err != nil {
+	if err := os.Rename(scratch, filepath.Join(p.dir, name)); err != nil {
 		return false
 	}
 	p.mu.Lock()

@@ -12,15 +12,15 @@ import (
 )
 
 // The node daemon writes and reads a dozen small kernel files per task
-// (cgroup control files, /proc/<pid>/stat, the status file). Through
+// (cgroup control files, /proc/<pid>/stat) and a status file. Through
 // os.File each costs five more system calls than the work itself: the
 // file is made non-blocking and added to and removed from the poller
 // (cgroup files are pollable), which a write or read of a few bytes
 // never needs. These helpers do the open, the I/O and the close alone.
 //
-// They are raw system calls, which the Go scheduler does not see: each
-// takes microseconds (cgroupfs, procfs, tmpfs: no disk, nothing to wait
-// for), and a call the runtime sees as a system call that lasts more than
+// The kernel files' calls are raw system calls, which the Go scheduler
+// does not see: each takes microseconds (cgroupfs and procfs: no disk,
+// nothing to wait for), and a call the runtime sees as a system call that lasts more than
 // 20 µs makes sysmon hand the daemon's only P to another thread, waking it,
 // and poll every 20 µs for the next millisecond: that cost more than the
 // calls themselves (docs/exec.md).
@@ -69,14 +69,31 @@ func readSmallFile(path string) ([]byte, error) {
 	}
 }
 
-// createFile writes data to a new or truncated regular file.
+// createFile writes data to a new or truncated regular file in a task
+// directory. Unlike the cgroup and proc files these calls are ones the Go
+// scheduler sees: the task directory may be on a disk (or a network) file
+// system, where a call can block for long, and the daemon's other tasks
+// must not wait for it.
 func createFile(path string, data []byte, perm uint32) error {
-	fd, err := openRetry(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, perm)
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, perm)
+	for errors.Is(err, unix.EINTR) {
+		fd, err = unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, perm)
+	}
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	err = writeAll(fd, data)
-	if cerr := rawClose(fd); err == nil && cerr != nil {
+	for b := data; len(b) > 0; {
+		n, werr := unix.Write(fd, b)
+		if errors.Is(werr, unix.EINTR) {
+			continue
+		}
+		if werr != nil {
+			err = werr
+			break
+		}
+		b = b[n:]
+	}
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -135,13 +152,8 @@ func rawClose(fd int) error {
 	return nil
 }
 
-// rawRename is os.Rename for paths on cgroupfs and tmpfs.
+// rawRename is os.Rename for paths on cgroupfs.
 func rawRename(from, to string) error {
-	return rawRenameat2(from, to, 0)
-}
-
-// rawRenameat2 is renameat2(2) with flags (RENAME_NOREPLACE).
-func rawRenameat2(from, to string, flags uint) error {
 	f, err := unix.BytePtrFromString(from)
 	if err != nil {
 		return err
@@ -150,7 +162,7 @@ func rawRenameat2(from, to string, flags uint) error {
 	if err != nil {
 		return err
 	}
-	_, _, errno := unix.RawSyscall6(unix.SYS_RENAMEAT2, uintptr(cwdFD), uintptr(unsafe.Pointer(f)), uintptr(cwdFD), uintptr(unsafe.Pointer(t)), uintptr(flags), 0)
+	_, _, errno := unix.RawSyscall6(unix.SYS_RENAMEAT, uintptr(cwdFD), uintptr(unsafe.Pointer(f)), uintptr(cwdFD), uintptr(unsafe.Pointer(t)), 0, 0)
 	runtime.KeepAlive(f)
 	runtime.KeepAlive(t)
 	if errno != 0 {
