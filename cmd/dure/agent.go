@@ -97,6 +97,7 @@ func agentCommand() *cobra.Command {
 		Short: "Run a node agent: report this machine's resources and run the tasks placed on it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tuneGC()
 			if err := loadConfigFile(cmd, f.config); err != nil {
 				return err
 			}

@@ -64,6 +64,7 @@ func configureServerCommand(cmd *cobra.Command) {
 		"Subcommands manage a running cluster's servers."
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		tuneGC()
 		if err := loadConfigFile(cmd, f.config); err != nil {
 			return err
 		}

@@ -166,7 +166,13 @@ func (a *Agent) Run(ctx context.Context) error {
 				return c.UpdateAllocations(ctx, u)
 			})
 		},
-		ready:        a.registered,
+		ready: a.registered,
+		busy: func() bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return len(a.live) >= busyTasks
+		},
+		spacing:      sendSpacing,
 		log:          a.log,
 		bo:           newBackoff(50*time.Millisecond, 5*time.Second, a.seed+1),
 		flushTimeout: updateFlushTimeout,

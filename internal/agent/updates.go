@@ -14,6 +14,14 @@ import (
 // not make one huge body.
 const maxBatch = 1000
 
+// sendSpacing is the least time from one update request to the next while
+// a busy node's updates keep coming (see sender.run).
+const sendSpacing = 10 * time.Millisecond
+
+// busyTasks is how many live tasks make a node busy enough for its updates
+// to wait up to sendSpacing for company.
+const busyTasks = 4
+
 // updateQueue holds task state changes waiting to be sent, oldest first.
 type updateQueue struct {
 	mu      sync.Mutex
@@ -32,6 +40,13 @@ func (q *updateQueue) push(u ...api.AllocUpdate) {
 	case q.wake <- struct{}{}:
 	default:
 	}
+}
+
+// len is how many updates wait.
+func (q *updateQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending)
 }
 
 // take removes and returns up to n of the oldest pending updates.
@@ -61,8 +76,12 @@ type sender struct {
 	// ready, if set, holds sending back until it is closed (the node is
 	// registered: servers may refuse updates from nodes they do not know).
 	ready <-chan struct{}
-	log   *slog.Logger
-	bo    *backoff
+	// busy, if set, says whether updates may wait for others: then a
+	// request follows the previous one no sooner than spacing after it.
+	busy    func() bool
+	spacing time.Duration
+	log     *slog.Logger
+	bo      *backoff
 	// flushTimeout is how long sending goes on after ctx is done.
 	flushTimeout time.Duration
 }
@@ -88,7 +107,18 @@ func (s *sender) run(ctx context.Context) {
 	}
 	var batch []api.AllocUpdate // taken but not yet accepted by a server
 	limit := maxBatch
+	var lastSend time.Time
 	for {
+		if len(batch) == 0 && s.busy != nil && s.busy() && s.q.len() > 0 {
+			// A busy node (many tasks at once): gather what else comes
+			// until spacing after the last request began, so that each
+			// request (an HTTP round trip, a log entry and a state write)
+			// carries many tasks' updates. A node running a task or two
+			// (someone may be waiting on each) sends at once.
+			if wait := s.spacing - time.Since(lastSend); wait > 0 {
+				sleep(ctx, wait)
+			}
+		}
 		if len(batch) < limit {
 			batch = append(batch, s.q.take(limit-len(batch))...)
 		}
@@ -102,6 +132,7 @@ func (s *sender) run(ctx context.Context) {
 			}
 			continue
 		}
+		lastSend = time.Now()
 		err := s.send(sendCtx, batch)
 		if err == nil {
 			batch, limit = nil, maxBatch

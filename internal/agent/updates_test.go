@@ -144,6 +144,28 @@ func TestSenderBatchesWhatPilesUpDuringASend(t *testing.T) {
 	}
 }
 
+func TestSenderOfABusyNodeGathersUpdatesBetweenRequests(t *testing.T) {
+	q := newUpdateQueue()
+	r := newRecorder(func(int, []api.AllocUpdate) error { return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sender{q: q, send: r.send, log: slog.New(slog.DiscardHandler), bo: newBackoff(time.Millisecond, 5*time.Millisecond, 1),
+		flushTimeout: time.Second, busy: func() bool { return true }, spacing: time.Second}
+	done := make(chan struct{})
+	go func() { s.run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	q.push(upd("a")...)
+	r.waitAccepted(t, 1)
+	// An idle node would send b at once and c and d after it; a busy one
+	// holds b until a second after a's request, and sends all three.
+	q.push(upd("b")...)
+	time.Sleep(100 * time.Millisecond)
+	q.push(upd("c", "d")...)
+	got := r.waitAccepted(t, 4)
+	if diff := cmp.Diff([][]string{{"a"}, {"b", "c", "d"}}, got); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+}
+
 func TestSenderRetriesFailedBatchesInOrder(t *testing.T) {
 	q := newUpdateQueue()
 	var pushedMore sync.Once

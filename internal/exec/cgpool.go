@@ -77,11 +77,11 @@ func (p *cgroupPool) take(c cgroupSpec, milliCPU, memoryBytes int64) (oomBase in
 	p.mu.Unlock()
 
 	from := cgroupSpec{Driver: cgroupV1, CPUDir: filepath.Join(pair[0], sp.name), MemoryDir: filepath.Join(pair[1], sp.name)}
-	if err := os.Rename(from.CPUDir, c.CPUDir); err != nil {
+	if err := rawRename(from.CPUDir, c.CPUDir); err != nil {
 		discard(from)
 		return 0, false
 	}
-	if err := os.Rename(from.MemoryDir, c.MemoryDir); err != nil {
+	if err := rawRename(from.MemoryDir, c.MemoryDir); err != nil {
 		_ = syscall.Rmdir(c.CPUDir)
 		discard(from)
 		return 0, false
@@ -119,11 +119,11 @@ func (p *cgroupPool) put(c cgroupSpec, milliCPU, memoryBytes, oomKills int64) bo
 	name := spareName + strconv.Itoa(os.Getpid()) + "." + strconv.Itoa(p.seq)
 	p.mu.Unlock()
 
-	if err := os.Rename(c.CPUDir, filepath.Join(pair[0], name)); err != nil {
+	if err := rawRename(c.CPUDir, filepath.Join(pair[0], name)); err != nil {
 		return false
 	}
-	if err := os.Rename(c.MemoryDir, filepath.Join(pair[1], name)); err != nil {
-		_ = os.Rename(filepath.Join(pair[0], name), c.CPUDir) // the caller removes both
+	if err := rawRename(c.MemoryDir, filepath.Join(pair[1], name)); err != nil {
+		_ = rawRename(filepath.Join(pair[0], name), c.CPUDir) // the caller removes both
 		return false
 	}
 	sp := spareCgroup{name: name, known: true, quotaUS: quotaFor(milliCPU), memory: limitFor(memoryBytes), oomKills: oomKills}

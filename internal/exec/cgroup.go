@@ -314,23 +314,6 @@ func prepareV1(mounts []mount, parent string) (cgroupParent, error) {
 	return p, nil
 }
 
-// writeFile writes a cgroup control file (no create, no truncate games: the
-// kernel takes each write as one command).
-func writeFile(path, value string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", value, path, err)
-	}
-	return nil
-}
-
 // createCgroup makes the task's cgroup(s) and writes its limits. On error it
 // removes what it made.
 func createCgroup(c cgroupSpec, milliCPU, memoryBytes int64) (err error) {
@@ -405,7 +388,7 @@ func cgroupPIDs(c cgroupSpec) ([]int, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	data, err := readSmallFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
 		return nil, err
 	}
@@ -505,7 +488,7 @@ func oomKills(c cgroupSpec) (n int64, ok bool) {
 	default:
 		return 0, false
 	}
-	data, err := os.ReadFile(path)
+	data, err := readSmallFile(path)
 	if err != nil {
 		return 0, false
 	}
@@ -517,7 +500,7 @@ func memoryFailcnt(c cgroupSpec) int64 {
 	if c.Driver != cgroupV1 {
 		return 0
 	}
-	data, err := os.ReadFile(filepath.Join(c.MemoryDir, "memory.failcnt"))
+	data, err := readSmallFile(filepath.Join(c.MemoryDir, "memory.failcnt"))
 	if err != nil {
 		return 0
 	}

@@ -184,7 +184,7 @@ func (j *journal) close() error {
 // pidStartTime is field 22 of /proc/<pid>/stat: when the process started,
 // in clock ticks since boot. A pid and its start time name one process.
 func pidStartTime(pid int) (uint64, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	data, err := readSmallFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
 	}

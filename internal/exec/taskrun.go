@@ -416,7 +416,7 @@ func forkInV1(cg cgroupSpec, home v1Home, path string, argv []string, attr *sysc
 		goHome := func() error {
 			var errs []error
 			for _, h := range []string{home.cpu, home.memory} {
-				if err := writeFile(filepath.Join(h, "tasks"), self); err != nil {
+				if err := writeHomeTasks(filepath.Join(h, "tasks"), self); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -225,24 +225,27 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 		// every job the server keeps (a watch still needs the walk below:
 		// a job that left the state must wake it).
 		snap := h.b.Store().Snapshot()
-		lists := make([][]*model.Job, len(states)) // each in ascending ID order
+		// Each state's jobs are read newest first and only as far as the
+		// limit needs (a poll with limit 1 costs one job, not the backlog).
+		next := make([]func() *model.Job, len(states))
+		heads := make([]*model.Job, len(states))
 		for i, st := range states {
-			lists[i] = snap.JobsInState(st)
+			next[i] = snap.JobsInStateNewest(st)
+			heads[i] = next[i]()
 		}
 		for len(out) < limit {
-			// The newest job left over all lists.
+			// The newest job left over all states.
 			best := -1
-			for i, l := range lists {
-				if len(l) > 0 && (best < 0 || l[len(l)-1].ID > lists[best][len(lists[best])-1].ID) {
+			for i, j := range heads {
+				if j != nil && (best < 0 || j.ID > heads[best].ID) {
 					best = i
 				}
 			}
 			if best < 0 {
 				break
 			}
-			l := lists[best]
-			j := l[len(l)-1]
-			lists[best] = l[:len(l)-1]
+			j := heads[best]
+			heads[best] = next[best]()
 			if match(j) {
 				out = append(out, h.withLiveReason(toAPIJob(j)))
 			}

@@ -176,6 +176,21 @@ func (s *Snapshot) JobByIdempotencyKey(owner, key string) *model.Job {
 	return obj.(*model.Job)
 }
 
+// JobsInStateNewest returns an iterator over the jobs in one state, newest
+// (highest ID) first, that reads the index only as far as it is called: a
+// list with a limit costs the limit, not the whole state.
+func (s *Snapshot) JobsInStateNewest(st model.JobState) func() *model.Job {
+	it, err := s.txn.GetReverse(tableJobs, "state", string(st))
+	must(err)
+	return func() *model.Job {
+		obj := it.Next()
+		if obj == nil {
+			return nil
+		}
+		return obj.(*model.Job)
+	}
+}
+
 // JobsInState returns jobs in one state, in ascending ID order.
 func (s *Snapshot) JobsInState(st model.JobState) []*model.Job {
 	it, err := s.txn.Get(tableJobs, "state", string(st))
