@@ -192,12 +192,21 @@ func newHCLogger(l *slog.Logger) hclog.Logger {
 
 type slogWriter struct{ l *slog.Logger }
 
+// firstElection is raft's warning when a follower campaigns without ever
+// having heard of a leader (the last leader's address is empty).
+const firstElection = "starting election: last-leader-addr= "
+
 func (w slogWriter) Write(p []byte) (int, error) {
 	for _, line := range bytes.Split(bytes.TrimSpace(p), []byte("\n")) {
 		msg := string(line)
 		switch {
 		case strings.Contains(msg, "[ERROR]"):
 			w.l.Error(msg)
+		case strings.Contains(msg, firstElection):
+			// Every server that starts without a leader says this once;
+			// a warning at each start would teach operators to ignore
+			// the same line when a leader really is lost.
+			w.l.Info(msg)
 		default:
 			w.l.Warn(msg)
 		}
