@@ -40,6 +40,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	pace := time.NewTimer(0)
 	defer pace.Stop()
 	var scratch sched.Scratch // memory one pass leaves to the next
+	var cache schedCache      // pending jobs and history, kept up to date
 	for {
 		woken := false // by the backoff timer
 		select {
@@ -60,7 +61,9 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		// Take the next channel before the snapshot: a change after the
 		// snapshot then always causes another pass.
 		changed = s.store.Changed()
-		snap := s.store.Snapshot()
+		passStart := time.Now()
+		now := s.cfg.Now()
+		snap := cache.snapshot(s.store)
 		if ownCommit != 0 && snap.Index == ownCommit && !woken {
 			// The only change since the last pass is that pass's own plan:
 			// a pass now would find the same (held-back jobs keep their
@@ -69,9 +72,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			continue
 		}
 		ownCommit = 0
-		passStart := time.Now()
-		now := s.cfg.Now()
-		in, held, wake := schedInput(snap, now)
+		in, held, wake := cache.input(snap, now)
 		backoffWake = nil
 		if !wake.IsZero() {
 			backoffWake = time.After(wake.Sub(now))
@@ -302,7 +303,7 @@ func reasonChanges(snap *state.Snapshot, ready []*model.Job, held, reasons map[m
 // the earliest held job becomes eligible (zero if none is held). Keeping
 // them out of the snapshot keeps the backoff out of the pure scheduler.
 func holdBackoff(pending []*model.Job, now time.Time) ([]*model.Job, map[model.JobID]model.Reason, time.Time) {
-	var ready []*model.Job
+	ready := make([]*model.Job, 0, len(pending))
 	var held map[model.JobID]model.Reason
 	var wake time.Time
 	for _, j := range pending {
@@ -412,17 +413,25 @@ const historyWindow = 1000
 func recentHistory(snap *state.Snapshot, n int) []model.FinishedJob {
 	out := make([]model.FinishedJob, 0, n) // allocated once per pass (a fifth of the pass's garbage when grown)
 	snap.FinishedJobs(func(j *model.Job) bool {
-		if !j.StartTime.IsZero() && !j.EndTime.IsZero() {
-			out = append(out, model.FinishedJob{
-				ID: j.ID, Owner: j.Owner, Queue: j.Queue, Usage: j.TotalResources(),
-				Requested: j.Walltime, Ran: j.EndTime.Sub(j.StartTime),
-				SubmitTime: j.SubmitTime, StartTime: j.StartTime, EndTime: j.EndTime, ExitCode: j.ExitCode,
-			})
+		if ran(j) {
+			out = append(out, finishedJob(j))
 		}
 		return len(out) < n
 	})
 	slices.SortStableFunc(out, func(a, b model.FinishedJob) int { return a.EndTime.Compare(b.EndTime) })
 	return out
+}
+
+// ran reports whether a finished job belongs in the history: it ran.
+func ran(j *model.Job) bool { return !j.StartTime.IsZero() && !j.EndTime.IsZero() }
+
+// finishedJob is a finished job as the scheduler's history holds it.
+func finishedJob(j *model.Job) model.FinishedJob {
+	return model.FinishedJob{
+		ID: j.ID, Owner: j.Owner, Queue: j.Queue, Usage: j.TotalResources(),
+		Requested: j.Walltime, Ran: j.EndTime.Sub(j.StartTime),
+		SubmitTime: j.SubmitTime, StartTime: j.StartTime, EndTime: j.EndTime, ExitCode: j.ExitCode,
+	}
 }
 
 // dependencyStates gives the state of every job a pending job depends on,

@@ -125,13 +125,17 @@ func (s *Store) Restore(r io.Reader) error {
 		return err
 	}
 	txn.Commit()
+	s.mu.Lock() // the swap and the feed's reset are one step to SnapshotWithJobChanges
 	s.db.Store(db)
 	s.index.Store(hdr.Index)
 	// Only after the swap: a reader holding the old channel may have read
 	// the old database and must wake.
-	s.mu.Lock()
 	close(s.restored)
 	s.restored = make(chan struct{})
+	// What changed is unknown: feed readers read everything again.
+	s.writeSeq++
+	s.feedFloor = s.writeSeq
+	s.jobWrites = nil
 	s.mu.Unlock()
 	s.notify()
 	return nil

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,7 +21,24 @@ type Store struct {
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced after every write
 	restored chan struct{} // closed and replaced after every Restore
+	// The jobs each recent write changed, for readers that keep a view
+	// of the jobs up to date instead of reading them all again (the
+	// scheduler's pending list and history window). Guarded by mu.
+	jobWrites  []jobWrite
+	writeSeq   uint64 // sequence number of the last write
+	feedFloor  uint64 // jobWrites covers the writes after this one
+	feedMaxLen int
 }
+
+// jobWrite is one write's changed jobs.
+type jobWrite struct {
+	seq  uint64
+	jobs []model.JobID
+}
+
+// defaultFeedLen is how many writes the job change feed keeps: a reader
+// that falls further behind reads everything again.
+const defaultFeedLen = 4096
 
 // New returns an empty store.
 func New() *Store {
@@ -28,7 +46,7 @@ func New() *Store {
 	if err != nil {
 		panic(fmt.Sprintf("state schema is invalid: %v", err)) // a programming error, caught by every test
 	}
-	s := &Store{changed: make(chan struct{}), restored: make(chan struct{})}
+	s := &Store{changed: make(chan struct{}), restored: make(chan struct{}), feedMaxLen: defaultFeedLen, writeSeq: 1, feedFloor: 1} // 0 is "never read"
 	s.db.Store(db)
 	return s
 }
@@ -80,12 +98,46 @@ func (s *Store) Write(idx uint64, fn func(tx *WriteTxn) error) error {
 		txn.Abort()
 		return err
 	}
+	// Commit and record the write's jobs under mu, so that
+	// SnapshotWithJobChanges sees both or neither.
+	s.mu.Lock()
 	txn.Commit()
+	s.writeSeq++
+	if len(wt.jobs) > 0 {
+		if len(s.jobWrites) >= s.feedMaxLen {
+			drop := len(s.jobWrites) / 2
+			s.feedFloor = s.jobWrites[drop-1].seq
+			s.jobWrites = append(s.jobWrites[:0], s.jobWrites[drop:]...)
+		}
+		s.jobWrites = append(s.jobWrites, jobWrite{seq: s.writeSeq, jobs: wt.jobs})
+	}
+	s.mu.Unlock()
 	if idx > s.index.Load() {
 		s.index.Store(idx)
 	}
 	s.notify()
 	return nil
+}
+
+// SnapshotWithJobChanges returns a snapshot, the IDs of the jobs written
+// after the write numbered after (possibly with repeats) and the number of
+// the last write the snapshot holds, to pass as after next time. ok is
+// false when the store no longer knows what changed since then (the reader
+// fell behind the feed, or the state was restored): the reader must read
+// all jobs again. after 0 always gives ok false.
+func (s *Store) SnapshotWithJobChanges(after uint64) (snap *Snapshot, changed []model.JobID, through uint64, ok bool) {
+	idx := s.index.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap = &Snapshot{txn: s.db.Load().Txn(false), Index: idx}
+	if after == 0 || after < s.feedFloor || after > s.writeSeq {
+		return snap, nil, s.writeSeq, false
+	}
+	i, _ := slices.BinarySearchFunc(s.jobWrites, after+1, func(w jobWrite, seq uint64) int { return cmp.Compare(w.seq, seq) })
+	for _, w := range s.jobWrites[i:] {
+		changed = append(changed, w.jobs...)
+	}
+	return snap, changed, s.writeSeq, true
 }
 
 // Snapshot is a read-only view of the state at one moment.
@@ -342,6 +394,7 @@ func (s *Snapshot) LastJobID() model.JobID {
 // WriteTxn is a write transaction; it reads its own writes.
 type WriteTxn struct {
 	Snapshot
+	jobs []model.JobID // written or deleted, for the change feed
 }
 
 // PutJob inserts or replaces a job. The caller passes a fresh copy: stored
@@ -349,6 +402,7 @@ type WriteTxn struct {
 func (w *WriteTxn) PutJob(j *model.Job) {
 	j.ModifyIndex = w.Index
 	must(w.txn.Insert(tableJobs, j))
+	w.jobs = append(w.jobs, j.ID)
 	if uint64(j.ID) > uint64(w.LastJobID()) {
 		must(w.txn.Insert(tableMeta, &metaEntry{Key: metaLastJobID, Value: uint64(j.ID)}))
 	}
@@ -358,6 +412,7 @@ func (w *WriteTxn) PutJob(j *model.Job) {
 func (w *WriteTxn) DeleteJob(id model.JobID) {
 	if j := w.Job(id); j != nil {
 		must(w.txn.Delete(tableJobs, j))
+		w.jobs = append(w.jobs, id)
 	}
 	_, err := w.txn.DeleteAll(tableAllocs, "job", id)
 	must(err)

@@ -394,3 +394,52 @@ func TestAllocChangesOnNode(t *testing.T) {
 		t.Error("watch on n1 did not fire when an allocation there was deleted")
 	}
 }
+
+// TestJobChangeFeed: SnapshotWithJobChanges names every job written or
+// deleted since the reader's last call, and says so when it cannot (the
+// reader fell behind the feed, the state was restored).
+func TestJobChangeFeed(t *testing.T) {
+	s := state.New()
+	state.SetFeedLen(s, 4)
+	if _, _, _, ok := s.SnapshotWithJobChanges(0); ok {
+		t.Fatal("a first read must be told to read everything")
+	}
+	_, _, seq, _ := s.SnapshotWithJobChanges(0)
+	write(t, s, 1, func(tx *state.WriteTxn) { tx.PutJob(&model.Job{ID: 1, State: model.JobPending}) })
+	write(t, s, 2, func(tx *state.WriteTxn) { tx.PutNode(&model.Node{Name: "n"}) })
+	write(t, s, 3, func(tx *state.WriteTxn) {
+		tx.PutJob(&model.Job{ID: 2, State: model.JobPending})
+		tx.PutJob(&model.Job{ID: 3, State: model.JobPending})
+	})
+	snap, changed, seq2, ok := s.SnapshotWithJobChanges(seq)
+	if !ok || cmp.Diff([]model.JobID{1, 2, 3}, changed) != "" || snap.Job(3) == nil {
+		t.Fatalf("changes after the first read: %v, ok %v", changed, ok)
+	}
+	write(t, s, 4, func(tx *state.WriteTxn) { tx.DeleteJob(2) })
+	_, changed, seq3, ok := s.SnapshotWithJobChanges(seq2)
+	if !ok || cmp.Diff([]model.JobID{2}, changed) != "" {
+		t.Fatalf("a deletion: %v, ok %v", changed, ok)
+	}
+	if _, changed, _, ok := s.SnapshotWithJobChanges(seq3); !ok || len(changed) != 0 {
+		t.Fatalf("nothing written: %v, ok %v", changed, ok)
+	}
+	// Five more job writes: the feed (4 long) drops the oldest half, and a
+	// reader from before them must read everything.
+	for i := range 5 {
+		write(t, s, uint64(5+i), func(tx *state.WriteTxn) { tx.PutJob(&model.Job{ID: model.JobID(10 + i), State: model.JobPending}) })
+	}
+	if _, _, _, ok := s.SnapshotWithJobChanges(seq3); ok {
+		t.Fatal("a reader behind the feed must be told to read everything")
+	}
+	_, _, seq4, _ := s.SnapshotWithJobChanges(seq3)
+	var buf bytes.Buffer
+	if err := s.Snapshot().Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, ok := s.SnapshotWithJobChanges(seq4); ok {
+		t.Fatal("after a restore a reader must read everything")
+	}
+}

@@ -1,0 +1,239 @@
+package server
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/sched"
+	"github.com/durehq/dure/internal/state"
+)
+
+// schedCache keeps the two parts of the scheduler's input that grow with
+// the cluster's past and backlog, the pending jobs and the history window,
+// up to date from the store's job change feed, so that a pass under a
+// backlog does not walk every pending job and the last historyWindow
+// finished jobs again (a third of a pass's cost). It gives exactly what
+// schedInput gives (TestSchedCacheMatchesSchedInput); it lives in the
+// leader's scheduling loop, one pass at a time.
+type schedCache struct {
+	seq     uint64       // the store's write number the cache is at; 0: read everything
+	pending []*model.Job // ascending ID, as Snapshot.JobsInState
+	// window is the history window: the historyWindow highest-ID finished
+	// jobs that ran, ascending ID; full tells whether more such jobs exist
+	// below it (then a job leaving the window needs a fresh read).
+	window []histEntry
+	full   bool
+	// history is window in the order recentHistory gives (end time, then
+	// newest first); replaced, never changed, once handed out.
+	history []model.FinishedJob
+}
+
+// snapshot returns a snapshot of store and brings the cache up to it.
+func (c *schedCache) snapshot(store *state.Store) *state.Snapshot {
+	snap, changed, seq, ok := store.SnapshotWithJobChanges(c.seq)
+	if !ok || !c.update(snap, changed) {
+		c.reload(snap)
+	}
+	c.seq = seq
+	return snap
+}
+
+// input is the scheduler's input for snap, the cache's last snapshot, as
+// schedInput(snap, now) gives it.
+func (c *schedCache) input(snap *state.Snapshot, now time.Time) (in *sched.Snapshot, held map[model.JobID]model.Reason, wake time.Time) {
+	pending, held, wake := holdBackoff(c.pending, now)
+	pending = withArrayDependencies(snap, pending)
+	states, names := dependencyStates(snap, pending)
+	in = &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
+		History: c.history, DependencyStates: states, DependencyNames: names}
+	return in, held, wake
+}
+
+// reload reads the pending jobs and the history window from snap.
+func (c *schedCache) reload(snap *state.Snapshot) {
+	c.pending = snap.JobsInState(model.JobPending)
+	c.window = c.window[:0:0]
+	c.full = false
+	snap.FinishedJobs(func(j *model.Job) bool {
+		if ran(j) {
+			if len(c.window) == historyWindow {
+				c.full = true
+				return false
+			}
+			c.window = append(c.window, histEntry{mod: j.ModifyIndex, f: finishedJob(j)})
+		}
+		return true
+	})
+	slices.Reverse(c.window)
+	c.history = historyOrder(c.window)
+}
+
+// update applies the changes of the jobs named in changed (as they are in
+// snap) to the cache. It returns false if the cache cannot follow them
+// (a job left a full history window) and must be reloaded.
+func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
+	if len(changed) == 0 {
+		return true
+	}
+	slices.Sort(changed)
+	changed = slices.Compact(changed)
+	jobs := make([]*model.Job, len(changed))
+	for i, id := range changed {
+		jobs[i] = snap.Job(id) // nil when deleted
+	}
+	// Pending: drop the changed jobs, then merge back those still pending.
+	kept := make([]*model.Job, 0, len(c.pending)+len(changed))
+	ci := 0
+	for _, j := range c.pending {
+		for ci < len(changed) && changed[ci] < j.ID {
+			ci++
+		}
+		if ci < len(changed) && changed[ci] == j.ID {
+			continue
+		}
+		kept = append(kept, j)
+	}
+	var added []*model.Job
+	for _, j := range jobs {
+		if j != nil && j.State == model.JobPending {
+			added = append(added, j)
+		}
+	}
+	if len(added) > 0 {
+		kept = mergeByID(kept, added)
+	}
+	c.pending = kept
+
+	// History window: find what leaves it and what enters it.
+	var gone map[model.JobID]bool // left the window or changed
+	var add []histEntry           // entered the window or changed, ascending ID
+	for i, id := range changed {
+		j := jobs[i]
+		at, inWindow := slices.BinarySearchFunc(c.window, id, func(e histEntry, id model.JobID) int { return cmp.Compare(e.f.ID, id) })
+		qualifies := j != nil && ran(j)
+		switch {
+		case inWindow && !qualifies:
+			if c.full {
+				return false // the job below the window would move in
+			}
+		case inWindow && c.window[at].mod == j.ModifyIndex:
+			continue
+		case inWindow:
+		case qualifies && (!c.full || id > c.window[0].f.ID):
+			add = append(add, histEntry{mod: j.ModifyIndex, f: finishedJob(j)})
+			continue
+		default:
+			continue
+		}
+		if gone == nil {
+			gone = map[model.JobID]bool{}
+		}
+		gone[id] = true
+		if qualifies {
+			add = append(add, histEntry{mod: j.ModifyIndex, f: finishedJob(j)})
+		}
+	}
+	if gone == nil && len(add) == 0 {
+		return true
+	}
+	window := make([]histEntry, 0, len(c.window)+len(add))
+	ai := 0
+	for _, e := range c.window {
+		for ai < len(add) && add[ai].f.ID < e.f.ID {
+			window = append(window, add[ai])
+			ai++
+		}
+		if !gone[e.f.ID] {
+			window = append(window, e)
+		}
+	}
+	window = append(window, add[ai:]...)
+	if over := len(window) - historyWindow; over > 0 {
+		for _, e := range window[:over] {
+			if gone == nil {
+				gone = map[model.JobID]bool{}
+			}
+			gone[e.f.ID] = true
+		}
+		window = window[over:]
+		c.full = true
+	}
+	c.window = window
+	// The history in its order: the old one less what left, merged with
+	// what entered (mostly jobs that just ended, so at the end).
+	slices.SortFunc(add, func(a, b histEntry) int { return historyCompare(a.f, b.f) })
+	history := make([]model.FinishedJob, 0, len(window))
+	ai = 0
+	for _, f := range c.history {
+		if gone[f.ID] {
+			continue
+		}
+		for ai < len(add) && historyCompare(add[ai].f, f) < 0 {
+			if !gone[add[ai].f.ID] || inWindow(window, add[ai]) {
+				history = append(history, add[ai].f)
+			}
+			ai++
+		}
+		history = append(history, f)
+	}
+	for ; ai < len(add); ai++ {
+		if !gone[add[ai].f.ID] || inWindow(window, add[ai]) {
+			history = append(history, add[ai].f)
+		}
+	}
+	c.history = history
+	return true
+}
+
+// histEntry is a job of the history window and the modify index it was
+// read at.
+type histEntry struct {
+	mod uint64
+	f   model.FinishedJob
+}
+
+// inWindow reports whether e (not some other version of its job) is in
+// window.
+func inWindow(window []histEntry, e histEntry) bool {
+	at, ok := slices.BinarySearchFunc(window, e.f.ID, func(w histEntry, id model.JobID) int { return cmp.Compare(w.f.ID, id) })
+	return ok && window[at].mod == e.mod
+}
+
+// historyCompare is the order of the scheduler's history: by end time,
+// newest job first among equal end times (what recentHistory's stable sort
+// of a newest-first walk gives).
+func historyCompare(a, b model.FinishedJob) int {
+	if c := a.EndTime.Compare(b.EndTime); c != 0 {
+		return c
+	}
+	return cmp.Compare(b.ID, a.ID)
+}
+
+// mergeByID merges two lists of jobs in ascending ID order.
+func mergeByID(a, b []*model.Job) []*model.Job {
+	out := make([]*model.Job, 0, len(a)+len(b))
+	i, k := 0, 0
+	for i < len(a) || k < len(b) {
+		if k == len(b) || (i < len(a) && a[i].ID < b[k].ID) {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[k])
+			k++
+		}
+	}
+	return out
+}
+
+// historyOrder is window (ascending ID) in the order of the scheduler's
+// history (historyCompare).
+func historyOrder(window []histEntry) []model.FinishedJob {
+	out := make([]model.FinishedJob, len(window))
+	for i, e := range window {
+		out[i] = e.f
+	}
+	slices.SortFunc(out, historyCompare)
+	return out
+}

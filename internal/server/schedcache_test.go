@@ -1,0 +1,124 @@
+package server
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/state"
+)
+
+// TestSchedCacheMatchesSchedInput drives a store through random job
+// lifecycles (submissions, starts, ends with tied end times, retries
+// in backoff, rewrites and pruning of finished jobs, a restore) and checks
+// after every write that the cached scheduler input is exactly what
+// reading the whole state gives.
+func TestSchedCacheMatchesSchedInput(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	store := state.New()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var cache schedCache
+	var idx uint64
+	var nextID model.JobID
+	check := func(step int) {
+		t.Helper()
+		now := base.Add(time.Duration(idx/4) * time.Second)
+		snap := cache.snapshot(store)
+		in, held, wake := cache.input(snap, now)
+		want, wantHeld, wantWake := schedInput(snap, now)
+		if !reflect.DeepEqual(in.Pending, want.Pending) {
+			t.Fatalf("step %d: pending: cached %d jobs, full read %d", step, len(in.Pending), len(want.Pending))
+		}
+		if !reflect.DeepEqual(in.History, want.History) {
+			t.Fatalf("step %d: history differs: cached %d jobs, full read %d", step, len(in.History), len(want.History))
+		}
+		if !reflect.DeepEqual(held, wantHeld) || !wake.Equal(wantWake) {
+			t.Fatalf("step %d: held jobs or wake time differ", step)
+		}
+	}
+	put := func(j *model.Job) {
+		idx++
+		if err := store.Write(idx, func(tx *state.WriteTxn) error { tx.PutJob(j); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sawFull := false
+	for step := range 12000 {
+		snap := store.Snapshot()
+		switch op := rng.IntN(10); {
+		case op < 2 || nextID < 5: // submit one or a few
+			idx++
+			n := 1 + rng.IntN(3)
+			if err := store.Write(idx, func(tx *state.WriteTxn) error {
+				for range n {
+					nextID++
+					tx.PutJob(&model.Job{ID: nextID, State: model.JobPending, Owner: "u", Queue: "default",
+						SubmitTime: base.Add(time.Duration(idx) * time.Second),
+						Groups:     []model.TaskGroup{{Name: "main", Count: 1 + rng.IntN(2), Resources: model.Resources{MilliCPU: 100}}}})
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		case op < 8: // move a random recent job along
+			id := nextID - model.JobID(rng.IntN(min(int(nextID), 300)))
+			j := snap.Job(id)
+			if j == nil {
+				continue
+			}
+			c := *j
+			at := base.Add(time.Duration(idx/4) * time.Second) // coarse: ties in end times
+			switch {
+			case c.State == model.JobPending && rng.IntN(8) == 0:
+				c.State = model.JobCancelled // never ran: not history
+				c.EndTime = at
+			case c.State == model.JobPending && !c.EligibleAt.After(at):
+				c.State, c.StartTime = model.JobRunning, at
+			case c.State == model.JobRunning && rng.IntN(6) == 0: // retry after a backoff
+				c.State, c.StartTime, c.Attempt = model.JobPending, time.Time{}, c.Attempt+1
+				c.EligibleAt = base.Add(time.Duration(idx/4+uint64(rng.IntN(20))) * time.Second)
+			case c.State == model.JobRunning:
+				c.State, c.EndTime, c.ExitCode = model.JobSucceeded, at, rng.IntN(2)
+			case c.State.Terminal(): // rewritten without a change that matters
+			default:
+				continue
+			}
+			put(&c)
+		case op < 9: // prune a finished job
+			id := model.JobID(1 + rng.IntN(int(nextID)))
+			if j := snap.Job(id); j != nil && j.State.Terminal() {
+				idx++
+				if err := store.Write(idx, func(tx *state.WriteTxn) error { tx.DeleteJob(id); return nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
+		default: // a write that touches no job
+			idx++
+			if err := store.Write(idx, func(tx *state.WriteTxn) error {
+				tx.PutNode(&model.Node{Name: "n1"})
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if step == 9000 { // a restore: the cache must read everything again
+			var buf bytes.Buffer
+			if err := store.Snapshot().Persist(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Restore(&buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rng.IntN(4) == 0 || step > 11900 {
+			check(step)
+			sawFull = sawFull || cache.full
+		}
+	}
+	if !sawFull {
+		t.Fatalf("the history window never filled (%d jobs): the test does not cover eviction", nextID)
+	}
+}
