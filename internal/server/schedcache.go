@@ -26,8 +26,14 @@ type schedCache struct {
 	window []histEntry
 	full   bool
 	// history is window in the order recentHistory gives (end time, then
-	// newest first); replaced, never changed, once handed out.
+	// newest first).
 	history []model.FinishedJob
+	// The previous pass's slices, whose memory the next change reuses
+	// (the history alone is 160 kB): a slice handed to the scheduler
+	// stays unchanged until the pass after next.
+	pendingSpare []*model.Job
+	windowSpare  []histEntry
+	historySpare []model.FinishedJob
 }
 
 // snapshot returns a snapshot of store and brings the cache up to it.
@@ -83,10 +89,21 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 	for i, id := range changed {
 		jobs[i] = snap.Job(id) // nil when deleted
 	}
-	// Pending: drop the changed jobs, then merge back those still pending.
-	kept := make([]*model.Job, 0, len(c.pending)+len(changed))
-	ci := 0
+	// Pending: the changed jobs leave, those still pending come back in
+	// order.
+	var added []*model.Job
+	for _, j := range jobs {
+		if j != nil && j.State == model.JobPending {
+			added = append(added, j)
+		}
+	}
+	kept := c.pendingSpare[:0]
+	ci, ai := 0, 0
 	for _, j := range c.pending {
+		for ai < len(added) && added[ai].ID < j.ID {
+			kept = append(kept, added[ai])
+			ai++
+		}
 		for ci < len(changed) && changed[ci] < j.ID {
 			ci++
 		}
@@ -95,16 +112,8 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 		}
 		kept = append(kept, j)
 	}
-	var added []*model.Job
-	for _, j := range jobs {
-		if j != nil && j.State == model.JobPending {
-			added = append(added, j)
-		}
-	}
-	if len(added) > 0 {
-		kept = mergeByID(kept, added)
-	}
-	c.pending = kept
+	kept = append(kept, added[ai:]...)
+	c.pendingSpare, c.pending = c.pending, kept
 
 	// History window: find what leaves it and what enters it.
 	var gone map[model.JobID]bool // left the window or changed
@@ -138,8 +147,8 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 	if gone == nil && len(add) == 0 {
 		return true
 	}
-	window := make([]histEntry, 0, len(c.window)+len(add))
-	ai := 0
+	window := c.windowSpare[:0]
+	ai = 0
 	for _, e := range c.window {
 		for ai < len(add) && add[ai].f.ID < e.f.ID {
 			window = append(window, add[ai])
@@ -157,14 +166,14 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 			}
 			gone[e.f.ID] = true
 		}
-		window = window[over:]
+		window = window[:copy(window, window[over:])]
 		c.full = true
 	}
-	c.window = window
+	c.windowSpare, c.window = c.window, window
 	// The history in its order: the old one less what left, merged with
 	// what entered (mostly jobs that just ended, so at the end).
 	slices.SortFunc(add, func(a, b histEntry) int { return historyCompare(a.f, b.f) })
-	history := make([]model.FinishedJob, 0, len(window))
+	history := c.historySpare[:0]
 	ai = 0
 	for _, f := range c.history {
 		if gone[f.ID] {
@@ -183,7 +192,7 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 			history = append(history, add[ai].f)
 		}
 	}
-	c.history = history
+	c.historySpare, c.history = c.history, history
 	return true
 }
 
@@ -209,22 +218,6 @@ func historyCompare(a, b model.FinishedJob) int {
 		return c
 	}
 	return cmp.Compare(b.ID, a.ID)
-}
-
-// mergeByID merges two lists of jobs in ascending ID order.
-func mergeByID(a, b []*model.Job) []*model.Job {
-	out := make([]*model.Job, 0, len(a)+len(b))
-	i, k := 0, 0
-	for i < len(a) || k < len(b) {
-		if k == len(b) || (i < len(a) && a[i].ID < b[k].ID) {
-			out = append(out, a[i])
-			i++
-		} else {
-			out = append(out, b[k])
-			k++
-		}
-	}
-	return out
 }
 
 // historyOrder is window (ascending ID) in the order of the scheduler's
