@@ -6,7 +6,8 @@
 // Data flow (DESIGN.md §2): writes arrive through methods like SubmitJob,
 // which assign IDs and times, encode an fsm command and raft.Apply it. The
 // scheduler loop wakes on every state change, runs the pure sched.Schedule on
-// a snapshot, re-checks the plan against the latest state and commits it as
+// a snapshot (its pending jobs and history window kept up to date from the
+// store's job change feed, schedcache.go), re-checks the plan against the latest state and commits it as
 // one log entry. Heartbeats stay out of the log: the leader keeps them in
 // memory and logs only a node's transition to down.
 //
