@@ -400,7 +400,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	}
 	var rec journalRecord
 	if tr.pid > 0 {
-		pstart, _ := pidStartTime(tr.pid)
+		pstart, _ := tr.pidStart()
 		rec = journalRecord{Op: journalRun, ID: id, Pid: tr.pid, PidStart: pstart, StartedAt: tr.result.StartedAt,
 			Walltime: spec.Walltime, KillGrace: spec.KillGrace, Cgroup: &tr.cg,
 			MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryBytes, OOMBase: tr.oomBase}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,9 +26,14 @@ type taskRun struct {
 	cg   cgroupSpec
 	log  *slog.Logger
 
-	pid   int
-	watch *pidWatch // the task's leader, when no reaper waits for it
-	child bool      // we are its parent: we reap it and learn its exit status
+	pid int
+	// startTicks is the leader's start time as /proc/<pid>/stat gives it
+	// (clock ticks since boot), if startKnown: read off the clock around
+	// the fork when both readings fall in the same tick.
+	startTicks uint64
+	startKnown bool
+	watch      *pidWatch // the task's leader, when no reaper waits for it
+	child      bool      // we are its parent: we reap it and learn its exit status
 	// reaper, if set (node daemon), waits for and reaps the task's leader
 	// instead of a pidfd; exit is its record of this task's leader.
 	reaper   *childReaper
@@ -126,7 +132,11 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 		tr.reaper.forkMu.RLock()
 		defer tr.reaper.forkMu.RUnlock()
 	}
+	before := bootTicks()
 	pid, pidfd, code, err := startTask(tr.cg, home, tr.spec.Command, env, workDir, stdio, tr.reaper == nil)
+	if after := bootTicks(); before == after && before != 0 {
+		tr.startTicks, tr.startKnown = before, true
+	}
 	now := time.Now()
 	tr.result.StartedAt = now
 	if err != nil {
@@ -153,6 +163,35 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 	tr.pid, tr.watch, tr.child = pid, w, true
 	return nil
 }
+
+// pidStart is the leader's start time in clock ticks since boot (field 22
+// of /proc/<pid>/stat), which names the process together with its pid.
+func (tr *taskRun) pidStart() (uint64, error) {
+	if tr.startKnown {
+		return tr.startTicks, nil
+	}
+	return pidStartTime(tr.pid)
+}
+
+// bootTicks is CLOCK_BOOTTIME in the clock ticks of /proc/<pid>/stat
+// (USER_HZ), or 0 if the clock cannot be read. The kernel stamps a new
+// process with that clock (start_boottime, converted the same way) between
+// a reading before the fork and one after it: when both readings give the
+// same tick, that is the process's start time, and the daemon spares
+// reading and parsing /proc/<pid>/stat for every task.
+func bootTicks() uint64 {
+	var ts unix.Timespec
+	// Raw: reading a clock never blocks (see sysfile.go).
+	if _, _, errno := unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_BOOTTIME, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
+		return 0
+	}
+	const nsPerTick = 1e9 / userHZ
+	return uint64(ts.Sec)*userHZ + uint64(ts.Nsec)/nsPerTick
+}
+
+// userHZ is the unit of the times in /proc/<pid>/stat (sysconf(_SC_CLK_TCK)):
+// 100, fixed by the kernel's ABI on the architectures Go supports on Linux.
+const userHZ = 100
 
 func (tr *taskRun) walltimeFrom(start time.Time) {
 	if tr.spec.Walltime > 0 {
