@@ -567,7 +567,10 @@ func TestSwitchingToNodeModeKeepsRunningTasks(t *testing.T) {
 func TestNodeDaemonReapsOrphansOfTasks(t *testing.T) {
 	t.Parallel()
 	h := nodeRunner(t, t.TempDir(), cgroupOff, "")
-	h.start(shell("parent", `setsid sleep 0.3 & echo $!; exit 3`))
+	// The task ends once the orphan has left its process group (field 5
+	// of /proc/<pid>/stat), so that the group kill at its end misses it.
+	h.start(shell("parent", `setsid sleep 1 & p=$!; echo $p
+while set -- $(cat /proc/$p/stat) && [ "$5" = "$$" ]; do sleep 0.01; done; exit 3`))
 	orphan := h.taskPid("parent")
 	if res := h.wait("parent"); res.ExitCode != 3 || res.Signal != "" {
 		t.Fatalf("parent: %+v, want exit code 3", res)
