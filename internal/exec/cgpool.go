@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // cgroupPool keeps the cgroup v1 directories of ended tasks (the node
@@ -40,6 +42,10 @@ const spareName = "spare+"
 type spares struct {
 	list  []spareCgroup
 	swept bool // spares of an earlier daemon have been looked for
+	// parents are the cpu and memory parent directories opened (O_PATH),
+	// or -1: renames name the cgroups relative to them, which spares the
+	// kernel walking the long cgroupfs paths four times per task.
+	parents [2]int
 }
 
 // spareCgroup is an empty task cgroup (the same name in the cpu and the
@@ -74,14 +80,19 @@ func (p *cgroupPool) take(c cgroupSpec, milliCPU, memoryBytes int64) (oomBase in
 	}
 	sp := s.list[len(s.list)-1]
 	s.list = s.list[:len(s.list)-1]
-	p.mu.Unlock()
-
+	// Under p.mu, which drain holds to close the parents.
 	from := cgroupSpec{Driver: cgroupV1, CPUDir: filepath.Join(pair[0], sp.name), MemoryDir: filepath.Join(pair[1], sp.name)}
-	if err := rawRename(from.CPUDir, c.CPUDir); err != nil {
+	cpuErr := rawRenameIn(s.parents[0], from.CPUDir, c.CPUDir)
+	var memErr error
+	if cpuErr == nil {
+		memErr = rawRenameIn(s.parents[1], from.MemoryDir, c.MemoryDir)
+	}
+	p.mu.Unlock()
+	if cpuErr != nil {
 		discard(from)
 		return 0, false
 	}
-	if err := rawRename(from.MemoryDir, c.MemoryDir); err != nil {
+	if memErr != nil {
 		_ = syscall.Rmdir(c.CPUDir)
 		discard(from)
 		return 0, false
@@ -117,19 +128,15 @@ func (p *cgroupPool) put(c cgroupSpec, milliCPU, memoryBytes, oomKills int64) bo
 	}
 	p.seq++
 	name := spareName + strconv.Itoa(os.Getpid()) + "." + strconv.Itoa(p.seq)
-	p.mu.Unlock()
-
-	if err := rawRename(c.CPUDir, filepath.Join(pair[0], name)); err != nil {
+	defer p.mu.Unlock()
+	if err := rawRenameIn(s.parents[0], c.CPUDir, filepath.Join(pair[0], name)); err != nil {
 		return false
 	}
-	if err := rawRename(c.MemoryDir, filepath.Join(pair[1], name)); err != nil {
-		_ = rawRename(filepath.Join(pair[0], name), c.CPUDir) // the caller removes both
+	if err := rawRenameIn(s.parents[1], c.MemoryDir, filepath.Join(pair[1], name)); err != nil {
+		_ = rawRenameIn(s.parents[0], filepath.Join(pair[0], name), c.CPUDir) // the caller removes both
 		return false
 	}
-	sp := spareCgroup{name: name, known: true, quotaUS: quotaFor(milliCPU), memory: limitFor(memoryBytes), oomKills: oomKills}
-	p.mu.Lock()
-	s.list = append(s.list, sp)
-	p.mu.Unlock()
+	s.list = append(s.list, spareCgroup{name: name, known: true, quotaUS: quotaFor(milliCPU), memory: limitFor(memoryBytes), oomKills: oomKills})
 	return true
 }
 
@@ -139,7 +146,7 @@ func (p *cgroupPool) put(c cgroupSpec, milliCPU, memoryBytes, oomKills int64) bo
 func (p *cgroupPool) sparesLocked(pair [2]string) *spares {
 	s := p.byPair[pair]
 	if s == nil {
-		s = &spares{}
+		s = &spares{parents: [2]int{openDirPath(pair[0]), openDirPath(pair[1])}}
 		p.byPair[pair] = s
 	}
 	if !s.swept {
@@ -166,7 +173,22 @@ func (p *cgroupPool) drain() {
 			discard(cgroupSpec{Driver: cgroupV1, CPUDir: filepath.Join(pair[0], sp.name), MemoryDir: filepath.Join(pair[1], sp.name)})
 		}
 		s.list = nil
+		for i, fd := range s.parents {
+			if fd >= 0 {
+				_ = rawClose(fd)
+			}
+			s.parents[i] = -1
+		}
 	}
+}
+
+// openDirPath opens dir to name files relative to it, or returns -1.
+func openDirPath(dir string) int {
+	fd, err := openRetry(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
 }
 
 // discard removes an empty cgroup that cannot be pooled.

@@ -48,14 +48,11 @@ type daemon struct {
 	home     v1Home
 	homeErr  error
 
-	// forkMu is held shared from fork to recording the child's pid, and
-	// exclusively by the stray reaper, so it never reaps a fresh task.
-	forkMu sync.RWMutex
+	reaper *childReaper   // waits for every child: task leaders and strays
 	starts sync.WaitGroup // start requests in flight
 
 	mu          sync.Mutex
 	tasks       map[string]*dtask
-	children    map[int]bool // task leaders we forked and have not reaped
 	conns       map[*dconn]struct{}
 	sawConn     bool
 	startupOver bool
@@ -121,12 +118,11 @@ func daemonMain(dir string, log *slog.Logger) int {
 	// they do not pile up as zombies under an init that does not reap.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	d := &daemon{
-		dir:      dir,
-		log:      log,
-		tasks:    map[string]*dtask{},
-		children: map[int]bool{},
-		conns:    map[*dconn]struct{}{},
-		pool:     newCgroupPool(),
+		dir:   dir,
+		log:   log,
+		tasks: map[string]*dtask{},
+		conns: map[*dconn]struct{}{},
+		pool:  newCgroupPool(),
 	}
 	if d.devnull, err = unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		return fail("opening %s: %v", os.DevNull, err)
@@ -137,6 +133,7 @@ func daemonMain(dir string, log *slog.Logger) int {
 	}
 	d.journal = j
 	d.dirs = newDirPool(dir, log)
+	d.reaper = newChildReaper()
 	// Adopt before listening: a client's first list must see them.
 	d.adopt(live)
 	ln, err := listenUnix(filepath.Join(dir, socketFile))
@@ -144,7 +141,6 @@ func daemonMain(dir string, log *slog.Logger) int {
 		return fail("%v", err)
 	}
 	d.ln = ln
-	go d.reapStrays()
 	time.AfterFunc(startupGrace, func() {
 		d.mu.Lock()
 		d.startupOver = true
@@ -360,7 +356,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	d.tasks[id] = dt
 	d.mu.Unlock()
 
-	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log, pool: d.pool, dirs: d.dirs}
+	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log, pool: d.pool, dirs: d.dirs, reaper: d.reaper}
 	prepared, exists := d.dirs.take(tr.dir)
 	tr.prepared = prepared
 	if !prepared && !exists {
@@ -385,14 +381,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 			home, err = d.v1Home()
 		}
 		if err == nil {
-			d.forkMu.RLock()
 			err = tr.start([3]int{d.devnull, stdout, stderr}, home)
-			if tr.pid > 0 {
-				d.mu.Lock()
-				d.children[tr.pid] = true
-				d.mu.Unlock()
-			}
-			d.forkMu.RUnlock()
 		} else {
 			tr.cleanup()
 		}
@@ -411,7 +400,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	}
 	var rec journalRecord
 	if tr.pid > 0 {
-		pstart, _ := pidStartTime(tr.pid)
+		pstart, _ := tr.pidStart()
 		rec = journalRecord{Op: journalRun, ID: id, Pid: tr.pid, PidStart: pstart, StartedAt: tr.result.StartedAt,
 			Walltime: spec.Walltime, KillGrace: spec.KillGrace, Cgroup: &tr.cg,
 			MilliCPU: spec.MilliCPU, MemoryBytes: spec.MemoryBytes, OOMBase: tr.oomBase}
@@ -474,9 +463,6 @@ func (d *daemon) superviseTask(id string, dt *dtask) {
 	tr := dt.tr
 	if tr.pid > 0 {
 		tr.supervise(dt.stops)
-		d.mu.Lock()
-		delete(d.children, tr.pid)
-		d.mu.Unlock()
 		tr.cleanup()
 	}
 	if err := writeStatus(tr.dir, tr.result); err != nil {

@@ -30,7 +30,7 @@
 //	               ahead: scratch/, stdout, stderr) to <Dir>/<ID>, rename a
 //	               spare v1 cgroup into place (or mkdir both), limits,
 //	               fork/exec into the cgroup, journal line ──▶ reply (Start
-//	               returns) ──▶ supervise: pidfd on the poller, walltime
+//	               returns) ──▶ supervise: the reaper's exit, walltime
 //	               timer, stop requests
 //	task exits ─── kill its group and cgroup, wait4 it, read the OOM counter,
 //	               keep the empty scratch/ and the cgroup as spares (or
@@ -71,11 +71,14 @@
 // forks, and moves back; the Go runtime never clones threads from a locked
 // thread, so no other supervisor thread is ever in a task's cgroup.
 //
-// Exits are watched through pidfds registered with Go's poller, so a
-// thousand running tasks cost a thousand descriptors, not a thousand
-// threads. The daemon reaps only the pids it knows (wait4 on the task's
-// leader; stray orphans of tasks, which it adopts as subreaper, after a
-// WNOWAIT peek), never a blanket wait.
+// The node daemon's children are waited for by one reaper (reap.go): on
+// SIGCHLD it peeks at each exited child (waitid WNOWAIT), kills a task
+// leader's process group, reaps the leader and hands its status to the
+// task's goroutine; stray orphans of tasks, which it adopts as subreaper,
+// are just reaped. Other exits (the per-task supervisor's task, tasks a
+// restarted daemon adopted, supervisors seen by the runner) are watched
+// through pidfds registered with Go's poller, so a thousand running tasks
+// cost a thousand descriptors, not a thousand threads.
 //
 // # What it must not do
 //

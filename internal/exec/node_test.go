@@ -559,3 +559,31 @@ func TestSwitchingToNodeModeKeepsRunningTasks(t *testing.T) {
 		_, _ = syscall.Wait4(pid, &ws, 0, nil)
 	}
 }
+
+// The daemon is the subreaper of its tasks' orphans: one that outlives its
+// task (it left the task's process group, and no cgroup holds it) is
+// reaped when it exits, not left a zombie, and the reaping of strays never
+// takes a task's exit status.
+func TestNodeDaemonReapsOrphansOfTasks(t *testing.T) {
+	t.Parallel()
+	h := nodeRunner(t, t.TempDir(), cgroupOff, "")
+	// The task ends once the orphan has left its process group (field 5
+	// of /proc/<pid>/stat), so that the group kill at its end misses it.
+	h.start(shell("parent", `setsid sleep 1 & p=$!; echo $p
+while set -- $(cat /proc/$p/stat) && [ "$5" = "$$" ]; do sleep 0.01; done; exit 3`))
+	orphan := h.taskPid("parent")
+	if res := h.wait("parent"); res.ExitCode != 3 || res.Signal != "" {
+		t.Fatalf("parent: %+v, want exit code 3", res)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(orphan)); err != nil {
+		t.Fatalf("the orphan %d ended with its task; this test needs it to outlive the task: %v", orphan, err)
+	}
+	waitUntil(t, "the orphan is reaped", func() bool {
+		_, err := os.Stat("/proc/" + strconv.Itoa(orphan))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	h.start(shell("after", `exit 4`))
+	if res := h.wait("after"); res.ExitCode != 4 {
+		t.Fatalf("after: %+v, want exit code 4", res)
+	}
+}

@@ -419,3 +419,35 @@ func mustRunner(t *testing.T, sup, dir string, p cgroupParent) *Runner {
 	r.cg = p
 	return r
 }
+
+// The start time a taskRun reads off the clock around its fork is the one
+// /proc/<pid>/stat gives: adoption after a daemon restart (journal.go)
+// compares the two to tell a task's leader from a process that reuses its pid.
+func TestTaskStartTimeFromTheClockMatchesProc(t *testing.T) {
+	dir := t.TempDir()
+	matched := 0
+	for i := 0; i < 50 && matched < 5; i++ {
+		tr := &taskRun{dir: dir, spec: TaskSpec{ID: "clock", Command: []string{"sleep", "1"}, Env: []string{"PATH=/usr/bin:/bin"}},
+			cg: cgroupSpec{Driver: cgroupOff}, log: testLogger(t)}
+		if err := tr.start([3]int{0, 1, 2}, v1Home{}); err != nil || tr.pid <= 0 {
+			t.Fatalf("start: pid %d, %v, %+v", tr.pid, err, tr.result)
+		}
+		fromProc, err := pidStartTime(tr.pid)
+		_ = syscall.Kill(-tr.pid, syscall.SIGKILL)
+		_ = tr.watch.reap()
+		_ = tr.watch.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tr.startKnown {
+			continue // the fork straddled a tick: the daemon reads /proc then
+		}
+		if tr.startTicks != fromProc {
+			t.Fatalf("start time from the clock %d, /proc/%d/stat says %d", tr.startTicks, tr.pid, fromProc)
+		}
+		matched++
+	}
+	if matched == 0 {
+		t.Fatal("no fork fell within one clock tick")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -152,17 +153,23 @@ func rawClose(fd int) error {
 	return nil
 }
 
-// rawRename is os.Rename for paths on cgroupfs.
-func rawRename(from, to string) error {
-	f, err := unix.BytePtrFromString(from)
+// rawRenameIn is os.Rename for cgroupfs: from and to are two entries of
+// one directory, and parent, if not -1, is that directory opened: they
+// are then named relative to it, by their base names.
+func rawRenameIn(parent int, from, to string) error {
+	dirfd, fromName, toName := cwdFD, from, to
+	if parent >= 0 {
+		dirfd, fromName, toName = parent, filepath.Base(from), filepath.Base(to)
+	}
+	f, err := unix.BytePtrFromString(fromName)
 	if err != nil {
 		return err
 	}
-	t, err := unix.BytePtrFromString(to)
+	t, err := unix.BytePtrFromString(toName)
 	if err != nil {
 		return err
 	}
-	_, _, errno := unix.RawSyscall6(unix.SYS_RENAMEAT, uintptr(cwdFD), uintptr(unsafe.Pointer(f)), uintptr(cwdFD), uintptr(unsafe.Pointer(t)), 0, 0)
+	_, _, errno := unix.RawSyscall6(unix.SYS_RENAMEAT, uintptr(dirfd), uintptr(unsafe.Pointer(f)), uintptr(dirfd), uintptr(unsafe.Pointer(t)), 0, 0)
 	runtime.KeepAlive(f)
 	runtime.KeepAlive(t)
 	if errno != 0 {

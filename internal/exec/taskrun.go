@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,9 +26,18 @@ type taskRun struct {
 	cg   cgroupSpec
 	log  *slog.Logger
 
-	pid      int
-	watch    *pidWatch // the task's leader; nil until started
-	child    bool      // we are its parent: we reap it and learn its exit status
+	pid int
+	// startTicks is the leader's start time as /proc/<pid>/stat gives it
+	// (clock ticks since boot), if startKnown: read off the clock around
+	// the fork when both readings fall in the same tick.
+	startTicks uint64
+	startKnown bool
+	watch      *pidWatch // the task's leader, when no reaper waits for it
+	child      bool      // we are its parent: we reap it and learn its exit status
+	// reaper, if set (node daemon), waits for and reaps the task's leader
+	// instead of a pidfd; exit is its record of this task's leader.
+	reaper   *childReaper
+	exit     *childExit
 	deadline time.Time // walltime; zero means none
 	result   Result
 
@@ -116,7 +126,17 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 		workDir = filepath.Join(tr.dir, workDir)
 	}
 	env := taskEnv(tr.spec.Env, filepath.Join(tr.dir, scratchDir), tr.spec.GPUIndices)
-	pid, pidfd, code, err := startTask(tr.cg, home, tr.spec.Command, env, workDir, stdio)
+	if tr.reaper != nil {
+		// Held until the pid is registered: the reaper must not take an
+		// early exit of this task for a stray's.
+		tr.reaper.forkMu.RLock()
+		defer tr.reaper.forkMu.RUnlock()
+	}
+	before := bootTicks()
+	pid, pidfd, code, err := startTask(tr.cg, home, tr.spec.Command, env, workDir, stdio, tr.reaper == nil)
+	if after := bootTicks(); before == after && before != 0 {
+		tr.startTicks, tr.startKnown = before, true
+	}
 	now := time.Now()
 	tr.result.StartedAt = now
 	if err != nil {
@@ -125,6 +145,10 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 			return err
 		}
 		tr.result.StartErr, tr.result.ExitCode, tr.result.FinishedAt = err.Error(), code, now
+		return nil
+	}
+	if tr.walltimeFrom(now); tr.reaper != nil {
+		tr.pid, tr.exit, tr.child = pid, tr.reaper.register(pid), true
 		return nil
 	}
 	w, err := newPidWatch(pidfd, pid)
@@ -137,10 +161,42 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 		return err
 	}
 	tr.pid, tr.watch, tr.child = pid, w, true
-	if tr.spec.Walltime > 0 {
-		tr.deadline = now.Add(tr.spec.Walltime)
-	}
 	return nil
+}
+
+// pidStart is the leader's start time in clock ticks since boot (field 22
+// of /proc/<pid>/stat), which names the process together with its pid.
+func (tr *taskRun) pidStart() (uint64, error) {
+	if tr.startKnown {
+		return tr.startTicks, nil
+	}
+	return pidStartTime(tr.pid)
+}
+
+// bootTicks is CLOCK_BOOTTIME in the clock ticks of /proc/<pid>/stat
+// (USER_HZ), or 0 if the clock cannot be read. The kernel stamps a new
+// process with that clock (start_boottime, converted the same way) between
+// a reading before the fork and one after it: when both readings give the
+// same tick, that is the process's start time, and the daemon spares
+// reading and parsing /proc/<pid>/stat for every task.
+func bootTicks() uint64 {
+	var ts unix.Timespec
+	// Raw: reading a clock never blocks (see sysfile.go).
+	if _, _, errno := unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_BOOTTIME, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
+		return 0
+	}
+	const nsPerTick = 1e9 / userHZ
+	return uint64(ts.Sec)*userHZ + uint64(ts.Nsec)/nsPerTick
+}
+
+// userHZ is the unit of the times in /proc/<pid>/stat (sysconf(_SC_CLK_TCK)):
+// 100, fixed by the kernel's ABI on the architectures Go supports on Linux.
+const userHZ = 100
+
+func (tr *taskRun) walltimeFrom(start time.Time) {
+	if tr.spec.Walltime > 0 {
+		tr.deadline = start.Add(tr.spec.Walltime)
+	}
 }
 
 // supervise waits for the task to end, enforcing the walltime and acting on
@@ -149,14 +205,20 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 // status (children only) and reads the OOM counter. The caller then cleans
 // up and records tr.result.
 func (tr *taskRun) supervise(stops <-chan time.Duration) {
-	// The pidfd polls readable once the leader has exited; a child is not
-	// reaped until after the group kill, so its pid (= the process group
-	// id) cannot be reused meanwhile.
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		_ = tr.watch.wait()
-	}()
+	// The reaper's record, or the pidfd, tells when the leader has
+	// exited; a child is not reaped until after the group kill, so its pid
+	// (= the process group id) cannot be reused meanwhile.
+	var exited <-chan struct{}
+	if tr.exit != nil {
+		exited = tr.exit.done
+	} else {
+		ch := make(chan struct{})
+		go func() {
+			defer close(ch)
+			_ = tr.watch.wait()
+		}()
+		exited = ch
+	}
 	var walltime <-chan time.Time
 	if !tr.deadline.IsZero() {
 		t := time.NewTimer(time.Until(tr.deadline))
@@ -164,7 +226,9 @@ func (tr *taskRun) supervise(stops <-chan time.Duration) {
 		walltime = t.C
 	}
 	signalTask := func(sig syscall.Signal) {
-		if tr.child {
+		if tr.exit != nil {
+			tr.exit.signalGroup(sig) // not once the reaper has reaped it
+		} else if tr.child {
 			_ = syscall.Kill(-tr.pid, sig)
 		} else {
 			// Not our child: its pid is only safe to use while it lives.
@@ -231,7 +295,15 @@ loop:
 // collect handles an exited leader: nothing else of the task may outlive
 // it; its exit status is known only to its parent.
 func (tr *taskRun) collect() {
-	if tr.child {
+	if tr.exit != nil {
+		// The reaper killed the group and reaped the leader.
+		if err := tr.exit.err; err != nil {
+			tr.log.Error("reaping task", "task", tr.spec.ID, "err", err)
+			tr.result.ExitCode, tr.result.Lost = -1, "reaping the task: "+err.Error()
+		} else {
+			tr.result.ExitCode, tr.result.Signal = exitCode(tr.exit.ws)
+		}
+	} else if tr.child {
 		_ = syscall.Kill(-tr.pid, syscall.SIGKILL)
 		var ws syscall.WaitStatus
 		_, err := syscall.Wait4(tr.pid, &ws, 0, nil)
@@ -247,7 +319,9 @@ func (tr *taskRun) collect() {
 	} else {
 		tr.result.ExitCode, tr.result.Lost = -1, lostRestarted
 	}
-	_ = tr.watch.close()
+	if tr.watch != nil {
+		_ = tr.watch.close()
+	}
 	if err := killCgroup(tr.cg); err != nil {
 		tr.log.Error("killing leftover processes", "task", tr.spec.ID, "err", err)
 	}
@@ -347,10 +421,10 @@ func lookPath(name string, env []string, workDir string) (string, error) {
 }
 
 // startTask starts the task in its own process group inside its cgroup and
-// returns its pid and a pidfd for it. A non-zero code means the command
+// returns its pid and, if wantPidfd, a pidfd for it (else -1). A non-zero code means the command
 // itself cannot run (the exit code for the Result); code 0 with an error
 // means the failure is ours.
-func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, stdio [3]int) (pid, pidfd, code int, err error) {
+func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, stdio [3]int, wantPidfd bool) (pid, pidfd, code int, err error) {
 	if st, err := os.Stat(workDir); err != nil {
 		return 0, -1, exitNotFound, fmt.Errorf("work dir: %w", err)
 	} else if !st.IsDir() {
@@ -361,7 +435,10 @@ func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, s
 		return 0, -1, exitNotFound, err
 	}
 	pidfd = -1
-	sys := &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if wantPidfd {
+		sys.PidFD = &pidfd
+	}
 	attr := &syscall.ProcAttr{Dir: workDir, Env: env, Files: []uintptr{uintptr(stdio[0]), uintptr(stdio[1]), uintptr(stdio[2])}, Sys: sys}
 	switch cg.Driver {
 	case cgroupV2:
