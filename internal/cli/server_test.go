@@ -216,19 +216,30 @@ func (f *fakeServer) awaitWaiting(prefix string) {
 	}
 }
 
-func (f *fakeServer) submit(w http.ResponseWriter, r *http.Request) {
-	var s api.JobSpec
+// lockForSubmit decodes a submission's body into v, refusing unknown
+// fields as the servers do, and locks f.mu. It answers 400 and returns
+// false (f.mu not held) for a body that does not decode or while
+// submitErr is set.
+func (f *fakeServer) lockForSubmit(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := dec.Decode(v); err != nil {
 		writeErr(w, 400, api.Error{Code: api.CodeInvalid, Message: err.Error()})
-		return
+		return false
 	}
 	f.mu.Lock()
 	if f.submitErr != nil {
 		e := *f.submitErr
 		f.mu.Unlock()
 		writeErr(w, 400, e)
+		return false
+	}
+	return true
+}
+
+func (f *fakeServer) submit(w http.ResponseWriter, r *http.Request) {
+	var s api.JobSpec
+	if !f.lockForSubmit(w, r, &s) {
 		return
 	}
 	id, hook := f.addLocked(s)
@@ -243,17 +254,7 @@ func (f *fakeServer) submit(w http.ResponseWriter, r *http.Request) {
 // validation): every job or, with submitErr set, none.
 func (f *fakeServer) submitBatch(w http.ResponseWriter, r *http.Request) {
 	var b api.SubmitBatch
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		writeErr(w, 400, api.Error{Code: api.CodeInvalid, Message: err.Error()})
-		return
-	}
-	f.mu.Lock()
-	if f.submitErr != nil {
-		e := *f.submitErr
-		f.mu.Unlock()
-		writeErr(w, 400, e)
+	if !f.lockForSubmit(w, r, &b) {
 		return
 	}
 	f.batches = append(f.batches, len(b.Jobs))

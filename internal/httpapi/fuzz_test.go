@@ -26,6 +26,33 @@ func specOf(j *model.Job) api.JobSpec {
 	return s
 }
 
+// postFuzzed posts body to path and checks what every answer must be: never
+// 5xx, and a refusal is a JSON error that created no job (what names the
+// request in failures). It returns the answer if it is 201 Created, nil if
+// it was refused.
+func postFuzzed(t *testing.T, c *cluster, path string, body []byte, what string) *httptest.ResponseRecorder {
+	t.Helper()
+	before := c.srv.Store().Snapshot().LastJobID()
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	c.handler.ServeHTTP(rec, req)
+	if rec.Code >= 500 {
+		t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
+	}
+	if rec.Code == http.StatusCreated {
+		return rec
+	}
+	var e api.Error
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" {
+		t.Fatalf("answer %d is not a JSON error: %s", rec.Code, rec.Body)
+	}
+	if after := c.srv.Store().Snapshot().LastJobID(); after != before {
+		t.Fatalf("a refused %s (%d %s) created job %d", what, rec.Code, e.Message, after)
+	}
+	return nil
+}
+
 // FuzzSubmitJSON posts arbitrary bytes as a job: the API never answers 5xx,
 // and whatever it accepts is a pending job whose spec passes validation.
 func FuzzSubmitJSON(f *testing.F) {
@@ -48,22 +75,8 @@ func FuzzSubmitJSON(f *testing.F) {
 	}
 	c := newCluster(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		before := c.srv.Store().Snapshot().LastJobID()
-		req := httptest.NewRequest(http.MethodPost, "/v1/jobs", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		c.handler.ServeHTTP(rec, req)
-		if rec.Code >= 500 {
-			t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
-		}
-		if rec.Code != http.StatusCreated {
-			var e api.Error
-			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" {
-				t.Fatalf("answer %d is not a JSON error: %s", rec.Code, rec.Body)
-			}
-			if after := c.srv.Store().Snapshot().LastJobID(); after != before {
-				t.Fatalf("a refused submission (%d %s) created job %d", rec.Code, e.Message, after)
-			}
+		rec := postFuzzed(t, c, "/v1/jobs", body, "submission")
+		if rec == nil {
 			return
 		}
 		var sub api.SubmitResponse
@@ -100,22 +113,8 @@ func FuzzSubmitBatchJSON(f *testing.F) {
 	}
 	c := newCluster(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		before := c.srv.Store().Snapshot().LastJobID()
-		req := httptest.NewRequest(http.MethodPost, "/v1/jobs:batch", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		c.handler.ServeHTTP(rec, req)
-		if rec.Code >= 500 {
-			t.Fatalf("answer %d to %q: %s", rec.Code, body, rec.Body)
-		}
-		if rec.Code != http.StatusCreated {
-			var e api.Error
-			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" {
-				t.Fatalf("answer %d is not a JSON error: %s", rec.Code, rec.Body)
-			}
-			if after := c.srv.Store().Snapshot().LastJobID(); after != before {
-				t.Fatalf("a refused batch (%d %s) created job %d", rec.Code, e.Message, after)
-			}
+		rec := postFuzzed(t, c, "/v1/jobs:batch", body, "batch")
+		if rec == nil {
 			return
 		}
 		var sub api.SubmitBatchResponse

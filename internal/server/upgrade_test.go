@@ -36,14 +36,17 @@ func TestEntryFromANewerDureHaltsTheServer(t *testing.T) {
 	if err := s.TakeSnapshot(); err == nil {
 		t.Error("a halted server took a snapshot; want it refused (the state lags the log)")
 	}
-	// Writes after the halt are not applied here.
-	after, _ := s.SubmitJob(ctx, *testkit.Job(0).Build())
+	// Writes after the halt are refused with the halt's cause, and not applied.
+	last := s.Store().Snapshot().LastJobID()
+	if _, err := s.SubmitJob(ctx, *testkit.Job(0).Build()); !errors.Is(err, fsm.ErrNewerEntry) {
+		t.Errorf("submit after the halt: %v; want the halt's error (fsm.ErrNewerEntry)", err)
+	}
 	snap := s.Store().Snapshot()
 	if snap.Job(before) == nil {
 		t.Errorf("job %d, submitted before the halt, is gone", before)
 	}
-	if after != 0 && snap.Job(after) != nil {
-		t.Errorf("job %d, submitted after the halt, was applied", after)
+	if got := snap.LastJobID(); got != last {
+		t.Errorf("last job ID after a submit on the halted server = %d; want %d (nothing applied)", got, last)
 	}
 	if err := s.Shutdown(); err != nil {
 		t.Fatal(err)
