@@ -146,16 +146,8 @@ func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) 
 	}
 }
 
-// aboutJob describes an error about one job, naming the job unless the
-// message already does.
-func aboutJob(id uint64, err error) string {
-	if id == 0 {
-		return describeError(err)
-	}
-	return aboutRef(strconv.FormatUint(id, 10), err)
-}
-
-// aboutRef is aboutJob for a job named as the user wrote it (12, 12_3).
+// aboutRef describes an error about one job, named as the user wrote it
+// (12, 12_3), naming the job unless the message already does.
 func aboutRef(ref string, err error) string {
 	msg := describeError(err)
 	if ref != "" && !strings.Contains(msg, "job "+ref) && !strings.Contains(msg, "array "+ref) {

@@ -245,26 +245,6 @@ func (n *nodeState) hold(r *model.Resources, gpus []int) {
 	}
 }
 
-// unhold gives back what hold took.
-func (n *nodeState) unhold(r model.Resources, gpus []int) {
-	n.cpu += r.MilliCPU
-	n.mem += r.MemoryBytes
-	n.gpu += r.GPUs
-	n.scratch += r.ScratchBytes
-	for k, v := range r.Custom {
-		if n.custom == nil {
-			n.custom = make(map[string]int64, len(r.Custom))
-		}
-		n.custom[k] += v
-	}
-	for _, g := range gpus {
-		if s := n.slot(g); s >= 0 && n.gpuUsed[s] {
-			n.gpuUsed[s] = false
-			n.freeSlots++
-		}
-	}
-}
-
 // slot returns the position of device index g in gpuIdx, or -1.
 func (n *nodeState) slot(g int) int {
 	i := sort.SearchInts(n.gpuIdx, g)

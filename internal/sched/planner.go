@@ -270,13 +270,6 @@ func (pl *planner) findStart(j *model.Job, o placeOpts, w int64) (fp *pass, at, 
 	return pl.sweep(j, o, w, 0)
 }
 
-// startsAt reports whether j fits for w from the instant at (after now),
-// given the timeline; on success fp holds the placement (fp.tent).
-func (pl *planner) startsAt(j *model.Job, o placeOpts, w, at int64) (*pass, bool) {
-	fp, _, _, ok := pl.sweep(j, o, w, at)
-	return fp, ok
-}
-
 // fitsAt reports whether j fits for w from the instant at, on fp: a
 // future state made by pl.future() from the present state as it is now,
 // which fitsAt leaves as it found it (what-if runs reuse one). On success
