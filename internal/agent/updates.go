@@ -120,7 +120,7 @@ func (s *sender) run(ctx context.Context) {
 			}
 		}
 		if len(batch) < limit {
-			batch = append(batch, s.q.take(limit-len(batch))...)
+			batch = dropSuperseded(append(batch, s.q.take(limit-len(batch))...))
 		}
 		if len(batch) == 0 {
 			if ctx.Err() != nil {
@@ -166,6 +166,38 @@ func (s *sender) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// dropSuperseded removes from a batch each "running" update that a later
+// update of the same allocation in the batch supersedes: a task that
+// started and ended between two requests (a short task on a busy node) is
+// reported once, by its end, which carries its start time too. That spares
+// the servers a log entry's worth of decoding and a write of the
+// allocation and of its job per such task. The rest keep their order.
+func dropSuperseded(batch []api.AllocUpdate) []api.AllocUpdate {
+	if len(batch) < 2 {
+		return batch
+	}
+	var last map[string]int // allocation → index of its last update
+	for i := range batch {
+		if batch[i].Status != statusRunning {
+			if last == nil {
+				last = make(map[string]int)
+			}
+			last[batch[i].AllocID] = i
+		}
+	}
+	if last == nil {
+		return batch
+	}
+	kept := batch[:0]
+	for i, u := range batch {
+		if j, ok := last[u.AllocID]; ok && u.Status == statusRunning && j > i {
+			continue
+		}
+		kept = append(kept, u)
+	}
+	return kept
 }
 
 // giveUp logs what could not be sent before the agent stopped. Nothing is

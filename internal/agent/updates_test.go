@@ -144,6 +144,49 @@ func TestSenderBatchesWhatPilesUpDuringASend(t *testing.T) {
 	}
 }
 
+func TestSenderReportsATaskThatStartedAndEndedInOneBatchOnce(t *testing.T) {
+	q := newUpdateQueue()
+	release := make(chan struct{})
+	inFirst := make(chan struct{})
+	var mu sync.Mutex
+	var second []api.AllocUpdate
+	r := newRecorder(func(call int, b []api.AllocUpdate) error {
+		switch call {
+		case 0:
+			close(inFirst)
+			<-release
+		case 1:
+			mu.Lock()
+			second = append([]api.AllocUpdate(nil), b...)
+			mu.Unlock()
+		}
+		return nil
+	})
+	startSender(t, q, r)
+	q.push(upd("a")...)
+	<-inFirst
+	started := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	q.push(
+		api.AllocUpdate{AllocID: "x", Status: statusRunning, StartedAt: started},
+		api.AllocUpdate{AllocID: "y", Status: statusRunning, StartedAt: started},
+		api.AllocUpdate{AllocID: "x", Status: statusExited, ExitCode: 3, StartedAt: started, FinishedAt: started.Add(time.Second)},
+		api.AllocUpdate{AllocID: "z", Status: statusFailed, ExitCode: 127},
+	)
+	close(release)
+	r.waitAccepted(t, 4)
+	mu.Lock()
+	defer mu.Unlock()
+	// x's start is carried by its end; y still runs, so its start is sent.
+	want := []api.AllocUpdate{
+		{AllocID: "y", Status: statusRunning, StartedAt: started},
+		{AllocID: "x", Status: statusExited, ExitCode: 3, StartedAt: started, FinishedAt: started.Add(time.Second)},
+		{AllocID: "z", Status: statusFailed, ExitCode: 127},
+	}
+	if diff := cmp.Diff(want, second); diff != "" {
+		t.Errorf("second batch (-want +got):\n%s", diff)
+	}
+}
+
 func TestSenderOfABusyNodeGathersUpdatesBetweenRequests(t *testing.T) {
 	q := newUpdateQueue()
 	r := newRecorder(func(int, []api.AllocUpdate) error { return nil })
