@@ -35,6 +35,7 @@ type benchOptions struct {
 	cpus        string
 	queue       string
 	idle        bool
+	rate        float64 // jobs per second offered; 0: as fast as the submitters can
 	timeout     time.Duration
 }
 
@@ -43,7 +44,8 @@ type benchResult struct {
 	Mode        string    `json:"mode"` // throughput or idle
 	Jobs        int       `json:"jobs"`
 	Concurrency int       `json:"concurrency"`
-	Batch       int       `json:"batch"` // jobs per submit request (1: POST /v1/jobs; more: POST /v1/jobs:batch)
+	Batch       int       `json:"batch"`          // jobs per submit request (1: POST /v1/jobs; more: POST /v1/jobs:batch)
+	Rate        float64   `json:"rate,omitempty"` // jobs per second offered (--rate); absent: as fast as possible
 	SubmitPerS  float64   `json:"submit_per_s"`
 	E2EJobsPerS float64   `json:"e2e_jobs_per_s"`
 	SubmitS     float64   `json:"submit_s"` // first submit to last submit answered
@@ -71,8 +73,12 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 			"finished) and submit→process-start latency (allocation start minus job\n" +
 			"submit time, both server-side clocks). With --idle, submit one job at a time\n" +
 			"and wait for it to start before the next: the idle-cluster latency. With\n" +
-			"--batch N each request submits N jobs at once (POST /v1/jobs:batch).",
-		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 10000 --concurrency 4 --batch 100\n  dure bench dispatch --jobs 50 --idle -o json",
+			"--batch N each request submits N jobs at once (POST /v1/jobs:batch). With\n" +
+			"--rate R the jobs are offered at R per second (open loop) instead of all at\n" +
+			"once: the cluster sustains R if end-to-end throughput keeps up with it and\n" +
+			"the start latency stays flat.",
+		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 10000 --concurrency 4 --batch 100\n" +
+			"  dure bench dispatch --jobs 10000 --concurrency 4 --batch 20 --rate 800\n  dure bench dispatch --jobs 50 --idle -o json",
 		Args:    args(cobra.NoArgs),
 	}
 	out := outputFlag(c, false)
@@ -84,6 +90,7 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 	fs.StringVar(&o.cpus, "cpus", o.cpus, "CPUs per job (small, so many fit at once)")
 	fs.StringVar(&o.queue, "queue", "", "queue to submit to")
 	fs.BoolVar(&o.idle, "idle", false, "one job at a time: wait for each to start before submitting the next")
+	fs.Float64Var(&o.rate, "rate", 0, "offer jobs at this many per second (0: as fast as the submitters can)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "give up after this long")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if err := checkOutput(*out, false); err != nil {
@@ -97,6 +104,12 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 		}
 		if o.batch < 1 || o.batch > maxBenchBatch {
 			return fmt.Errorf("--batch: must be 1 to %d (got %d)", maxBenchBatch, o.batch)
+		}
+		if o.rate < 0 || math.IsNaN(o.rate) || math.IsInf(o.rate, 0) {
+			return fmt.Errorf("--rate: must be a number of jobs per second, 0 or more (got %v)", o.rate)
+		}
+		if o.idle && o.rate > 0 {
+			return fmt.Errorf("--rate: --idle submits each job when the one before has started (got --rate %v)", o.rate)
 		}
 		if o.idle && o.batch > 1 {
 			return fmt.Errorf("--batch: --idle submits one job at a time (got --batch %d)", o.batch)
@@ -148,7 +161,7 @@ const benchWaiters = 2
 // only a timeout or no job at all getting through is an error.
 func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions) (benchResult, error) {
 	cl := a.client()
-	res := benchResult{Mode: "throughput", Jobs: o.jobs, Concurrency: o.concurrency, Batch: o.batch}
+	res := benchResult{Mode: "throughput", Jobs: o.jobs, Concurrency: o.concurrency, Batch: o.batch, Rate: o.rate}
 	if o.idle {
 		res.Mode, res.Concurrency = "idle", 1
 	}
@@ -191,6 +204,22 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 				step := int64(o.batch)
 				for i := int(next.Add(step) - step); i < len(ids); i = int(next.Add(step) - step) {
 					n := min(o.batch, len(ids)-i)
+					if o.rate > 0 {
+						// Open loop: the request holding jobs i to i+n-1
+						// goes when the last of them is due, whatever the
+						// cluster does meanwhile.
+						due := start.Add(time.Duration(float64(i+n-1) / o.rate * float64(time.Second)))
+						if d := time.Until(due); d > 0 {
+							select {
+							case <-ctx.Done():
+								for range n {
+									fail(ctx.Err())
+								}
+								continue
+							case <-time.After(d):
+							}
+						}
+					}
 					if n == 1 && o.batch == 1 {
 						id, err := cl.SubmitJob(ctx, js)
 						if err != nil {
@@ -395,6 +424,9 @@ func renderBench(w io.Writer, r benchResult) {
 	jobs := fmt.Sprintf("%d (concurrency %d)", r.Jobs, r.Concurrency)
 	if r.Batch > 1 {
 		jobs = fmt.Sprintf("%d (concurrency %d, %d per request)", r.Jobs, r.Concurrency, r.Batch)
+	}
+	if r.Rate > 0 {
+		jobs = strings.TrimSuffix(jobs, ")") + fmt.Sprintf(", offered at %g/s)", r.Rate)
 	}
 	row(t, "jobs", jobs)
 	row(t, "failed", fmt.Sprint(r.Failed))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,6 +126,44 @@ func TestBenchDispatchInBatches(t *testing.T) {
 	}
 }
 
+// With --rate the jobs are offered on a schedule: the request holding job i
+// goes no sooner than i/rate after the start, however fast the server is.
+func TestBenchDispatchOffersJobsAtTheRate(t *testing.T) {
+	srv := newFakeServer(t)
+	var mu sync.Mutex
+	var arrived []time.Time
+	srv.onSubmit = func(id uint64) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		mu.Unlock()
+		runAndFinish(srv, id, time.Millisecond, "succeeded", 0)
+	}
+	res := runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "10", "--concurrency", "4", "--batch", "2", "--rate", "100", "-o", "json")
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 {
+		t.Fatalf("got %+v (%v)", res, err)
+	}
+	if got.Rate != 100 || got.Jobs != 10 || got.Failed != 0 {
+		t.Errorf("result %+v; want 10 jobs offered at 100/s, none failed", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.SortFunc(arrived, func(a, b time.Time) int { return a.Compare(b) })
+	// Jobs 0–1 are due at 10 ms, jobs 8–9 at 90 ms: 80 ms apart at least
+	// (all at once without --rate).
+	if len(arrived) != 10 {
+		t.Fatalf("%d jobs arrived; want 10", len(arrived))
+	}
+	if spread := arrived[9].Sub(arrived[0]); spread < 80*time.Millisecond {
+		t.Errorf("first and last batch arrived %v apart; want at least 80ms at 100 jobs/s", spread)
+	}
+	var b bytes.Buffer
+	renderBench(&b, got)
+	if !strings.Contains(b.String(), "jobs          10 (concurrency 4, 2 per request, offered at 100/s)\n") {
+		t.Errorf("report does not say the offered rate:\n%s", b.String())
+	}
+}
+
 // The bench is done only when every job is: it polls for active jobs of
 // its user and reads each job once at the end.
 func TestBenchDispatchWaitsForEveryJob(t *testing.T) {
@@ -222,6 +261,9 @@ func TestBenchDispatchBadFlags(t *testing.T) {
 		{[]string{"--batch", "0"}, "dure: --batch: must be 1 to 1000 (got 0)\n"},
 		{[]string{"--batch", "1001"}, "dure: --batch: must be 1 to 1000 (got 1001)\n"},
 		{[]string{"--idle", "--batch", "2"}, "dure: --batch: --idle submits one job at a time (got --batch 2)\n"},
+		{[]string{"--rate", "-5"}, "dure: --rate: must be a number of jobs per second, 0 or more (got -5)\n"},
+		{[]string{"--rate", "NaN"}, "dure: --rate: must be a number of jobs per second, 0 or more (got NaN)\n"},
+		{[]string{"--idle", "--rate", "10"}, "dure: --rate: --idle submits each job when the one before has started (got --rate 10)\n"},
 	}
 	for _, tt := range tests {
 		res := runCLI(t, "http://127.0.0.1:1", "", append([]string{"bench", "dispatch"}, tt.args...)...)
