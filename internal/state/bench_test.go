@@ -1,0 +1,56 @@
+package state_test
+
+import (
+	"testing"
+
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/state"
+	"github.com/durehq/dure/internal/testkit"
+)
+
+// BenchmarkJobLifecycle writes jobs the way the control plane does under a
+// stream of short jobs, in transactions of ten (a raft entry's worth):
+// submitted, placed with one allocation, the allocation running and ended,
+// the job finished, with 20,000 finished jobs kept as history. One op is one
+// job's whole life.
+func BenchmarkJobLifecycle(b *testing.B) {
+	s := state.New()
+	idx := uint64(1)
+	const history, per = 20000, 10
+	next := model.JobID(1)
+	life := func(n int) {
+		first := next
+		next += model.JobID(n)
+		step := func(fn func(tx *state.WriteTxn, id model.JobID)) {
+			write(b, s, idx, func(tx *state.WriteTxn) {
+				for id := first; id < first+model.JobID(n); id++ {
+					fn(tx, id)
+				}
+			})
+			idx++
+		}
+		step(func(tx *state.WriteTxn, id model.JobID) { tx.PutJob(testkit.Job(id).Build()) })
+		step(func(tx *state.WriteTxn, id model.JobID) {
+			j := tx.Job(id).Copy()
+			j.State = model.JobRunning
+			tx.PutJob(j)
+			tx.PutAlloc(testkit.Alloc(id, 0, "n1").Build())
+		})
+		step(func(tx *state.WriteTxn, id model.JobID) {
+			a := tx.Alloc(testkit.Alloc(id, 0, "n1").Build().ID).Copy()
+			a.Status = model.AllocExited
+			tx.PutAlloc(a)
+			j := tx.Job(id).Copy()
+			j.State = model.JobSucceeded
+			tx.PutJob(j)
+		})
+	}
+	for range history / per {
+		life(per)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += per {
+		life(per)
+	}
+}
