@@ -79,7 +79,7 @@ func (a *app) benchDispatchCommand() *cobra.Command {
 			"the start latency stays flat.",
 		Example: "  dure bench dispatch --jobs 1000 --concurrency 16\n  dure bench dispatch --jobs 10000 --concurrency 4 --batch 100\n" +
 			"  dure bench dispatch --jobs 10000 --concurrency 4 --batch 20 --rate 800\n  dure bench dispatch --jobs 50 --idle -o json",
-		Args:    args(cobra.NoArgs),
+		Args: args(cobra.NoArgs),
 	}
 	out := outputFlag(c, false)
 	fs := c.Flags()
