@@ -159,11 +159,14 @@ func alternatives(s *Snapshot, j *model.Job) []Alternative {
 		if c.MinTasks > c.Groups[0].Count {
 			c.MinTasks = 0
 		}
-		what := "tasks"
-		if gpus > 0 {
-			what = fmt.Sprintf("tasks (%d GPUs instead of %d)", int64(tasks/2)*gpus, int64(tasks)*gpus)
+		change := fmt.Sprintf("run %d tasks instead of %d", tasks/2, tasks)
+		if tasks/2 == 1 {
+			change = fmt.Sprintf("run 1 task instead of %d", tasks)
 		}
-		out = append(out, Alternative{Change: fmt.Sprintf("run %d %s instead of %d", tasks/2, what, tasks), Job: c})
+		if gpus > 0 {
+			change += fmt.Sprintf(" (%d GPUs instead of %d)", int64(tasks/2)*gpus, int64(tasks)*gpus)
+		}
+		out = append(out, Alternative{Change: change, Job: c})
 	}
 	// Another GPU flavor.
 	if gpus > 0 {
