@@ -99,6 +99,9 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 	if f.output != "table" && f.output != "json" {
 		return fmt.Errorf("--output: must be table or json (got %q)", f.output)
 	}
+	if f.limit < 0 {
+		return fmt.Errorf("--limit: must be 0 (the whole trace) or more (got %d)", f.limit)
+	}
 	policies, err := parsePolicies(f.policies, f.compare)
 	if err != nil {
 		return err
@@ -215,6 +218,16 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 	return nil
 }
 
+// policyFlagError names the --policy flag once: sched's error starts with
+// "policy: " itself.
+func policyFlagError(err error) error {
+	var pe *sched.PolicyError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("--policy: unknown policy %q (want fifo, easy, conservative or dure)", pe.Name)
+	}
+	return fmt.Errorf("--policy: %w", err)
+}
+
 func parsePolicies(list []string, compare bool) ([]sched.Policy, error) {
 	if compare {
 		return []sched.Policy{sched.PolicyFIFO, sched.PolicyEASY, sched.PolicyConservative, sched.PolicyDure}, nil
@@ -225,7 +238,7 @@ func parsePolicies(list []string, compare bool) ([]sched.Policy, error) {
 		for _, name := range strings.Split(s, ",") {
 			p, err := sched.ParsePolicy(strings.TrimSpace(name))
 			if err != nil {
-				return nil, fmt.Errorf("--policy: %w", err)
+				return nil, policyFlagError(err)
 			}
 			if !seen[p] {
 				seen[p] = true

@@ -131,7 +131,8 @@ func TestSimulateRejectsBadInvocations(t *testing.T) {
 		want string
 	}{
 		{[]string{"simulate"}, "dure: --trace: required"},
-		{[]string{"simulate", "--trace", swf, "--policy", "sjf"}, `dure: --policy: policy: unknown policy "sjf"`},
+		{[]string{"simulate", "--trace", swf, "--policy", "sjf"}, "dure: --policy: unknown policy \"sjf\" (want fifo, easy, conservative or dure)\n"},
+		{[]string{"simulate", "--trace", swf, "--limit", "-1"}, "dure: --limit: must be 0 (the whole trace) or more (got -1)\n"},
 		{[]string{"simulate", "--trace", swf, "--nodes", "4x(2cpu"}, `dure: --nodes "4x(2cpu": missing ")"`},
 		{[]string{"simulate", "--trace", swf, "-o", "yaml"}, "dure: --output: must be table or json"},
 		{[]string{"simulate", "--trace", bad}, "dure: bad.swf:1: a job line has 18 numbers, this one has 5"},
