@@ -57,7 +57,7 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if task >= j.TaskCount() {
-			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "task", fmt.Sprintf("job %d has %d task(s); task must be below that", id, j.TaskCount())))
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "task", fmt.Sprintf("job %d has %d task(s), numbered from 0 to %d; got %d", id, j.TaskCount(), j.TaskCount()-1, task)))
 			return
 		}
 		for _, a := range snap.AllocsByJob(id) {
