@@ -40,7 +40,8 @@ func (a *app) runCommand() *cobra.Command {
 		Long: "Submit a job and stay attached: while it waits, a progress line on the\n" +
 			"terminal says why; once it runs, every task's stdout and stderr are copied\n" +
 			"here as they are produced. dure run exits with the job's exit code (1 if it\n" +
-			"failed without one, 130 if interrupted; Ctrl-C cancels the job).",
+			"failed without one, 130 if interrupted; Ctrl-C, SIGTERM or a hangup cancels\n" +
+			"the job).",
 		Example: "  dure run -- hostname\n  dure run --tasks 4 --cpus 2 -- python -c 'import os; print(os.environ[\"DURE_TASK_INDEX\"])'",
 		RunE: func(c *cobra.Command, argv []string) error {
 			js, err := a.buildSpec(c, &f, argv)
@@ -50,7 +51,9 @@ func (a *app) runCommand() *cobra.Command {
 			if js.Array != "" {
 				return fmt.Errorf("--array: dure run follows one job; submit arrays with dure submit or dure sbatch")
 			}
-			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			// SIGHUP too: a terminal or ssh session that goes away must not
+			// leave a job running that nobody is attached to (srun does the same).
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			return a.runJob(ctx, js)
 		},
