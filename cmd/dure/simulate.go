@@ -155,6 +155,9 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 		if queues, err = sim.ReadQueues(data); err != nil {
 			return fmt.Errorf("--queues %s: %w", f.queues, err)
 		}
+		if warn := unmatchedQueues(tr, queues); warn != "" {
+			fmt.Fprintf(stderr, "dure: --queues %s: %s\n", f.queues, warn)
+		}
 	}
 	runs := make([]*simRun, len(policies))
 	var wg sync.WaitGroup
@@ -216,6 +219,31 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 	}
 	printSimulation(stdout, tr, runs)
 	return nil
+}
+
+// unmatchedQueues warns when no queue of the file is one a job of the trace
+// is in: the file then changes nothing but the tree's shape, and the likely
+// cause is queues named for a cluster rather than after the trace's.
+func unmatchedQueues(tr *sim.Trace, queues []*model.Queue) string {
+	inTrace := map[string]bool{}
+	for i := range tr.Jobs {
+		inTrace[tr.Jobs[i].Request.Queue] = true
+	}
+	for _, q := range queues {
+		if inTrace[q.Name] {
+			return ""
+		}
+	}
+	names := make([]string, 0, len(inTrace))
+	for n := range inTrace {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	more := ""
+	if len(names) > 5 {
+		names, more = names[:5], fmt.Sprintf(", … (%d in all)", len(inTrace))
+	}
+	return fmt.Sprintf("no queue of the file holds a job of the trace, whose queues are %s%s: name the file's queues after them (see docs/simulate.md)", strings.Join(names, ", "), more)
 }
 
 // policyFlagError names the --policy flag once: sched's error starts with

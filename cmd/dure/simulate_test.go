@@ -117,6 +117,18 @@ func TestSimulateReadsTheServersQueueFile(t *testing.T) {
 			t.Errorf("queue %s: fair share %v, want %v (weights 3 and 1 from the file)", q.Queue, q.FairShare, want[q.Queue])
 		}
 	}
+	if stderr != "" {
+		t.Errorf("a file whose queues match the trace's: stderr %q, want nothing", stderr)
+	}
+
+	// A file none of whose queues the trace uses changes nothing but is
+	// silent about it: say so, naming the trace's queues.
+	other := filepath.Join(dir, "cluster-queues.yaml")
+	os.WriteFile(other, []byte("queues:\n  - {name: research, quotas: [{resource: cpu, nominal: 4000}]}\n"), 0o644)
+	_, stderr, code = dure(t, "simulate", "--trace", swf, "--queues", other, "--policy", "dure", "-o", "json")
+	if want := "dure: --queues " + other + ": no queue of the file holds a job of the trace, whose queues are q1, q2: name the file's queues after them (see docs/simulate.md)\n"; code != 0 || stderr != want {
+		t.Errorf("unmatched queue file: exit %d, stderr %q; want 0 and %q", code, stderr, want)
+	}
 }
 
 func TestSimulateRejectsBadInvocations(t *testing.T) {
