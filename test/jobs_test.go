@@ -253,3 +253,19 @@ func TestRunInterruptedCancelsItsJob(t *testing.T) {
 		})
 	}
 }
+
+// `dure logs -f` on a pending job waits for it to be placed and then
+// streams its output. The state has the allocation a moment before the
+// node's agent has started the task; the follow must not fail in between
+// ("allocation … has no task on node …"), so try several times.
+func TestLogsFollowOfAPendingJob(t *testing.T) {
+	c := newCluster(t, "n1")
+	for i := range 4 {
+		c.submit("--", "sleep", "0.5") // holds n1's only CPU
+		id := c.submit("--", "sh", "-c", "echo after the wait; echo done")
+		r := c.dure("logs", "-f", itoa(id))
+		if r.code != 0 || r.stdout != "after the wait\ndone\n" {
+			t.Fatalf("try %d: dure logs -f %d: exit %d, stdout %q, stderr %q; want the job's two lines", i, id, r.code, r.stdout, r.stderr)
+		}
+	}
+}
