@@ -24,8 +24,8 @@ func (a *app) jobsCommand() *cobra.Command {
 		Use:   "jobs",
 		Short: "List jobs, newest first",
 		Long: "List jobs, newest first: by default the newest 100 of every user in every state.\n" +
-			"--state takes pending, running, succeeded, failed, cancelled or active\n" +
-			"(pending and running). A job array shows whole, where it first appears: each\n" +
+			"--state takes pending, running, succeeded, failed, cancelled, active\n" +
+			"(pending and running) or finished (the other three). A job array shows whole, where it first appears: each\n" +
 			"running element on its own row (12_3), the others grouped by state and\n" +
 			"reason (12_[4-99%10]). --array ID lists one array's elements one per row;\n" +
 			"-o json lists every job (element) the limit lets through, one by one.",
@@ -33,7 +33,7 @@ func (a *app) jobsCommand() *cobra.Command {
 		Args:    args(cobra.NoArgs),
 	}
 	out := outputFlag(c, true)
-	c.Flags().StringVar(&f.State, "state", "", "only jobs in this state: pending, running, succeeded, failed, cancelled or active")
+	c.Flags().StringVar(&f.State, "state", "", "only jobs in this state: pending, running, succeeded, failed, cancelled, active (pending and running) or finished (the other three)")
 	c.Flags().StringVar(&f.Queue, "queue", "", "only jobs in this queue")
 	c.Flags().StringVar(&f.Owner, "user", "", "only jobs of this user")
 	c.Flags().IntVar(&f.Limit, "limit", defaultJobsLimit, "show at most this many jobs")
@@ -44,9 +44,9 @@ func (a *app) jobsCommand() *cobra.Command {
 			return err
 		}
 		switch f.State {
-		case "", "pending", "running", "succeeded", "failed", "cancelled", "active":
+		case "", "pending", "running", "succeeded", "failed", "cancelled", "active", "finished":
 		default:
-			return fmt.Errorf("--state: must be one of pending, running, succeeded, failed, cancelled, active (got %q)", f.State)
+			return fmt.Errorf("--state: must be one of pending, running, succeeded, failed, cancelled, active, finished (got %q)", f.State)
 		}
 		if f.Limit < 1 {
 			return fmt.Errorf("--limit: must be at least 1 (got %d); use --all for every job", f.Limit)

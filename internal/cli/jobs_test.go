@@ -134,6 +134,7 @@ func TestJobsVerbPassesFiltersAndLimit(t *testing.T) {
 		{"active of one user", []string{"--state", "active", "--user", "alice"}, "limit=100&owner=alice&state=active", "15"},
 		{"queue and limit", []string{"--queue", "default", "--limit", "2"}, "limit=2&queue=default", "14 13"},
 		{"all drops the limit", []string{"--all", "--state", "failed"}, "state=failed", "13 12"},
+		{"finished, as the API has it", []string{"--state", "finished"}, "limit=100&state=finished", "13 12 11 10"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +190,7 @@ func TestJobsBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--state", "done"}, "dure: --state: must be one of pending, running, succeeded, failed, cancelled, active (got \"done\")\n"},
+		{[]string{"--state", "done"}, "dure: --state: must be one of pending, running, succeeded, failed, cancelled, active, finished (got \"done\")\n"},
 		{[]string{"-o", "yaml"}, "dure: --output: must be one of table, wide, json (got \"yaml\")\n"},
 		{[]string{"--limit", "0"}, "dure: --limit: must be at least 1 (got 0); use --all for every job\n"},
 		{[]string{"extra"}, "dure: unknown command \"extra\" for \"dure jobs\"\nRun 'dure jobs --help' for usage.\n"},
