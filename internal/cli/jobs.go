@@ -246,7 +246,18 @@ func (a *app) jobCommand() *cobra.Command {
 		if *out == outJSON {
 			return writeJSON(a.stdout, j)
 		}
-		renderJob(a.stdout, &j, a.now(), a.loc)
+		var queueDefault time.Duration
+		if j.Walltime == 0 && !j.Terminal() {
+			// Say what the scheduler plans with for a job that set no walltime.
+			if qs, err := cl.ListQueues(c.Context()); err == nil {
+				for _, q := range qs {
+					if q.Name == j.Queue {
+						queueDefault = time.Duration(q.DefaultWalltime)
+					}
+				}
+			}
+		}
+		renderJobWith(a.stdout, &j, a.now(), a.loc, queueDefault)
 		return nil
 	}
 	return c
@@ -254,6 +265,12 @@ func (a *app) jobCommand() *cobra.Command {
 
 // renderJob prints the detail view of one job.
 func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
+	renderJobWith(w, j, now, loc, 0)
+}
+
+// renderJobWith is renderJob for a job whose queue plans jobs without a
+// walltime with queueDefault (0: unknown or none).
+func renderJobWith(w io.Writer, j *api.Job, now time.Time, loc *time.Location, queueDefault time.Duration) {
 	t := newTable(w)
 	kv := func(k, v string) { row(t, k+":", v) }
 	kv("ID", strconv.FormatUint(j.ID, 10))
@@ -302,6 +319,8 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 	}
 	if j.Walltime > 0 {
 		kv("Walltime", humanDuration(time.Duration(j.Walltime)))
+	} else if queueDefault > 0 {
+		kv("Walltime", fmt.Sprintf("none (backfill plans with %s, queue %s's default; not enforced)", humanDuration(queueDefault), j.Queue))
 	} else {
 		kv("Walltime", "none")
 	}
