@@ -84,6 +84,7 @@ func (a *app) runJob(ctx context.Context, js api.JobSpec) error {
 
 	var idx uint64
 	var j api.Job
+	warned := false
 	for {
 		j, idx, err = getJob(ctx, cl, id, api.WatchOptions{Index: idx, Wait: watchWait})
 		if err != nil {
@@ -97,6 +98,13 @@ func (a *app) runJob(ctx context.Context, js api.JobSpec) error {
 		}
 		if j.State == "pending" && !logs.started {
 			prog.update(&j)
+			if !prog.on && !warned && mayNeverStart(j.Reason.Code) {
+				// Off a terminal there is no progress line: say once why a job
+				// that no node of the cluster can run as asked is not starting,
+				// rather than wait in silence.
+				warned = true
+				fmt.Fprintf(errw, "dure: job %d is pending and will not start on the cluster as it is: %s: %s (still waiting; Ctrl-C cancels it)\n", id, j.Reason.Code, j.Reason.Message)
+			}
 			continue
 		}
 		if !logs.started {
@@ -309,6 +317,17 @@ func (l *lineWriter) flush() {
 		l.w.Write(l.buf)
 		l.buf = nil
 	}
+}
+
+// mayNeverStart says whether a pending job's reason code means no node of
+// the cluster as it is can run it: only a change to the cluster (a node
+// joining, a drain lifted, labels) would start it.
+func mayNeverStart(code string) bool {
+	switch code {
+	case "NoNodeFits", "Constraints", "NoNodes", "InvalidJob":
+		return true
+	}
+	return false
 }
 
 // progress draws "⠹ job 12 pending 14s — Resources: no node has room now" on
