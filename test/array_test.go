@@ -144,3 +144,48 @@ func TestCancelArrayElementAndWholeArray(t *testing.T) {
 		t.Errorf("dure wait on a cancelled array: %+v; want exit 1 and the count", r)
 	}
 }
+
+// `dure explain` on an array's ID explains its first pending element and
+// names elements as the user does (12_3, not the element's job ID), and
+// says what a throttled element waits for instead of an estimated start.
+func TestExplainArrayNamesElements(t *testing.T) {
+	c := newCluster(t)
+	c.startAgent("n1", "--cpus", "4")
+	id := c.submit("--array", "0-5%2", "--cpus", "100m", "--name", "sweep", "--", "sleep", "30")
+	c.eventually("two elements running", 20*time.Second, func() error {
+		if n := len(c.runningElements(id)); n != 2 {
+			return fmt.Errorf("%d elements running", n)
+		}
+		return nil
+	})
+
+	r := c.dure("explain", itoa(id))
+	wantIntro := fmt.Sprintf("Array %d (2 running, 4 pending): explaining its first pending element, %d_2.\nJob %d_2 is pending: ArrayThrottle\n", id, id, id)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, wantIntro) || !strings.Contains(r.stdout, "Estimated start: unknown: it starts when an element of its array ends") {
+		t.Errorf("dure explain %d: exit %d\n%s%s\nwant it to start with:\n%s", id, r.code, r.stdout, r.stderr, wantIntro)
+	}
+	r = c.dure("explain", fmt.Sprintf("%d_4", id))
+	if want := fmt.Sprintf("Job %d_4 is pending: ArrayThrottle\n", id); r.code != 0 || !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("dure explain %d_4: exit %d\n%s%s\nwant it to start with %q", id, r.code, r.stdout, r.stderr, want)
+	}
+	r = c.dure("explain", fmt.Sprintf("%d_0", id))
+	if want := fmt.Sprintf("dure: job %d_0 is running, not pending: nothing to explain (see `dure job %d_0`)\n", id, id); r.code != 1 || r.stderr != want {
+		t.Errorf("explain of a running element: exit %d, stderr %q; want 1, %q", r.code, r.stderr, want)
+	}
+	c.dure("cancel", itoa(id))
+	r = c.dure("explain", itoa(id))
+	if want := fmt.Sprintf("dure: array %d has no pending element (6 cancelled): nothing to explain\n", id); r.code != 1 || r.stderr != want {
+		t.Errorf("explain of a finished array: exit %d, stderr %q; want 1, %q", r.code, r.stderr, want)
+	}
+}
+
+// runningElements lists an array's running elements.
+func (c *cluster) runningElements(id uint64) []api.Job {
+	var out []api.Job
+	for _, e := range c.arrayElements(id) {
+		if e.State == "running" {
+			out = append(out, e)
+		}
+	}
+	return out
+}

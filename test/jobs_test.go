@@ -1,9 +1,16 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -193,5 +200,72 @@ func TestBadInputIsRejectedWithField(t *testing.T) {
 	jobs, _, err := c.client.ListJobs(context.Background(), api.JobFilter{}, api.WatchOptions{})
 	if err != nil || len(jobs) != 1 {
 		t.Errorf("jobs after bad input = %d (%v), want exactly 1", len(jobs), err)
+	}
+}
+
+// `dure run` stays attached to its job: Ctrl-C (SIGINT), SIGTERM, or the
+// terminal going away (SIGHUP, as when an ssh session drops) cancels the job
+// and exits 130, saying so, like srun. A job left running by a dead `dure
+// run` is one nobody watches.
+func TestRunInterruptedCancelsItsJob(t *testing.T) {
+	c := newCluster(t, "n1")
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			var out, errb syncWriter
+			out.b, errb.b = &bytes.Buffer{}, &bytes.Buffer{}
+			cmd := exec.Command(dureBin, "run", "--cpus", "100m", "--", "sh", "-c", "echo started; sleep 60")
+			cmd.Env = append(os.Environ(), "DURE_ADDR=http://"+c.addr, "USER=e2e")
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			defer func() { _ = cmd.Process.Kill() }()
+			poll(t, "the job's first line", 30*time.Second, func() error {
+				if !strings.Contains(out.String(), "started") {
+					return fmt.Errorf("stdout %q", out.String())
+				}
+				return nil
+			})
+			_ = cmd.Process.Signal(sig)
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("dure run still running 30s after %s", sig)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+				t.Errorf("dure run after %s: %v; want exit 130", sig, err)
+			}
+			stderr := errb.String()
+			if !strings.HasPrefix(stderr, "dure: interrupted: cancelled job ") {
+				t.Fatalf("stderr %q; want it to say the job was cancelled", stderr)
+			}
+			id, perr := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(stderr, "dure: interrupted: cancelled job ")), 10, 64)
+			if perr != nil {
+				t.Fatalf("stderr %q: no job ID", stderr)
+			}
+			if j := c.job(id); j.State != "cancelled" {
+				t.Errorf("job %d after %s: %s; want cancelled", id, sig, j.State)
+			}
+		})
+	}
+}
+
+// `dure logs -f` on a pending job waits for it to be placed and then
+// streams its output. The state has the allocation a moment before the
+// node's agent has started the task; the follow must not fail in between
+// ("allocation … has no task on node …"), so try several times.
+func TestLogsFollowOfAPendingJob(t *testing.T) {
+	c := newCluster(t, "n1")
+	for i := range 4 {
+		c.submit("--", "sleep", "0.5") // holds n1's only CPU
+		id := c.submit("--", "sh", "-c", "echo after the wait; echo done")
+		r := c.dure("logs", "-f", itoa(id))
+		if r.code != 0 || r.stdout != "after the wait\ndone\n" {
+			t.Fatalf("try %d: dure logs -f %d: exit %d, stdout %q, stderr %q; want the job's two lines", i, id, r.code, r.stdout, r.stderr)
+		}
 	}
 }

@@ -19,6 +19,9 @@ func TestServerRestartRecoversState(t *testing.T) {
 	pending := c.submit("--name", "too-big", "--cpus", "64", "--", "true")
 	c.waitJob(pending, "a pending reason", 10*time.Second, func(j api.Job) bool { return j.Reason.Code == "NoNodeFits" })
 	c.dure("node", "drain", "n1", "--reason", "kept across restarts")
+	// The drain changes the pending job's reason in the next scheduling
+	// pass; compare the state after that pass, not one caught before it.
+	c.waitJob(pending, "the drained node in its reason", 10*time.Second, func(j api.Job) bool { return j.Reason.Code == "NoNodes" })
 	before := c.dure("jobs", "-o", "json").stdout
 
 	c.server.stop(syscall.SIGTERM)

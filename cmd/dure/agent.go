@@ -38,6 +38,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.mem, "mem", "", "memory to offer, e.g. 64G (default: detected)")
 	fl.StringVar(&f.scratch, "scratch", "", "scratch disk to offer, e.g. 500G (default: free space of --data)")
 	fl.IntVar(&f.gpus, "gpus", -1, "number of GPUs to offer as indices 0..N-1 (default: detected with nvidia-smi)")
+	hideSentinelDefault(cmd, "gpus") // -1 means "detect": the usage says so
 	fl.StringVar(&f.gpuCommand, "gpu-command", "nvidia-smi", "nvidia-smi to run for GPU discovery")
 	fl.StringVar(&f.cgroups, "cgroups", "auto", "cgroup driver: auto, v1, v2 or off (no limits enforced)")
 	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "cgroup path for task cgroups (default: dure/<name>)")
@@ -124,4 +125,11 @@ func agentCommand() *cobra.Command {
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// hideSentinelDefault keeps --help from printing "(default -1)" after a
+// usage text that already says what leaving the flag out does: pflag prints
+// the default of an int flag unless it reads "0".
+func hideSentinelDefault(c *cobra.Command, name string) {
+	c.Flags().Lookup(name).DefValue = "0"
 }

@@ -91,7 +91,7 @@ func runBenchSched(w io.Writer, f benchSchedFlags) error {
 	}
 	p, err := sched.ParsePolicy(f.policy)
 	if err != nil {
-		return fmt.Errorf("--policy: %w", err)
+		return policyFlagError(err)
 	}
 	if f.passes < 1 {
 		return fmt.Errorf("--passes: must be at least 1 (got %d)", f.passes)

@@ -74,6 +74,7 @@ func devCommand() *cobra.Command {
 	fl.StringVar(&data, "data", "", "data directory; a restart with the same one keeps all state (default: temporary)")
 	fl.StringVar(&cgroups, "cgroups", "auto", "cgroup driver for tasks: auto, v1, v2 or off")
 	fl.IntVar(&gpusPerAgent, "gpus", -1, "GPUs each agent offers as indices 0..N-1 (default: real GPUs, all on the first agent)")
+	hideSentinelDefault(cmd, "gpus") // -1 means "detect": the usage says so
 	fl.DurationVar(&hbInterval, "heartbeat-interval", time.Second, "how often agents heartbeat")
 	fl.DurationVar(&hbTimeout, "heartbeat-timeout", 10*time.Second, "a node is down after this long without a heartbeat")
 	fl.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")

@@ -99,6 +99,9 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 	if f.output != "table" && f.output != "json" {
 		return fmt.Errorf("--output: must be table or json (got %q)", f.output)
 	}
+	if f.limit < 0 {
+		return fmt.Errorf("--limit: must be 0 (the whole trace) or more (got %d)", f.limit)
+	}
 	policies, err := parsePolicies(f.policies, f.compare)
 	if err != nil {
 		return err
@@ -151,6 +154,9 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 		}
 		if queues, err = sim.ReadQueues(data); err != nil {
 			return fmt.Errorf("--queues %s: %w", f.queues, err)
+		}
+		if warn := unmatchedQueues(tr, queues); warn != "" {
+			fmt.Fprintf(stderr, "dure: --queues %s: %s\n", f.queues, warn)
 		}
 	}
 	runs := make([]*simRun, len(policies))
@@ -215,6 +221,41 @@ func runSimulate(stdout, stderr io.Writer, f simulateFlags) error {
 	return nil
 }
 
+// unmatchedQueues warns when no queue of the file is one a job of the trace
+// is in: the file then changes nothing but the tree's shape, and the likely
+// cause is queues named for a cluster rather than after the trace's.
+func unmatchedQueues(tr *sim.Trace, queues []*model.Queue) string {
+	inTrace := map[string]bool{}
+	for i := range tr.Jobs {
+		inTrace[tr.Jobs[i].Request.Queue] = true
+	}
+	for _, q := range queues {
+		if inTrace[q.Name] {
+			return ""
+		}
+	}
+	names := make([]string, 0, len(inTrace))
+	for n := range inTrace {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	more := ""
+	if len(names) > 5 {
+		names, more = names[:5], fmt.Sprintf(", … (%d in all)", len(inTrace))
+	}
+	return fmt.Sprintf("no queue of the file holds a job of the trace, whose queues are %s%s: name the file's queues after them (see docs/simulate.md)", strings.Join(names, ", "), more)
+}
+
+// policyFlagError names the --policy flag once: sched's error starts with
+// "policy: " itself.
+func policyFlagError(err error) error {
+	var pe *sched.PolicyError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("--policy: unknown policy %q (want fifo, easy, conservative or dure)", pe.Name)
+	}
+	return fmt.Errorf("--policy: %w", err)
+}
+
 func parsePolicies(list []string, compare bool) ([]sched.Policy, error) {
 	if compare {
 		return []sched.Policy{sched.PolicyFIFO, sched.PolicyEASY, sched.PolicyConservative, sched.PolicyDure}, nil
@@ -225,7 +266,7 @@ func parsePolicies(list []string, compare bool) ([]sched.Policy, error) {
 		for _, name := range strings.Split(s, ",") {
 			p, err := sched.ParsePolicy(strings.TrimSpace(name))
 			if err != nil {
-				return nil, fmt.Errorf("--policy: %w", err)
+				return nil, policyFlagError(err)
 			}
 			if !seen[p] {
 				seen[p] = true

@@ -117,6 +117,18 @@ func TestSimulateReadsTheServersQueueFile(t *testing.T) {
 			t.Errorf("queue %s: fair share %v, want %v (weights 3 and 1 from the file)", q.Queue, q.FairShare, want[q.Queue])
 		}
 	}
+	if stderr != "" {
+		t.Errorf("a file whose queues match the trace's: stderr %q, want nothing", stderr)
+	}
+
+	// A file none of whose queues the trace uses changes nothing but is
+	// silent about it: say so, naming the trace's queues.
+	other := filepath.Join(dir, "cluster-queues.yaml")
+	os.WriteFile(other, []byte("queues:\n  - {name: research, quotas: [{resource: cpu, nominal: 4000}]}\n"), 0o644)
+	_, stderr, code = dure(t, "simulate", "--trace", swf, "--queues", other, "--policy", "dure", "-o", "json")
+	if want := "dure: --queues " + other + ": no queue of the file holds a job of the trace, whose queues are q1, q2: name the file's queues after them (see docs/simulate.md)\n"; code != 0 || stderr != want {
+		t.Errorf("unmatched queue file: exit %d, stderr %q; want 0 and %q", code, stderr, want)
+	}
 }
 
 func TestSimulateRejectsBadInvocations(t *testing.T) {
@@ -131,7 +143,8 @@ func TestSimulateRejectsBadInvocations(t *testing.T) {
 		want string
 	}{
 		{[]string{"simulate"}, "dure: --trace: required"},
-		{[]string{"simulate", "--trace", swf, "--policy", "sjf"}, `dure: --policy: policy: unknown policy "sjf"`},
+		{[]string{"simulate", "--trace", swf, "--policy", "sjf"}, "dure: --policy: unknown policy \"sjf\" (want fifo, easy, conservative or dure)\n"},
+		{[]string{"simulate", "--trace", swf, "--limit", "-1"}, "dure: --limit: must be 0 (the whole trace) or more (got -1)\n"},
 		{[]string{"simulate", "--trace", swf, "--nodes", "4x(2cpu"}, `dure: --nodes "4x(2cpu": missing ")"`},
 		{[]string{"simulate", "--trace", swf, "-o", "yaml"}, "dure: --output: must be table or json"},
 		{[]string{"simulate", "--trace", bad}, "dure: bad.swf:1: a job line has 18 numbers, this one has 5"},

@@ -166,7 +166,7 @@ func arrayOutcome(id uint64, elems []api.Job) string {
 
 // waitArray blocks until every element of an array is final, or ctx ends
 // (then it returns the last elements it saw and the error).
-func waitArray(ctx context.Context, cl *api.Client, id uint64) ([]api.Job, error) {
+func waitArray(ctx context.Context, cl *api.Client, id uint64, seen func(state string)) ([]api.Job, error) {
 	var last []api.Job
 	var idx uint64
 	for {
@@ -183,6 +183,15 @@ func waitArray(ctx context.Context, cl *api.Client, id uint64) ([]api.Job, error
 		}
 		if final {
 			return elems, nil
+		}
+		if seen != nil {
+			state := "pending"
+			for i := range elems {
+				if elems[i].State == "running" {
+					state = "running"
+				}
+			}
+			seen(state)
 		}
 		last, idx = elems, newIdx
 	}

@@ -20,7 +20,7 @@ func cannedArray() []api.Job {
 			Array:  &api.ArrayInfo{JobID: 20, TaskID: i, Throttle: 3}, SubmitTime: t0.Add(-10 * time.Minute)}
 		switch {
 		case i >= 8:
-			j.State, j.Reason = "pending", api.Reason{Code: "ArrayThrottle", Message: "array 20 runs 3 of at most 3 elements at once"}
+			j.State, j.Reason = "pending", api.Reason{Code: "ArrayThrottle", Message: "array 20 runs 3 elements at once, its limit (%3)"}
 		case i >= 5:
 			j.State, j.StartTime = "running", t0.Add(-time.Duration(i)*time.Minute)
 		case i == 2:

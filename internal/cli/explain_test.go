@@ -20,7 +20,7 @@ func TestRenderExplanation(t *testing.T) {
 		},
 	}
 	var b bytes.Buffer
-	renderExplanation(&b, &e, now, time.UTC)
+	renderExplanation(&b, "12", &e, now, time.UTC)
 	want := `Job 12 is pending: Reserved
   reserved for job 11, estimated start 14:30
 Estimated start: 2026-11-22 14:40:00 (in 40m)
@@ -32,8 +32,24 @@ It would start sooner if you:
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 	b.Reset()
-	renderExplanation(&b, &api.Explanation{JobID: 3, StartsNow: true}, now, time.UTC)
+	renderExplanation(&b, "3", &api.Explanation{JobID: 3, StartsNow: true}, now, time.UTC)
 	if b.String() != "Job 3 can start now: the next scheduling pass places it.\n" {
 		t.Errorf("starts now: %q", b.String())
+	}
+}
+
+// A job with no estimated start says what it waits for, by reason, and an
+// array element is named as the user named it.
+func TestRenderExplanationWithoutEstimate(t *testing.T) {
+	now := time.Date(2026, 11, 22, 14, 0, 0, 0, time.UTC)
+	e := api.Explanation{JobID: 41, Reason: api.Reason{Code: "QuotaExceeded", Message: "queue vision is at its borrowing limit"}}
+	var b bytes.Buffer
+	renderExplanation(&b, "36_5", &e, now, time.UTC)
+	want := `Job 36_5 is pending: QuotaExceeded
+  queue vision is at its borrowing limit
+Estimated start: unknown: it starts when its queue's running jobs free quota (or its cohort has quota to lend)
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

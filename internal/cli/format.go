@@ -131,9 +131,15 @@ func fmtLatency(d time.Duration) string {
 	return strconv.FormatFloat(ms/1000, 'f', 2, 64) + "s"
 }
 
-// fmtResources renders a resource amount like "cpu=2 mem=4GiB gpu=1".
+// fmtResources renders a resource amount like "cpu=2 mem=4GiB gpu=1",
+// leaving out memory when there is none ("cpu=1 gpu=8", not "mem=0B": jobs
+// that ask for no memory are common and the zero is noise in a table).
 func fmtResources(r api.Resources) string {
-	return toModel(r).String()
+	s := toModel(r).String()
+	if r.MemoryBytes == 0 {
+		s = strings.Replace(s, " mem=0B", "", 1)
+	}
+	return s
 }
 
 func toModel(r api.Resources) model.Resources {

@@ -24,8 +24,8 @@ func (a *app) jobsCommand() *cobra.Command {
 		Use:   "jobs",
 		Short: "List jobs, newest first",
 		Long: "List jobs, newest first: by default the newest 100 of every user in every state.\n" +
-			"--state takes pending, running, succeeded, failed, cancelled or active\n" +
-			"(pending and running). A job array shows whole, where it first appears: each\n" +
+			"--state takes pending, running, succeeded, failed, cancelled, active\n" +
+			"(pending and running) or finished (the other three). A job array shows whole, where it first appears: each\n" +
 			"running element on its own row (12_3), the others grouped by state and\n" +
 			"reason (12_[4-99%10]). --array ID lists one array's elements one per row;\n" +
 			"-o json lists every job (element) the limit lets through, one by one.",
@@ -33,7 +33,7 @@ func (a *app) jobsCommand() *cobra.Command {
 		Args:    args(cobra.NoArgs),
 	}
 	out := outputFlag(c, true)
-	c.Flags().StringVar(&f.State, "state", "", "only jobs in this state: pending, running, succeeded, failed, cancelled or active")
+	c.Flags().StringVar(&f.State, "state", "", "only jobs in this state: pending, running, succeeded, failed, cancelled, active (pending and running) or finished (the other three)")
 	c.Flags().StringVar(&f.Queue, "queue", "", "only jobs in this queue")
 	c.Flags().StringVar(&f.Owner, "user", "", "only jobs of this user")
 	c.Flags().IntVar(&f.Limit, "limit", defaultJobsLimit, "show at most this many jobs")
@@ -44,9 +44,9 @@ func (a *app) jobsCommand() *cobra.Command {
 			return err
 		}
 		switch f.State {
-		case "", "pending", "running", "succeeded", "failed", "cancelled", "active":
+		case "", "pending", "running", "succeeded", "failed", "cancelled", "active", "finished":
 		default:
-			return fmt.Errorf("--state: must be one of pending, running, succeeded, failed, cancelled, active (got %q)", f.State)
+			return fmt.Errorf("--state: must be one of pending, running, succeeded, failed, cancelled, active, finished (got %q)", f.State)
 		}
 		if f.Limit < 1 {
 			return fmt.Errorf("--limit: must be at least 1 (got %d); use --all for every job", f.Limit)
@@ -246,7 +246,18 @@ func (a *app) jobCommand() *cobra.Command {
 		if *out == outJSON {
 			return writeJSON(a.stdout, j)
 		}
-		renderJob(a.stdout, &j, a.now(), a.loc)
+		var queueDefault time.Duration
+		if j.Walltime == 0 && !j.Terminal() {
+			// Say what the scheduler plans with for a job that set no walltime.
+			if qs, err := cl.ListQueues(c.Context()); err == nil {
+				for _, q := range qs {
+					if q.Name == j.Queue {
+						queueDefault = time.Duration(q.DefaultWalltime)
+					}
+				}
+			}
+		}
+		renderJobWith(a.stdout, &j, a.now(), a.loc, queueDefault)
 		return nil
 	}
 	return c
@@ -254,6 +265,12 @@ func (a *app) jobCommand() *cobra.Command {
 
 // renderJob prints the detail view of one job.
 func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
+	renderJobWith(w, j, now, loc, 0)
+}
+
+// renderJobWith is renderJob for a job whose queue plans jobs without a
+// walltime with queueDefault (0: unknown or none).
+func renderJobWith(w io.Writer, j *api.Job, now time.Time, loc *time.Location, queueDefault time.Duration) {
 	t := newTable(w)
 	kv := func(k, v string) { row(t, k+":", v) }
 	kv("ID", strconv.FormatUint(j.ID, 10))
@@ -302,6 +319,8 @@ func renderJob(w io.Writer, j *api.Job, now time.Time, loc *time.Location) {
 	}
 	if j.Walltime > 0 {
 		kv("Walltime", humanDuration(time.Duration(j.Walltime)))
+	} else if queueDefault > 0 {
+		kv("Walltime", fmt.Sprintf("none (backfill plans with %s, queue %s's default; not enforced)", humanDuration(queueDefault), j.Queue))
 	} else {
 		kv("Walltime", "none")
 	}

@@ -134,6 +134,7 @@ func TestJobsVerbPassesFiltersAndLimit(t *testing.T) {
 		{"active of one user", []string{"--state", "active", "--user", "alice"}, "limit=100&owner=alice&state=active", "15"},
 		{"queue and limit", []string{"--queue", "default", "--limit", "2"}, "limit=2&queue=default", "14 13"},
 		{"all drops the limit", []string{"--all", "--state", "failed"}, "state=failed", "13 12"},
+		{"finished, as the API has it", []string{"--state", "finished"}, "limit=100&state=finished", "13 12 11 10"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +190,7 @@ func TestJobsBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--state", "done"}, "dure: --state: must be one of pending, running, succeeded, failed, cancelled, active (got \"done\")\n"},
+		{[]string{"--state", "done"}, "dure: --state: must be one of pending, running, succeeded, failed, cancelled, active, finished (got \"done\")\n"},
 		{[]string{"-o", "yaml"}, "dure: --output: must be one of table, wide, json (got \"yaml\")\n"},
 		{[]string{"--limit", "0"}, "dure: --limit: must be at least 1 (got 0); use --all for every job\n"},
 		{[]string{"extra"}, "dure: unknown command \"extra\" for \"dure jobs\"\nRun 'dure jobs --help' for usage.\n"},
@@ -277,5 +278,22 @@ func TestRenderJobBeingPreempted(t *testing.T) {
 	renderJobs(&b, []api.Job{j}, t0, false)
 	if !strings.Contains(b.String(), "running  2      59m   Preempted") {
 		t.Errorf("jobs table does not say the running job is being preempted:\n%s", b.String())
+	}
+}
+
+// A job that set no walltime says what backfill plans with: its queue's
+// default, which is not a limit the job is held to.
+func TestJobShowsTheQueueDefaultWalltime(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.queues = []api.Queue{{QueueSpec: api.QueueSpec{Name: "vision", DefaultWalltime: api.Duration(2 * time.Hour)}}}
+	srv.addJob(api.Job{ID: 5, Name: "train", Owner: "alice", Queue: "vision", State: "running", SubmitTime: t0.Add(-time.Minute)})
+	srv.addJob(api.Job{ID: 6, Name: "eval", Owner: "alice", Queue: "default", State: "running", SubmitTime: t0.Add(-time.Minute)})
+	res := runCLI(t, srv.srv.URL, "", "job", "5")
+	if want := "Walltime:   none (backfill plans with 2h, queue vision's default; not enforced)\n"; res.code != 0 || !strings.Contains(res.stdout, want) {
+		t.Errorf("dure job 5: %+v\nwant a line %q", res, want)
+	}
+	res = runCLI(t, srv.srv.URL, "", "job", "6")
+	if want := "Walltime:   none\n"; res.code != 0 || !strings.Contains(res.stdout, want) {
+		t.Errorf("dure job 6 (a queue without a default): %+v\nwant a line %q", res, want)
 	}
 }

@@ -223,8 +223,14 @@ func renderNode(w io.Writer, n *api.Node, now time.Time, loc *time.Location) {
 
 func (a *app) queuesCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:     "queues",
-		Short:   "List queues with their load",
+		Use:   "queues",
+		Short: "List queues with their load",
+		Long: "List every queue: its place in the tree (PARENT) and fair-share WEIGHT; SHARE,\n" +
+			"its weighted dominant share (0 idle, about 1/weight after using the whole cluster);\n" +
+			"its own PENDING and RUNNING jobs and what they USE; and per quota resource of its\n" +
+			"subtree, QUOTA as used/quota with what it borrows beyond it (+N borrowed) or, in a\n" +
+			"cohort, what its siblings use of its quota (N lent of M lendable). -o json has\n" +
+			"every number (see quota_usage in docs/api.md).",
 		Example: "  dure queues\n  dure queues -o json",
 		Args:    args(cobra.NoArgs),
 	}

@@ -145,12 +145,12 @@ func TestQueuesVerb(t *testing.T) {
 				{Resource: "memory", Nominal: 128 << 30, Effective: 128 << 30, Used: 64 << 30, Lendable: 64 << 30, Lent: 16 << 30}}},
 		{QueueSpec: api.QueueSpec{Name: "default"}, Pending: 0, Running: 0},
 		{QueueSpec: api.QueueSpec{Name: "research"}, QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Effective: 2, Used: 4, Borrowed: 2, Lendable: 0}}},
-		{QueueSpec: api.QueueSpec{Name: "nlp", Parent: "research"}, QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Nominal: 1, Effective: 1, Lendable: 1}}},
+		{QueueSpec: api.QueueSpec{Name: "nlp", Parent: "research"}, Running: 1, Used: api.Resources{MilliCPU: 500, GPUs: 1}, QuotaUsage: []api.QuotaUsage{{Resource: "gpu", Nominal: 1, Effective: 1, Lendable: 1}}},
 	}
 	want := `NAME      PARENT    WEIGHT  SHARE  PENDING  RUNNING  USED                    QUOTA (used/quota)                                                         DESCRIPTION
 default   -         1       0.00   0        0        -                       -                                                                          -
 gpu       research  2       0.25   4        2        cpu=16 mem=64GiB gpu=4  gpu 4/2 (+2 borrowed), memory 64GiB/128GiB (16GiB lent of 64GiB lendable)  GPU jobs
-nlp       research  1       0.00   0        0        -                       gpu 0/1 (1 lendable)                                                       -
+nlp       research  1       0.00   0        1        cpu=500m gpu=1          gpu 0/1 (1 lendable)                                                       -
 research  -         1       0.00   0        0        -                       gpu 4/2 (+2 borrowed)                                                      -
 `
 	if res := runCLI(t, srv.srv.URL, "", "queues"); res != (cliResult{stdout: want}) {

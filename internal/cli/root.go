@@ -86,6 +86,10 @@ func execute(ctx context.Context, root *cobra.Command) int {
 // (including *api.Error, whose Error() is "field: message") prints as is.
 func describeError(err error) string {
 	var ue *url.Error
+	if errors.As(err, &ue) && ue.Op == "parse" {
+		// The only URLs the CLI builds from outside text are the server's.
+		return fmt.Sprintf("invalid server address (from --addr or DURE_ADDR): %v; want host:port or http://host:port", ue.Err)
+	}
 	if errors.As(err, &ue) {
 		var op *net.OpError
 		if errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial") {

@@ -40,7 +40,8 @@ func (a *app) runCommand() *cobra.Command {
 		Long: "Submit a job and stay attached: while it waits, a progress line on the\n" +
 			"terminal says why; once it runs, every task's stdout and stderr are copied\n" +
 			"here as they are produced. dure run exits with the job's exit code (1 if it\n" +
-			"failed without one, 130 if interrupted; Ctrl-C cancels the job).",
+			"failed without one, 130 if interrupted; Ctrl-C, SIGTERM or a hangup cancels\n" +
+			"the job).",
 		Example: "  dure run -- hostname\n  dure run --tasks 4 --cpus 2 -- python -c 'import os; print(os.environ[\"DURE_TASK_INDEX\"])'",
 		RunE: func(c *cobra.Command, argv []string) error {
 			js, err := a.buildSpec(c, &f, argv)
@@ -50,7 +51,9 @@ func (a *app) runCommand() *cobra.Command {
 			if js.Array != "" {
 				return fmt.Errorf("--array: dure run follows one job; submit arrays with dure submit or dure sbatch")
 			}
-			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			// SIGHUP too: a terminal or ssh session that goes away must not
+			// leave a job running that nobody is attached to (srun does the same).
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			return a.runJob(ctx, js)
 		},
@@ -81,6 +84,7 @@ func (a *app) runJob(ctx context.Context, js api.JobSpec) error {
 
 	var idx uint64
 	var j api.Job
+	warned := false
 	for {
 		j, idx, err = getJob(ctx, cl, id, api.WatchOptions{Index: idx, Wait: watchWait})
 		if err != nil {
@@ -94,6 +98,13 @@ func (a *app) runJob(ctx context.Context, js api.JobSpec) error {
 		}
 		if j.State == "pending" && !logs.started {
 			prog.update(&j)
+			if !prog.on && !warned && mayNeverStart(j.Reason.Code) {
+				// Off a terminal there is no progress line: say once why a job
+				// that no node of the cluster can run as asked is not starting,
+				// rather than wait in silence.
+				warned = true
+				fmt.Fprintf(errw, "dure: job %d is pending and will not start on the cluster as it is: %s: %s (still waiting; Ctrl-C cancels it)\n", id, j.Reason.Code, j.Reason.Message)
+			}
 			continue
 		}
 		if !logs.started {
@@ -306,6 +317,17 @@ func (l *lineWriter) flush() {
 		l.w.Write(l.buf)
 		l.buf = nil
 	}
+}
+
+// mayNeverStart says whether a pending job's reason code means no node of
+// the cluster as it is can run it: only a change to the cluster (a node
+// joining, a drain lifted, labels) would start it.
+func mayNeverStart(code string) bool {
+	switch code {
+	case "NoNodeFits", "Constraints", "NoNodes", "InvalidJob":
+		return true
+	}
+	return false
 }
 
 // progress draws "⠹ job 12 pending 14s — Resources: no node has room now" on

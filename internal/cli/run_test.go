@@ -211,3 +211,26 @@ func TestProgressDrawsOnlyOnATerminalAndErasesItself(t *testing.T) {
 		t.Errorf("off a terminal the progress line wrote %q; want nothing", buf.String())
 	}
 }
+
+// Off a terminal `dure run` prints only the job's output, except once, on
+// stderr, when the job cannot start on the cluster as it is: a script must
+// not hang in silence on a request no node can meet.
+func TestRunSaysOnceWhenTheJobCannotStart(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.onSubmit = func(id uint64) {
+		nofit := func(j *api.Job) {
+			j.Reason = api.Reason{Code: "NoNodeFits", Message: "each task needs cpu=1 gpu=5; the largest ready node has cpu=1 (n1)"}
+		}
+		srv.update(id, nofit)
+		<-srv.waiting // the CLI saw it and waits for a change
+		srv.update(id, nofit)
+		<-srv.waiting
+		srv.update(id, func(j *api.Job) { j.State, j.Reason = "cancelled", api.Reason{Code: "Cancelled", Message: "by bob"} })
+	}
+	res := runCLI(t, srv.srv.URL, "", "run", "--gpus", "5", "--", "true")
+	want := "dure: job 1 is pending and will not start on the cluster as it is: NoNodeFits: each task needs cpu=1 gpu=5; the largest ready node has cpu=1 (n1) (still waiting; Ctrl-C cancels it)\n" +
+		"dure: job 1 cancelled: Cancelled: by bob\n"
+	if res.code != 1 || res.stdout != "" || res.stderr != want {
+		t.Errorf("got %+v\nwant stderr:\n%s", res, want)
+	}
+}

@@ -302,7 +302,7 @@ func (f *fakeServer) listJobs(w http.ResponseWriter, r *http.Request) {
 	var out []api.Job
 	for _, j := range f.jobs {
 		st := q.Get("state")
-		if st == "active" && j.Terminal() || st != "" && st != "active" && j.State != st {
+		if st == "active" && j.Terminal() || st == "finished" && !j.Terminal() || st != "" && st != "active" && st != "finished" && j.State != st {
 			continue
 		}
 		if q.Get("queue") != "" && j.Queue != q.Get("queue") || q.Get("owner") != "" && j.Owner != q.Get("owner") {

@@ -67,6 +67,12 @@ func (a *app) waitCommand() *cobra.Command {
 // arrives, and returns the exit code.
 func (a *app) waitJobs(ctx context.Context, refs []api.JobRef, timeout time.Duration) int {
 	cl := a.client()
+	names := make([]string, len(refs))
+	for i, ref := range refs {
+		names[i] = ref.String()
+	}
+	prog := newWaitProgress(a.stderr, a.isTerminal(a.stderr), names, a.now)
+	defer prog.stop()
 	var mu sync.Mutex
 	failed, timedOut := false, false
 	var wg sync.WaitGroup
@@ -74,20 +80,22 @@ func (a *app) waitJobs(ctx context.Context, refs []api.JobRef, timeout time.Dura
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			line, ok, err := waitOne(ctx, cl, ref)
+			line, ok, err := waitOne(ctx, cl, ref, func(state string) { prog.seen(ref.String(), state) })
 			mu.Lock()
 			defer mu.Unlock()
-			switch {
-			case err != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-				timedOut = true
-				fmt.Fprintf(a.stdout, "%s %s after %s\n", ref, line, timeout)
-			case err != nil:
-				failed = true
-				fmt.Fprintf(a.stderr, "dure: %s\n", aboutRef(ref.String(), err))
-			default:
-				failed = failed || !ok
-				fmt.Fprintln(a.stdout, line)
-			}
+			prog.finish(ref.String(), func() {
+				switch {
+				case err != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+					timedOut = true
+					fmt.Fprintf(a.stdout, "%s %s after %s\n", ref, line, timeout)
+				case err != nil:
+					failed = true
+					fmt.Fprintf(a.stderr, "dure: %s\n", aboutRef(ref.String(), err))
+				default:
+					failed = failed || !ok
+					fmt.Fprintln(a.stdout, line)
+				}
+			})
 		}()
 	}
 	wg.Wait()
@@ -102,14 +110,15 @@ func (a *app) waitJobs(ctx context.Context, refs []api.JobRef, timeout time.Dura
 
 // waitOne waits for a job, an element or a whole array. It returns the
 // outcome line and whether everything succeeded, or on error what it last
-// saw ("still running").
-func waitOne(ctx context.Context, cl *api.Client, ref api.JobRef) (line string, ok bool, err error) {
+// saw ("still running"). seen, if not nil, gets each state it sees while
+// waiting (for an array: running while any element runs, else pending).
+func waitOne(ctx context.Context, cl *api.Client, ref api.JobRef, seen func(state string)) (line string, ok bool, err error) {
 	isArray, j, err := resolveArray(ctx, cl, ref)
 	if err != nil {
 		return "not finished", false, err
 	}
 	if isArray {
-		elems, err := waitArray(ctx, cl, ref.ID)
+		elems, err := waitArray(ctx, cl, ref.ID, seen)
 		if err != nil {
 			if len(elems) == 0 {
 				return "not finished", false, err
@@ -122,7 +131,7 @@ func waitOne(ctx context.Context, cl *api.Client, ref api.JobRef) (line string, 
 		}
 		return arrayOutcome(ref.ID, elems), ok, nil
 	}
-	final, err := waitFinal(ctx, cl, j.ID)
+	final, err := waitFinalSeen(ctx, cl, j.ID, seen)
 	if err != nil {
 		return stillState(final.State), false, err
 	}
@@ -132,6 +141,12 @@ func waitOne(ctx context.Context, cl *api.Client, ref api.JobRef) (line string, 
 // waitFinal blocks until the job is final, like api.Client.WaitJob, but on
 // error (a timeout) also returns the last state it saw.
 func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) {
+	return waitFinalSeen(ctx, cl, id, nil)
+}
+
+// waitFinalSeen is waitFinal that also tells seen, if not nil, each state
+// it sees.
+func waitFinalSeen(ctx context.Context, cl *api.Client, id uint64, seen func(state string)) (api.Job, error) {
 	var last api.Job
 	var idx uint64
 	for {
@@ -141,6 +156,9 @@ func waitFinal(ctx context.Context, cl *api.Client, id uint64) (api.Job, error) 
 		}
 		if j.Terminal() {
 			return j, nil
+		}
+		if seen != nil {
+			seen(j.State)
 		}
 		last, idx = j, newIdx
 	}

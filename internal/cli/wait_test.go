@@ -195,3 +195,13 @@ func TestWaitFailsAtOnceWhenTheServerNeverAnswered(t *testing.T) {
 		t.Errorf("got %+v; want exit 1 with advice", res)
 	}
 }
+
+// A malformed server address says where it came from and what is wanted,
+// not Go's URL parser's words about a URL the user never wrote.
+func TestBadServerAddressNamesTheSetting(t *testing.T) {
+	res := runCLI(t, "bogus::", "", "jobs")
+	want := "dure: invalid server address (from --addr or DURE_ADDR): invalid port \"::\" after host; want host:port or http://host:port\n"
+	if res.code != 1 || res.stderr != want {
+		t.Errorf("got %+v; want exit 1 and %q", res, want)
+	}
+}

@@ -33,11 +33,11 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.As(err, &fe1):
 		ae = apiError(http.StatusBadRequest, api.CodeInvalid, fe1.Field, fe1.Message)
 	case errors.Is(err, fsm.ErrNotFound):
-		ae = apiError(http.StatusNotFound, api.CodeNotFound, "", err.Error())
+		ae = apiError(http.StatusNotFound, api.CodeNotFound, "", withoutSentinel(err, fsm.ErrNotFound))
 	case errors.Is(err, fsm.ErrConflict):
-		ae = apiError(http.StatusConflict, api.CodeConflict, "", err.Error())
+		ae = apiError(http.StatusConflict, api.CodeConflict, "", withoutSentinel(err, fsm.ErrConflict))
 	case errors.Is(err, fsm.ErrInvalid):
-		ae = apiError(http.StatusBadRequest, api.CodeInvalid, "", err.Error())
+		ae = apiError(http.StatusBadRequest, api.CodeInvalid, "", withoutSentinel(err, fsm.ErrInvalid))
 	case errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
 		// raft wraps the store's error in text, so the errno is often lost.
 		ae = apiError(http.StatusInsufficientStorage, api.CodeNoSpace, "", "the server's disk is full: writes are refused until space is freed (reads still work); "+err.Error())
@@ -50,6 +50,17 @@ func writeError(w http.ResponseWriter, err error) {
 		ae.Status = http.StatusInternalServerError
 	}
 	writeJSON(w, ae.Status, ae)
+}
+
+// withoutSentinel is err's message without the trailing ": conflict" (or
+// ": not found", ": invalid") the FSM wraps its sentinel in: the answer's
+// code says it, and people read "job 2 already succeeded".
+func withoutSentinel(err, sentinel error) string {
+	msg := err.Error()
+	if trimmed := strings.TrimSuffix(msg, ": "+sentinel.Error()); trimmed != "" {
+		return trimmed
+	}
+	return msg
 }
 
 // prettyMarker is a response header ServeHTTP sets for ?pretty requests and

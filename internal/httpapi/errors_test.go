@@ -96,7 +96,7 @@ func TestBadRequests(t *testing.T) {
 		{"bad state filter", "GET", "/v1/jobs?state=done", "", "", 400, api.CodeInvalid, "state", "must be one of pending, running"},
 		{"bad limit", "GET", "/v1/jobs?limit=0", "", "", 400, api.CodeInvalid, "limit", "must be an integer from 1 to 100000"},
 		{"bad log task", "GET", "/v1/jobs/1/logs?task=-1", "", "", 400, api.CodeInvalid, "task", "non-negative integer"},
-		{"log task out of range", "GET", "/v1/jobs/1/logs?task=5", "", "", 400, api.CodeInvalid, "task", "job 1 has 1 task(s)"},
+		{"log task out of range", "GET", "/v1/jobs/1/logs?task=5", "", "", 400, api.CodeInvalid, "task", "job 1 has 1 task(s), numbered from 0 to 0; got 5"},
 		{"bad log stream", "GET", "/v1/jobs/1/logs?stream=stdin", "", "", 400, api.CodeInvalid, "stream", "must be stdout or stderr"},
 		{"logs of a job that has not run", "GET", "/v1/jobs/1/logs", "", "", 404, api.CodeNotFound, "", "task 0 of job 1 has not run (job is pending)"},
 		{"unknown node", "GET", "/v1/nodes/n9", "", "", 404, api.CodeNotFound, "", `node "n9" not found`},

@@ -387,7 +387,12 @@ func (h *Handler) explainJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if j.State != model.JobPending {
-		writeError(w, apiError(http.StatusConflict, api.CodeConflict, "", fmt.Sprintf("job %d is %s, not pending: nothing to explain (see `dure job %d`)", id, j.State, id)))
+		// Name an array element as the user does (12_3), not by its job ID.
+		name := strconv.FormatUint(uint64(id), 10)
+		if j.ArrayParent != 0 {
+			name = api.JobRef{ID: uint64(j.ArrayParent), Index: j.ArrayIndex, Element: true}.String()
+		}
+		writeError(w, apiError(http.StatusConflict, api.CodeConflict, "", fmt.Sprintf("job %s is %s, not pending: nothing to explain (see `dure job %s`)", name, j.State, name)))
 		return
 	}
 	e, err := h.b.Explain(id)

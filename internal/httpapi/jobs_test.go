@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -91,8 +92,8 @@ func TestJobsOverHTTP(t *testing.T) {
 		t.Fatalf("cancel: %+v, %v; want the job back, cancelled", cancelled, err)
 	}
 	_, err = c.client.CancelJob(bg(t), third)
-	if e := asAPIError(t, err); e.Status != http.StatusConflict || e.Code != api.CodeConflict || !strings.Contains(e.Message, "already cancelled") {
-		t.Errorf("second cancel: %+v; want 409 conflict saying it is already cancelled", e)
+	if e := asAPIError(t, err); e.Status != http.StatusConflict || e.Code != api.CodeConflict || e.Message != fmt.Sprintf("job %d already cancelled", third) {
+		t.Errorf("second cancel: %+v; want 409 conflict saying only that it is already cancelled", e)
 	}
 
 	filters := []struct {

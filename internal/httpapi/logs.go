@@ -57,7 +57,7 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if task >= j.TaskCount() {
-			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "task", fmt.Sprintf("job %d has %d task(s); task must be below that", id, j.TaskCount())))
+			writeError(w, apiError(http.StatusBadRequest, api.CodeInvalid, "task", fmt.Sprintf("job %d has %d task(s), numbered from 0 to %d; got %d", id, j.TaskCount(), j.TaskCount()-1, task)))
 			return
 		}
 		for _, a := range snap.AllocsByJob(id) {
@@ -85,32 +85,11 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("node %s of allocation %s is unknown", alloc.Node, alloc.ID)))
 		return
 	}
-	u := url.URL{Scheme: "http", Host: node.Address, Path: "/v1/agent/logs/" + alloc.ID}
-	uq := url.Values{"stream": {stream}}
-	if offset > 0 {
-		uq.Set("offset", strconv.FormatInt(offset, 10))
-	}
-	if follow {
-		uq.Set("follow", "true")
-	}
-	u.RawQuery = uq.Encode()
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	resp, err := h.logHTTP.Do(req)
-	if err != nil {
-		writeError(w, apiError(http.StatusBadGateway, api.CodeUnavailable, "", fmt.Sprintf("cannot reach the agent of node %s at %s: %v", node.Name, node.Address, err)))
+	resp, ok := h.openAgentLog(w, r, id, node, alloc, stream, offset, follow)
+	if !ok {
 		return
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<16))
-		return
-	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Dure-Alloc", alloc.ID)
 	w.WriteHeader(http.StatusOK)
@@ -128,6 +107,59 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		if rerr != nil {
 			return
+		}
+	}
+}
+
+// openAgentLog asks the agent of node for alloc's log. The state has an
+// allocation a moment before its agent does: until the agent has started
+// the task it answers 404, so a followed log of a task still "assigned"
+// waits and asks again (a plain read says the task has not started). On
+// failure it has answered w and returns false.
+func (h *Handler) openAgentLog(w http.ResponseWriter, r *http.Request, id model.JobID, node *model.Node, alloc *model.Allocation, stream string, offset int64, follow bool) (*http.Response, bool) {
+	u := url.URL{Scheme: "http", Host: node.Address, Path: "/v1/agent/logs/" + alloc.ID}
+	uq := url.Values{"stream": {stream}}
+	if offset > 0 {
+		uq.Set("offset", strconv.FormatInt(offset, 10))
+	}
+	if follow {
+		uq.Set("follow", "true")
+	}
+	u.RawQuery = uq.Encode()
+	for {
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+		if err != nil {
+			writeError(w, err)
+			return nil, false
+		}
+		resp, err := h.logHTTP.Do(req)
+		if err != nil {
+			writeError(w, apiError(http.StatusBadGateway, api.CodeUnavailable, "", fmt.Sprintf("cannot reach the agent of node %s at %s: %v", node.Name, node.Address, err)))
+			return nil, false
+		}
+		if resp.StatusCode == http.StatusOK {
+			return resp, true
+		}
+		snap := h.b.Store().Snapshot()
+		_, ch := snap.JobWatch(id)
+		cur := snap.Alloc(alloc.ID)
+		if resp.StatusCode != http.StatusNotFound || cur == nil || cur.Status != model.AllocAssigned {
+			w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+			w.WriteHeader(resp.StatusCode)
+			_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			return nil, false
+		}
+		resp.Body.Close()
+		if !follow {
+			writeError(w, apiError(http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("task %d of job %d has not started yet (placed on %s)", alloc.TaskIndex, id, alloc.Node)))
+			return nil, false
+		}
+		select {
+		case <-ch: // the allocation started, ended or was replaced
+		case <-time.After(100 * time.Millisecond): // the agent may know the task before it reports it
+		case <-r.Context().Done():
+			return nil, false
 		}
 	}
 }

@@ -89,7 +89,11 @@ func (a *arrays) throttled(j *model.Job) string {
 		return ""
 	}
 	if n := len(a.running[j.ArrayParent]); n >= j.ArrayThrottle {
-		return fmt.Sprintf("array %d runs %d of at most %d elements at once", uint64(j.ArrayParent), n, j.ArrayThrottle)
+		elements := "elements"
+		if n == 1 {
+			elements = "element"
+		}
+		return fmt.Sprintf("array %d runs %d %s at once, its limit (%%%d)", uint64(j.ArrayParent), n, elements, j.ArrayThrottle)
 	}
 	return ""
 }

@@ -70,7 +70,13 @@ func Explain(s *Snapshot, now time.Time, cfg Config, id model.JobID) (*Explanati
 	case model.ReasonDependency, model.ReasonDependencyNever, model.ReasonArrayThrottle, model.ReasonPreempting:
 		return e, nil // waiting on something other than room: no change to the job helps
 	}
-	for _, alt := range alternatives(s, job) {
+	alts := alternatives(s, job)
+	if reason.Code == model.ReasonBackfill {
+		if alt, ok := fitBeforeReservations(s, now, cfg, job); ok {
+			alts = append(alts, alt)
+		}
+	}
+	for _, alt := range alts {
 		start, _, startsNow := estimate(withJob(s, alt.Job), now, cfg, id)
 		if startsNow {
 			start = now
@@ -159,11 +165,14 @@ func alternatives(s *Snapshot, j *model.Job) []Alternative {
 		if c.MinTasks > c.Groups[0].Count {
 			c.MinTasks = 0
 		}
-		what := "tasks"
-		if gpus > 0 {
-			what = fmt.Sprintf("tasks (%d GPUs instead of %d)", int64(tasks/2)*gpus, int64(tasks)*gpus)
+		change := fmt.Sprintf("run %d tasks instead of %d", tasks/2, tasks)
+		if tasks/2 == 1 {
+			change = fmt.Sprintf("run 1 task instead of %d", tasks)
 		}
-		out = append(out, Alternative{Change: fmt.Sprintf("run %d %s instead of %d", tasks/2, what, tasks), Job: c})
+		if gpus > 0 {
+			change += fmt.Sprintf(" (%d GPUs instead of %d)", int64(tasks/2)*gpus, int64(tasks)*gpus)
+		}
+		out = append(out, Alternative{Change: change, Job: c})
 	}
 	// Another GPU flavor.
 	if gpus > 0 {
@@ -203,4 +212,28 @@ func alternatives(s *Snapshot, j *model.Job) []Alternative {
 		out = append(out, Alternative{Change: fmt.Sprintf("set walltime %s instead of %s", humanDuration(c.Walltime), humanDuration(j.Walltime)), Job: c})
 	}
 	return out
+}
+
+// fitBeforeReservations is, for a job that would fit now but would delay a
+// reserved job, the walltime that ends before the earliest reservation:
+// the change a user of backfill looks for ("set walltime 29m instead of
+// 2h"), which halving the walltime often misses.
+func fitBeforeReservations(s *Snapshot, now time.Time, cfg Config, j *model.Job) (Alternative, bool) {
+	var first time.Time
+	for _, r := range Schedule(s, now, cfg).Reservations {
+		if r.JobID != j.ID && r.Start.After(now) && (first.IsZero() || r.Start.Before(first)) {
+			first = r.Start
+		}
+	}
+	gap := first.Sub(now).Truncate(time.Minute)
+	if first.IsZero() || gap < time.Minute || (j.Walltime > 0 && gap >= j.Walltime) || gap == (j.Walltime/2).Round(time.Minute) {
+		return Alternative{}, false
+	}
+	c := j.Copy()
+	c.Walltime = gap
+	change := fmt.Sprintf("set walltime %s instead of %s", humanDuration(gap), humanDuration(j.Walltime))
+	if j.Walltime == 0 {
+		change = fmt.Sprintf("set walltime %s instead of none", humanDuration(gap))
+	}
+	return Alternative{Change: change, Job: c}, true
 }

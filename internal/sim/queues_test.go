@@ -52,7 +52,7 @@ func TestReadQueuesRejectsBadFilesNamingTheField(t *testing.T) {
 		{"twice", "queues: [{name: a}, {name: a}]", `queues[1].name: queue "a" appears twice`},
 		{"bad weight", "queues: [{name: a, weight: -1}]", "queues[0].weight: must be between 0"},
 		{"bad walltime", "queues: [{name: a, default_walltime: soon}]", `duration (like "2h" or "90m")`},
-		{"the old map of quotas", "queues: [{name: a, quotas: {cpu: {nominal: 4}}}]", "queue file:"},
+		{"the old map of quotas", "queues: [{name: a, quotas: {cpu: {nominal: 4}}}]", "queues[0].quotas: want a list of quotas"},
 		{"bad resource", "queues: [{name: a, quotas: [{resource: gpu/, nominal: 1}]}]", "queues[0].quotas[0].resource"},
 		{"negative nominal", "queues: [{name: a, quotas: [{resource: gpu, nominal: -1}]}]", "queues[0].quotas[0].nominal: must be between 0"},
 		{"lending above nominal", "queues: [{name: a, quotas: [{resource: gpu, nominal: 2, lending_limit: 3}]}]", "queues[0].quotas[0].lending_limit"},

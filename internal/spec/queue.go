@@ -1,13 +1,10 @@
 package spec
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"strings"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/durehq/dure/internal/api"
 	"github.com/durehq/dure/internal/model"
@@ -41,13 +38,9 @@ var builtinQuotaResources = map[string]bool{"cpu": true, "memory": true, "gpu": 
 // tree — every parent defined in the file. (`dure queue apply` passes false:
 // its parents may exist on the server already, which checks them.)
 func ParseQueueFile(data []byte, requireParents bool) (api.QueueFile, error) {
-	var f api.QueueFile
-	if len(bytes.TrimSpace(data)) == 0 {
-		return f, fmt.Errorf("queue file is empty: want a top-level \"queues:\" list")
-	}
-	if err := yaml.UnmarshalStrict(data, &f); err != nil {
-		msg := strings.ReplaceAll(err.Error(), "of type api.Duration", `of type duration (like "2h" or "90m")`)
-		return f, fmt.Errorf("queue file: %s", msg)
+	f, err := parseQueueYAML(data)
+	if err != nil {
+		return f, err
 	}
 	if err := validateQueueSet(f.Queues, requireParents); err != nil {
 		return f, err
@@ -79,10 +72,10 @@ func (v *validator) queue(prefix string, q *api.QueueSpec) {
 		v.add(prefix+"description", "must be at most 1024 bytes")
 	}
 	if math.IsNaN(q.Weight) || q.Weight < 0 || q.Weight > MaxQueueWeight {
-		v.add(prefix+"weight", "must be between 0 and %g (0 means 1)", MaxQueueWeight)
+		v.add(prefix+"weight", "must be between 0 and %g (0 means 1); got %g", MaxQueueWeight, q.Weight)
 	}
 	if q.DefaultWalltime < 0 || time.Duration(q.DefaultWalltime) > MaxWalltime {
-		v.add(prefix+"default_walltime", "must be between 0 and %s", MaxWalltime)
+		v.add(prefix+"default_walltime", "must be between 0 and %s; got %s", MaxWalltime, time.Duration(q.DefaultWalltime))
 	}
 	if len(q.Quotas) > MaxQuotasPerQueue {
 		v.add(prefix+"quotas", "at most %d quotas", MaxQuotasPerQueue)
@@ -97,13 +90,13 @@ func (v *validator) queue(prefix string, q *api.QueueSpec) {
 		}
 		seen[qu.Resource] = true
 		if qu.Nominal < 0 || qu.Nominal > MaxQuotaAmount {
-			v.add(f+".nominal", "must be between 0 and %d", MaxQuotaAmount)
+			v.add(f+".nominal", "must be between 0 and %d; got %d", MaxQuotaAmount, qu.Nominal)
 		}
 		if qu.BorrowingLimit != nil && (*qu.BorrowingLimit < 0 || *qu.BorrowingLimit > MaxQuotaAmount) {
-			v.add(f+".borrowing_limit", "must be between 0 and %d", MaxQuotaAmount)
+			v.add(f+".borrowing_limit", "must be between 0 and %d; got %d", MaxQuotaAmount, *qu.BorrowingLimit)
 		}
 		if qu.LendingLimit != nil && (*qu.LendingLimit < 0 || *qu.LendingLimit > qu.Nominal) {
-			v.add(f+".lending_limit", "must be between 0 and the nominal quota %d", qu.Nominal)
+			v.add(f+".lending_limit", "must be between 0 and the nominal quota %d; got %d", qu.Nominal, *qu.LendingLimit)
 		}
 	}
 	if len(q.Members) > MaxQueueMembers {

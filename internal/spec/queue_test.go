@@ -62,6 +62,12 @@ func TestQueueFileErrors(t *testing.T) {
 		{"two quotas one resource", "queues:\n- name: a\n  quotas: [{resource: cpu, nominal: 1}, {resource: cpu, nominal: 2}]\n", "queues[0].quotas[1].resource", "two quotas"},
 		{"negative weight", "queues:\n- name: a\n  weight: -1\n", "queues[0].weight", "between 0"},
 		{"bad walltime", "queues:\n- name: a\n  default_walltime: soon\n", "", "duration"},
+		{"unknown field has its line", "queues:\n- name: a\n  wieght: 2\n", "", `line 3: queues[0].wieght: unknown field "wieght"; known fields are name,`},
+		{"Kueue spelling", "queues:\n- name: a\n  quotas:\n  - {resource: gpu, nominalQuota: 4}\n", "", `line 4: queues[0].quotas[0].nominalQuota: unknown field "nominalQuota"; did you mean "nominal"?`},
+		{"quota not a number", "queues:\n- name: a\n  quotas: [{resource: gpu, nominal: lots}]\n", "", `line 3: queues[0].quotas[0].nominal: want a whole number; got "lots"`},
+		{"queues not a list", "queues: research\n", "", `line 1: queues: want a list of queues`},
+		{"field written twice", "queues:\n- name: a\n  weight: 1\n  weight: 2\n", "", `line 4: queues[0].weight: written twice (first on line 3)`},
+		{"negative nominal says what it got", "queues:\n- name: a\n  quotas: [{resource: gpu, nominal: -3}]\n", "queues[0].quotas[0].nominal", "; got -3"},
 		{"member with space", "queues:\n- name: a\n  members: [\"al ice\"]\n", "queues[0].members[0]", "without spaces"},
 	}
 	for _, tt := range tests {
@@ -80,6 +86,28 @@ func TestQueueFileErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Scalars are the text written: a queue named y, no or on is that name
+// (YAML 1.1 would read a boolean), and a default walltime may be a
+// duration or, as in the API, a number of seconds.
+func TestQueueFileScalarsAreText(t *testing.T) {
+	f, err := ParseQueueFile([]byte("queues:\n- name: y\n- name: no\n  parent: y\n  default_walltime: 90\n- name: on\n  parent: y\n  default_walltime: 1h30m\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := api.QueueFile{Queues: []api.QueueSpec{
+		{Name: "y"},
+		{Name: "no", Parent: "y", DefaultWalltime: api.Duration(90e9)},
+		{Name: "on", Parent: "y", DefaultWalltime: api.Duration(5400e9)},
+	}}
+	if diff := cmp.Diff(want, f); diff != "" {
+		t.Errorf("parsed (-want +got):\n%s", diff)
+	}
+	// JSON is YAML too.
+	if f, err := ParseQueueFile([]byte(`{"queues":[{"name":"a","weight":1.5,"quotas":[{"resource":"gpu","nominal":2,"lending_limit":1}]}]}`), true); err != nil || f.Queues[0].Weight != 1.5 || *f.Queues[0].Quotas[0].LendingLimit != 1 {
+		t.Errorf("JSON file: %+v, %v", f, err)
 	}
 }
 

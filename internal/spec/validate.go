@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -306,7 +307,11 @@ func (v *validator) group(p string, g *api.TaskGroupSpec) {
 
 func (v *validator) bytes(field string, n, max int64) {
 	if n < 0 || n > max {
-		v.add(field, "must be between 0 and %d (%s); got %d", max, model.FormatBytes(max), n)
+		got := strconv.FormatInt(n, 10)
+		if n > max {
+			got += " (" + model.FormatBytes(n) + ")"
+		}
+		v.add(field, "must be between 0 and %d (%s); got %s", max, model.FormatBytes(max), got)
 	}
 }
 
