@@ -320,7 +320,7 @@ func renderJobWith(w io.Writer, j *api.Job, now time.Time, loc *time.Location, q
 	if j.Walltime > 0 {
 		kv("Walltime", humanDuration(time.Duration(j.Walltime)))
 	} else if queueDefault > 0 {
-		kv("Walltime", fmt.Sprintf("none (backfill plans with %s, queue %s's default; not enforced)", humanDuration(queueDefault), j.Queue))
+		kv("Walltime", fmt.Sprintf("%s (queue %s's default: the job set none)", humanDuration(queueDefault), j.Queue))
 	} else {
 		kv("Walltime", "none")
 	}

@@ -281,15 +281,14 @@ func TestRenderJobBeingPreempted(t *testing.T) {
 	}
 }
 
-// A job that set no walltime says what backfill plans with: its queue's
-// default, which is not a limit the job is held to.
+// A job that set no walltime is held to its queue's default, and says so.
 func TestJobShowsTheQueueDefaultWalltime(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.queues = []api.Queue{{QueueSpec: api.QueueSpec{Name: "vision", DefaultWalltime: api.Duration(2 * time.Hour)}}}
 	srv.addJob(api.Job{ID: 5, Name: "train", Owner: "alice", Queue: "vision", State: "running", SubmitTime: t0.Add(-time.Minute)})
 	srv.addJob(api.Job{ID: 6, Name: "eval", Owner: "alice", Queue: "default", State: "running", SubmitTime: t0.Add(-time.Minute)})
 	res := runCLI(t, srv.srv.URL, "", "job", "5")
-	if want := "Walltime:   none (backfill plans with 2h, queue vision's default; not enforced)\n"; res.code != 0 || !strings.Contains(res.stdout, want) {
+	if want := "Walltime:   2h (queue vision's default: the job set none)\n"; res.code != 0 || !strings.Contains(res.stdout, want) {
 		t.Errorf("dure job 5: %+v\nwant a line %q", res, want)
 	}
 	res = runCLI(t, srv.srv.URL, "", "job", "6")

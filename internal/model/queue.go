@@ -24,8 +24,9 @@ type Queue struct {
 	Weight float64 `json:"weight,omitempty"`
 	// Quotas are the per-resource limits, at most one per Resource.
 	Quotas []Quota `json:"quotas,omitempty"`
-	// DefaultWalltime applies to this queue's jobs that set no walltime (for
-	// reservations and backfill); 0: the scheduler's default.
+	// DefaultWalltime is the walltime of this queue's jobs that set none:
+	// their tasks are stopped at it, and backfill plans with it. 0: such
+	// jobs have no limit, and the scheduler plans with its own default.
 	DefaultWalltime time.Duration `json:"default_walltime,omitempty"`
 	// Members are the users allowed to submit; empty: anyone. Enforced at
 	// submission by the API layer; the scheduler does not look at it.

@@ -35,6 +35,10 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	var changed <-chan struct{} = first
 	term := s.raft.CurrentTerm()
 	var backoffWake <-chan time.Time // fires when the earliest held-back job becomes eligible
+	recheck := time.NewTimer(time.Hour) // time alone may change the plan (recheckAfter)
+	recheck.Stop()
+	defer recheck.Stop()
+	var recheckWake <-chan time.Time // recheck.C while armed
 	var notBefore time.Time          // pacing: no pass before this
 	var ownCommit uint64             // log index of our last plan, if nothing needs a second look
 	pace := time.NewTimer(0)
@@ -49,6 +53,8 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		case <-changed:
 		case <-backoffWake:
 			woken, backoffWake = true, nil
+		case <-recheckWake:
+			woken, recheckWake = true, nil
 		}
 		if wait := time.Until(notBefore); wait > 0 {
 			pace.Reset(wait)
@@ -77,10 +83,16 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		if !wake.IsZero() {
 			backoffWake = time.After(wake.Sub(now))
 		}
+		recheck.Stop()
+		recheckWake = nil
 		if len(in.Pending) == 0 && len(held) == 0 {
 			continue
 		}
 		plan := scratch.Schedule(in, now, s.schedConfig())
+		if d, ok := recheckAfter(plan, now, s.cfg.SchedRecheck); ok {
+			recheck.Reset(d)
+			recheckWake = recheck.C
+		}
 		if plan.Reasons == nil {
 			plan.Reasons = map[model.JobID]model.Reason{}
 		}
@@ -130,6 +142,26 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	}
 }
 
+// recheckAfter is how long after a pass at now the next one should run if
+// nothing changes meanwhile: when the plan's earliest future reservation
+// falls due, or after interval, whichever is sooner; ok is false when the
+// plan left no job pending. Without it a plan would stand until some write
+// came: a reserved job whose predicted start passed would keep quoting it,
+// and a preemption that waits for a running job's predicted end would never
+// be reconsidered when that job overruns.
+func recheckAfter(plan *sched.Plan, now time.Time, interval time.Duration) (time.Duration, bool) {
+	if len(plan.Reasons) == 0 {
+		return 0, false
+	}
+	d := interval
+	for _, r := range plan.Reservations {
+		if until := r.Start.Sub(now); until > 0 && until < d {
+			d = until
+		}
+	}
+	return d, true
+}
+
 // passPacing is how many times its own duration the scheduler waits after a
 // pass before the next (see scheduleLoop).
 const passPacing = 4
@@ -168,9 +200,11 @@ func verifyPlan(latest *state.Snapshot, plan *sched.Plan, term uint64, now time.
 			continue
 		}
 		pj := fsm.PlannedJob{JobID: job.ID, Allocs: make([]model.Allocation, 0, len(ps))}
+		limit := enforcedWalltime(latest, job)
 		for _, p := range ps {
 			a := allocFor(job, p)
 			a.TaskCount = len(ps) // the tasks this attempt starts with
+			a.Walltime = limit
 			pj.Allocs = append(pj.Allocs, a)
 		}
 		cmd.Jobs = append(cmd.Jobs, pj)
@@ -234,6 +268,24 @@ func (s *Server) LiveReason(id model.JobID) (r model.Reason, ok bool) {
 	}
 	r, ok = (*m)[id]
 	return r, ok
+}
+
+// enforcedWalltime is the limit a job's tasks are held to: its own
+// walltime, or else its queue's default_walltime (as Slurm applies a
+// partition's DefaultTime), or else none. The scheduler plans a job that has
+// neither with sched.DefaultWalltime but does not stop it then.
+func enforcedWalltime(latest *state.Snapshot, job *model.Job) time.Duration {
+	if job.Walltime > 0 {
+		return job.Walltime
+	}
+	name := job.Queue
+	if name == "" {
+		name = model.DefaultQueue
+	}
+	if q := latest.Queue(name); q != nil {
+		return q.DefaultWalltime
+	}
+	return 0
 }
 
 // allocFor builds the allocation for one placement, copying from the job

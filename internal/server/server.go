@@ -65,8 +65,14 @@ type Config struct {
 	// off; Sched.PreemptGrace (default DefaultPreemptGrace) is both the
 	// time a preempted task gets between SIGTERM and SIGKILL to checkpoint
 	// and when the scheduler expects its room to be free.
-	Sched  sched.Config
-	Logger *slog.Logger
+	Sched sched.Config
+	// SchedRecheck is the longest the scheduler goes without a pass while
+	// jobs are pending and nothing changes (default DefaultSchedRecheck):
+	// time alone changes a plan (a running job outlives its predicted end,
+	// a reservation falls due), and reasons quote times. A pass also runs
+	// when the earliest reservation is due, if that comes sooner.
+	SchedRecheck time.Duration
+	Logger       *slog.Logger
 	Now    func() time.Time // default time.Now; injected for tests
 }
 
@@ -76,6 +82,12 @@ type Config struct {
 // wait long (Slurm's GraceTime and Kubernetes' terminationGracePeriodSeconds
 // default to 0 and 30 s).
 const DefaultPreemptGrace = 30 * time.Second
+
+// DefaultSchedRecheck is Config.SchedRecheck's default: often enough that
+// an overdue prediction or a due reservation is acted on within seconds
+// (Slurm's backfill runs every 30 s), rarely enough that a large backlog's
+// passes cost little when nothing happens.
+const DefaultSchedRecheck = 10 * time.Second
 
 func (c *Config) setDefaults() error {
 	if c.Name == "" {
@@ -126,6 +138,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Sched.PreemptGrace == 0 {
 		c.Sched.PreemptGrace = DefaultPreemptGrace
+	}
+	if c.SchedRecheck < 0 {
+		return fmt.Errorf("server: scheduler recheck interval %s must not be negative", c.SchedRecheck)
+	}
+	if c.SchedRecheck == 0 {
+		c.SchedRecheck = DefaultSchedRecheck
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -443,3 +443,79 @@ func TestFinishedJobsArePruned(t *testing.T) {
 		t.Errorf("LastJobID after pruning everything = %d; want %d", got, stopping)
 	}
 }
+
+// Time alone changes a plan: once the running job outlives the walltime
+// the scheduler planned with, the reserved job's estimated start moves,
+// although nothing was written that would wake the scheduler.
+func TestSchedulerLooksAgainWhenTimePasses(t *testing.T) {
+	clk := &clock{now: testkit.Epoch}
+	cfg := config(t, t.TempDir())
+	cfg.Now = clk.Now
+	cfg.SchedRecheck = 50 * time.Millisecond
+	cfg.HeartbeatTimeout = 100 * time.Hour // the clock jumps; n1 must not be declared down
+	s := start(t, cfg)
+	register(t, s, "n1", 1)
+	submitOne := func() model.JobID {
+		id, err := s.SubmitJob(ctx(t), *testkit.Job(0).Tasks(1).Walltime(time.Hour).Build())
+		if err != nil {
+			t.Fatalf("SubmitJob: %v", err)
+		}
+		return id
+	}
+	running := submitOne()
+	waitFor(t, "the first job to be placed", func() bool { return jobState(s, running) == model.JobRunning })
+	waiting := submitOne()
+	var before model.Reason
+	waitFor(t, "the second job's reason", func() bool {
+		var ok bool
+		before, ok = s.LiveReason(waiting)
+		return ok && strings.Contains(before.Message, "estimated start")
+	})
+	clk.Advance(3 * time.Hour)
+	var after model.Reason
+	waitFor(t, "the estimate to move once the first job outlived its walltime", func() bool {
+		after, _ = s.LiveReason(waiting)
+		return after.Message != before.Message
+	})
+	if jobState(s, running) != model.JobRunning || jobState(s, waiting) != model.JobPending {
+		t.Errorf("states %s, %s; want the first running and the second pending still", jobState(s, running), jobState(s, waiting))
+	}
+	t.Logf("before: %s\nafter:  %s", before.Message, after.Message)
+}
+
+// A job that sets no walltime is held to its queue's default_walltime (as
+// Slurm holds it to its partition's DefaultTime); in a queue without one it
+// has no limit. The agent enforces the allocation's walltime.
+func TestQueueDefaultWalltimeIsTheLimitOfJobsThatSetNone(t *testing.T) {
+	cfg := config(t, t.TempDir())
+	cfg.Queues = []model.Queue{{Name: model.DefaultQueue}, {Name: "short", DefaultWalltime: 2 * time.Hour}}
+	s := start(t, cfg)
+	register(t, s, "n1", 4)
+	submitTo := func(queue string, walltime time.Duration) model.JobID {
+		j := testkit.Job(0).Tasks(1).Walltime(walltime).Build()
+		j.Queue = queue
+		id, err := s.SubmitJob(ctx(t), *j)
+		if err != nil {
+			t.Fatalf("SubmitJob to queue %q: %v", queue, err)
+		}
+		return id
+	}
+	tests := []struct {
+		queue    string
+		walltime time.Duration
+		want     time.Duration
+	}{
+		{"short", 0, 2 * time.Hour},                   // the queue's default
+		{"short", 30 * time.Minute, 30 * time.Minute}, // its own, shorter
+		{"short", 5 * time.Hour, 5 * time.Hour},       // its own, longer
+		{model.DefaultQueue, 0, 0},                    // a queue without a default: no limit
+	}
+	for _, tt := range tests {
+		id := submitTo(tt.queue, tt.walltime)
+		waitFor(t, "the job to be placed", func() bool { return jobState(s, id) == model.JobRunning })
+		as := s.Store().Snapshot().AllocsByJob(id)
+		if len(as) != 1 || as[0].Walltime != tt.want {
+			t.Errorf("queue %q, walltime %s: allocations %+v; want one with walltime %s", tt.queue, tt.walltime, as, tt.want)
+		}
+	}
+}
