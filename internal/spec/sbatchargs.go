@@ -184,7 +184,7 @@ func nearest(name string, candidates []string) string {
 		return prefixOf[0]
 	}
 	best, bestDist := "", 0
-	limit := min(2, (len(name)-2)/3)
+	limit := min(2, max(1, (len(name)-2)/2))
 	for _, c := range candidates {
 		if d := editDistance(name, c); d <= limit && (best == "" || d < bestDist) {
 			best, bestDist = c, d
