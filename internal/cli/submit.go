@@ -15,8 +15,9 @@ import (
 	"github.com/durehq/dure/internal/spec"
 )
 
-// jobFlags are the flags submit, run and sbatch share. A set flag overrides
-// the same field of a job file or script.
+// jobFlags are the flags submit and run share (sbatch takes a few of them
+// and Slurm's options for the rest). A set flag overrides the same field of a
+// job file or script.
 type jobFlags struct {
 	name, queue         string
 	cpus, mem, walltime string
