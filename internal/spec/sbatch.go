@@ -48,7 +48,7 @@ func (w where) set() bool { return w != 0 }
 // line is the script line for error messages, 0 for the command line.
 func (w where) line() int { return max(int(w), 0) }
 
-// override reports whether a value set at w replaces a rival set at other:
+// overrides reports whether a value set at w replaces a rival set at other:
 // a command-line option beats a script line, as in sbatch.
 func (w where) overrides(other where) bool { return w == onCommandLine && other > 0 }
 
