@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,6 +64,50 @@ func TestSubmitWaitLogsAndHistory(t *testing.T) {
 	r = c.dure("jobs", "--state", "succeeded")
 	if !strings.Contains(r.stdout, "hello") {
 		t.Errorf("dure jobs --state succeeded does not list the job:\n%s", r.stdout)
+	}
+}
+
+// dure sbatch with Slurm's options on the command line: they override the
+// script's #SBATCH lines, --wrap needs no script, and words after the script
+// are its arguments even when they look like options.
+func TestSbatchCommandLineOptions(t *testing.T) {
+	c := newCluster(t, "n1")
+	sbatch := func(args ...string) uint64 {
+		t.Helper()
+		r := c.dure(append([]string{"sbatch", "--parsable"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("dure sbatch %q: exit %d: %s", args, r.code, r.stderr)
+		}
+		id, err := strconv.ParseUint(strings.TrimSpace(r.stdout), 10, 64)
+		if err != nil {
+			t.Fatalf("dure sbatch --parsable printed %q, want a job ID", r.stdout)
+		}
+		return id
+	}
+	script := filepath.Join(t.TempDir(), "job.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n#SBATCH -J from-script -t 5\necho \"args: $*\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, wantName, wantLogs string
+		wantTime                 time.Duration
+		args                     []string
+	}{
+		{"--wrap", "x", "hi\n", time.Minute, []string{"-J", "x", "-t", "1:00", "--wrap", "echo hi"}},
+		{"over a script", "override", "args: -J not-an-option\n", 2 * time.Minute, []string{"--job-name=override", "-t2", script, "-J", "not-an-option"}},
+	}
+	for _, tc := range cases {
+		id := sbatch(tc.args...)
+		if r := c.dure("wait", "--timeout", "30s", itoa(id)); r.code != 0 {
+			t.Fatalf("%s: dure wait: exit %d: %s%s", tc.name, r.code, r.stdout, r.stderr)
+		}
+		if r := c.dure("logs", itoa(id)); r.stdout != tc.wantLogs {
+			t.Errorf("%s: dure logs = %q, want %q", tc.name, r.stdout, tc.wantLogs)
+		}
+		j := c.job(id)
+		if j.State != "succeeded" || j.Name != tc.wantName || time.Duration(j.Walltime) != tc.wantTime {
+			t.Errorf("%s: job state %s name %q walltime %v; want succeeded, %q, %v", tc.name, j.State, j.Name, time.Duration(j.Walltime), tc.wantName, tc.wantTime)
+		}
 	}
 }
 

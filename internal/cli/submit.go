@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,8 +15,9 @@ import (
 	"github.com/durehq/dure/internal/spec"
 )
 
-// jobFlags are the flags submit, run and sbatch share. A set flag overrides
-// the same field of a job file or script.
+// jobFlags are the flags submit and run share (sbatch takes a few of them
+// and Slurm's options for the rest). A set flag overrides the same field of a
+// job file or script.
 type jobFlags struct {
 	name, queue         string
 	cpus, mem, walltime string
@@ -325,39 +327,48 @@ func (a *app) submitCommand() *cobra.Command {
 }
 
 func (a *app) sbatchCommand() *cobra.Command {
-	var f jobFlags
+	var f jobFlags // only the flags below; the rest are sbatch options
 	var parsable bool
 	c := &cobra.Command{
-		Use:   "sbatch [flags] SCRIPT [ARGS…]",
+		Use:   "sbatch [options] (SCRIPT [ARGS…] | --wrap=CMD)",
 		Short: "Submit a batch script with #SBATCH / #DURE directives",
 		Long: "Submit a shell script the way Slurm's sbatch does: directives in #SBATCH or\n" +
-			"#DURE comment lines at the top set the job's resources; flags given here\n" +
-			"override them. SCRIPT - reads the script from stdin. ARGS after the script\n" +
-			"reach it as $1, $2, …; flags after SCRIPT belong to the script, as in sbatch.",
-		Example: "  dure sbatch train.sh\n  jobid=$(dure sbatch --parsable train.sh)",
-		Args:    args(cobra.MinimumNArgs(1)),
+			"#DURE comment lines at the top set the job's resources. Every option such a\n" +
+			"line accepts may also be given before SCRIPT, in sbatch's forms (--time=1:00,\n" +
+			"--time 1:00, -t 1:00, -t1:00), and overrides the script's:\n" +
+			indentWrap(spec.SbatchOptionList(), "  ", 80) + "\n" +
+			"dure submit's --name, --queue, --tasks, --cpus and --workdir are understood too.\n" +
+			"--wrap=CMD submits \"#!/bin/sh\\nCMD\" instead of a script. SCRIPT - reads the\n" +
+			"script from stdin. Words after SCRIPT reach it as $1, $2, …, even those that\n" +
+			"look like options, as in sbatch.",
+		Example: "  dure sbatch train.sh\n" +
+			"  dure sbatch -J nightly -n 4 -c 2 -t 10:00 -p gpu train.sh --epochs 3\n" +
+			"  dure sbatch --wrap 'echo hello'\n" +
+			"  jobid=$(dure sbatch --parsable train.sh)",
+		DisableFlagParsing:    true, // sbatch's own rules: see SplitSbatchArgs
+		DisableFlagsInUseLine: true,
 		RunE: func(c *cobra.Command, argv []string) error {
-			b, err := a.readInput(argv[0])
-			if err != nil {
-				return fmt.Errorf("script: %w", err)
-			}
-			js, err := spec.ParseSbatch(b)
-			if err != nil {
-				return fmt.Errorf("%s: %w", displayName(argv[0]), err)
-			}
-			if js.Name == "" && argv[0] != "-" {
-				js.Name = filepath.Base(argv[0]) // as sbatch names a job after its script
-			}
-			if err := f.apply(&js, c.Flags(), nil); err != nil {
-				return err
-			}
-			if len(argv) > 1 {
-				if len(js.Groups) != 1 {
-					return fmt.Errorf("script arguments: the script describes %d task groups; arguments need exactly one", len(js.Groups))
+			c.InheritedFlags() // merges --addr into c.Flags()
+			own := c.Flags()
+			spellings := map[string]bool{}
+			own.VisitAll(func(fl *pflag.Flag) {
+				spellings["--"+fl.Name] = fl.NoOptDefVal == ""
+				if fl.Shorthand != "" {
+					spellings["-"+fl.Shorthand] = fl.NoOptDefVal == ""
 				}
-				js.Groups[0].Command = append(js.Groups[0].Command, argv[1:]...)
+			})
+			cl, err := spec.SplitSbatchArgs(argv, spellings)
+			if err != nil {
+				return &usageError{cmd: c, err: err}
 			}
-			if js, err = a.finishSpec(js); err != nil {
+			if err := own.Parse(cl.Own); err != nil {
+				return &usageError{cmd: c, err: err}
+			}
+			if help, _ := own.GetBool("help"); help {
+				return c.Help()
+			}
+			js, err := a.sbatchSpec(c, &f, &cl)
+			if err != nil {
 				return err
 			}
 			id, err := a.client().SubmitJob(c.Context(), js)
@@ -372,8 +383,73 @@ func (a *app) sbatchCommand() *cobra.Command {
 			return nil
 		},
 	}
-	f.register(c.Flags())
-	c.Flags().SetInterspersed(false) // flags after SCRIPT are the script's
-	c.Flags().BoolVar(&parsable, "parsable", false, "print only the job ID")
+	fs := c.Flags()
+	fs.BoolVar(&parsable, "parsable", false, "print only the job ID")
+	fs.StringArrayVar(&f.env, "env", nil, "environment variable K=V for every task (repeatable)")
+	fs.StringVar(&f.idempotencyKey, "idempotency-key", "", "a retried submit with the same key returns the first job's ID")
+	fs.StringSliceVar(&f.afterOK, "afterok", nil, "start after these jobs succeeded (replaces the script's dependencies)")
+	fs.StringSliceVar(&f.afterAny, "afterany", nil, "start after these jobs ended, however they ended")
+	fs.StringSliceVar(&f.afterNotOK, "afternotok", nil, "start after these jobs failed or were cancelled")
 	return c
+}
+
+// indentWrap breaks a comma-separated list into indented lines of at most
+// width bytes.
+func indentWrap(list, indent string, width int) string {
+	var b strings.Builder
+	line := indent
+	for i, item := range strings.Split(list, ", ") {
+		if i > 0 {
+			item = " " + item
+			line += ","
+		}
+		if len(line)+len(item) > width && line != indent {
+			b.WriteString(line + "\n")
+			line = indent + item[1:]
+			continue
+		}
+		line += item
+	}
+	return b.String() + line
+}
+
+// sbatchSpec reads the script of a split sbatch command line and builds the
+// checked job.
+func (a *app) sbatchSpec(c *cobra.Command, f *jobFlags, cl *spec.SbatchCommandLine) (api.JobSpec, error) {
+	var script []byte
+	switch {
+	case cl.HasWrap:
+	case cl.Script == "":
+		return api.JobSpec{}, &usageError{cmd: c, err: fmt.Errorf("nothing to run: give a SCRIPT (- reads stdin) or --wrap=CMD, e.g. %s --wrap 'echo hello'", c.CommandPath())}
+	default:
+		var err error
+		if script, err = a.readInput(cl.Script); err != nil {
+			return api.JobSpec{}, fmt.Errorf("script: %w", err)
+		}
+	}
+	fs := c.Flags()
+	after := fs.Changed("afterok") || fs.Changed("afterany") || fs.Changed("afternotok")
+	if after && cl.Sets("dependency") {
+		return api.JobSpec{}, &usageError{cmd: c, err: errors.New("--afterok, --afterany and --afternotok cannot be combined with -d/--dependency; write every condition in --dependency (afterok:12,afterany:13)")}
+	}
+	js, err := cl.Parse(script, displayName(cl.Script))
+	if err != nil {
+		return js, err
+	}
+	if js.Name == "" {
+		// as sbatch names a job after its script, or "wrap"
+		switch {
+		case cl.HasWrap:
+			js.Name = "wrap"
+		case cl.Script != "-":
+			js.Name = filepath.Base(cl.Script)
+		}
+	}
+	if err := f.apply(&js, fs, nil); err != nil {
+		return js, err
+	}
+	if len(cl.ScriptArgs) > 0 {
+		js.Groups[0].Command = append(js.Groups[0].Command, cl.ScriptArgs...)
+	}
+	return a.finishSpec(js)
 }

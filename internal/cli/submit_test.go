@@ -331,3 +331,147 @@ func TestServerAddrPrecedence(t *testing.T) {
 		})
 	}
 }
+
+func TestSbatchCommandLineOptions(t *testing.T) {
+	script := "#!/bin/bash\n#SBATCH --job-name=nightly -n 3 -t 5 -p cpu --mem=1G\n#SBATCH -d afterok:7\necho hi \"$@\"\n"
+	type want struct {
+		name, queue string
+		count       int
+		walltime    time.Duration
+		mem         int64
+		deps        []api.DependencySpec
+		argTail     []string
+	}
+	scriptDeps := []api.DependencySpec{{Type: "afterok", Job: "7"}}
+	tests := []struct {
+		name string
+		args []string
+		want want
+	}{
+		{"Slurm's short forms override the script", []string{"-J", "x", "-n", "4", "-c", "2", "-t", "10:00", "-p", "gpu", "SCRIPT"},
+			want{"x", "gpu", 4, 10 * time.Minute, 1 << 30, scriptDeps, nil}},
+		{"attached short values and long forms", []string{"-Jx", "-n1", "--time=1:00:00", "--partition", "gpu", "--mem", "512", "SCRIPT"},
+			want{"x", "gpu", 1, time.Hour, 512 << 20, scriptDeps, nil}},
+		{"options after the script are its arguments", []string{"-t", "1", "SCRIPT", "-J", "y", "--time=2", "--parsable"},
+			want{"nightly", "cpu", 3, time.Minute, 1 << 30, scriptDeps, []string{"-J", "y", "--time=2", "--parsable"}}},
+		{"-- ends the options", []string{"-n", "2", "--", "SCRIPT", "-n", "5"},
+			want{"nightly", "cpu", 2, 5 * time.Minute, 1 << 30, scriptDeps, []string{"-n", "5"}}},
+		{"-d replaces the script's dependencies", []string{"-d", "afterany:9", "SCRIPT"},
+			want{"nightly", "cpu", 3, 5 * time.Minute, 1 << 30, []api.DependencySpec{{Type: "afterany", Job: "9"}}, nil}},
+		{"so does --afterok", []string{"--afterok", "9", "SCRIPT"},
+			want{"nightly", "cpu", 3, 5 * time.Minute, 1 << 30, []api.DependencySpec{{Type: "afterok", Job: "9"}}, nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			p := writeFile(t, "job.sh", script)
+			args := []string{"sbatch"}
+			for _, a := range tt.args {
+				if a == "SCRIPT" {
+					a = p
+				}
+				args = append(args, a)
+			}
+			res := runCLI(t, srv.srv.URL, "", args...)
+			if res.code != 0 || res.stdout != "Submitted batch job 1\n" || res.stderr != "" {
+				t.Fatalf("got %+v, want the job submitted", res)
+			}
+			s := srv.submitted()[0]
+			g := s.Groups[0]
+			got := want{s.Name, s.Queue, g.Count, time.Duration(s.Walltime), g.Resources.MemoryBytes, s.Dependencies, nil}
+			if cmd := g.Command; len(cmd) < 4 || cmd[0] != "/bin/bash" || cmd[2] != script || cmd[3] != "dure-script" {
+				t.Fatalf("command %q does not run the script with bash", cmd)
+			} else if len(cmd) > 4 {
+				got.argTail = cmd[4:]
+			}
+			if !cmp.Equal(got, tt.want, cmp.AllowUnexported(want{}), cmpEmpty) {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSbatchWrap(t *testing.T) {
+	srv := newFakeServer(t)
+	res := runCLI(t, srv.srv.URL, "", "sbatch", "--parsable", "-t", "1:00", "--wrap", "echo hi")
+	if res.code != 0 || res.stdout != "1\n" {
+		t.Fatalf("sbatch --wrap: %+v", res)
+	}
+	res = runCLI(t, srv.srv.URL, "", "sbatch", "-J", "x", "--wrap=echo hi", "--env", "A=1")
+	if res.code != 0 || res.stdout != "Submitted batch job 2\n" {
+		t.Fatalf("sbatch -J x --wrap: %+v", res)
+	}
+	specs := srv.submitted()
+	wantCmd := []string{"/bin/sh", "-c", "#!/bin/sh\necho hi\n", "dure-script"}
+	if s := specs[0]; s.Name != "wrap" || time.Duration(s.Walltime) != time.Minute || !cmp.Equal(s.Groups[0].Command, wantCmd) {
+		t.Errorf("--wrap job: name %q walltime %v command %q; want wrap, 1m0s, %q", s.Name, time.Duration(s.Walltime), s.Groups[0].Command, wantCmd)
+	}
+	if s := specs[1]; s.Name != "x" || s.Groups[0].Env["A"] != "1" {
+		t.Errorf("-J x --wrap job: name %q env %v; want x and A=1", s.Name, s.Groups[0].Env)
+	}
+}
+
+func TestSbatchOwnFlags(t *testing.T) {
+	srv := newFakeServer(t)
+	// DURE_ADDR points nowhere; --addr after sbatch, among sbatch options, wins.
+	res := runCLI(t, "http://127.0.0.1:1", "#!/bin/sh\necho from stdin\n", "sbatch", "-n", "2", "--addr", srv.srv.URL, "--parsable", "-", "a")
+	if res.code != 0 || res.stdout != "1\n" {
+		t.Fatalf("got %+v; want the job submitted through --addr", res)
+	}
+	if s := srv.submitted()[0]; s.Groups[0].Count != 2 || !cmp.Equal(s.Groups[0].Command, []string{"/bin/sh", "-c", "#!/bin/sh\necho from stdin\n", "dure-script", "a"}) {
+		t.Errorf("stdin script: count %d command %q; want 2 tasks running stdin's script with argument a", s.Groups[0].Count, s.Groups[0].Command)
+	}
+	for _, help := range []string{"--help", "-h"} {
+		res := runCLI(t, srv.srv.URL, "", "sbatch", "-J", "x", help)
+		if res.code != 0 || !strings.Contains(res.stdout, "-t/--time") || !strings.Contains(res.stdout, "--parsable") {
+			t.Errorf("sbatch %s: %+v; want help listing sbatch options and --parsable", help, res)
+		}
+	}
+	if n := len(srv.submitted()); n != 1 {
+		t.Errorf("%d submissions; help must submit nothing", n)
+	}
+}
+
+func TestSbatchCommandLineErrors(t *testing.T) {
+	script := writeFile(t, "job.sh", "#!/bin/sh\n#SBATCH --gpus=3\necho\n")
+	const usage = "Run 'dure sbatch --help' for usage.\n"
+	tests := []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"a bad value names the option", []string{"-t", "1:99", "SCRIPT"}, "dure: -t: invalid time \"1:99\": seconds must be 0-59\n"},
+		{"long form", []string{"--ntasks=many", "SCRIPT"}, "dure: --ntasks: want a whole number; got \"many\"\n"},
+		{"a script error names the file and line", []string{"-n", "2", "SCRIPT"}, "dure: {script}: line 2: --gpus: 3 GPUs cannot be shared evenly by 2 tasks; every task gets the same number (use --gpus-per-task)\n"},
+		{"unknown option with the nearest", []string{"--job-nme=x", "SCRIPT"}, "dure: --job-nme: unknown option; did you mean --job-name?\n" + usage},
+		{"-o is refused as in scripts", []string{"-o", "out", "SCRIPT"}, "dure: -o: output files are not supported yet; read a job's output with `dure logs ID`\n" + usage},
+		{"--wrap with a script", []string{"--wrap", "true", "SCRIPT"}, "dure: --wrap: cannot be used with a script (got \"{script}\"): the command is the whole script\n" + usage},
+		{"nothing to run", []string{"-n", "2"}, "dure: nothing to run: give a SCRIPT (- reads stdin) or --wrap=CMD, e.g. dure sbatch --wrap 'echo hello'\n" + usage},
+		{"missing value", []string{"SCRIPT_LAST", "-t"}, "dure: -t: needs a value\n" + usage},
+		{"--afterok with -d", []string{"-d", "afterok:1", "--afterok", "2", "SCRIPT"}, "dure: --afterok, --afterany and --afternotok cannot be combined with -d/--dependency; write every condition in --dependency (afterok:12,afterany:13)\n" + usage},
+		{"a bad value of dure's own flag", []string{"--env", "noequals", "SCRIPT"}, "dure: --env: want KEY=VALUE (got \"noequals\")\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			var args []string
+			for _, a := range tt.args {
+				switch a {
+				case "SCRIPT":
+					a = script
+				case "SCRIPT_LAST":
+					continue
+				}
+				args = append(args, a)
+			}
+			res := runCLI(t, srv.srv.URL, "", append([]string{"sbatch"}, args...)...)
+			want := strings.ReplaceAll(tt.stderr, "{script}", script)
+			if res.code != 1 || res.stderr != want || res.stdout != "" {
+				t.Errorf("got code %d stdout %q stderr\n%q\nwant %q", res.code, res.stdout, res.stderr, want)
+			}
+			if n := len(srv.submitted()); n != 0 {
+				t.Errorf("%d submissions; want none", n)
+			}
+		})
+	}
+}

@@ -56,6 +56,8 @@ func FuzzParseSbatch(f *testing.F) {
 		"#!/bin/sh\n#SBATCH -J 'unterminated\n",
 		"#!/bin/sh\n#SBATCH --array=1-20%3 -d afterok:5:6_1\n#DURE --min-tasks 2 --topology rack --spread -n 4\necho $SLURM_ARRAY_TASK_ID\n",
 		"#!/bin/sh\n#SBATCH -a 0-15:4 --dependency=afternotok:9,afterany:10 --spread-job --placement=pack\n",
+		"#!/bin/sh\n#SBATCH --wrap='echo hi' --name=x\n",
+		"#!/bin/sh\n#SBATCH --mem=1G\n#SBATCH --mem-per-cpu=1G -C a=b -C c=d\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -110,6 +112,55 @@ func FuzzValidateJSON(f *testing.F) {
 // checkAccepted runs what the server runs on a decoded spec and, when
 // Validate accepts it, checks every limit with a deliberately naive
 // reference. It must never panic.
+// FuzzSbatchArgs feeds dure sbatch's command line: argv words separated by
+// NUL bytes, applied over a script with directives.
+func FuzzSbatchArgs(f *testing.F) {
+	for _, seed := range []string{
+		"-J\x00x\x00-n\x004\x00-c\x002\x00-t\x0010:00\x00-p\x00gpu\x00job.sh",
+		"-Jx\x00-n4\x00--time=1:00\x00--parsable\x00job.sh\x00-t\x005",
+		"--wrap=echo hi\x00--mem-per-cpu=1G\x00-C\x00a=b",
+		"--wrap\x00true\x00job.sh",
+		"--gpus=3\x00--nice\x00--\x00-x.sh\x00--gpus",
+		"--jobname\x00x",
+		"-o\x00out\x00-N2\x00--addr",
+	} {
+		f.Add([]byte(seed))
+	}
+	script := []byte("#!/bin/sh\n#SBATCH -J s -n 2 --mem=1G --gpus=2 -C a=b\necho\n")
+	own := map[string]bool{"--parsable": false, "--addr": true, "-h": false}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		argv := strings.Split(string(data), "\x00")
+		cl, err := SplitSbatchArgs(argv, own)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if cl.Script != "" {
+			// The script and everything after it are the script's, untouched.
+			n := len(cl.ScriptArgs) + 1
+			if !slices.Equal(argv[len(argv)-n:], append([]string{cl.Script}, cl.ScriptArgs...)) {
+				t.Fatalf("script %q args %q are not argv's tail %q", cl.Script, cl.ScriptArgs, argv)
+			}
+		}
+		if cl.HasWrap && cl.Script != "" {
+			t.Fatal("--wrap accepted with a script")
+		}
+		s, err := cl.Parse(script, "job.sh")
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if len(s.Groups) != 1 {
+			t.Fatalf("Parse made %d groups; want 1", len(s.Groups))
+		}
+		checkAccepted(t, &s)
+	})
+}
+
 func checkAccepted(t *testing.T, s *api.JobSpec) {
 	t.Helper()
 	Normalize(s)

@@ -27,14 +27,30 @@ type sbatchJob struct {
 	spec api.JobSpec
 	g    api.TaskGroupSpec
 
-	// Each *Line is the line of the directive that set the value, 0 if none.
-	mem, memPerCPU      int64
-	memLine, memCPULine int
-	gpus                int64 // --gpus: for the whole job
-	gpusPerTask         int64 // --gpus-per-task or --gres=gpu:N
-	gpusLine            int
-	perTaskLine         int
+	// Each *At is where the directive that set the value was, 0 if none.
+	mem, memPerCPU  int64
+	memAt, memCPUAt where
+	gpus            int64 // --gpus: for the whole job
+	gpusPerTask     int64 // --gpus-per-task or --gres=gpu:N
+	gpusAt          where
+	perTaskAt       where
+	constraintsAt   where
 }
+
+// where is the origin of a directive: its line in the script, or
+// onCommandLine; 0 is "not set".
+type where int
+
+const onCommandLine where = -1
+
+func (w where) set() bool { return w != 0 }
+
+// line is the script line for error messages, 0 for the command line.
+func (w where) line() int { return max(int(w), 0) }
+
+// overrides reports whether a value set at w replaces a rival set at other:
+// a command-line option beats a script line, as in sbatch.
+func (w where) overrides(other where) bool { return w == onCommandLine && other > 0 }
 
 type argKind int
 
@@ -48,63 +64,63 @@ type directive struct {
 	long  string
 	short byte
 	arg   argKind
-	apply func(j *sbatchJob, v string, line int) error
+	apply func(j *sbatchJob, v string, at where) error
 }
 
 // directives are the options understood in #SBATCH and #DURE lines. The
 // order is the order of the list in error messages.
 var directives = []directive{
-	{"job-name", 'J', requiredArg, func(j *sbatchJob, v string, _ int) error { j.spec.Name = v; return nil }},
-	{"partition", 'p', requiredArg, func(j *sbatchJob, v string, _ int) error {
+	{"job-name", 'J', requiredArg, func(j *sbatchJob, v string, _ where) error { j.spec.Name = v; return nil }},
+	{"partition", 'p', requiredArg, func(j *sbatchJob, v string, _ where) error {
 		if strings.Contains(v, ",") {
 			return fmt.Errorf("a job goes to one queue; got the list %q", v)
 		}
 		j.spec.Queue = v
 		return nil
 	}},
-	{"ntasks", 'n', requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+	{"ntasks", 'n', requiredArg, func(j *sbatchJob, v string, _ where) (err error) {
 		if j.g.Count, err = wholeNumber(v); err == nil && j.g.Count < 1 {
 			return fmt.Errorf("must be at least 1; got %d", j.g.Count)
 		}
 		return err
 	}},
-	{"cpus-per-task", 'c', requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+	{"cpus-per-task", 'c', requiredArg, func(j *sbatchJob, v string, _ where) (err error) {
 		j.g.Resources.MilliCPU, err = ParseCPU(v)
 		return err
 	}},
-	{"mem", 0, requiredArg, func(j *sbatchJob, v string, line int) (err error) {
+	{"mem", 0, requiredArg, func(j *sbatchJob, v string, at where) (err error) {
 		if j.mem, err = parseSize(v, slurmSizeUnit); err == nil && j.mem == 0 {
 			return errors.New("0 (all of a node's memory) is not supported; ask for an amount such as 4G")
 		}
-		j.memLine = line
+		j.memAt = at
 		return err
 	}},
-	{"mem-per-cpu", 0, requiredArg, func(j *sbatchJob, v string, line int) (err error) {
+	{"mem-per-cpu", 0, requiredArg, func(j *sbatchJob, v string, at where) (err error) {
 		j.memPerCPU, err = parseSize(v, slurmSizeUnit)
-		j.memCPULine = line
+		j.memCPUAt = at
 		return err
 	}},
-	{"gpus", 'G', requiredArg, func(j *sbatchJob, v string, line int) (err error) {
+	{"gpus", 'G', requiredArg, func(j *sbatchJob, v string, at where) (err error) {
 		j.gpus, err = gpuCount(v)
-		j.gpusLine = line
+		j.gpusAt = at
 		return err
 	}},
-	{"gpus-per-task", 0, requiredArg, func(j *sbatchJob, v string, line int) (err error) {
+	{"gpus-per-task", 0, requiredArg, func(j *sbatchJob, v string, at where) (err error) {
 		j.gpusPerTask, err = gpuCount(v)
-		j.perTaskLine = line
+		j.perTaskAt = at
 		return err
 	}},
-	{"gres", 0, requiredArg, func(j *sbatchJob, v string, line int) (err error) {
+	{"gres", 0, requiredArg, func(j *sbatchJob, v string, at where) (err error) {
 		j.gpusPerTask, err = gres(v)
-		j.perTaskLine = line
+		j.perTaskAt = at
 		return err
 	}},
-	{"time", 't', requiredArg, func(j *sbatchJob, v string, _ int) error {
+	{"time", 't', requiredArg, func(j *sbatchJob, v string, _ where) error {
 		d, err := ParseWalltime(v)
 		j.spec.Walltime = api.Duration(d)
 		return err
 	}},
-	{"nice", 0, optionalArg, func(j *sbatchJob, v string, _ int) error {
+	{"nice", 0, optionalArg, func(j *sbatchJob, v string, _ where) error {
 		n := 100 // Slurm's default adjustment for a bare --nice
 		if v != "" {
 			var err error
@@ -118,24 +134,28 @@ var directives = []directive{
 		j.spec.Priority = -n // nicer means lower priority
 		return nil
 	}},
-	{"priority", 0, requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+	{"priority", 0, requiredArg, func(j *sbatchJob, v string, _ where) (err error) {
 		j.spec.Priority, err = strconv.Atoi(v)
 		if err != nil {
 			return fmt.Errorf("want a whole number; got %q", v)
 		}
 		return nil
 	}},
-	{"requeue", 0, noArg, func(j *sbatchJob, _ string, _ int) error { j.spec.MaxRetries = RequeueRetries; return nil }},
-	{"no-requeue", 0, noArg, func(j *sbatchJob, _ string, _ int) error { j.spec.MaxRetries = 0; return nil }},
-	{"retries", 0, requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+	{"requeue", 0, noArg, func(j *sbatchJob, _ string, _ where) error { j.spec.MaxRetries = RequeueRetries; return nil }},
+	{"no-requeue", 0, noArg, func(j *sbatchJob, _ string, _ where) error { j.spec.MaxRetries = 0; return nil }},
+	{"retries", 0, requiredArg, func(j *sbatchJob, v string, _ where) (err error) {
 		j.spec.MaxRetries, err = strconv.Atoi(v)
 		if err != nil {
 			return fmt.Errorf("want a whole number; got %q", v)
 		}
 		return nil
 	}},
-	{"chdir", 'D', requiredArg, func(j *sbatchJob, v string, _ int) error { j.g.WorkDir = v; return nil }},
-	{"constraint", 'C', requiredArg, func(j *sbatchJob, v string, _ int) error {
+	{"chdir", 'D', requiredArg, func(j *sbatchJob, v string, _ where) error { j.g.WorkDir = v; return nil }},
+	{"constraint", 'C', requiredArg, func(j *sbatchJob, v string, at where) error {
+		if at.overrides(j.constraintsAt) {
+			j.g.Constraints = nil // the command line's labels replace the script's
+		}
+		j.constraintsAt = at
 		if j.g.Constraints == nil {
 			j.g.Constraints = map[string]string{}
 		}
@@ -148,29 +168,29 @@ var directives = []directive{
 		}
 		return nil
 	}},
-	{"tmp", 0, requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+	{"tmp", 0, requiredArg, func(j *sbatchJob, v string, _ where) (err error) {
 		j.g.Resources.ScratchBytes, err = parseSize(v, slurmSizeUnit)
 		return err
 	}},
-	{"array", 'a', requiredArg, func(j *sbatchJob, v string, _ int) error {
+	{"array", 'a', requiredArg, func(j *sbatchJob, v string, _ where) error {
 		_, err := ParseArray(v)
 		j.spec.Array = v
 		return err
 	}},
-	{"dependency", 'd', requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+	{"dependency", 'd', requiredArg, func(j *sbatchJob, v string, _ where) (err error) {
 		j.spec.Dependencies, err = ParseDependency(v)
 		return err
 	}},
-	{"min-tasks", 0, requiredArg, func(j *sbatchJob, v string, _ int) (err error) {
+	{"min-tasks", 0, requiredArg, func(j *sbatchJob, v string, _ where) (err error) {
 		if j.spec.MinTasks, err = wholeNumber(v); err == nil && j.spec.MinTasks < 1 {
 			return fmt.Errorf("must be at least 1; got %d", j.spec.MinTasks)
 		}
 		return err
 	}},
-	{"topology", 0, requiredArg, func(j *sbatchJob, v string, _ int) error { j.spec.Topology = v; return nil }},
-	{"placement", 0, requiredArg, func(j *sbatchJob, v string, _ int) error { j.spec.Placement = v; return nil }},
-	{"spread", 0, noArg, func(j *sbatchJob, _ string, _ int) error { j.spec.Placement = model.PlacementSpread; return nil }},
-	{"spread-job", 0, noArg, func(j *sbatchJob, _ string, _ int) error { j.spec.Placement = model.PlacementSpread; return nil }},
+	{"topology", 0, requiredArg, func(j *sbatchJob, v string, _ where) error { j.spec.Topology = v; return nil }},
+	{"placement", 0, requiredArg, func(j *sbatchJob, v string, _ where) error { j.spec.Placement = v; return nil }},
+	{"spread", 0, noArg, func(j *sbatchJob, _ string, _ where) error { j.spec.Placement = model.PlacementSpread; return nil }},
+	{"spread-job", 0, noArg, func(j *sbatchJob, _ string, _ where) error { j.spec.Placement = model.PlacementSpread; return nil }},
 }
 
 // unsupported are Slurm options people often write, with what to do instead.
@@ -199,14 +219,30 @@ var unsupportedShort = map[byte]string{'o': "output", 'e': "error", 'N': "nodes"
 // until the first line that is neither blank nor a comment; later ones are
 // ignored. A directive repeated later wins. Both "--time=1:00" and
 // "--time 1:00", and both "-n4" and "-n 4" are accepted. Unknown directives
-// are errors. Call Normalize and Validate on the result.
+// are errors. Call Normalize and Validate on the result. Options given on
+// sbatch's command line are read by SplitSbatchArgs.
 func ParseSbatch(script []byte) (api.JobSpec, error) {
-	text := string(script)
+	j := &sbatchJob{}
+	cmd, err := j.readScript(string(script), true)
+	if err != nil {
+		return api.JobSpec{}, err
+	}
+	if _, err := j.finish(); err != nil {
+		return api.JobSpec{}, err
+	}
+	return j.build(cmd), nil
+}
+
+// readScript returns the command that runs text and, when directives is
+// set, applies its directive lines.
+func (j *sbatchJob) readScript(text string, directives bool) ([]string, error) {
 	cmd, err := scriptCommand(text)
 	if err != nil {
-		return api.JobSpec{}, &ParseError{Message: err.Error(), Err: err}
+		return nil, &ParseError{Message: err.Error(), Err: err}
 	}
-	j := &sbatchJob{}
+	if !directives {
+		return cmd, nil
+	}
 	for i, line := range strings.Split(text, "\n") {
 		n := i + 1
 		trimmed := strings.TrimSpace(line)
@@ -222,18 +258,19 @@ func ParseSbatch(script []byte) (api.JobSpec, error) {
 		}
 		words, err := splitDirective(rest)
 		if err != nil {
-			return api.JobSpec{}, &ParseError{Line: n, Message: err.Error()}
+			return nil, &ParseError{Line: n, Message: err.Error()}
 		}
-		if err := j.apply(words, n); err != nil {
-			return api.JobSpec{}, err
+		if err := j.apply(words, where(n)); err != nil {
+			return nil, err
 		}
 	}
-	if err := j.finish(); err != nil {
-		return api.JobSpec{}, err
-	}
+	return cmd, nil
+}
+
+func (j *sbatchJob) build(cmd []string) api.JobSpec {
 	j.g.Command = cmd
 	j.spec.Groups = []api.TaskGroupSpec{j.g}
-	return j.spec, nil
+	return j.spec
 }
 
 // directiveText returns what follows "#SBATCH" or "#DURE" on a directive
@@ -299,55 +336,73 @@ func splitDirective(s string) ([]string, error) {
 	return words, nil
 }
 
-func (j *sbatchJob) apply(words []string, line int) error {
+// apply applies option words from one directive line, or from the command
+// line (at == onCommandLine), in order.
+func (j *sbatchJob) apply(words []string, at where) error {
 	for i := 0; i < len(words); i++ {
-		w := words[i]
-		var d *directive
-		var name, val string
-		hasVal := false
-		switch {
-		case strings.HasPrefix(w, "--") && len(w) > 2:
-			name, val, hasVal = strings.Cut(w[2:], "=")
-			if msg, ok := unsupported[name]; ok {
-				return &ParseError{Line: line, Field: "--" + name, Message: msg}
-			}
-			d = findLong(name)
-			name = "--" + name
-		case strings.HasPrefix(w, "-") && len(w) > 1 && w[1] != '-':
-			if long, ok := unsupportedShort[w[1]]; ok {
-				return &ParseError{Line: line, Field: "-" + w[1:2], Message: unsupported[long]}
-			}
-			d = findShort(w[1])
-			name = "-" + w[1:2]
-			if len(w) > 2 {
-				// "-n4"; "-n=4" is read as "4" too, though getopt would not
-				val, hasVal = strings.TrimPrefix(w[2:], "="), true
-			}
-		default:
-			return &ParseError{Line: line, Message: fmt.Sprintf("unexpected %q: a directive line holds options such as --time=1:00", w)}
+		d, name, val, hasVal, err := resolve(words[i], at)
+		if err != nil {
+			return err
 		}
 		if d == nil {
-			return &ParseError{Line: line, Field: name, Message: "unknown directive; supported are " + supportedList()}
+			msg := "unknown directive; supported are " + supportedList()
+			if at == onCommandLine {
+				msg = unknownOption(name, nil)
+			}
+			return &ParseError{Line: at.line(), Field: name, Message: msg}
 		}
 		switch d.arg {
 		case noArg:
 			if hasVal {
-				return &ParseError{Line: line, Field: name, Message: "takes no value"}
+				return &ParseError{Line: at.line(), Field: name, Message: "takes no value"}
 			}
 		case requiredArg:
 			if !hasVal {
 				if i+1 >= len(words) {
-					return &ParseError{Line: line, Field: name, Message: "needs a value"}
+					return &ParseError{Line: at.line(), Field: name, Message: "needs a value"}
 				}
 				i++
 				val = words[i]
 			}
 		}
-		if err := d.apply(j, val, line); err != nil {
-			return &ParseError{Line: line, Field: name, Message: err.Error(), Err: err}
+		if err := d.apply(j, val, at); err != nil {
+			return &ParseError{Line: at.line(), Field: name, Message: err.Error(), Err: err}
 		}
 	}
 	return nil
+}
+
+// resolve finds the directive an option word names: "--time=1:00", "--time",
+// "-t1:00" or "-t". name is the option as written ("--time", "-t"); val is a
+// value attached to the word. On the command line dure submit's spellings
+// (cliAliases) are understood too. d is nil for an unknown option.
+func resolve(w string, at where) (d *directive, name, val string, hasVal bool, err error) {
+	switch {
+	case strings.HasPrefix(w, "--") && len(w) > 2:
+		long := ""
+		long, val, hasVal = strings.Cut(w[2:], "=")
+		name = "--" + long
+		if msg, ok := unsupported[long]; ok {
+			return nil, name, "", false, &ParseError{Line: at.line(), Field: name, Message: msg}
+		}
+		d = findLong(long)
+		if d == nil && at == onCommandLine {
+			d = findLong(cliAliases[long])
+		}
+	case strings.HasPrefix(w, "-") && len(w) > 1 && w[1] != '-':
+		name = w[:2]
+		if long, ok := unsupportedShort[w[1]]; ok {
+			return nil, name, "", false, &ParseError{Line: at.line(), Field: name, Message: unsupported[long]}
+		}
+		d = findShort(w[1])
+		if len(w) > 2 {
+			// "-n4"; "-n=4" is read as "4" too, though getopt would not
+			val, hasVal = strings.TrimPrefix(w[2:], "="), true
+		}
+	default:
+		return nil, "", "", false, &ParseError{Line: at.line(), Message: fmt.Sprintf("unexpected %q: a directive line holds options such as --time=1:00", w)}
+	}
+	return d, name, val, hasVal, nil
 }
 
 func findLong(name string) *directive {
@@ -380,18 +435,35 @@ func supportedList() string {
 	return strings.Join(parts, ", ")
 }
 
-// finish resolves the directives that depend on others.
-func (j *sbatchJob) finish() error {
+// finish resolves the directives that depend on others. It returns where
+// the directive named in an error was given.
+func (j *sbatchJob) finish() (where, error) {
 	tasks := j.g.Count
 	if tasks == 0 {
 		tasks = DefaultCount
 	}
+	// Of two rival directives, one on the command line replaces the script's.
 	switch {
-	case j.memLine > 0 && j.memCPULine > 0:
-		return &ParseError{Line: max(j.memLine, j.memCPULine), Field: "--mem-per-cpu", Message: "cannot be used together with --mem"}
-	case j.memLine > 0:
+	case j.memAt.overrides(j.memCPUAt):
+		j.memCPUAt = 0
+	case j.memCPUAt.overrides(j.memAt):
+		j.memAt = 0
+	}
+	switch {
+	case j.gpusAt.overrides(j.perTaskAt):
+		j.perTaskAt = 0
+	case j.perTaskAt.overrides(j.gpusAt):
+		j.gpusAt = 0
+	}
+	// Rivals still both set come from the same place; onCommandLine is the
+	// smaller, so max names a script's later line.
+	switch {
+	case j.memAt.set() && j.memCPUAt.set():
+		at := max(j.memAt, j.memCPUAt)
+		return at, &ParseError{Line: at.line(), Field: "--mem-per-cpu", Message: "cannot be used together with --mem"}
+	case j.memAt.set():
 		j.g.Resources.MemoryBytes = j.mem
-	case j.memCPULine > 0:
+	case j.memCPUAt.set():
 		milli := j.g.Resources.MilliCPU
 		if milli == 0 {
 			milli = DefaultMilliCPU
@@ -401,22 +473,23 @@ func (j *sbatchJob) finish() error {
 		n.Add(n, big.NewInt(999))
 		n.Quo(n, big.NewInt(1000))
 		if !n.IsInt64() {
-			return &ParseError{Line: j.memCPULine, Field: "--mem-per-cpu", Message: "memory per task is too large"}
+			return j.memCPUAt, &ParseError{Line: j.memCPUAt.line(), Field: "--mem-per-cpu", Message: "memory per task is too large"}
 		}
 		j.g.Resources.MemoryBytes = n.Int64()
 	}
 	switch {
-	case j.gpusLine > 0 && j.perTaskLine > 0:
-		return &ParseError{Line: max(j.gpusLine, j.perTaskLine), Field: "--gpus", Message: "cannot be used together with --gpus-per-task or --gres"}
-	case j.gpusLine > 0:
+	case j.gpusAt.set() && j.perTaskAt.set():
+		at := max(j.gpusAt, j.perTaskAt)
+		return at, &ParseError{Line: at.line(), Field: "--gpus", Message: "cannot be used together with --gpus-per-task or --gres"}
+	case j.gpusAt.set():
 		if j.gpus%int64(tasks) != 0 {
-			return &ParseError{Line: j.gpusLine, Field: "--gpus", Message: fmt.Sprintf("%d GPUs cannot be shared evenly by %d tasks; every task gets the same number (use --gpus-per-task)", j.gpus, tasks)}
+			return j.gpusAt, &ParseError{Line: j.gpusAt.line(), Field: "--gpus", Message: fmt.Sprintf("%d GPUs cannot be shared evenly by %d tasks; every task gets the same number (use --gpus-per-task)", j.gpus, tasks)}
 		}
 		j.g.Resources.GPUs = j.gpus / int64(tasks)
-	case j.perTaskLine > 0:
+	case j.perTaskAt.set():
 		j.g.Resources.GPUs = j.gpusPerTask
 	}
-	return nil
+	return 0, nil
 }
 
 func wholeNumber(v string) (int, error) {
