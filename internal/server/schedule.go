@@ -34,7 +34,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	close(first)
 	var changed <-chan struct{} = first
 	term := s.raft.CurrentTerm()
-	var backoffWake <-chan time.Time // fires when the earliest held-back job becomes eligible
+	var backoffWake <-chan time.Time    // fires when the earliest held-back job becomes eligible
 	recheck := time.NewTimer(time.Hour) // time alone may change the plan (recheckAfter)
 	recheck.Stop()
 	defer recheck.Stop()

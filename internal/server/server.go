@@ -73,7 +73,7 @@ type Config struct {
 	// when the earliest reservation is due, if that comes sooner.
 	SchedRecheck time.Duration
 	Logger       *slog.Logger
-	Now    func() time.Time // default time.Now; injected for tests
+	Now          func() time.Time // default time.Now; injected for tests
 }
 
 // DefaultPreemptGrace is how long a preempted task has between SIGTERM and
