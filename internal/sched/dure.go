@@ -13,7 +13,8 @@ import (
 //
 //  1. Gate: jobs whose dependencies are not met wait (or can never run).
 //  2. Main phase: preemptors whose victims are stopping or requeued first
-//     (the room is theirs); then jobs in fair order (queues by weighted
+//     (the room is theirs); then, while queues compete, wide jobs that
+//     starved (starve.go); then jobs in fair order (queues by weighted
 //     dominant share, then priority, owner share and submit time inside a
 //     queue), jobs that would borrow quota after the others. Each
 //     must fit its queue's quota (with borrowing) and the nodes (gang,
@@ -57,6 +58,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 	for _, u := range d.users {
 		ready += len(u.jobs)
 	}
+	d.starvedFirst(reserving)
 	// Jobs left for backfill fill items from the front, borrowers from
 	// the back (in reverse): one slice, since no job is both.
 	items := grab(&sc.items, ready)
@@ -72,7 +74,7 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 			}
 		}
 		k := src.pop()
-		if k.flags&factWaiting != 0 {
+		if k.flags&(factWaiting|factStarved) != 0 {
 			continue // considered above
 		}
 		it := backfillItem{k.pos, k.id, k.prio, k.run}
@@ -166,6 +168,7 @@ const (
 	factPreempted                       // others were preempted for it (Job.PreemptedBy)
 	factWaiting                         // it is in preemptor.waiting
 	factWhole                           // its gang is all its tasks
+	factStarved                         // considered before fair order (starvedFirst)
 )
 
 // jobKey is a job's place in scheduling order (orderJobs): priority
