@@ -334,27 +334,17 @@ func mayNeverStart(code string) bool {
 // a terminal while a job waits. On anything else it draws nothing: scripts
 // and logs get only the job's own output.
 type progress struct {
-	w    io.Writer
-	on   bool
-	cols int // terminal width: the line is cut to fit
-	id   uint64
-	now  func() time.Time
-	mu   sync.Mutex
-	line string
-	j    api.Job
-	quit chan struct{}
-	done chan struct{}
+	spinnerLine
+	id  uint64
+	now func() time.Time
+	j   api.Job // the latest seen; ID 0: none yet
 }
 
-var spinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
-
 func newProgress(w io.Writer, on bool, id uint64, now func() time.Time) *progress {
-	p := &progress{w: w, on: on, cols: termWidth(w), id: id, now: now, quit: make(chan struct{}), done: make(chan struct{})}
-	if !on {
-		close(p.done)
-		return p
-	}
-	go p.loop()
+	p := &progress{id: id, now: now}
+	p.init(w, on, func() (string, bool) {
+		return fmt.Sprintf("job %d %s", p.id, progressText(&p.j, p.now())), p.j.ID != 0
+	})
 	return p
 }
 
@@ -362,26 +352,6 @@ func (p *progress) update(j *api.Job) {
 	p.mu.Lock()
 	p.j = *j
 	p.mu.Unlock()
-}
-
-func (p *progress) loop() {
-	defer close(p.done)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for i := 0; ; i++ {
-		p.mu.Lock()
-		if p.j.ID != 0 {
-			line := truncate(fmt.Sprintf("%s job %d %s", spinner[i%len(spinner)], p.id, progressText(&p.j, p.now())), p.cols-1)
-			fmt.Fprintf(p.w, "\r\033[K%s", line)
-			p.line = line
-		}
-		p.mu.Unlock()
-		select {
-		case <-p.quit:
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // progressText is the part of the progress line after the job ID.
@@ -394,23 +364,4 @@ func progressText(j *api.Job, now time.Time) string {
 		}
 	}
 	return s
-}
-
-// stop erases the progress line; safe to call more than once.
-func (p *progress) stop() {
-	if !p.on {
-		return
-	}
-	select {
-	case <-p.quit:
-	default:
-		close(p.quit)
-	}
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.line != "" {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.line = ""
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -14,29 +13,18 @@ import (
 // line and at the end, so the terminal keeps only those lines; off a
 // terminal it draws nothing and scripts see only the outcomes.
 type waitProgress struct {
-	w     io.Writer
-	on    bool
-	cols  int
+	spinnerLine
 	start time.Time
 	now   func() time.Time
-	mu    sync.Mutex
-	line  string
 	state map[string]string // unfinished job (as the user named it) → its last seen state
-	quit  chan struct{}
-	done  chan struct{}
 }
 
 func newWaitProgress(w io.Writer, on bool, refs []string, now func() time.Time) *waitProgress {
-	p := &waitProgress{w: w, on: on, cols: termWidth(w), start: now(), now: now,
-		state: make(map[string]string, len(refs)), quit: make(chan struct{}), done: make(chan struct{})}
+	p := &waitProgress{start: now(), now: now, state: make(map[string]string, len(refs))}
 	for _, r := range refs {
 		p.state[r] = ""
 	}
-	if !on {
-		close(p.done)
-		return p
-	}
-	go p.loop()
+	p.init(w, on, func() (string, bool) { return p.textLocked(), len(p.state) > 0 })
 	return p
 }
 
@@ -57,33 +45,6 @@ func (p *waitProgress) finish(ref string, print func()) {
 	delete(p.state, ref)
 	p.eraseLocked()
 	print()
-}
-
-func (p *waitProgress) eraseLocked() {
-	if p.line != "" {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.line = ""
-	}
-}
-
-func (p *waitProgress) loop() {
-	defer close(p.done)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for i := 0; ; i++ {
-		p.mu.Lock()
-		if len(p.state) > 0 {
-			line := truncate(spinner[i%len(spinner)]+" "+p.textLocked(), p.cols-1)
-			fmt.Fprintf(p.w, "\r\033[K%s", line)
-			p.line = line
-		}
-		p.mu.Unlock()
-		select {
-		case <-p.quit:
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // textLocked is the line after the spinner: how long, for how many jobs,
@@ -131,20 +92,4 @@ func (p *waitProgress) textLocked() string {
 		s += ": " + strings.Join(parts, ", ")
 	}
 	return s
-}
-
-// stop erases the line; safe to call more than once.
-func (p *waitProgress) stop() {
-	if !p.on {
-		return
-	}
-	select {
-	case <-p.quit:
-	default:
-		close(p.quit)
-	}
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.eraseLocked()
 }
