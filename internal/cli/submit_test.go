@@ -242,15 +242,7 @@ func TestSbatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFakeServer(t)
-			p := writeFile(t, "job.sh", script)
-			args := []string{"sbatch"}
-			for _, a := range tt.args {
-				if a == "SCRIPT" {
-					a = p
-				}
-				args = append(args, a)
-			}
-			res := runCLI(t, srv.srv.URL, "", args...)
+			res := runSbatch(t, srv, script, tt.args)
 			if res.code != 0 || res.stdout != tt.wantOut || res.stderr != "" {
 				t.Fatalf("got %+v, want stdout %q", res, tt.wantOut)
 			}
@@ -364,15 +356,7 @@ func TestSbatchCommandLineOptions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFakeServer(t)
-			p := writeFile(t, "job.sh", script)
-			args := []string{"sbatch"}
-			for _, a := range tt.args {
-				if a == "SCRIPT" {
-					a = p
-				}
-				args = append(args, a)
-			}
-			res := runCLI(t, srv.srv.URL, "", args...)
+			res := runSbatch(t, srv, script, tt.args)
 			if res.code != 0 || res.stdout != "Submitted batch job 1\n" || res.stderr != "" {
 				t.Fatalf("got %+v, want the job submitted", res)
 			}
@@ -474,4 +458,19 @@ func TestSbatchCommandLineErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runSbatch runs dure sbatch with args, in which "SCRIPT" stands for the
+// path of a file holding script.
+func runSbatch(t *testing.T, srv *fakeServer, script string, args []string) cliResult {
+	t.Helper()
+	p := writeFile(t, "job.sh", script)
+	argv := []string{"sbatch"}
+	for _, a := range args {
+		if a == "SCRIPT" {
+			a = p
+		}
+		argv = append(argv, a)
+	}
+	return runCLI(t, srv.srv.URL, "", argv...)
 }
