@@ -38,6 +38,9 @@ type Backend interface {
 	HeartbeatConfig() (interval, timeout time.Duration)
 	LastSeen(node string) time.Time
 	LiveReason(id model.JobID) (model.Reason, bool)
+	// CaughtUp is closed once the server has applied the log it found on
+	// disk at start (server.Server.CaughtUp); reads wait for it.
+	CaughtUp() <-chan struct{}
 
 	SubmitJob(ctx context.Context, j model.Job) (model.JobID, error)
 	SubmitArray(ctx context.Context, j model.Job, a model.Array) (model.JobID, error)
@@ -122,8 +125,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Has("pretty") {
 		w.Header().Set(prettyMarker, "1")
 	}
+	if r.Method == http.MethodGet && r.URL.Path != "/v1/status" {
+		// Right after a restart the state is the last snapshot's until
+		// raft replays the rest: a read then would show jobs that have
+		// since ended as running. Status answers at once, for operators,
+		// and a server that cannot catch up (a follower cut off from its
+		// leader) serves what it has after catchUpWait.
+		select {
+		case <-h.b.CaughtUp():
+		default:
+			t := time.NewTimer(catchUpWait)
+			select {
+			case <-h.b.CaughtUp():
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
 	h.mux.ServeHTTP(w, r)
 }
+
+// catchUpWait is the longest a read waits for the server to apply the log
+// it found on disk at start (Backend.CaughtUp): a single server restarting
+// elects itself and replays within a second or two.
+const catchUpWait = 10 * time.Second
 
 // decode reads a JSON body strictly: size-limited, unknown fields rejected,
 // exactly one value.

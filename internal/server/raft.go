@@ -122,6 +122,9 @@ func (s *Server) openRaft() error {
 			return fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
+	if s.bootIndex, err = logs.LastIndex(); err != nil {
+		return fmt.Errorf("read raft log in %s: %w", dir, err)
+	}
 	r, err := raft.NewRaft(rc, raftFSM{s.fsm}, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft from %s: %w", dir, err)

@@ -184,6 +184,12 @@ type Server struct {
 	halted   chan struct{}
 	haltOnce sync.Once
 
+	// bootIndex is the last entry of the log as this server found it on
+	// disk at start; caughtUp is closed once raft has applied that far
+	// (CaughtUp).
+	bootIndex uint64
+	caughtUp  chan struct{}
+
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	shutOnce sync.Once
@@ -205,6 +211,7 @@ func New(cfg Config) (*Server, error) {
 		stop:     make(chan struct{}),
 		subWake:  make(chan struct{}, 1),
 		halted:   make(chan struct{}),
+		caughtUp: make(chan struct{}),
 	}
 	s.fsm.OnHalt(func(err error) {
 		s.log.Error("cannot follow the log: this server must be upgraded", "err", err)
@@ -214,9 +221,42 @@ func New(cfg Config) (*Server, error) {
 		s.closeStores()
 		return nil, err
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.watchLeadership()
+	go s.watchCatchUp()
 	return s, nil
+}
+
+// catchUpLimit bounds how long CaughtUp stays open at start. Entries a
+// restarted follower holds but the cluster never committed are truncated,
+// never applied; reads then wait no longer than this.
+const catchUpLimit = 30 * time.Second
+
+// CaughtUp is closed once this server has applied the log it found on disk
+// at start. Until then its state is the last snapshot's: after a restart,
+// raft replays the later entries only once a leader is known (for a single
+// server, after its own election), and a read before that would show jobs
+// as they were at the snapshot, running ones that have since ended. The
+// API holds reads until then.
+func (s *Server) CaughtUp() <-chan struct{} { return s.caughtUp }
+
+func (s *Server) watchCatchUp() {
+	defer s.wg.Done()
+	defer close(s.caughtUp)
+	deadline := time.Now().Add(catchUpLimit)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.raft.AppliedIndex() < s.bootIndex {
+		if time.Now().After(deadline) {
+			s.log.Warn("serving reads before the log found at start is applied", "applied", s.raft.AppliedIndex(), "log_end", s.bootIndex, "waited", catchUpLimit)
+			return
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // Shutdown stops the leader loops and raft, and closes the data directory.

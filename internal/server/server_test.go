@@ -519,3 +519,43 @@ func TestQueueDefaultWalltimeIsTheLimitOfJobsThatSetNone(t *testing.T) {
 		}
 	}
 }
+
+// Right after a restart the state is the last snapshot's until raft replays
+// the rest of the log (a single server does so after electing itself); a
+// read then would show ended jobs as running. CaughtUp, which the API waits
+// for, closes only once the log found on disk is applied.
+func TestCaughtUpAfterRestartMeansTheLogOnDiskIsApplied(t *testing.T) {
+	dir := t.TempDir()
+	s1 := start(t, config(t, dir))
+	register(t, s1, "n1", 4)
+	id := submit(t, s1, 1, 0)
+	waitFor(t, "the job to be placed", func() bool { return jobState(s1, id) == model.JobRunning })
+	var ups []fsm.AllocUpdate
+	for _, a := range s1.Store().Snapshot().AllocsByJob(id) {
+		ups = append(ups, fsm.AllocUpdate{AllocID: a.ID, Node: a.Node, Status: model.AllocExited, StartedAt: testkit.Epoch, FinishedAt: testkit.Epoch})
+	}
+	if err := s1.UpdateAllocs(ctx(t), ups); err != nil {
+		t.Fatal(err)
+	}
+	if got := jobState(s1, id); got != model.JobSucceeded {
+		t.Fatalf("job %d is %s before the restart; want succeeded", id, got)
+	}
+	if err := s1.Shutdown(); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	before := viewOf(s1.Store())
+
+	s2, err := server.New(config(t, dir))
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	t.Cleanup(func() { _ = s2.Shutdown() })
+	select {
+	case <-s2.CaughtUp():
+	case <-time.After(20 * time.Second):
+		t.Fatal("CaughtUp not closed 20s after the restart")
+	}
+	if diff := cmp.Diff(before, viewOf(s2.Store())); diff != "" {
+		t.Errorf("state when CaughtUp closed differs from the state before the restart (-before +after):\n%s", diff)
+	}
+}
