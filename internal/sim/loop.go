@@ -154,14 +154,29 @@ func (s *simulator) admit() {
 		}
 		run := tj.Runtime
 		killed := false
-		if !s.opt.RunPastWalltime && tj.Request.Walltime > 0 && run > tj.Request.Walltime {
-			run, killed = tj.Request.Walltime, true
+		if limit := s.limitOf(tj.Request.Walltime, mj.Queue); !s.opt.RunPastWalltime && limit > 0 && run > limit {
+			run, killed = limit, true
 		}
 		s.jobs = append(s.jobs, jobState{
 			tj: tj, mj: mj, run: run, killed: killed, pending: -1,
 			size: tj.Request.Total(), queueIndex: s.queueIndex(tj.Request.Queue),
 		})
 	}
+}
+
+// limitOf is the walltime a job is stopped at, as a dure server holds it:
+// its own, else its queue's default_walltime, else none.
+func (s *simulator) limitOf(walltime time.Duration, queue string) time.Duration {
+	if walltime > 0 {
+		return walltime
+	}
+	queue = queueName(queue)
+	for _, q := range s.opt.Queues {
+		if q.Name == queue {
+			return q.DefaultWalltime
+		}
+	}
+	return 0
 }
 
 func (s *simulator) queueIndex(name string) int {

@@ -257,3 +257,35 @@ func TestPlansTheClusterCannotHoldAreRejected(t *testing.T) {
 		})
 	}
 }
+
+// A job that gives no walltime is stopped at its queue's default_walltime,
+// as a dure server stops it; in a queue without one it runs its time.
+func TestQueueDefaultWalltimeStopsJobsThatGiveNone(t *testing.T) {
+	job := func(id model.JobID, queue string, walltime time.Duration) Job {
+		return Job{ID: id, Number: int64(id), Runtime: 3 * time.Hour,
+			Request: Request{Queue: queue, Walltime: walltime, Tasks: 1, PerTask: model.Resources{MilliCPU: 1000}}}
+	}
+	tr := &Trace{Name: "t", Format: "philly", Jobs: []Job{
+		job(1, "short", 0),            // the queue's default: 1h
+		job(2, "short", 2*time.Hour),  // its own
+		job(3, model.DefaultQueue, 0), // no default: runs its 3h
+	}}
+	nodes := []*model.Node{{Name: "n1", Status: model.NodeReady, Capacity: model.Resources{MilliCPU: 4000, MemoryBytes: 1 << 30}}}
+	queues := []*model.Queue{{Name: "short", DefaultWalltime: time.Hour}, {Name: model.DefaultQueue}}
+	res, err := Run(tr, Options{Config: sched.Config{Policy: sched.PolicyFIFO}, Nodes: nodes, Queues: queues})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[model.JobID]time.Duration{}
+	killed := map[model.JobID]bool{}
+	for _, r := range res.Jobs {
+		got[r.ID], killed[r.ID] = r.Run, r.Killed
+	}
+	want := map[model.JobID]time.Duration{1: time.Hour, 2: 2 * time.Hour, 3: 3 * time.Hour}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("run times (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[model.JobID]bool{1: true, 2: true, 3: false}, killed); diff != "" {
+		t.Errorf("stopped at a walltime (-want +got):\n%s", diff)
+	}
+}

@@ -26,6 +26,8 @@ type Options struct {
 	// RunPastWalltime lets a job that ran longer than its walltime in the
 	// trace run its full recorded time. The default (false) stops it at its
 	// walltime, as dure and the EASY literature do: a walltime is a limit.
+	// A job that gives none is stopped at its queue's DefaultWalltime, if
+	// Queues sets one, as a dure server stops it.
 	RunPastWalltime bool
 	// PreemptionGrace is how long a preempted job keeps its resources before
 	// it stops and is requeued (the SIGTERM-to-SIGKILL grace); 0 stops it at
