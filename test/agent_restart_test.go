@@ -108,3 +108,39 @@ func TestAgentRestartKeepsTasks(t *testing.T) {
 		})
 	}
 }
+
+// TestLogsFollowAcrossAgentRestart follows a task's output while its agent
+// is stopped and started again: the task keeps running under its
+// supervisor, so `dure logs -f` must keep streaming through the restart and
+// end only when the task does, with every line once.
+func TestLogsFollowAcrossAgentRestart(t *testing.T) {
+	c := newClusterHB(t, 10*time.Second, "n1")
+	id := c.submit("--cpus", "0.5", "--", "sh", "-c", "for i in $(seq 1 16); do echo line $i; sleep 0.25; done")
+	c.waitJob(id, "its task running", 20*time.Second, func(j api.Job) bool {
+		return len(j.Allocations) == 1 && j.Allocations[0].Status == "running"
+	})
+	follower := startProc(t, "dure logs -f", "--addr", "http://"+c.addr, "logs", "-f", itoa(id))
+	poll(t, "the first line to be followed", 20*time.Second, func() error {
+		if !strings.Contains(follower.output(), "line 1\n") {
+			return fmt.Errorf("output so far %q", follower.output())
+		}
+		return nil
+	})
+	c.agents["n1"].stop(syscall.SIGTERM)
+	c.startAgent("n1") // same --data: it adopts the task and serves its log
+	select {
+	case <-follower.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("dure logs -f still runs 30 s after the restart; output %q", follower.output())
+	}
+	var want strings.Builder
+	for i := 1; i <= 16; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if got := follower.output(); got != want.String() || follower.cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("dure logs -f exited %d with output %q; want exit 0 and every line once, %q", follower.cmd.ProcessState.ExitCode(), got, want.String())
+	}
+	if j := c.waitJob(id, "a final state", 30*time.Second, func(j api.Job) bool { return j.Terminal() }); j.State != "succeeded" {
+		t.Errorf("job ended %s, want succeeded", j.State)
+	}
+}

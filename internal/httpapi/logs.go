@@ -89,7 +89,11 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if resp != nil {
+			resp.Body.Close()
+		}
+	}()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Dure-Alloc", alloc.ID)
 	w.WriteHeader(http.StatusOK)
@@ -101,12 +105,69 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return
 			}
+			offset += int64(n)
 			if flusher != nil {
 				flusher.Flush()
 			}
 		}
-		if rerr != nil {
+		if rerr == nil {
+			continue
+		}
+		resp.Body.Close()
+		if !follow {
 			return
+		}
+		// The agent's stream ended. If the task still runs, that was the
+		// agent stopping or restarting (tasks outlive it), not the task
+		// ending: reconnect, from where we are, to the agent now serving
+		// the node, until the servers hear the task ended.
+		if resp = h.reopenAgentLog(r, id, alloc.ID, stream, offset); resp == nil {
+			return
+		}
+	}
+}
+
+// reopenAgentLog opens alloc's followed log again from offset after the
+// agent's stream ended, for as long as the allocation is live in the state:
+// while its agent is away it retries (at most every second), and it returns
+// nil once the allocation has ended, is gone, or the client left.
+func (h *Handler) reopenAgentLog(r *http.Request, id model.JobID, allocID, stream string, offset int64) *http.Response {
+	pause := 50 * time.Millisecond
+	for {
+		snap := h.b.Store().Snapshot()
+		_, ch := snap.JobWatch(id)
+		cur := snap.Alloc(allocID)
+		if cur == nil || cur.Status.Terminal() {
+			return nil
+		}
+		select {
+		case <-ch: // the allocation may have ended: look again
+			continue
+		case <-time.After(pause):
+		case <-r.Context().Done():
+			return nil
+		}
+		pause = min(2*pause, time.Second)
+		node := snap.Node(cur.Node)
+		if node == nil || node.Address == "" {
+			continue
+		}
+		u := url.URL{Scheme: "http", Host: node.Address, Path: "/v1/agent/logs/" + allocID,
+			RawQuery: url.Values{"stream": {stream}, "offset": {strconv.FormatInt(offset, 10)}, "follow": {"true"}}.Encode()}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil
+		}
+		resp, err := h.logHTTP.Do(req)
+		if err != nil {
+			continue // the agent is not back yet
+		}
+		if resp.StatusCode == http.StatusOK {
+			return resp
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return nil // the node has no record of the task any more
 		}
 	}
 }
