@@ -113,6 +113,11 @@ func exitMessage(r exec.Result, memLimit int64, walltime time.Duration, stopReas
 	switch {
 	case r.StartErr != "":
 		return r.StartErr
+	case r.OOMKilled && r.Signal == "" && r.ExitCode > 0:
+		// The OOM killer killed a process of the task, not its main one
+		// (cgroup v1 has no memory.oom.group): the main process chose its
+		// own exit code, often 137 passed on by a shell.
+		return fmt.Sprintf("exited with code %d after the OOM killer killed a process of the task%s", r.ExitCode, limitSuffix(memLimit))
 	case r.OOMKilled && memLimit > 0:
 		return fmt.Sprintf("killed by %s after exceeding memory limit %s", orSIGKILL(r.Signal), formatBytes(memLimit))
 	case r.OOMKilled:
@@ -133,6 +138,13 @@ func exitMessage(r exec.Result, memLimit int64, walltime time.Duration, stopReas
 	default:
 		return fmt.Sprintf("exited with code %d", r.ExitCode)
 	}
+}
+
+func limitSuffix(memLimit int64) string {
+	if memLimit <= 0 {
+		return ""
+	}
+	return " (memory limit " + formatBytes(memLimit) + ")"
 }
 
 func orSIGKILL(sig string) string {

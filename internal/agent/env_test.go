@@ -158,6 +158,8 @@ func TestExitMessage(t *testing.T) {
 		{name: "success", res: exec.Result{}, want: "exited with code 0"},
 		{name: "failure", res: exec.Result{ExitCode: 3}, want: "exited with code 3"},
 		{name: "OOM with a limit", res: exec.Result{ExitCode: 137, Signal: "SIGKILL", OOMKilled: true}, mem: 64 << 20, want: "killed by SIGKILL after exceeding memory limit 64MiB"},
+		{name: "OOM of a child, the task exited itself", res: exec.Result{ExitCode: 3, OOMKilled: true}, mem: 64 << 20, want: "exited with code 3 after the OOM killer killed a process of the task (memory limit 64MiB)"},
+		{name: "OOM of a child, a shell passed on 137", res: exec.Result{ExitCode: 137, OOMKilled: true}, want: "exited with code 137 after the OOM killer killed a process of the task"},
 		{name: "OOM with a fractional limit", res: exec.Result{OOMKilled: true}, mem: 1536 << 20, want: "killed by SIGKILL after exceeding memory limit 1.5GiB"},
 		{name: "OOM without a limit", res: exec.Result{OOMKilled: true, Signal: "SIGKILL"}, want: "killed by SIGKILL: out of memory"},
 		{name: "walltime", res: exec.Result{TimedOut: true, Signal: "SIGTERM", ExitCode: 143}, walltime: 10 * time.Second, want: "walltime 10s exceeded"},
