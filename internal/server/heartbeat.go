@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/durehq/dure/internal/fsm"
@@ -47,7 +48,7 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 }
 
 // pruneLoop forgets finished jobs past their retention or beyond the cap on
-// finished jobs, oldest first, in bounded batches.
+// finished jobs, those that ended first, in bounded batches.
 func (s *Server) pruneLoop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.PruneInterval)
 	defer tick.Stop()
@@ -72,21 +73,36 @@ func (s *Server) pruneLoop(ctx context.Context) {
 func (s *Server) jobsToPrune(now time.Time) []model.JobID {
 	cutoff := now.Add(-s.cfg.JobRetention)
 	var ids []model.JobID
-	finished := 0
+	var kept []*model.Job // finished, within the retention
 	snap := s.store.Snapshot()
-	// Newest first: everything past the cap, or older than the cutoff, goes,
-	// except jobs whose tasks are still stopping (the FSM keeps those; asking
-	// would only add a useless entry to the log every interval).
+	// Everything older than the cutoff goes, and past the cap the jobs that
+	// ended first (not the lowest IDs: a long job that has just ended
+	// stays), except jobs whose tasks are still stopping (the FSM keeps
+	// those; asking would only add a useless entry to the log every
+	// interval).
 	snap.Jobs(func(j *model.Job) bool {
 		if !j.State.Terminal() {
 			return true
 		}
-		finished++
-		if (finished > s.cfg.MaxFinishedJobs || j.EndTime.Before(cutoff)) && !stillStopping(snap, j.ID) {
-			ids = append(ids, j.ID)
+		if j.EndTime.Before(cutoff) {
+			if !stillStopping(snap, j.ID) {
+				ids = append(ids, j.ID)
+			}
+		} else {
+			kept = append(kept, j)
 		}
 		return true
 	})
+	if len(kept) > s.cfg.MaxFinishedJobs {
+		// Latest to end first; Jobs gave them newest ID first, which the
+		// stable sort keeps among equal end times.
+		slices.SortStableFunc(kept, func(a, b *model.Job) int { return b.EndTime.Compare(a.EndTime) })
+		for _, j := range kept[s.cfg.MaxFinishedJobs:] {
+			if !stillStopping(snap, j.ID) {
+				ids = append(ids, j.ID)
+			}
+		}
+	}
 	return ids
 }
 

@@ -43,7 +43,8 @@ type Config struct {
 	HeartbeatTimeout  time.Duration // node down after this long without one (default 10s)
 
 	// Finished jobs stay queryable for JobRetention (default 24h), and at
-	// most MaxFinishedJobs of them are kept (default 100,000; oldest go first).
+	// most MaxFinishedJobs of them are kept (default 100,000; those that ended
+	// first go first).
 	JobRetention    time.Duration
 	MaxFinishedJobs int
 	PruneInterval   time.Duration // default 1m

@@ -444,6 +444,46 @@ func TestFinishedJobsArePruned(t *testing.T) {
 	}
 }
 
+// The cap on finished jobs keeps the jobs that finished last, not the
+// newest IDs: a long job that has just ended must not vanish before jobs
+// submitted after it that ended long ago.
+func TestPruneCapKeepsTheLatestToFinish(t *testing.T) {
+	clk := &clock{now: testkit.Epoch}
+	cfg := config(t, t.TempDir())
+	cfg.Now = clk.Now
+	cfg.JobRetention, cfg.MaxFinishedJobs, cfg.PruneInterval = 100*time.Hour, 2, 20*time.Millisecond
+	s := start(t, cfg)
+	long := submit(t, s, 1, 0) // no node: it waits, as a long job would run
+	var short []model.JobID
+	for range 3 {
+		id := submit(t, s, 1, 0)
+		if err := s.CancelJob(ctx(t), id, ""); err != nil {
+			t.Fatal(err)
+		}
+		short = append(short, id)
+	}
+	exists := func(id model.JobID) bool { return s.Store().Snapshot().Job(id) != nil }
+	waitFor(t, "the first short job to be pruned", func() bool { return !exists(short[0]) })
+
+	clk.Advance(time.Hour)
+	if err := s.CancelJob(ctx(t), long, ""); err != nil { // it ends last
+		t.Fatal(err)
+	}
+	waitFor(t, "two finished jobs to be left", func() bool {
+		n := 0
+		for _, id := range append([]model.JobID{long}, short...) {
+			if exists(id) {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if !exists(long) || !exists(short[2]) {
+		t.Errorf("left: job %d %v, job %d %v, job %d %v; want the job that ended last (%d) and the newest short one (%d)",
+			long, exists(long), short[1], exists(short[1]), short[2], exists(short[2]), long, short[2])
+	}
+}
+
 // Time alone changes a plan: once the running job outlives the walltime
 // the scheduler planned with, the reserved job's estimated start moves,
 // although nothing was written that would wake the scheduler.
