@@ -45,7 +45,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.hbInterval, "heartbeat-interval", time.Second, "how often agents heartbeat")
 	fl.DurationVar(&f.hbTimeout, "heartbeat-timeout", 10*time.Second, "a node is down after this long without a heartbeat")
 	fl.DurationVar(&f.retention, "job-retention", 24*time.Hour, "how long finished jobs stay queryable")
-	fl.IntVar(&f.maxFinished, "max-finished-jobs", 100000, "at most this many finished jobs are kept (oldest go first)")
+	fl.IntVar(&f.maxFinished, "max-finished-jobs", 100000, "at most this many finished jobs are kept (those that ended first go first)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.queues, "queues", "", "YAML file of queues (tree, quotas, weights) applied whenever this server becomes leader")
 	fl.BoolVar(&f.enableDebug, "enable-debug", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
@@ -103,6 +103,13 @@ type runningServer struct {
 func startServer(f serverFlags, log *slog.Logger) (*runningServer, net.Listener, error) {
 	if f.preemptGrace <= 0 {
 		return nil, nil, fmt.Errorf("--preempt-grace %s: must be positive (a preempted task needs time to stop)", f.preemptGrace)
+	}
+	// The server would silently take its defaults (24h, 100000) for these.
+	if f.retention <= 0 {
+		return nil, nil, fmt.Errorf("--job-retention %s: must be positive (how long finished jobs stay queryable)", f.retention)
+	}
+	if f.maxFinished < 1 {
+		return nil, nil, fmt.Errorf("--max-finished-jobs %d: must be at least 1", f.maxFinished)
 	}
 	lis, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
