@@ -256,19 +256,48 @@ func (a *app) logsCommand() *cobra.Command {
 			if stderr {
 				o.Stream = "stderr"
 			}
-			rc, err := a.client().Logs(c.Context(), id, o)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			if _, err := io.Copy(a.stdout, rc); err != nil && c.Context().Err() == nil {
-				return fmt.Errorf("reading logs of job %d task %d: %w", id, o.Task, err)
-			}
-			return nil
+			return followLogs(c.Context(), a.client(), id, o, a.stdout)
 		},
 	}
 	c.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep streaming until the task ends")
 	c.Flags().IntVar(&o.Task, "task", 0, "task index within the job")
 	c.Flags().BoolVar(&stderr, "stderr", false, "print the task's standard error instead of its standard output")
 	return c
+}
+
+// followLogs copies a task's output to w. With o.Follow, a stream that
+// breaks (the server restarted, or a leader election) is opened again from
+// where it broke, retrying transient failures with backoff for up to
+// retryFor, as `dure run` does; the first request fails at once.
+func followLogs(ctx context.Context, cl *api.Client, id uint64, o api.LogOptions, w io.Writer) error {
+	opened := false
+	backoff := 100 * time.Millisecond
+	var giveUp time.Time
+	for {
+		rc, err := cl.Logs(ctx, id, o)
+		if err != nil {
+			if !opened || !transient(err) || ctx.Err() != nil || time.Now().After(giveUp) {
+				return err
+			}
+		} else {
+			opened = true
+			n, cerr := io.Copy(w, rc)
+			rc.Close()
+			o.Offset += n
+			if cerr == nil || ctx.Err() != nil {
+				return nil
+			}
+			if !o.Follow {
+				return fmt.Errorf("reading logs of job %d task %d: %w", id, o.Task, cerr)
+			}
+			giveUp = time.Now().Add(retryFor) // the stream broke: resume from o.Offset
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
 }
