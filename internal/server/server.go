@@ -436,6 +436,13 @@ func (s *Server) DrainNode(ctx context.Context, name string, drain bool, reason 
 	if err := s.requireLeader(); err != nil {
 		return err
 	}
+	if drain && reason == "" {
+		// Draining a drained node again without a reason keeps the one
+		// the operator gave first.
+		if n := s.store.Snapshot().Node(name); n != nil && n.Drain {
+			reason = n.DrainReason
+		}
+	}
 	_, err := s.apply(ctx, &fsm.DrainNode{Time: s.cfg.Now(), Name: name, Drain: drain, Reason: reason})
 	return err
 }

@@ -444,6 +444,35 @@ func TestFinishedJobsArePruned(t *testing.T) {
 	}
 }
 
+// Draining a drained node again without a reason keeps its reason; a new
+// reason replaces it.
+func TestDrainAgainKeepsTheReason(t *testing.T) {
+	s := start(t, config(t, t.TempDir()))
+	register(t, s, "n1", 4)
+	reason := func() string { return s.Store().Snapshot().Node("n1").DrainReason }
+	for _, step := range []struct{ reason, want string }{
+		{"disk swap", "disk swap"},
+		{"", "disk swap"},
+		{"new disk", "new disk"},
+	} {
+		if err := s.DrainNode(ctx(t), "n1", true, step.reason); err != nil {
+			t.Fatal(err)
+		}
+		if got := reason(); got != step.want {
+			t.Errorf("after drain --reason %q the reason is %q, want %q", step.reason, got, step.want)
+		}
+	}
+	if err := s.DrainNode(ctx(t), "n1", false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DrainNode(ctx(t), "n1", true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := reason(); got != "" {
+		t.Errorf("a drain without a reason after an undrain has reason %q, want none", got)
+	}
+}
+
 // The cap on finished jobs keeps the jobs that finished last, not the
 // newest IDs: a long job that has just ended must not vanish before jobs
 // submitted after it that ended long ago.
