@@ -114,6 +114,18 @@ func TestAgentRestartKeepsTasks(t *testing.T) {
 // supervisor, so `dure logs -f` must keep streaming through the restart and
 // end only when the task does, with every line once.
 func TestLogsFollowAcrossAgentRestart(t *testing.T) {
+	followLogsAcross(t, func(c *cluster) {
+		c.agents["n1"].stop(syscall.SIGTERM)
+		c.startAgent("n1") // same --data: it adopts the task and serves its log
+	})
+}
+
+// followLogsAcross runs a task that prints 16 lines over 4 s, follows them
+// with `dure logs -f`, calls restart once the first line arrived, and checks
+// that the follower ends with the task, exit 0, every line once, and that
+// the job succeeds.
+func followLogsAcross(t *testing.T, restart func(c *cluster)) {
+	t.Helper()
 	c := newClusterHB(t, 10*time.Second, "n1")
 	id := c.submit("--cpus", "0.5", "--", "sh", "-c", "for i in $(seq 1 16); do echo line $i; sleep 0.25; done")
 	c.waitJob(id, "its task running", 20*time.Second, func(j api.Job) bool {
@@ -126,8 +138,7 @@ func TestLogsFollowAcrossAgentRestart(t *testing.T) {
 		}
 		return nil
 	})
-	c.agents["n1"].stop(syscall.SIGTERM)
-	c.startAgent("n1") // same --data: it adopts the task and serves its log
+	restart(c)
 	select {
 	case <-follower.done:
 	case <-time.After(30 * time.Second):

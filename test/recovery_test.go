@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -135,30 +134,8 @@ func TestDevModeRunsJobsAndKeepsStateWithData(t *testing.T) {
 // server restarts: `dure logs -f` picks the stream up again from where it
 // broke and ends with the task, every line once, as `dure run` does.
 func TestLogsFollowAcrossServerRestart(t *testing.T) {
-	c := newClusterHB(t, 10*time.Second, "n1")
-	id := c.submit("--cpus", "0.5", "--", "sh", "-c", "for i in $(seq 1 16); do echo line $i; sleep 0.25; done")
-	c.waitJob(id, "its task running", 20*time.Second, func(j api.Job) bool {
-		return len(j.Allocations) == 1 && j.Allocations[0].Status == "running"
+	followLogsAcross(t, func(c *cluster) {
+		c.server.stop(syscall.SIGTERM)
+		c.startServer()
 	})
-	follower := startProc(t, "dure logs -f", "--addr", "http://"+c.addr, "logs", "-f", itoa(id))
-	poll(t, "the first line to be followed", 20*time.Second, func() error {
-		if !strings.Contains(follower.output(), "line 1\n") {
-			return fmt.Errorf("output so far %q", follower.output())
-		}
-		return nil
-	})
-	c.server.stop(syscall.SIGTERM)
-	c.startServer()
-	select {
-	case <-follower.done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("dure logs -f still runs 30 s after the restart; output %q", follower.output())
-	}
-	var want strings.Builder
-	for i := 1; i <= 16; i++ {
-		fmt.Fprintf(&want, "line %d\n", i)
-	}
-	if got := follower.output(); got != want.String() || follower.cmd.ProcessState.ExitCode() != 0 {
-		t.Errorf("dure logs -f exited %d with output %q; want exit 0 and every line once, %q", follower.cmd.ProcessState.ExitCode(), got, want.String())
-	}
 }
