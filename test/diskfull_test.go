@@ -33,7 +33,11 @@ import (
 // bolt write that fits in pages the file already has), so the server keeps
 // answering reads and refuses each write that needs new space; a small one
 // may still fit in free pages and is then stored and acknowledged normally.
-// Once space is freed, writes succeed again without a restart.
+// If a background write (a scheduling plan) fails first, elections may
+// fail the same way for a while: a server that knows no leader then answers
+// the 507 too, naming its own failed log write (Server.StoreFailure), not
+// a 503 "retry shortly". Once space is freed, writes succeed again without a
+// restart.
 func TestDiskFullRejectsWrites(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs")

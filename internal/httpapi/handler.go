@@ -41,6 +41,9 @@ type Backend interface {
 	// CaughtUp is closed once the server has applied the log it found on
 	// disk at start (server.Server.CaughtUp); reads wait for it.
 	CaughtUp() <-chan struct{}
+	// StoreFailure is why this server's last write to its raft log failed
+	// (a full disk), or nil.
+	StoreFailure() error
 
 	SubmitJob(ctx context.Context, j model.Job) (model.JobID, error)
 	SubmitArray(ctx context.Context, j model.Job, a model.Array) (model.JobID, error)

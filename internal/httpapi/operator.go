@@ -37,6 +37,12 @@ func (h *Handler) onLeader(next http.HandlerFunc) http.HandlerFunc {
 		}
 		leader := h.b.LeaderAddr()
 		if leader == "" || leader == h.b.Advertise() || r.Header.Get(forwardedHeader) != "" {
+			if err := h.b.StoreFailure(); err != nil {
+				// Its own log cannot be written (a full disk): the cause,
+				// not "retry shortly", which would not help.
+				writeError(w, fmt.Errorf("%w (no leader known to %s; its last write to its log failed: %v)", server.ErrNotLeader, h.b.Name(), err))
+				return
+			}
 			writeError(w, fmt.Errorf("%w (no leader known to %s)", server.ErrNotLeader, h.b.Name()))
 			return
 		}

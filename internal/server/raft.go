@@ -86,7 +86,7 @@ func (s *Server) openRaft() error {
 		return fmt.Errorf("open raft log %s: %w", dbPath, err)
 	}
 	s.boltStore = store
-	logs, err := raft.NewLogCache(1024, store)
+	logs, err := raft.NewLogCache(1024, watchedLogStore{LogStore: store, s: s})
 	if err != nil {
 		return err
 	}
@@ -141,6 +141,53 @@ func (s *Server) openRaft() error {
 		}
 	}
 	return nil
+}
+
+// watchedLogStore records the outcome of every write to the raft log
+// (Server.StoreFailure): when the disk fills, a leader's own log write fails,
+// it steps down, and the elections that follow may fail the same way, so
+// clients would otherwise learn only that no leader is known.
+type watchedLogStore struct {
+	raft.LogStore
+	s *Server
+}
+
+func (w watchedLogStore) StoreLog(l *raft.Log) error {
+	return w.s.noteStore(w.LogStore.StoreLog(l))
+}
+
+func (w watchedLogStore) StoreLogs(ls []*raft.Log) error {
+	return w.s.noteStore(w.LogStore.StoreLogs(ls))
+}
+
+// storeFailure is a failed write to the raft log and when it happened.
+type storeFailure struct {
+	err error
+	at  time.Time
+}
+
+func (s *Server) noteStore(err error) error {
+	if err != nil {
+		s.storeFail.Store(&storeFailure{err: err, at: time.Now()})
+	} else if s.storeFail.Load() != nil {
+		s.storeFail.Store(nil)
+	}
+	return err
+}
+
+// storeFailureMemory is how long a failed log write is reported after it
+// happened if no write has succeeded since.
+const storeFailureMemory = time.Minute
+
+// StoreFailure is the error of this server's last write to its raft log if
+// that write failed (and within the last minute): a full disk, say. nil once
+// a write succeeds.
+func (s *Server) StoreFailure() error {
+	f := s.storeFail.Load()
+	if f == nil || time.Since(f.at) > storeFailureMemory {
+		return nil
+	}
+	return f.err
 }
 
 // ErrNotLeader is returned by writes on a server that is not the leader (or

@@ -185,6 +185,10 @@ type Server struct {
 	halted   chan struct{}
 	haltOnce sync.Once
 
+	// storeFail is the last write to the raft log, if it failed
+	// (StoreFailure).
+	storeFail atomic.Pointer[storeFailure]
+
 	// bootIndex is the last entry of the log as this server found it on
 	// disk at start; caughtUp is closed once raft has applied that far
 	// (CaughtUp).
