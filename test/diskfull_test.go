@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/testkit/diskfull"
 )
 
 // TestDiskFullRejectsWrites puts a server's data directory on a 4 MiB tmpfs
@@ -39,18 +39,7 @@ import (
 // a 503 "retry shortly". Once space is freed, writes succeed again without a
 // restart.
 func TestDiskFullRejectsWrites(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
+	mnt := diskfull.Tmpfs(t, "4m")
 	c := &cluster{t: t, addr: freeAddr(t), data: mnt, agents: map[string]*proc{},
 		hbFlags: []string{"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s"}}
 	c.client = api.NewClient(c.addr)
@@ -83,7 +72,7 @@ func TestDiskFullRejectsWrites(t *testing.T) {
 	}
 
 	filler := filepath.Join(mnt, "filler")
-	fill(t, filler)
+	diskfull.Fill(t, filler)
 	var firstErr error
 	for i := 0; i < 100 && firstErr == nil; i++ {
 		_, firstErr = submit(fmt.Sprintf("while-full-%d", i))
@@ -142,28 +131,6 @@ func TestDiskFullRejectsWrites(t *testing.T) {
 	c.server.stop(syscall.SIGKILL)
 	c.startServer()
 	checkAcked(t, c, acked)
-}
-
-// fill writes to file until the file system is full.
-func fill(t *testing.T, file string) {
-	t.Helper()
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			break
-		}
-	}
-	// Smaller writes take the last partial chunk too.
-	for _, err := f.Write([]byte{0}); err == nil; _, err = f.Write([]byte{0}) {
-	}
 }
 
 // checkAcked checks that every acknowledged job exists under its name.

@@ -1,16 +1,15 @@
 package server
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/durehq/dure/internal/testkit/diskfull"
 )
 
 // A write to the raft log that fails on a full disk is remembered
@@ -18,18 +17,7 @@ import (
 // elections that follow fail the same way), and forgotten at the next write
 // that succeeds. The store is the real bolt log on a real, full tmpfs.
 func TestStoreFailureRemembersAFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
+	mnt := diskfull.Tmpfs(t, "2m")
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(mnt, "raft.db")})
 	if err != nil {
 		t.Fatal(err)
@@ -45,19 +33,7 @@ func TestStoreFailureRemembersAFullDisk(t *testing.T) {
 	}
 
 	filler := filepath.Join(mnt, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for chunk := make([]byte, 64<<10); ; {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			break
-		}
-	}
-	f.Close()
+	diskfull.Fill(t, filler)
 	var failed error
 	for i := uint64(2); i < 20 && failed == nil; i++ {
 		failed = logs.StoreLogs([]*raft.Log{entry(i)})
