@@ -73,6 +73,18 @@ func (q *Queue) EffectiveWeight() float64 {
 	return 1
 }
 
+// WalltimeLimit is the walltime a job of this queue is stopped at: its own
+// (own, if set), else the queue's DefaultWalltime (as Slurm applies a
+// partition's DefaultTime), else none (0). q may be nil (no such queue).
+// The server holds allocations to it and the simulator holds trace jobs to
+// it; the scheduler plans a job that has none with its own default.
+func (q *Queue) WalltimeLimit(own time.Duration) time.Duration {
+	if own > 0 || q == nil {
+		return own
+	}
+	return q.DefaultWalltime
+}
+
 // Copy returns a deep copy.
 func (q *Queue) Copy() *Queue {
 	c := *q

@@ -270,22 +270,14 @@ func (s *Server) LiveReason(id model.JobID) (r model.Reason, ok bool) {
 	return r, ok
 }
 
-// enforcedWalltime is the limit a job's tasks are held to: its own
-// walltime, or else its queue's default_walltime (as Slurm applies a
-// partition's DefaultTime), or else none. The scheduler plans a job that has
-// neither with sched.DefaultWalltime but does not stop it then.
+// enforcedWalltime is the limit a job's tasks are held to
+// (model.Queue.WalltimeLimit).
 func enforcedWalltime(latest *state.Snapshot, job *model.Job) time.Duration {
-	if job.Walltime > 0 {
-		return job.Walltime
-	}
 	name := job.Queue
 	if name == "" {
 		name = model.DefaultQueue
 	}
-	if q := latest.Queue(name); q != nil {
-		return q.DefaultWalltime
-	}
-	return 0
+	return latest.Queue(name).WalltimeLimit(job.Walltime)
 }
 
 // allocFor builds the allocation for one placement, copying from the job

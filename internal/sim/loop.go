@@ -164,19 +164,16 @@ func (s *simulator) admit() {
 	}
 }
 
-// limitOf is the walltime a job is stopped at, as a dure server holds it:
-// its own, else its queue's default_walltime, else none.
+// limitOf is the walltime a job is stopped at, as a dure server holds it
+// (model.Queue.WalltimeLimit).
 func (s *simulator) limitOf(walltime time.Duration, queue string) time.Duration {
-	if walltime > 0 {
-		return walltime
-	}
 	queue = queueName(queue)
 	for _, q := range s.opt.Queues {
 		if q.Name == queue {
-			return q.DefaultWalltime
+			return q.WalltimeLimit(walltime)
 		}
 	}
-	return 0
+	return walltime
 }
 
 func (s *simulator) queueIndex(name string) int {
