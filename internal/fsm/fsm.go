@@ -385,7 +385,7 @@ func applyAllocUpdates(tx *state.WriteTxn, c *AllocUpdates) Result {
 		default:
 			continue
 		}
-		tx.PutAlloc(a)
+		tx.PutAllocReport(a)
 		affected[a.JobID] = true
 	}
 	for _, id := range sortedJobIDs(affected) {

@@ -662,3 +662,48 @@ func TestBadEntryIsSkippedButAdvancesTheIndex(t *testing.T) {
 		t.Error("a bad entry did not wake watchers of the index")
 	}
 }
+
+// An agent's allocation watch hears of the changes it must act on (a new
+// allocation, a stop request, an end the servers decided), not of what the
+// agent itself reported: AgentIndex moves only for the former.
+func TestAgentIndexMovesOnlyForWhatTheAgentMustHear(t *testing.T) {
+	h := newHarness(t)
+	h.node("n1")
+	h.node("n2")
+	changed := func(node string, after uint64) []string {
+		allocs, _, _ := h.snap().AllocChangesOnNode(node, after)
+		var ids []string
+		for _, a := range allocs {
+			ids = append(ids, a.ID+" "+string(a.Status)+" "+string(a.Desired))
+		}
+		return ids
+	}
+	id := h.submit(testkit.Job(0).Tasks(2).Build())
+	h.place(id, "n1", "n2")
+	placed := h.snap().Index
+	if diff := cmp.Diff([]string{"1.0.1 assigned run"}, changed("n1", placed-1)); diff != "" {
+		t.Errorf("after placement, n1 (-want +got):\n%s", diff)
+	}
+	h.started(id)
+	if got := changed("n1", placed); len(got) != 0 {
+		t.Errorf("after the agents reported the starts, n1's watch sees %q; want nothing (its own report)", got)
+	}
+	if a := h.alloc("1.0.1"); a.Status != model.AllocRunning || a.AgentIndex != placed || a.ModifyIndex <= placed {
+		t.Errorf("1.0.1 after its start report: status %s, agent index %d, modify index %d; want running, %d, above it", a.Status, a.AgentIndex, a.ModifyIndex, placed)
+	}
+	// Task 0 fails: the job fails, and task 1 on n2 is told to stop.
+	h.update(exited(h.alloc("1.0.1"), 2))
+	if got := changed("n1", placed); len(got) != 0 {
+		t.Errorf("after n1 reported the exit, n1's watch sees %q; want nothing", got)
+	}
+	if diff := cmp.Diff([]string{"1.1.1 running stop"}, changed("n2", placed)); diff != "" {
+		t.Errorf("after the sibling failed, n2 (-want +got):\n%s", diff)
+	}
+	stopAsked := h.snap().Index
+	// n2 goes down before its agent reports: the servers end the task, and
+	// n2's agent (should it come back) must hear it.
+	h.nodeDown("n2", "no heartbeat")
+	if diff := cmp.Diff([]string{"1.1.1 lost stop"}, changed("n2", stopAsked)); diff != "" {
+		t.Errorf("after n2 went down (-want +got):\n%s", diff)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/durehq/dure/internal/api"
+	"github.com/durehq/dure/internal/model"
 )
 
 func registration(name string) api.NodeRegistration {
@@ -212,8 +213,8 @@ func TestAgentFlow(t *testing.T) {
 }
 
 // TestAgentAllocationChanges follows a node with the incremental watch: the
-// whole live list first, then only what changed, ended allocations
-// included.
+// whole live list first, then only the changes its agent must act on (new
+// allocations, stop requests, ended ones), never the agent's own reports.
 func TestAgentAllocationChanges(t *testing.T) {
 	c := newCluster(t)
 	if _, err := c.client.RegisterNode(bg(t), registration("n1")); err != nil {
@@ -251,19 +252,26 @@ func TestAgentAllocationChanges(t *testing.T) {
 	if err := c.client.UpdateAllocations(bg(t), []api.AllocUpdate{{AllocID: "1.1.1", Node: "n1", Status: "running", StartedAt: now}}); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]view{{"1.1.1", "running"}}, changes(1)); diff != "" {
-		t.Errorf("after one start (-want +got):\n%s", diff)
+	quiet := func(what string) {
+		t.Helper()
+		allocs, next, all, err := c.client.NodeAllocationChanges(bg(t), "n1", api.WatchOptions{Index: idx, Wait: 300 * time.Millisecond})
+		if err != nil || len(allocs) != 0 || all || next < idx {
+			t.Errorf("%s: %+v index %d (was %d) all=%v, %v; want no changes", what, allocs, next, idx, all, err)
+		}
 	}
+	// The agent's own report is not sent back to it.
+	quiet("after the agent reported a start")
 	if err := c.client.UpdateAllocations(bg(t), []api.AllocUpdate{{AllocID: "1.1.1", Node: "n1", Status: "exited", ExitCode: 3, FinishedAt: now}}); err != nil {
 		t.Fatal(err)
 	}
-	// Task 1 failed the job: its sibling is told to stop, in the same change.
-	if diff := cmp.Diff([]view{{"1.0.1", "assigned"}, {"1.1.1", "exited"}}, changes(2)); diff != "" {
+	// Task 1 failed the job: its sibling is told to stop; the exit the
+	// agent reported is not repeated.
+	if diff := cmp.Diff([]view{{"1.0.1", "assigned"}}, changes(1)); diff != "" {
 		t.Errorf("after one end (-want +got):\n%s", diff)
 	}
-	// Nothing changed: the watch runs out and says so with no allocations.
-	allocs, next, all, err := c.client.NodeAllocationChanges(bg(t), "n1", api.WatchOptions{Index: idx, Wait: 50 * time.Millisecond})
-	if err != nil || len(allocs) != 0 || all || next < idx {
-		t.Errorf("quiet watch: %+v index %d (was %d) all=%v, %v; want no changes", allocs, next, idx, all, err)
+	if a := c.srv.Store().Snapshot().Alloc("1.1.1"); a == nil || a.Status != model.AllocExited || a.ExitCode != 3 {
+		t.Errorf("stored allocation 1.1.1 = %+v; want the reported exit (code 3) recorded", a)
 	}
+	// Nothing changed: the watch runs out and says so with no allocations.
+	quiet("quiet watch")
 }

@@ -63,6 +63,13 @@ type Allocation struct {
 	CreateTerm  uint64 `json:"create_term"`
 	CreateIndex uint64 `json:"create_index"`
 	ModifyIndex uint64 `json:"modify_index"`
+	// AgentIndex is the Raft index of the last change the node's agent must
+	// act on: the allocation's creation, a change of what is desired of
+	// it, or a status the servers set themselves (lost). The agent's own
+	// reports leave it alone, so its allocation watch does not send them
+	// back to it. 0 in snapshots from before it existed (read as
+	// ModifyIndex).
+	AgentIndex uint64 `json:"agent_index,omitempty"`
 
 	Desired       DesiredStatus `json:"desired"`
 	DesiredReason string        `json:"desired_reason,omitempty"`

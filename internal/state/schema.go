@@ -46,12 +46,13 @@ func schema() *memdb.DBSchema {
 			}}},
 			// An agent's allocation watch reads these two on every change
 			// of its node: the live allocations, and the newest change of
-			// any allocation there. The "node" index would make it walk
-			// every allocation the node ever ran (kept for days).
+			// any allocation there its agent must hear about. The "node"
+			// index would make it walk every allocation the node ever ran
+			// (kept for days).
 			"live_node": {Name: "live_node", AllowMissing: true, Indexer: liveNodeIndex{}},
-			"node_modify": {Name: "node_modify", Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			"node_agent": {Name: "node_agent", Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 				stringField("Node", func(a *model.Allocation) string { return a.Node }),
-				idField("ModifyIndex", func(a *model.Allocation) uint64 { return a.ModifyIndex }),
+				idField("AgentIndex", func(a *model.Allocation) uint64 { return agentIndex(a) }),
 			}}},
 		}},
 		tableNodes: {Name: tableNodes, Indexes: map[string]*memdb.IndexSchema{
@@ -191,4 +192,14 @@ func encodeJobID(v uint64) []byte {
 		b[i] = byte(v>>(60-4*i)) & 0xf
 	}
 	return b
+}
+
+// agentIndex is an allocation's AgentIndex; one restored from a snapshot
+// written before the field existed has its ModifyIndex instead, which is
+// never lower (every change, the agent's included, counts there).
+func agentIndex(a *model.Allocation) uint64 {
+	if a.AgentIndex == 0 {
+		return a.ModifyIndex
+	}
+	return a.AgentIndex
 }

@@ -288,7 +288,7 @@ func (s *Snapshot) AllocsByNode(node string) ([]*model.Allocation, <-chan struct
 }
 
 // LiveAllocsByNode returns the allocations on a node that still hold
-// resources, the highest ModifyIndex of any allocation on the node (live or
+// resources, the highest AgentIndex of any allocation on the node (live or
 // ended; 0 if none), and a channel closed when any allocation on the node
 // changes. Its cost does not grow with the node's finished allocations.
 func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modified uint64, watch <-chan struct{}) {
@@ -299,27 +299,29 @@ func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modi
 	}
 	// The prefix of a compound index ends with its last argument as given:
 	// the terminating NUL keeps node "n1" from matching "n10".
-	last, err := s.txn.GetReverse(tableAllocs, "node_modify_prefix", node+"\x00")
+	last, err := s.txn.GetReverse(tableAllocs, "node_agent_prefix", node+"\x00")
 	must(err)
 	if obj := last.Next(); obj != nil {
-		modified = obj.(*model.Allocation).ModifyIndex
+		modified = agentIndex(obj.(*model.Allocation))
 	}
 	return live, modified, last.WatchCh()
 }
 
 // AllocChangesOnNode returns the allocations on a node (live or ended)
-// changed after index after, oldest change first, the highest ModifyIndex
-// on the node, and a channel closed when any allocation there changes. Its
-// cost grows with the changes, not with the node's allocations.
+// whose agent has something to hear about them after index after (their
+// AgentIndex: new, asked to stop, or ended by the servers; not the agent's
+// own reports), oldest change first, the highest AgentIndex on the node,
+// and a channel closed when any allocation there changes. Its cost grows
+// with the changes, not with the node's allocations.
 func (s *Snapshot) AllocChangesOnNode(node string, after uint64) (changed []*model.Allocation, modified uint64, watch <-chan struct{}) {
-	it, err := s.txn.GetReverse(tableAllocs, "node_modify_prefix", node+"\x00") // see LiveAllocsByNode
+	it, err := s.txn.GetReverse(tableAllocs, "node_agent_prefix", node+"\x00") // see LiveAllocsByNode
 	must(err)
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		a := obj.(*model.Allocation)
 		if modified == 0 {
-			modified = a.ModifyIndex
+			modified = agentIndex(a)
 		}
-		if a.ModifyIndex <= after {
+		if agentIndex(a) <= after {
 			break
 		}
 		changed = append(changed, a)
@@ -418,8 +420,18 @@ func (w *WriteTxn) DeleteJob(id model.JobID) {
 	must(err)
 }
 
-// PutAlloc inserts or replaces an allocation (a fresh copy, see PutJob).
+// PutAlloc inserts or replaces an allocation (a fresh copy, see PutJob) with
+// a change its node's agent must hear about (AgentIndex).
 func (w *WriteTxn) PutAlloc(a *model.Allocation) {
+	a.ModifyIndex = w.Index
+	a.AgentIndex = w.Index
+	must(w.txn.Insert(tableAllocs, a))
+}
+
+// PutAllocReport stores what the allocation's agent reported about it (a
+// fresh copy of the stored one, see PutJob). Its AgentIndex stays: the
+// agent knows what it said, and its watch does not echo it back.
+func (w *WriteTxn) PutAllocReport(a *model.Allocation) {
 	a.ModifyIndex = w.Index
 	must(w.txn.Insert(tableAllocs, a))
 }
