@@ -76,11 +76,11 @@ func preemptionStillValid(tx *state.WriteTxn, p *PlannedPreemption) bool {
 // succeeds if every task had exited 0 on its own before the stop reached it,
 // and is otherwise requeued at once, whatever the exit codes the stop
 // produced, without using up a retry and without retry backoff.
-func settlePreempted(j *model.Job, current []*model.Allocation, now time.Time) {
+func settlePreempted(j *model.Job, current []*model.Allocation, now time.Time) (changed bool) {
 	clean := true
 	for _, a := range current {
 		if !a.Status.Terminal() {
-			return
+			return false
 		}
 		if a.Status != model.AllocExited || a.ExitCode != 0 || a.Signal != "" || a.OOMKilled || a.TimedOut || a.Stopped {
 			clean = false
@@ -89,7 +89,7 @@ func settlePreempted(j *model.Job, current []*model.Allocation, now time.Time) {
 	if clean {
 		j.ExitCode = 0
 		finish(j, model.JobSucceeded, model.Reason{Code: model.ReasonCompleted, Message: fmt.Sprintf("all %d task(s) exited 0", len(current))}, now)
-		return
+		return true
 	}
 	msg := j.Reason.Message
 	if j.Reason.Code != model.ReasonPreempted || msg == "" {
@@ -101,4 +101,5 @@ func settlePreempted(j *model.Job, current []*model.Allocation, now time.Time) {
 	j.Reason = model.Reason{Code: model.ReasonPreempted, Message: fmt.Sprintf(
 		"attempt %d %s; requeued (preemption %d; retries are not used up)", j.Attempt, msg, j.Preemptions)}
 	j.AddEvent(now, "preempted", j.Reason.Message)
+	return true
 }

@@ -13,27 +13,26 @@ import (
 // settleJob recomputes a job's state after some of its allocations changed:
 // a failed task fails the job (and stops its siblings), lost work requeues it
 // while retries remain, and the job succeeds when every task exited 0. The job
-// is always rewritten so that its ModifyIndex moves and watchers of the job
-// (dure wait, dure job) see allocation changes too.
+// is written only when it changed: watchers of a job (dure wait, dure job)
+// follow its allocations as well (state.Snapshot.AllocsByJobWatch), so a
+// task's start need not rewrite its job.
 func settleJob(tx *state.WriteTxn, id model.JobID, now time.Time) {
 	old := tx.Job(id)
-	if old == nil {
-		return
-	}
-	j := old.Copy()
-	defer tx.PutJob(j)
-	if j.State != model.JobRunning {
-		return // terminal, or already requeued: only the index moves
+	if old == nil || old.State != model.JobRunning {
+		return // terminal, or already requeued
 	}
 	var current []*model.Allocation
 	for _, a := range tx.AllocsByJob(id) {
-		if a.Attempt == j.Attempt {
+		if a.Attempt == old.Attempt {
 			current = append(current, a)
 		}
 	}
 	sort.Slice(current, func(a, b int) bool { return current[a].TaskIndex < current[b].TaskIndex })
-	if j.PreemptedBy != 0 {
-		settlePreempted(j, current, now)
+	if old.PreemptedBy != 0 {
+		j := old.Copy()
+		if settlePreempted(j, current, now) {
+			tx.PutJob(j)
+		}
 		return
 	}
 
@@ -53,6 +52,10 @@ func settleJob(tx *state.WriteTxn, id model.JobID, now time.Time) {
 			done = false
 		}
 	}
+	if failed == nil && lost == nil && !done {
+		return // tasks still running: nothing about the job changed
+	}
+	j := old.Copy()
 	switch {
 	case failed != nil:
 		j.ExitCode = failed.ExitCode
@@ -75,10 +78,11 @@ func settleJob(tx *state.WriteTxn, id model.JobID, now time.Time) {
 		}
 		finish(j, model.JobFailed, model.Reason{Code: model.ReasonNodeLost, Message: msg}, now)
 		stopLiveAllocs(tx, id, "job failed after lost work")
-	case done:
+	default: // done
 		j.ExitCode = 0
 		finish(j, model.JobSucceeded, model.Reason{Code: model.ReasonCompleted, Message: fmt.Sprintf("all %d task(s) exited 0", len(current))}, now)
 	}
+	tx.PutJob(j)
 }
 
 func failureReason(a *model.Allocation) model.Reason {

@@ -120,7 +120,7 @@ func (h *Handler) nodeAllocs(w http.ResponseWriter, r *http.Request) {
 	changes = changes && index > 0
 	var out []api.Allocation
 	var snapIndex uint64
-	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = h.block(r.Context(), index, wait, func() (uint64, watchChans, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		var allocs []*model.Allocation
@@ -136,7 +136,7 @@ func (h *Handler) nodeAllocs(w http.ResponseWriter, r *http.Request) {
 			out = append(out, toAPIAlloc(a))
 		}
 		snapIndex = max(snapIndex, modified)
-		return modified, ch, nil
+		return modified, watchChans{ch}, nil
 	})
 	if err != nil {
 		writeError(w, err)

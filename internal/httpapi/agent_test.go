@@ -275,3 +275,55 @@ func TestAgentAllocationChanges(t *testing.T) {
 	// Nothing changed: the watch runs out and says so with no allocations.
 	quiet("quiet watch")
 }
+
+// A task's start changes its allocation, not its job; a blocking GET of the
+// job (dure wait, dure run, bench --idle) still wakes for it and shows the
+// start.
+func TestJobWatchWakesWhenATaskStarts(t *testing.T) {
+	c := newCluster(t)
+	if _, err := c.client.RegisterNode(bg(t), registration("n1")); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.client.SubmitJob(bg(t), jobSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx uint64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		j, i, err := c.client.GetJob(bg(t), id, api.WatchOptions{Index: idx, Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = i
+		if len(j.Allocations) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d was never placed: %+v", id, j)
+		}
+	}
+	type answer struct {
+		job api.Job
+		idx uint64
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		j, i, err := c.client.GetJob(bg(t), id, api.WatchOptions{Index: idx, Wait: time.Minute})
+		ch <- answer{j, i, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the query block
+	started := time.Now().UTC().Truncate(time.Millisecond)
+	alloc := model.AllocID(model.JobID(id), 0, 1)
+	if err := c.client.UpdateAllocations(bg(t), []api.AllocUpdate{{AllocID: alloc, Node: "n1", Status: "running", StartedAt: started}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-ch:
+		if a.err != nil || a.idx <= idx || len(a.job.Allocations) != 1 || !a.job.Allocations[0].StartedAt.Equal(started) {
+			t.Errorf("blocking GET after the start: %+v index %d (was %d), %v; want the allocation started at %v, at a newer index", a.job.Allocations, a.idx, idx, a.err, started)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a blocking GET of the job did not wake when its task started")
+	}
+}

@@ -252,12 +252,16 @@ func watchParams(r *http.Request) (index uint64, wait time.Duration, err error) 
 	return index, wait, nil
 }
 
+// watchChans are the channels a blocking read waits on: closed when what it
+// looked at changes. Unused ones are nil (never ready).
+type watchChans [2]<-chan struct{}
+
 // block runs read until it reports a result newer than index, the wait
 // passes, or the client goes away. read returns the highest modify index of
-// what it looked at and a channel closed when any of it changes. A restore
+// what it looked at and channels closed when any of it changes. A restore
 // of the store (a follower installing a snapshot) replaces every watch
 // channel, so it wakes the reader too.
-func (h *Handler) block(ctx context.Context, index uint64, wait time.Duration, read func() (uint64, <-chan struct{}, error)) error {
+func (h *Handler) block(ctx context.Context, index uint64, wait time.Duration, read func() (uint64, watchChans, error)) error {
 	if index == 0 {
 		_, _, err := read()
 		return err
@@ -277,7 +281,8 @@ func (h *Handler) block(ctx context.Context, index uint64, wait time.Duration, r
 			return err
 		}
 		select {
-		case <-ch:
+		case <-ch[0]:
+		case <-ch[1]:
 		case <-restored:
 		case <-contact.C: // re-read (cheap) and re-check contact
 		case <-timer.C:

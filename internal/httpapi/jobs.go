@@ -257,7 +257,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
-	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = h.block(r.Context(), index, wait, func() (uint64, watchChans, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		out = out[:0]
@@ -272,7 +272,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			snapIndex = max(snapIndex, modified)
-			return modified, ch, nil
+			return modified, watchChans{ch}, nil
 		}
 		ch := snap.Jobs(func(j *model.Job) bool {
 			modified = max(modified, j.ModifyIndex)
@@ -282,7 +282,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 			return len(out) < limit
 		})
 		snapIndex = max(snapIndex, modified)
-		return modified, ch, nil
+		return modified, watchChans{ch}, nil
 	})
 	if err != nil {
 		writeError(w, err)
@@ -308,16 +308,20 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) {
 	}
 	var out api.Job
 	var snapIndex uint64
-	err = h.block(r.Context(), index, wait, func() (uint64, <-chan struct{}, error) {
+	err = h.block(r.Context(), index, wait, func() (uint64, watchChans, error) {
 		snap := h.b.Store().Snapshot()
 		snapIndex = snap.Index
 		j, ch := snap.JobWatch(id)
 		if j == nil {
-			return 0, nil, notFoundJob(id)
+			return 0, watchChans{}, notFoundJob(id)
 		}
-		out = h.withLiveReason(toAPIJobDetail(j, snap.AllocsByJob(id)))
-		snapIndex = max(snapIndex, j.ModifyIndex)
-		return j.ModifyIndex, ch, nil
+		// A task's start or end changes its allocation, not its job:
+		// watch both.
+		allocs, allocsModified, allocsCh := snap.AllocsByJobWatch(id)
+		out = h.withLiveReason(toAPIJobDetail(j, allocs))
+		modified := max(j.ModifyIndex, allocsModified)
+		snapIndex = max(snapIndex, modified)
+		return modified, watchChans{ch, allocsCh}, nil
 	})
 	if err != nil {
 		writeError(w, err)

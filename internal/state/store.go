@@ -275,6 +275,20 @@ func (s *Snapshot) AllocsByJob(id model.JobID) []*model.Allocation {
 	return out
 }
 
+// AllocsByJobWatch is AllocsByJob with the highest ModifyIndex among them
+// and a channel closed when any allocation of the job changes or is added:
+// a task's start or end changes its allocation, not its job.
+func (s *Snapshot) AllocsByJobWatch(id model.JobID) (allocs []*model.Allocation, modified uint64, watch <-chan struct{}) {
+	it, err := s.txn.Get(tableAllocs, "job", id)
+	must(err)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		a := obj.(*model.Allocation)
+		allocs = append(allocs, a)
+		modified = max(modified, a.ModifyIndex)
+	}
+	return allocs, modified, it.WatchCh()
+}
+
 // AllocsByNode returns every allocation placed on a node, and a channel closed
 // when any of them (or the set) changes.
 func (s *Snapshot) AllocsByNode(node string) ([]*model.Allocation, <-chan struct{}) {
