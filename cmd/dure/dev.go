@@ -45,6 +45,7 @@ func devCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tuneGC()
+			tuneDevProcs()
 			if agents < 1 || agents > 64 {
 				return fmt.Errorf("--agents %d: must be between 1 and 64", agents)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -19,5 +20,23 @@ const longRunningGCPercent = 200
 func tuneGC() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(longRunningGCPercent)
+	}
+}
+
+// devProcs is how many Go scheduler slots (GOMAXPROCS) dure dev uses when
+// GOMAXPROCS is not set: a quarter of the CPUs, at least one. Its tasks and
+// their node daemons run on the same CPUs; with a slot per CPU the Go
+// scheduler keeps waking idle threads to look for work (futex wake-ups,
+// IPIs, context switches: 42 switches per trivial job measured on two
+// cores), which costs more than the parallelism gains. One slot on the
+// 2-core VM: 12% less CPU per job at 500 jobs/s, and 840–896 jobs/s kept
+// up instead of 692–802 when offered 900 (docs/benchmarks.md). Blocked
+// system calls still run in parallel.
+func devProcs(cpus int) int { return max(1, cpus/4) }
+
+// tuneDevProcs applies devProcs unless the user set GOMAXPROCS.
+func tuneDevProcs() {
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(devProcs(runtime.NumCPU()))
 	}
 }
