@@ -431,6 +431,7 @@ func TestSbatchCommandLineErrors(t *testing.T) {
 		{"-o is refused as in scripts", []string{"-o", "out", "SCRIPT"}, "dure: -o: output files are not supported yet; read a job's output with `dure logs ID`\n" + usage},
 		{"--wrap with a script", []string{"--wrap", "true", "SCRIPT"}, "dure: --wrap: cannot be used with a script (got \"{script}\"): the command is the whole script\n" + usage},
 		{"nothing to run", []string{"-n", "2"}, "dure: nothing to run: give a SCRIPT (- reads stdin) or --wrap=CMD, e.g. dure sbatch --wrap 'echo hello'\n" + usage},
+		{"an empty script path", []string{"-n", "2", ""}, "dure: SCRIPT: is an empty path: give the script's file name, - to read it from stdin, or --wrap=CMD\n" + usage},
 		{"missing value", []string{"SCRIPT_LAST", "-t"}, "dure: -t: needs a value\n" + usage},
 		{"--afterok with -d", []string{"-d", "afterok:1", "--afterok", "2", "SCRIPT"}, "dure: --afterok, --afterany and --afternotok cannot be combined with -d/--dependency; write every condition in --dependency (afterok:12,afterany:13)\n" + usage},
 		{"a bad value of dure's own flag", []string{"--env", "noequals", "SCRIPT"}, "dure: --env: want KEY=VALUE (got \"noequals\")\n"},

@@ -105,6 +105,9 @@ func SplitSbatchArgs(argv []string, own map[string]bool) (SbatchCommandLine, err
 		if cl.HasWrap {
 			return cl, &ParseError{Field: "--wrap", Message: fmt.Sprintf("cannot be used with a script (got %q): the command is the whole script", rest[0])}
 		}
+		if rest[0] == "" {
+			return cl, &ParseError{Field: "SCRIPT", Message: "is an empty path: give the script's file name, - to read it from stdin, or --wrap=CMD"}
+		}
 		cl.Script, cl.ScriptArgs = rest[0], rest[1:]
 	}
 	return cl, nil
