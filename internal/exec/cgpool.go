@@ -127,7 +127,7 @@ func (p *cgroupPool) put(c cgroupSpec, milliCPU, memoryBytes, oomKills int64) bo
 		return false
 	}
 	p.seq++
-	name := spareName + strconv.Itoa(os.Getpid()) + "." + strconv.Itoa(p.seq)
+	name := spareName + strconv.Itoa(ourPID) + "." + strconv.Itoa(p.seq)
 	defer p.mu.Unlock()
 	if err := rawRenameIn(s.parents[0], c.CPUDir, filepath.Join(pair[0], name)); err != nil {
 		return false

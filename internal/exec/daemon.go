@@ -357,8 +357,8 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	d.mu.Unlock()
 
 	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log, pool: d.pool, dirs: d.dirs, reaper: d.reaper}
-	prepared, exists := d.dirs.take(tr.dir)
-	tr.prepared = prepared
+	logs, prepared, exists := d.dirs.take(tr.dir)
+	tr.prepared, tr.logs = prepared, logs
 	if !prepared && !exists {
 		if err := os.Mkdir(tr.dir, 0o755); err != nil {
 			exists = errors.Is(err, os.ErrExist)

@@ -227,3 +227,31 @@ func writeHomeTasks(path, value string) error {
 	homeTasks.fds[path] = fd
 	return nil
 }
+
+// ourPID is this process's pid, which never changes: several names and
+// checks per task use it, each a system call through os.Getpid.
+var ourPID = os.Getpid()
+
+// renameFile is os.Rename for a regular file: os.Rename first stats the
+// new name (to refuse replacing a directory, which rename(2) refuses for a
+// file anyway), a call more per rename.
+func renameFile(from, to string) error {
+	if err := unix.Rename(from, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+// renameNew renames a directory to a name that must not exist yet, in one
+// call where the file system can rename without replacing (os.Rename
+// stats the new name first).
+func renameNew(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTSUP) {
+		return os.Rename(from, to)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
