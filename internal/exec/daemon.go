@@ -82,6 +82,7 @@ func daemonMain(dir string, log *slog.Logger) int {
 		// cores (docs/exec.md). Blocked system calls still run in parallel.
 		runtime.GOMAXPROCS(1)
 	}
+	slackErr := relaxDaemonTimers()
 	handshake, err := openHandshake()
 	if err != nil {
 		log.Error(err.Error())
@@ -150,6 +151,9 @@ func daemonMain(dir string, log *slog.Logger) int {
 	_, _ = handshake.Write(encodeHandshakeOK(time.Now()))
 	_ = handshake.Close()
 	log.Info("supervisor daemon started", "pid", os.Getpid(), "adopted", len(d.tasks))
+	if slackErr != nil {
+		log.Info("the daemon's timers keep their precision (and sysmon its wake-ups)", "err", slackErr)
+	}
 	d.serve()
 	select {} // exit() ends the process
 }

@@ -460,7 +460,7 @@ func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, s
 			return 0, -1, 0, fmt.Errorf("opening cgroup %s: %w", cg.Dir, err)
 		}
 		sys.UseCgroupFD, sys.CgroupFD = true, fd
-		pid, err = syscall.ForkExec(path, argv, attr)
+		pid, err = forkExec(path, argv, attr)
 		_ = unix.Close(fd)
 		code, err = startResult(path, err)
 	case cgroupV1:
@@ -471,7 +471,7 @@ func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, s
 		}
 		code, err = startResult(path, err)
 	default:
-		pid, err = syscall.ForkExec(path, argv, attr)
+		pid, err = forkExec(path, argv, attr)
 		code, err = startResult(path, err)
 	}
 	if err != nil {
@@ -520,7 +520,7 @@ func forkInV1(cg cgroupSpec, home v1Home, path string, argv []string, attr *sysc
 				return
 			}
 		}
-		pid, err := syscall.ForkExec(path, argv, attr)
+		pid, err := forkExec(path, argv, attr)
 		if herr := goHome(); herr != nil {
 			if err == nil {
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
