@@ -417,7 +417,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	dt.stops, dt.done = make(chan time.Duration, 4), make(chan struct{})
 	stop, grace := dt.stopWanted, dt.stopGrace
 	// Queued before the task can end: its end event follows this reply.
-	drain := dc.enqueue(replyFrame(reply{Seq: req.Seq, StartedAt: tr.result.StartedAt}))
+	drain := dc.enqueue(startReplyFrame(req.Seq, tr.result.StartedAt))
 	d.mu.Unlock()
 	if drain {
 		dc.drain()
@@ -469,7 +469,11 @@ func (d *daemon) superviseTask(id string, dt *dtask) {
 		tr.supervise(dt.stops)
 		tr.cleanup()
 	}
-	if err := writeStatus(tr.dir, tr.result); err != nil {
+	file, compact, err := encodeStatusOnce(tr.result)
+	if err == nil {
+		err = writeStatusData(tr.dir, file)
+	}
+	if err != nil {
 		d.log.Error("writing status", "task", id, "err", err)
 	}
 	if tr.pid > 0 {
@@ -477,7 +481,10 @@ func (d *daemon) superviseTask(id string, dt *dtask) {
 			d.log.Error("journal", "task", id, "err", err)
 		}
 	}
-	frame, err := appendFrame(nil, reply{Event: &taskEndEvent{ID: id, Result: statusJSON(tr.result)}})
+	var frame []byte
+	if compact != nil {
+		frame, err = endEventFrame(id, compact)
+	}
 	var drain []*dconn
 	d.mu.Lock()
 	delete(d.tasks, id)
