@@ -55,7 +55,7 @@ func benchStartTrue(b *testing.B, sup []string, smode, mode string) {
 	})
 	b.Logf("cgroup driver %s", r.CgroupDriver())
 	starts := make([]time.Duration, 0, b.N)
-	cpu0 := ourCPU(b, dir)
+	cpu0, daemon0 := ourCPU(b, dir), daemonCPU(dir)
 	b.ResetTimer()
 	for i := range b.N {
 		id := "t" + strconv.Itoa(i)
@@ -75,6 +75,11 @@ func benchStartTrue(b *testing.B, sup []string, smode, mode string) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64((ourCPU(b, dir)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	if smode == SupervisorNode {
+		// The node daemon's own share, without its tasks: what it costs
+		// to supervise a task, beside the task's own fork/exec.
+		b.ReportMetric(float64((daemonCPU(dir)-daemon0).Nanoseconds())/float64(b.N), "daemon-cpu-ns/op")
+	}
 	// Start's latency (until the task's process exists) is what a
 	// submitter waits for; report its median beside the full cycle.
 	slices.Sort(starts)
@@ -105,6 +110,28 @@ func ourCPU(b *testing.B, dir string) time.Duration {
 				total += time.Duration(n) * time.Second / hz
 			}
 		}
+	}
+	return total
+}
+
+// daemonCPU is the CPU time used so far by the node daemon of dir itself
+// (all its threads, user and system), not counting its tasks; 0 if there is
+// none.
+func daemonCPU(dir string) time.Duration {
+	pid := daemonPID(dir)
+	if pid <= 0 {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	const hz = 100 // USER_HZ
+	var total time.Duration
+	for _, k := range []int{11, 12} { // utime stime (fields 14-15)
+		n, _ := strconv.ParseInt(f[k], 10, 64)
+		total += time.Duration(n) * time.Second / hz
 	}
 	return total
 }

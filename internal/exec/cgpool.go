@@ -80,7 +80,6 @@ func (p *cgroupPool) take(c cgroupSpec, milliCPU, memoryBytes int64) (oomBase in
 	}
 	sp := s.list[len(s.list)-1]
 	s.list = s.list[:len(s.list)-1]
-	// Under p.mu, which drain holds to close the parents.
 	from := cgroupSpec{Driver: cgroupV1, CPUDir: filepath.Join(pair[0], sp.name), MemoryDir: filepath.Join(pair[1], sp.name)}
 	cpuErr := rawRenameIn(s.parents[0], from.CPUDir, c.CPUDir)
 	var memErr error
@@ -127,7 +126,7 @@ func (p *cgroupPool) put(c cgroupSpec, milliCPU, memoryBytes, oomKills int64) bo
 		return false
 	}
 	p.seq++
-	name := spareName + strconv.Itoa(os.Getpid()) + "." + strconv.Itoa(p.seq)
+	name := spareName + strconv.Itoa(ourPID) + "." + strconv.Itoa(p.seq)
 	defer p.mu.Unlock()
 	if err := rawRenameIn(s.parents[0], c.CPUDir, filepath.Join(pair[0], name)); err != nil {
 		return false
@@ -148,6 +147,11 @@ func (p *cgroupPool) sparesLocked(pair [2]string) *spares {
 	if s == nil {
 		s = &spares{parents: [2]int{openDirPath(pair[0]), openDirPath(pair[1])}}
 		p.byPair[pair] = s
+		for i, fd := range s.parents {
+			if fd >= 0 {
+				registerCgroupParent(pair[i], fd)
+			}
+		}
 	}
 	if !s.swept {
 		s.swept = true
@@ -173,12 +177,10 @@ func (p *cgroupPool) drain() {
 			discard(cgroupSpec{Driver: cgroupV1, CPUDir: filepath.Join(pair[0], sp.name), MemoryDir: filepath.Join(pair[1], sp.name)})
 		}
 		s.list = nil
-		for i, fd := range s.parents {
-			if fd >= 0 {
-				_ = rawClose(fd)
-			}
-			s.parents[i] = -1
-		}
+		// The parents stay open: tasks left running (a shutdown without
+		// kill) may still open their cgroups' files through them until the
+		// process exits, and a closed descriptor's number could name
+		// another file by then.
 	}
 }
 

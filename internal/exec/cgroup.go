@@ -405,7 +405,7 @@ func cgroupPIDs(c cgroupSpec) ([]int, error) {
 // caller itself).
 func signalCgroup(c cgroupSpec, sig syscall.Signal) {
 	pids, _ := cgroupPIDs(c)
-	self := os.Getpid()
+	self := ourPID
 	for _, pid := range pids {
 		if pid != self {
 			_ = syscall.Kill(pid, sig)
@@ -435,7 +435,7 @@ func killCgroup(c cgroupSpec) error {
 		if err != nil {
 			return err
 		}
-		self := os.Getpid()
+		self := ourPID
 		alive := 0
 		for _, pid := range pids {
 			if pid != self {

@@ -82,6 +82,7 @@ func daemonMain(dir string, log *slog.Logger) int {
 		// cores (docs/exec.md). Blocked system calls still run in parallel.
 		runtime.GOMAXPROCS(1)
 	}
+	slackErr := relaxDaemonTimers()
 	handshake, err := openHandshake()
 	if err != nil {
 		log.Error(err.Error())
@@ -150,6 +151,9 @@ func daemonMain(dir string, log *slog.Logger) int {
 	_, _ = handshake.Write(encodeHandshakeOK(time.Now()))
 	_ = handshake.Close()
 	log.Info("supervisor daemon started", "pid", os.Getpid(), "adopted", len(d.tasks))
+	if slackErr != nil {
+		log.Info("the daemon's timers keep their precision (and sysmon its wake-ups)", "err", slackErr)
+	}
 	d.serve()
 	select {} // exit() ends the process
 }
@@ -357,8 +361,8 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	d.mu.Unlock()
 
 	tr := &taskRun{dir: filepath.Join(d.dir, id), spec: spec, cg: cg, log: d.log, pool: d.pool, dirs: d.dirs, reaper: d.reaper}
-	prepared, exists := d.dirs.take(tr.dir)
-	tr.prepared = prepared
+	logs, prepared, exists := d.dirs.take(tr.dir)
+	tr.prepared, tr.logs = prepared, logs
 	if !prepared && !exists {
 		if err := os.Mkdir(tr.dir, 0o755); err != nil {
 			exists = errors.Is(err, os.ErrExist)
@@ -413,7 +417,7 @@ func (d *daemon) handleStart(dc *dconn, req request) {
 	dt.stops, dt.done = make(chan time.Duration, 4), make(chan struct{})
 	stop, grace := dt.stopWanted, dt.stopGrace
 	// Queued before the task can end: its end event follows this reply.
-	drain := dc.enqueue(replyFrame(reply{Seq: req.Seq, StartedAt: tr.result.StartedAt}))
+	drain := dc.enqueue(startReplyFrame(req.Seq, tr.result.StartedAt))
 	d.mu.Unlock()
 	if drain {
 		dc.drain()
@@ -465,7 +469,11 @@ func (d *daemon) superviseTask(id string, dt *dtask) {
 		tr.supervise(dt.stops)
 		tr.cleanup()
 	}
-	if err := writeStatus(tr.dir, tr.result); err != nil {
+	file, compact, err := encodeStatusOnce(tr.result)
+	if err == nil {
+		err = writeStatusData(tr.dir, file)
+	}
+	if err != nil {
 		d.log.Error("writing status", "task", id, "err", err)
 	}
 	if tr.pid > 0 {
@@ -473,7 +481,10 @@ func (d *daemon) superviseTask(id string, dt *dtask) {
 			d.log.Error("journal", "task", id, "err", err)
 		}
 	}
-	frame, err := appendFrame(nil, reply{Event: &taskEndEvent{ID: id, Result: statusJSON(tr.result)}})
+	var frame []byte
+	if compact != nil {
+		frame, err = endEventFrame(id, compact)
+	}
 	var drain []*dconn
 	d.mu.Lock()
 	delete(d.tasks, id)

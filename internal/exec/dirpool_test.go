@@ -62,8 +62,22 @@ func TestDirPool(t *testing.T) {
 
 	task := filepath.Join(dir, "t1")
 	before := time.Now().Add(-time.Second)
-	if ok, exists := p.take(task); !ok || exists {
+	logs, ok, exists := p.take(task)
+	if !ok || exists {
 		t.Fatalf("take: ok %v exists %v; want a spare", ok, exists)
+	}
+	// The spare's logs come open, appending to the task's files.
+	for i, name := range []string{stdoutFile, stderrFile} {
+		if err := os.WriteFile(filepath.Join(task, name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.Write(logs[i], []byte(name)); err != nil {
+			t.Errorf("writing %s through the spare's descriptor: %v", name, err)
+		}
+		_ = unix.Close(logs[i])
+		if got, _ := os.ReadFile(filepath.Join(task, name)); string(got) != "x"+name {
+			t.Errorf("%s holds %q; want %q appended", name, got, "x"+name)
+		}
 	}
 	if diff := cmp.Diff([]string{scratchDir, statusFile + ".tmp", stderrFile, stdoutFile}, dirNames(t, task)); diff != "" {
 		t.Errorf("task directory (-want +got):\n%s", diff)
@@ -78,7 +92,7 @@ func TestDirPool(t *testing.T) {
 	waitUntil(t, "the pool is refilled", full)
 
 	// A task directory that exists is never replaced; the spare stays.
-	if ok, exists := p.take(task); ok || !exists {
+	if _, ok, exists := p.take(task); ok || !exists {
 		t.Errorf("take of an existing directory: ok %v exists %v; want exists", ok, exists)
 	}
 	if !full() {
@@ -102,9 +116,11 @@ func TestDirPool(t *testing.T) {
 		t.Errorf("directory holds %v; want the kept scratch", parked)
 	}
 	other := filepath.Join(dir, "t2")
-	if ok, _ := p.take(other); !ok {
+	logs, ok, _ = p.take(other)
+	if !ok {
 		t.Fatal("no spare for t2")
 	}
+	closeFDs(logs[:]...)
 	p.kick()
 	waitUntil(t, "the kept scratch is used", func() bool { return countPrefix(dirNames(t, dir), spareScratchPrefix) == 0 && full() })
 	reused := 0
@@ -122,6 +138,22 @@ func TestDirPool(t *testing.T) {
 	}
 	if p.recycle(full2) {
 		t.Error("a scratch directory with a file in it was kept")
+	}
+	// A task that replaced its scratch directory with a link to another
+	// empty private directory must not pass it on to a later task.
+	elsewhere := t.TempDir()
+	if err := os.Chmod(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(other, "linked")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	if p.recycle(link) {
+		t.Error("a symbolic link to an empty directory was kept as a scratch directory")
+	}
+	if st, err := os.Stat(elsewhere); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("the link's target: %v, %v; want it untouched (mode 0755)", st, err)
 	}
 
 	p.close()

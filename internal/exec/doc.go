@@ -37,6 +37,10 @@
 //	               remove them), write status.json, journal line ──▶ end
 //	               event to every connected runner ──▶ TaskEvent
 //
+// The daemon's own threads run with 1 ms of timer slack, which spares most
+// of Go's sysmon wake-ups while it works; tasks are forked with the slack
+// the daemon started with (timerslack.go).
+//
 // The daemon exits when it has neither tasks nor clients. Close disconnects
 // (tasks and daemon run on); a new Runner on the same Dir reconnects and
 // Recover lists what runs and what ended. If the daemon dies, its tasks

@@ -160,11 +160,11 @@ func (j *journal) append(rec journalRecord) error {
 // the journal is rewritten with live() — the tasks still running — so it
 // never grows without bound.
 func (j *journal) end(id string, live func() []journalRecord) error {
-	if err := j.append(journalRecord{Op: journalEnd, ID: id}); err != nil {
-		return err
-	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if _, err := j.f.Write(journalEndLine(id)); err != nil {
+		return err
+	}
 	j.ended++
 	if j.ended < compactAfter {
 		return nil

@@ -587,3 +587,30 @@ while set -- $(cat /proc/$p/stat) && [ "$5" = "$$" ]; do sleep 0.01; done; exit 
 		t.Fatalf("after: %+v, want exit code 4", res)
 	}
 }
+
+// A task gets the timer slack the daemon was started with (the runner's),
+// not the coarser one the daemon gives its own threads, whichever cgroup
+// driver forks it.
+func TestTaskTimerSlackIsTheRunners(t *testing.T) {
+	t.Parallel()
+	want, err := os.ReadFile("/proc/self/timerslack_ns")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, mode := range []string{cgroupOff, usableCgroups(cgroupParentName())} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			parent := cgroupParentName()
+			h := nodeRunner(t, t.TempDir(), mode, parent)
+			for i := range 3 { // forks from more than one thread
+				id := "slack-" + strconv.Itoa(i)
+				if res := h.run(shell(id, "cat /proc/self/timerslack_ns")); res.ExitCode != 0 {
+					t.Fatalf("%s: %+v", id, res)
+				}
+				if got := h.readLog(id, "stdout"); got != string(want) {
+					t.Errorf("%s: timer slack %q; want the runner's %q", id, got, want)
+				}
+			}
+		})
+	}
+}

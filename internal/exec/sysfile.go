@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -29,7 +30,7 @@ import (
 // writeFile writes a cgroup control file (no create, no truncate games: the
 // kernel takes each write as one command).
 func writeFile(path, value string) error {
-	fd, err := openRetry(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, err := openKernelFile(path, unix.O_WRONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -46,7 +47,7 @@ func writeFile(path, value string) error {
 // readSmallFile reads a whole file, typically a few hundred bytes of a
 // kernel file whose size stat does not tell.
 func readSmallFile(path string) ([]byte, error) {
-	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openKernelFile(path, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -104,12 +105,61 @@ func createFile(path string, data []byte, perm uint32) error {
 }
 
 func openRetry(path string, flags int, perm uint32) (int, error) {
+	return openAtRetry(cwdFD, path, flags, perm)
+}
+
+// cgroupParents are the task cgroups' parent directories that the node
+// daemon holds open (cgpool.go), by path. A task cgroup's file,
+// <parent>/<task>/<file>, is opened relative to its parent: the kernel
+// then walks two names instead of the whole cgroupfs path (six or more
+// names, each checked) for each of the five files a task's start and end
+// open.
+var cgroupParents struct {
+	mu  sync.RWMutex
+	fds map[string]int
+}
+
+// registerCgroupParent records dir, opened as fd (O_PATH), for
+// openKernelFile; fd must stay open for the life of the process.
+func registerCgroupParent(dir string, fd int) {
+	cgroupParents.mu.Lock()
+	defer cgroupParents.mu.Unlock()
+	if cgroupParents.fds == nil {
+		cgroupParents.fds = map[string]int{}
+	}
+	if _, ok := cgroupParents.fds[dir]; !ok {
+		cgroupParents.fds[dir] = fd
+	}
+}
+
+// openKernelFile opens a cgroupfs or procfs file, relative to its cgroup's
+// parent directory when that is held open. A parent removed and made again
+// since it was opened (possible only while it had no task cgroups) is not
+// the one the path names: a file not found through it is opened by path.
+func openKernelFile(path string, flags int) (int, error) {
+	if task := strings.LastIndexByte(path, '/'); task > 0 {
+		if parent := strings.LastIndexByte(path[:task], '/'); parent > 0 {
+			cgroupParents.mu.RLock()
+			dirfd, ok := cgroupParents.fds[path[:parent]]
+			cgroupParents.mu.RUnlock()
+			if ok {
+				fd, err := openAtRetry(dirfd, path[parent+1:], flags, 0)
+				if err != unix.ENOENT {
+					return fd, err
+				}
+			}
+		}
+	}
+	return openAtRetry(cwdFD, path, flags, 0)
+}
+
+func openAtRetry(dirfd int, path string, flags int, perm uint32) (int, error) {
 	p, err := unix.BytePtrFromString(path)
 	if err != nil {
 		return -1, err
 	}
 	for {
-		fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(cwdFD), uintptr(unsafe.Pointer(p)), uintptr(flags), uintptr(perm), 0, 0)
+		fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags), uintptr(perm), 0, 0)
 		runtime.KeepAlive(p)
 		if errno == 0 {
 			return int(fd), nil
@@ -225,5 +275,33 @@ func writeHomeTasks(path, value string) error {
 		homeTasks.fds = map[string]int{}
 	}
 	homeTasks.fds[path] = fd
+	return nil
+}
+
+// ourPID is this process's pid, which never changes: several names and
+// checks per task use it, each a system call through os.Getpid.
+var ourPID = os.Getpid()
+
+// renameFile is os.Rename for a regular file: os.Rename first stats the
+// new name (to refuse replacing a directory, which rename(2) refuses for a
+// file anyway), a call more per rename.
+func renameFile(from, to string) error {
+	if err := unix.Rename(from, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+// renameNew renames a directory to a name that must not exist yet, in one
+// call where the file system can rename without replacing (os.Rename
+// stats the new name first).
+func renameNew(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTSUP) {
+		return os.Rename(from, to)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
 	return nil
 }

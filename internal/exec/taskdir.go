@@ -94,7 +94,7 @@ func writeAtomic(path string, data []byte) error {
 	if err := createFile(tmp, data, 0o644); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := renameFile(tmp, path); err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}

@@ -45,9 +45,10 @@ type taskRun struct {
 	pool *cgroupPool
 	// dirs, if set, takes back the task's empty scratch directory (node
 	// daemon); prepared says the task directory came from it, with scratch
-	// and log files made.
+	// and log files made, and logs are those files (stdout, stderr) open.
 	dirs     *dirPool
 	prepared bool
+	logs     [2]int
 	// oomBase is the OOM kill count the task's cgroup had when the task
 	// got it (a reused cgroup's counters go on); oomKills is the count
 	// read as it ended, if oomRead.
@@ -85,7 +86,13 @@ func (tr *taskRun) setup() (stdout, stderr int, err error) {
 		}
 	}
 	fds := [2]int{-1, -1}
+	if tr.prepared {
+		fds, tr.logs = tr.logs, [2]int{-1, -1}
+	}
 	for i, name := range []string{stdoutFile, stderrFile} {
+		if fds[i] >= 0 {
+			continue
+		}
 		fd, err := unix.Open(filepath.Join(tr.dir, name), unix.O_WRONLY|unix.O_CREAT|unix.O_APPEND|unix.O_CLOEXEC, 0o644)
 		if err != nil {
 			closeFDs(fds[:]...)
@@ -132,10 +139,20 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 		tr.reaper.forkMu.RLock()
 		defer tr.reaper.forkMu.RUnlock()
 	}
-	before := bootTicks()
-	pid, pidfd, code, err := startTask(tr.cg, home, tr.spec.Command, env, workDir, stdio, tr.reaper == nil)
-	if after := bootTicks(); before == after && before != 0 {
-		tr.startTicks, tr.startKnown = before, true
+	pid, pidfd, code, err := 0, -1, 0, error(nil)
+	if tr.spec.WorkDir != "" {
+		// The task's own directory needs no check: its log files were
+		// just opened in it.
+		if err = checkWorkDir(workDir); err != nil {
+			code = exitNotFound
+		}
+	}
+	if err == nil {
+		before := bootTicks()
+		pid, pidfd, code, err = startTask(tr.cg, home, tr.spec.Command, env, workDir, stdio, tr.reaper == nil)
+		if after := bootTicks(); before == after && before != 0 {
+			tr.startTicks, tr.startKnown = before, true
+		}
 	}
 	now := time.Now()
 	tr.result.StartedAt = now
@@ -425,11 +442,6 @@ func lookPath(name string, env []string, workDir string) (string, error) {
 // itself cannot run (the exit code for the Result); code 0 with an error
 // means the failure is ours.
 func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, stdio [3]int, wantPidfd bool) (pid, pidfd, code int, err error) {
-	if st, err := os.Stat(workDir); err != nil {
-		return 0, -1, exitNotFound, fmt.Errorf("work dir: %w", err)
-	} else if !st.IsDir() {
-		return 0, -1, exitNotFound, fmt.Errorf("work dir: %s is not a directory", workDir)
-	}
 	path, err := lookPath(argv[0], env, workDir)
 	if err != nil {
 		return 0, -1, exitNotFound, err
@@ -448,7 +460,7 @@ func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, s
 			return 0, -1, 0, fmt.Errorf("opening cgroup %s: %w", cg.Dir, err)
 		}
 		sys.UseCgroupFD, sys.CgroupFD = true, fd
-		pid, err = syscall.ForkExec(path, argv, attr)
+		pid, err = forkExec(path, argv, attr)
 		_ = unix.Close(fd)
 		code, err = startResult(path, err)
 	case cgroupV1:
@@ -459,7 +471,7 @@ func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, s
 		}
 		code, err = startResult(path, err)
 	default:
-		pid, err = syscall.ForkExec(path, argv, attr)
+		pid, err = forkExec(path, argv, attr)
 		code, err = startResult(path, err)
 	}
 	if err != nil {
@@ -508,7 +520,7 @@ func forkInV1(cg cgroupSpec, home v1Home, path string, argv []string, attr *sysc
 				return
 			}
 		}
-		pid, err := syscall.ForkExec(path, argv, attr)
+		pid, err := forkExec(path, argv, attr)
 		if herr := goHome(); herr != nil {
 			if err == nil {
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -526,6 +538,16 @@ func forkInV1(cg cgroupSpec, home v1Home, path string, argv []string, attr *sysc
 	}()
 	r := <-ch
 	return r.pid, r.ours, r.err
+}
+
+// checkWorkDir reports a work directory the task cannot start in.
+func checkWorkDir(workDir string) error {
+	if st, err := os.Stat(workDir); err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("work dir: %s is not a directory", workDir)
+	}
+	return nil
 }
 
 // startResult classifies a fork/exec error the way a shell would: 126 for
