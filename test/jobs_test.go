@@ -314,3 +314,25 @@ func TestLogsFollowOfAPendingJob(t *testing.T) {
 		}
 	}
 }
+
+// The agent relaxes its own timers (1 ms of timer slack: Go's sysmon wakes
+// less often), but the supervisor daemon it starts, and the tasks, keep
+// the slack the agent was started with.
+func TestTasksKeepTheTimerSlackTheAgentStartedWith(t *testing.T) {
+	want, err := os.ReadFile("/proc/self/timerslack_ns")
+	if err != nil {
+		t.Skip(err)
+	}
+	c := newCluster(t, "n1")
+	agentSlack, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", c.agents["n1"].cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(agentSlack)) != "1000000" {
+		t.Errorf("the agent's main thread has %q ns of timer slack; want 1000000 (relaxed)", strings.TrimSpace(string(agentSlack)))
+	}
+	r := c.dure("run", "--", "cat", "/proc/self/timerslack_ns")
+	if r.code != 0 || r.stdout != string(want) {
+		t.Errorf("a task's timer slack: %q (exit %d, %s); want %q, what the agent was started with", r.stdout, r.code, r.stderr, want)
+	}
+}

@@ -109,6 +109,7 @@ func agentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			relaxTimers(log)
 			cfg, err := f.agentConfig()
 			if err != nil {
 				return err

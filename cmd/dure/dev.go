@@ -53,6 +53,7 @@ func devCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			relaxTimers(log)
 			temporary := data == ""
 			if temporary {
 				if data, err = os.MkdirTemp(devTempParent(), "dure-dev-"); err != nil {

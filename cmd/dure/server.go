@@ -75,6 +75,7 @@ func configureServerCommand(cmd *cobra.Command) {
 		if err != nil {
 			return err
 		}
+		relaxTimers(log)
 		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		srv, lis, err := startServer(f, log)

@@ -177,10 +177,13 @@ func (c *nodeClient) startDaemon() (locked bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("exec: %w", err)
 	}
-	proc, err := os.StartProcess(c.command[0], c.command, &os.ProcAttr{
-		Dir:   "/", // hold no directory of the agent's
-		Files: []*os.File{c.devnull, c.supLog, c.supLog, pw},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+	var proc *os.Process
+	withChildTimerSlack(func() {
+		proc, err = os.StartProcess(c.command[0], c.command, &os.ProcAttr{
+			Dir:   "/", // hold no directory of the agent's
+			Files: []*os.File{c.devnull, c.supLog, c.supLog, pw},
+			Sys:   &syscall.SysProcAttr{Setsid: true},
+		})
 	})
 	pw.Close()
 	if err != nil {

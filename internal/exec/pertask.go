@@ -52,11 +52,14 @@ func (r *Runner) launch(t *task, spec TaskSpec) (time.Time, error) {
 		return time.Time{}, r.lost(t, fmt.Sprintf("pipe: %v", err))
 	}
 	argv := append(slices.Clip(r.command), t.dir)
-	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
-		Files: []*os.File{r.devnull, r.supLog, r.supLog, pw},
-		// Its own session: the supervisor outlives the agent and never gets
-		// the agent's terminal signals.
-		Sys: &syscall.SysProcAttr{Setsid: true},
+	var proc *os.Process
+	withChildTimerSlack(func() {
+		proc, err = os.StartProcess(argv[0], argv, &os.ProcAttr{
+			Files: []*os.File{r.devnull, r.supLog, r.supLog, pw},
+			// Its own session: the supervisor outlives the agent and never
+			// gets the agent's terminal signals.
+			Sys: &syscall.SysProcAttr{Setsid: true},
+		})
 	})
 	pw.Close()
 	if err != nil {

@@ -12,8 +12,9 @@ import (
 )
 
 // daemonTimerSlackNS is the timer slack (prctl PR_SET_TIMERSLACK) of the
-// node daemon's own threads: how late the kernel may fire their timers to
-// batch wake-ups. Go's sysmon thread polls the scheduler with sleeps of
+// node daemon's own threads, and of dure dev, server and agent processes
+// (RelaxTimers): how late the kernel may fire their timers to batch
+// wake-ups. Go's sysmon thread polls the scheduler with sleeps of
 // 20 µs while the daemon is busy, 50 or so per millisecond of work with
 // the kernel's default slack of 50 µs; each wake-up of an idle CPU is a
 // context switch, and together they were a fifth of the daemon's CPU per
@@ -22,11 +23,21 @@ import (
 // fire up to 1 ms late.
 const daemonTimerSlackNS = 1_000_000
 
-// taskTimerSlackNS is the timer slack tasks are forked with: the one the
-// daemon started with (inherited from the runner that started it, as tasks
-// got it before), once relaxDaemonTimers changed the daemon's own; 0 when
-// it did not.
+// taskTimerSlackNS is the timer slack tasks (and the supervisors that fork
+// them) are started with: the one this process started with, once
+// relaxTimers changed its own; 0 when it did not. In a daemon started by a
+// relaxed runner that is still the runner's original slack, as the runner
+// starts its daemons and supervisors with it (withChildTimerSlack).
 var taskTimerSlackNS uintptr
+
+// RelaxTimers gives this process's threads 1 ms of timer slack, as the
+// node daemon does for itself (see daemonTimerSlackNS): for dure dev,
+// server and agent, whose Go sysmon thread otherwise wakes every 20 µs
+// while they are busy (a tenth of dure dev's CPU per job). Supervisors and
+// tasks this process starts keep the slack it started with. Call it once,
+// early. The error says why the slack was left as it was (it needs
+// CAP_SYS_NICE for the threads other than the caller's).
+func RelaxTimers() error { return relaxDaemonTimers() }
 
 // relaxDaemonTimers gives the daemon's threads daemonTimerSlackNS of timer
 // slack. The calling thread's own slack needs no privilege; the others'
@@ -86,14 +97,23 @@ pass:
 
 // forkExec is syscall.ForkExec with the child given the tasks' timer
 // slack: a child inherits the forking thread's.
-func forkExec(path string, argv []string, attr *syscall.ProcAttr) (int, error) {
+func forkExec(path string, argv []string, attr *syscall.ProcAttr) (pid int, err error) {
+	withChildTimerSlack(func() { pid, err = syscall.ForkExec(path, argv, attr) })
+	return pid, err
+}
+
+// withChildTimerSlack runs start, which forks a child from the calling
+// thread, with that thread's timer slack set to taskTimerSlackNS, so the
+// child inherits the slack this process started with rather than the
+// relaxed one.
+func withChildTimerSlack(start func()) {
 	if taskTimerSlackNS == 0 {
-		return syscall.ForkExec(path, argv, attr)
+		start()
+		return
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, taskTimerSlackNS, 0)
-	pid, err := syscall.ForkExec(path, argv, attr)
+	start()
 	_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, daemonTimerSlackNS, 0)
-	return pid, err
 }
