@@ -15,8 +15,12 @@ import (
 const maxBatch = 1000
 
 // sendSpacing is the least time from one update request to the next while
-// a busy node's updates keep coming (see sender.run).
-const sendSpacing = 10 * time.Millisecond
+// a busy node's updates keep coming (see sender.run). It is also time a
+// finished task's resources stay held on the servers: with short tasks a
+// node's slots turn over no faster than its reports. 5 ms instead of 10
+// raised the rate dure dev keeps up with from 875 to 870-998 jobs/s (100m
+// tasks, 20 at once on 2 cores) at no measurable CPU per job at 500 jobs/s.
+const sendSpacing = 5 * time.Millisecond
 
 // busyTasks is how many live tasks make a node busy enough for its updates
 // to wait up to sendSpacing for company.
