@@ -45,11 +45,8 @@ func tuneDevProcs() {
 }
 
 // relaxTimers gives the server, agent and dev processes 1 ms of timer slack
-// (exec.RelaxTimers): Go's sysmon thread otherwise wakes every 20 µs while
-// they are busy, a context switch each time, about a tenth of dure dev's CPU
-// per job on the 2-core VM. Their own timers (heartbeats, raft and watch
-// timeouts) are hundreds of milliseconds or more; tasks keep the slack the
-// process started with.
+// (exec.RelaxTimers says why); their own timers are hundreds of
+// milliseconds or more.
 func relaxTimers(log *slog.Logger) {
 	if err := exec.RelaxTimers(); err != nil {
 		log.Debug("timer slack left as it was", "err", err)

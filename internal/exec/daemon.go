@@ -82,7 +82,7 @@ func daemonMain(dir string, log *slog.Logger) int {
 		// cores (docs/exec.md). Blocked system calls still run in parallel.
 		runtime.GOMAXPROCS(1)
 	}
-	slackErr := relaxDaemonTimers()
+	slackErr := RelaxTimers()
 	handshake, err := openHandshake()
 	if err != nil {
 		log.Error(err.Error())

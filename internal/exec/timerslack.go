@@ -11,53 +11,46 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// daemonTimerSlackNS is the timer slack (prctl PR_SET_TIMERSLACK) of the
-// node daemon's own threads, and of dure dev, server and agent processes
-// (RelaxTimers): how late the kernel may fire their timers to batch
-// wake-ups. Go's sysmon thread polls the scheduler with sleeps of
-// 20 µs while the daemon is busy, 50 or so per millisecond of work with
-// the kernel's default slack of 50 µs; each wake-up of an idle CPU is a
-// context switch, and together they were a fifth of the daemon's CPU per
-// task. With 1 ms sysmon wakes about once per millisecond. The cost is that
-// the daemon's own timers (walltime, a stop's grace, retry sleeps) may
-// fire up to 1 ms late.
-const daemonTimerSlackNS = 1_000_000
+// relaxedTimerSlackNS is the timer slack (prctl PR_SET_TIMERSLACK) that
+// RelaxTimers gives a long-running dure process's own threads (the node
+// daemon; dure dev, server and agent): how late the kernel may fire their
+// timers to batch wake-ups. Go's sysmon thread polls the scheduler with
+// sleeps of 20 µs while the process is busy, 50 or so per millisecond of
+// work with the kernel's default slack of 50 µs; each wake-up of an idle
+// CPU is a context switch, and together they were a fifth of the daemon's
+// CPU per task and a tenth of dure dev's per job. With 1 ms sysmon wakes
+// about once per millisecond. The cost is that the process's own timers
+// (walltime, a stop's grace, retry sleeps, heartbeats) may fire up to 1 ms
+// late.
+const relaxedTimerSlackNS = 1_000_000
 
 // taskTimerSlackNS is the timer slack tasks (and the supervisors that fork
 // them) are started with: the one this process started with, once
-// relaxTimers changed its own; 0 when it did not. In a daemon started by a
+// RelaxTimers changed its own; 0 when it did not. In a daemon started by a
 // relaxed runner that is still the runner's original slack, as the runner
 // starts its daemons and supervisors with it (withChildTimerSlack).
 var taskTimerSlackNS uintptr
 
-// RelaxTimers gives this process's threads 1 ms of timer slack, as the
-// node daemon does for itself (see daemonTimerSlackNS): for dure dev,
-// server and agent, whose Go sysmon thread otherwise wakes every 20 µs
-// while they are busy (a tenth of dure dev's CPU per job). Supervisors and
-// tasks this process starts keep the slack it started with. Call it once,
-// early. The error says why the slack was left as it was (it needs
-// CAP_SYS_NICE for the threads other than the caller's).
-func RelaxTimers() error { return relaxDaemonTimers() }
-
-// relaxDaemonTimers gives the daemon's threads daemonTimerSlackNS of timer
-// slack. The calling thread's own slack needs no privilege; the others'
-// (sysmon among them) are set through /proc/<tid>/timerslack_ns, which
-// takes CAP_SYS_NICE: without it the daemon runs as before. Threads started
-// later inherit the slack of the thread that starts them. Call it once,
-// before any task is forked. The error says why the slack was left as it
-// was.
-func relaxDaemonTimers() error {
+// RelaxTimers gives this process's threads relaxedTimerSlackNS of timer
+// slack; the children it starts keep the slack it started with
+// (withChildTimerSlack). The calling thread's own slack needs no privilege;
+// the others' (sysmon among them) are set through /proc/<tid>/timerslack_ns,
+// which takes CAP_SYS_NICE: without it the process runs as before. Threads
+// started later inherit the slack of the thread that starts them. Call it
+// once, early, before any child is started. The error says why the slack
+// was left as it was.
+func RelaxTimers() error {
 	cur, _, errno := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK, 0, 0)
 	if errno != 0 {
 		return errno
 	}
-	if cur == 0 || cur >= daemonTimerSlackNS {
+	if cur == 0 || cur >= relaxedTimerSlackNS {
 		return fmt.Errorf("the timer slack is %d ns already", cur) // a real-time thread has none
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	self := unix.Gettid()
-	value := []byte(strconv.Itoa(daemonTimerSlackNS))
+	value := []byte(strconv.Itoa(relaxedTimerSlackNS))
 	relaxed := false
 	var failed error
 	// Twice: a thread the runtime starts during the first pass may have
@@ -91,7 +84,7 @@ pass:
 	// From here on tasks are forked with the slack the daemon started with,
 	// whichever thread forks them.
 	taskTimerSlackNS = cur
-	_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, daemonTimerSlackNS, 0)
+	_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, relaxedTimerSlackNS, 0)
 	return failed
 }
 
@@ -115,5 +108,5 @@ func withChildTimerSlack(start func()) {
 	defer runtime.UnlockOSThread()
 	_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, taskTimerSlackNS, 0)
 	start()
-	_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, daemonTimerSlackNS, 0)
+	_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, relaxedTimerSlackNS, 0)
 }

@@ -266,13 +266,8 @@ func (s *Snapshot) Alloc(id string) *model.Allocation {
 
 // AllocsByJob returns every allocation of a job (all attempts), ordered by ID.
 func (s *Snapshot) AllocsByJob(id model.JobID) []*model.Allocation {
-	it, err := s.txn.Get(tableAllocs, "job", id)
-	must(err)
-	var out []*model.Allocation
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*model.Allocation))
-	}
-	return out
+	allocs, _, _ := s.AllocsByJobWatch(id)
+	return allocs
 }
 
 // AllocsByJobWatch is AllocsByJob with the highest ModifyIndex among them
