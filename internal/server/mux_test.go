@@ -46,6 +46,21 @@ func acceptOne(t *testing.T, l interface {
 	}
 }
 
+// sendRaft dials the raft side of addr as a peer's transport does, writes
+// msg, and returns what raftL's accepted connection read.
+func sendRaft(t *testing.T, raftL raft.StreamLayer, addr, msg string) string {
+	t.Helper()
+	c, err := raftL.Dial(raft.ServerAddress(addr), time.Second)
+	if err != nil {
+		t.Fatalf("raft dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	return acceptOne(t, raftL, len(msg))
+}
+
 // One port carries HTTP and raft: each side gets its own connections with
 // their bytes intact (raft's magic byte removed). Closing the HTTP side at
 // shutdown leaves raft's side working, so raft never sees its listener fail
@@ -71,15 +86,7 @@ func TestMultiplexRoutesBySideAndClosesWithBoth(t *testing.T) {
 		t.Errorf("HTTP side read %q", got)
 	}
 
-	rc, err := raftL.Dial(raft.ServerAddress(addr), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if _, err := rc.Write([]byte("append")); err != nil {
-		t.Fatal(err)
-	}
-	if got := acceptOne(t, raftL, 6); got != "append" {
+	if got := sendRaft(t, raftL, addr, "append"); got != "append" {
 		t.Errorf("raft side read %q; want the bytes after the magic byte", got)
 	}
 
@@ -87,16 +94,8 @@ func TestMultiplexRoutesBySideAndClosesWithBoth(t *testing.T) {
 	if _, err := httpL.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept on the closed HTTP side: %v; want net.ErrClosed", err)
 	}
-	rc2, err := raftL.Dial(raft.ServerAddress(addr), time.Second)
-	if err != nil {
-		t.Fatalf("raft dial after the HTTP side closed: %v; want the port still open", err)
-	}
-	defer rc2.Close()
-	if _, err := rc2.Write([]byte("vote")); err != nil {
-		t.Fatal(err)
-	}
-	if got := acceptOne(t, raftL, 4); got != "vote" {
-		t.Errorf("raft side read %q after the HTTP side closed", got)
+	if got := sendRaft(t, raftL, addr, "vote"); got != "vote" {
+		t.Errorf("raft side read %q after the HTTP side closed; want the port still open", got)
 	}
 
 	raftL.Close()

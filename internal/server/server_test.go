@@ -400,10 +400,20 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func TestFinishedJobsArePruned(t *testing.T) {
+// clockedConfig is a test server's config whose time is a settable clock,
+// starting at testkit.Epoch.
+func clockedConfig(t *testing.T) (*clock, server.Config) {
 	clk := &clock{now: testkit.Epoch}
 	cfg := config(t, t.TempDir())
 	cfg.Now = clk.Now
+	return clk, cfg
+}
+
+// jobExists reports whether the server still keeps job id.
+func jobExists(s *server.Server, id model.JobID) bool { return s.Store().Snapshot().Job(id) != nil }
+
+func TestFinishedJobsArePruned(t *testing.T) {
+	clk, cfg := clockedConfig(t)
 	cfg.JobRetention, cfg.MaxFinishedJobs, cfg.PruneInterval = time.Hour, 2, 20*time.Millisecond
 	cfg.HeartbeatTimeout = 100 * time.Hour // the clock jumps; n1 must not be declared down
 	s := start(t, cfg)
@@ -421,24 +431,23 @@ func TestFinishedJobsArePruned(t *testing.T) {
 	if err := s.CancelJob(ctx(t), stopping, ""); err != nil {
 		t.Fatal(err)
 	}
-	exists := func(id model.JobID) bool { return s.Store().Snapshot().Job(id) != nil }
 
 	// Over the cap of 2 finished jobs: the oldest go.
-	waitFor(t, "jobs 1 and 2 to be pruned", func() bool { return !exists(cancelled[0]) && !exists(cancelled[1]) })
-	if !exists(cancelled[2]) || !exists(stopping) {
+	waitFor(t, "jobs 1 and 2 to be pruned", func() bool { return !jobExists(s, cancelled[0]) && !jobExists(s, cancelled[1]) })
+	if !jobExists(s, cancelled[2]) || !jobExists(s, stopping) {
 		t.Fatal("the two newest finished jobs were pruned despite the cap of 2")
 	}
 
 	// Past the retention: job 3 goes; job 4 stays while its task stops.
 	clk.Advance(2 * time.Hour)
-	waitFor(t, "job 3 to be pruned", func() bool { return !exists(cancelled[2]) })
-	if !exists(stopping) {
+	waitFor(t, "job 3 to be pruned", func() bool { return !jobExists(s, cancelled[2]) })
+	if !jobExists(s, stopping) {
 		t.Fatal("a cancelled job was pruned while its task was still stopping")
 	}
 	if err := s.UpdateAllocs(ctx(t), []fsm.AllocUpdate{{AllocID: "4.0.1", Node: "n1", Status: model.AllocExited, ExitCode: 143}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "job 4 to be pruned once its task stopped", func() bool { return !exists(stopping) })
+	waitFor(t, "job 4 to be pruned once its task stopped", func() bool { return !jobExists(s, stopping) })
 	if got := s.Store().Snapshot().LastJobID(); got != stopping {
 		t.Errorf("LastJobID after pruning everything = %d; want %d", got, stopping)
 	}
@@ -477,9 +486,7 @@ func TestDrainAgainKeepsTheReason(t *testing.T) {
 // newest IDs: a long job that has just ended must not vanish before jobs
 // submitted after it that ended long ago.
 func TestPruneCapKeepsTheLatestToFinish(t *testing.T) {
-	clk := &clock{now: testkit.Epoch}
-	cfg := config(t, t.TempDir())
-	cfg.Now = clk.Now
+	clk, cfg := clockedConfig(t)
 	cfg.JobRetention, cfg.MaxFinishedJobs, cfg.PruneInterval = 100*time.Hour, 2, 20*time.Millisecond
 	s := start(t, cfg)
 	long := submit(t, s, 1, 0) // no node: it waits, as a long job would run
@@ -491,8 +498,7 @@ func TestPruneCapKeepsTheLatestToFinish(t *testing.T) {
 		}
 		short = append(short, id)
 	}
-	exists := func(id model.JobID) bool { return s.Store().Snapshot().Job(id) != nil }
-	waitFor(t, "the first short job to be pruned", func() bool { return !exists(short[0]) })
+	waitFor(t, "the first short job to be pruned", func() bool { return !jobExists(s, short[0]) })
 
 	clk.Advance(time.Hour)
 	if err := s.CancelJob(ctx(t), long, ""); err != nil { // it ends last
@@ -501,15 +507,15 @@ func TestPruneCapKeepsTheLatestToFinish(t *testing.T) {
 	waitFor(t, "two finished jobs to be left", func() bool {
 		n := 0
 		for _, id := range append([]model.JobID{long}, short...) {
-			if exists(id) {
+			if jobExists(s, id) {
 				n++
 			}
 		}
 		return n == 2
 	})
-	if !exists(long) || !exists(short[2]) {
+	if !jobExists(s, long) || !jobExists(s, short[2]) {
 		t.Errorf("left: job %d %v, job %d %v, job %d %v; want the job that ended last (%d) and the newest short one (%d)",
-			long, exists(long), short[1], exists(short[1]), short[2], exists(short[2]), long, short[2])
+			long, jobExists(s, long), short[1], jobExists(s, short[1]), short[2], jobExists(s, short[2]), long, short[2])
 	}
 }
 
@@ -517,9 +523,7 @@ func TestPruneCapKeepsTheLatestToFinish(t *testing.T) {
 // the scheduler planned with, the reserved job's estimated start moves,
 // although nothing was written that would wake the scheduler.
 func TestSchedulerLooksAgainWhenTimePasses(t *testing.T) {
-	clk := &clock{now: testkit.Epoch}
-	cfg := config(t, t.TempDir())
-	cfg.Now = clk.Now
+	clk, cfg := clockedConfig(t)
 	cfg.SchedRecheck = 50 * time.Millisecond
 	cfg.HeartbeatTimeout = 100 * time.Hour // the clock jumps; n1 must not be declared down
 	s := start(t, cfg)
