@@ -33,10 +33,7 @@ func FuzzParseJobFile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseJobFile(data)
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error message")
-			}
+		if refused(t, err) {
 			return
 		}
 		if len(s.Groups) == 0 {
@@ -63,10 +60,7 @@ func FuzzParseSbatch(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseSbatch(data)
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error message")
-			}
+		if refused(t, err) {
 			return
 		}
 		if len(s.Groups) != 1 {
@@ -131,10 +125,7 @@ func FuzzSbatchArgs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		argv := strings.Split(string(data), "\x00")
 		cl, err := SplitSbatchArgs(argv, own)
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error message")
-			}
+		if refused(t, err) {
 			return
 		}
 		if cl.Script != "" {
@@ -148,10 +139,7 @@ func FuzzSbatchArgs(f *testing.F) {
 			t.Fatal("--wrap accepted with a script")
 		}
 		s, err := cl.Parse(script, "job.sh")
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error message")
-			}
+		if refused(t, err) {
 			return
 		}
 		if len(s.Groups) != 1 {
@@ -159,6 +147,16 @@ func FuzzSbatchArgs(f *testing.F) {
 		}
 		checkAccepted(t, &s)
 	})
+}
+
+// refused reports whether a parse failed, failing the test if its error
+// says nothing.
+func refused(t *testing.T, err error) bool {
+	t.Helper()
+	if err != nil && err.Error() == "" {
+		t.Fatal("empty error message")
+	}
+	return err != nil
 }
 
 func checkAccepted(t *testing.T, s *api.JobSpec) {
