@@ -125,6 +125,7 @@ func (s *Server) openRaft() error {
 	if s.bootIndex, err = logs.LastIndex(); err != nil {
 		return fmt.Errorf("read raft log in %s: %w", dir, err)
 	}
+	s.bootCommandIndex = lastCommandIndex(logs, s.bootIndex)
 	r, err := raft.NewRaft(rc, raftFSM{s.fsm}, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft from %s: %w", dir, err)
@@ -262,4 +263,23 @@ func (w slogWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// lastCommandIndex is the index of the last command entry (one the FSM
+// applies) at or before last, or 0 if none is found among the entries
+// still in the log. The entries after it (an election's no-op, a
+// configuration change) never reach the FSM. Only the log's tail is read:
+// it ends with a command in all but a few entries.
+func lastCommandIndex(logs raft.LogStore, last uint64) uint64 {
+	const maxScan = 1000
+	for i := last; i > 0 && last-i < maxScan; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return 0 // compacted away: a snapshot holds it
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
 }

@@ -190,10 +190,12 @@ type Server struct {
 	storeFail atomic.Pointer[storeFailure]
 
 	// bootIndex is the last entry of the log as this server found it on
-	// disk at start; caughtUp is closed once raft has applied that far
-	// (CaughtUp).
-	bootIndex uint64
-	caughtUp  chan struct{}
+	// disk at start, bootCommandIndex the last command among them; caughtUp
+	// is closed once raft has applied that far and the state holds that
+	// command (CaughtUp).
+	bootIndex        uint64
+	bootCommandIndex uint64
+	caughtUp         chan struct{}
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -251,7 +253,9 @@ func (s *Server) watchCatchUp() {
 	deadline := time.Now().Add(catchUpLimit)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for s.raft.AppliedIndex() < s.bootIndex {
+	// Raft counts an entry applied once it has handed it to the FSM, not
+	// once the FSM is done with it: the state's own index says that.
+	for s.raft.AppliedIndex() < s.bootIndex || s.store.Index() < s.bootCommandIndex {
 		if time.Now().After(deadline) {
 			s.log.Warn("serving reads before the log found at start is applied", "applied", s.raft.AppliedIndex(), "log_end", s.bootIndex, "waited", catchUpLimit)
 			return
