@@ -260,6 +260,44 @@ func TestV2DriverOnUnifiedMount(t *testing.T) {
 	}
 }
 
+// A command that cannot be executed is a start error under v2 as under v1,
+// and the supervisor lives on. v2 forks through clone3 into the cgroup; a
+// shadowed error there once made such a task "start" with pid 0, and the
+// first signal to it (kill(-0)) killed the supervisor's own process group.
+func TestV2CommandThatCannotStart(t *testing.T) {
+	for _, sup := range modes { // one at a time: see unifiedRunner
+		t.Run(sup, func(t *testing.T) {
+			r, _ := unifiedRunner(t, sup)
+			h := newHarnessWith(t, r)
+			notExec := filepath.Join(t.TempDir(), "script")
+			if err := os.WriteFile(notExec, []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, tt := range []struct {
+				spec     TaskSpec
+				wantCode int
+				wantErr  string
+			}{
+				{TaskSpec{ID: "v2-missing", Command: []string{"/no/such/program"}}, 127, "no such file"},
+				{TaskSpec{ID: "v2-notexec", Command: []string{notExec}}, 126, "permission denied"},
+			} {
+				h.start(tt.spec)
+				res := h.wait(tt.spec.ID)
+				if res.ExitCode != tt.wantCode || !strings.Contains(res.StartErr, tt.wantErr) || res.Lost != "" {
+					t.Errorf("%s: got exit %d StartErr %q Lost %q, want %d and an error containing %q", tt.spec.ID, res.ExitCode, res.StartErr, res.Lost, tt.wantCode, tt.wantErr)
+				}
+				if exists(h.r.cg.forTask(tt.spec.ID).Dir) {
+					t.Errorf("%s: cgroup left behind", tt.spec.ID)
+				}
+			}
+			// The same runner (and supervisor) still runs tasks.
+			if res := h.run(shell("v2-after", "exit 3")); res.ExitCode != 3 || res.Lost != "" {
+				t.Errorf("a task after the failed starts: %+v, want exit 3", res)
+			}
+		})
+	}
+}
+
 func TestV2SetupFailureIsAStartError(t *testing.T) {
 	for _, sup := range modes { // one at a time: see unifiedRunner
 		t.Run(sup, func(t *testing.T) {

@@ -99,7 +99,7 @@ func (rp *childReaper) reapAll() {
 func (ce *childExit) signalGroup(sig syscall.Signal) {
 	ce.sigMu.Lock()
 	if !ce.reaped {
-		_ = syscall.Kill(-ce.pid, sig)
+		killGroup(ce.pid, sig)
 	}
 	ce.sigMu.Unlock()
 }

@@ -171,7 +171,7 @@ func (tr *taskRun) start(stdio [3]int, home v1Home) error {
 	w, err := newPidWatch(pidfd, pid)
 	if err != nil {
 		// Cannot happen with a valid pidfd; never leave an unwatched task.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		killGroup(pid, syscall.SIGKILL)
 		var ws syscall.WaitStatus
 		_, _ = syscall.Wait4(pid, &ws, 0, nil)
 		tr.cleanup()
@@ -246,13 +246,13 @@ func (tr *taskRun) supervise(stops <-chan time.Duration) {
 		if tr.exit != nil {
 			tr.exit.signalGroup(sig) // not once the reaper has reaped it
 		} else if tr.child {
-			_ = syscall.Kill(-tr.pid, sig)
+			killGroup(tr.pid, sig)
 		} else {
 			// Not our child: its pid is only safe to use while it lives.
 			select {
 			case <-exited:
 			default:
-				_ = syscall.Kill(-tr.pid, sig)
+				killGroup(tr.pid, sig)
 			}
 		}
 		signalCgroup(tr.cg, sig) // also members that left the process group
@@ -321,7 +321,7 @@ func (tr *taskRun) collect() {
 			tr.result.ExitCode, tr.result.Signal = exitCode(tr.exit.ws)
 		}
 	} else if tr.child {
-		_ = syscall.Kill(-tr.pid, syscall.SIGKILL)
+		killGroup(tr.pid, syscall.SIGKILL)
 		var ws syscall.WaitStatus
 		_, err := syscall.Wait4(tr.pid, &ws, 0, nil)
 		for errors.Is(err, syscall.EINTR) {
@@ -455,8 +455,11 @@ func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, s
 	switch cg.Driver {
 	case cgroupV2:
 		// clone3(CLONE_INTO_CGROUP): the child is born in the task's cgroup.
-		fd, err := unix.Open(cg.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		// fd is declared apart so err stays the function's: a shadowed
+		// err once hid every exec failure here, and the task "started"
+		// with pid 0.
+		var fd int
+		if fd, err = unix.Open(cg.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 			return 0, -1, 0, fmt.Errorf("opening cgroup %s: %w", cg.Dir, err)
 		}
 		sys.UseCgroupFD, sys.CgroupFD = true, fd
@@ -477,7 +480,18 @@ func startTask(cg cgroupSpec, home v1Home, argv, env []string, workDir string, s
 	if err != nil {
 		return 0, -1, code, err
 	}
+	if pid <= 0 { // never: but a task with pid 0 would be signalled as our own group
+		return 0, -1, 0, fmt.Errorf("exec %s: started with pid %d", path, pid)
+	}
 	return pid, pidfd, 0, nil
+}
+
+// killGroup signals the process group a task leads. A pid of 0 or less
+// would name the caller's own group (or every process), so it is refused.
+func killGroup(pid int, sig syscall.Signal) {
+	if pid > 0 {
+		_ = syscall.Kill(-pid, sig)
+	}
 }
 
 // forkInV1 forks inside the task's v1 cgroups. v1 has no clone-into-cgroup
@@ -523,7 +537,7 @@ func forkInV1(cg cgroupSpec, home v1Home, path string, argv []string, attr *sysc
 		pid, err := forkExec(path, argv, attr)
 		if herr := goHome(); herr != nil {
 			if err == nil {
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				killGroup(pid, syscall.SIGKILL)
 				var ws syscall.WaitStatus
 				_, _ = syscall.Wait4(pid, &ws, 0, nil)
 				if attr.Sys.PidFD != nil && *attr.Sys.PidFD >= 0 {
