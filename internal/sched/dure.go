@@ -27,13 +27,18 @@ import (
 //     order, with the set that fills the free room best first (those that
 //     would borrow last), each started only if it delays no reservation.
 //  4. Reasons for every job left.
-func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
+//
+// With tails (s.Tails, tails.go), ok is false when the pass cannot vouch
+// that the tails' jobs fare as their After did; the caller then runs it
+// again with them pending.
+func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) (plan *Plan, ok bool) {
 	pl := newPlannerIn(sc, s, now, cfg, !cfg.NoPredictions, true)
 	depth := cfg.ReservationDepth
 	if depth == 0 {
 		depth = DefaultReservationDepth
 	}
 	d := newDure(pl)
+	d.tails = newTailWatch(s.Tails)
 	d.gather(s.Pending)
 	d.fair.load(s, d.tree, d.queueLevel, pl.history, d.allocQueue)
 	d.pre = newPreemptor(d)
@@ -121,11 +126,15 @@ func scheduleDure(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 		}
 	}
 	pl.finish()
+	ok = true
+	if d.tails != nil {
+		pl.plan.Tails, ok = d.tails.tailReasons(pl, s.Tails)
+	}
 	if d.pre.fp != nil {
 		d.pre.fp.recycle(sc, true)
 	}
 	pl.recycle()
-	return pl.plan
+	return pl.plan, ok
 }
 
 // jobFacts is what a PolicyDure pass needs to know of one pending job,
@@ -735,6 +744,7 @@ type dure struct {
 	needBuf, borrowBuf, actBuf demand
 	roomy                      []string
 	wanted                     map[string][]string
+	tails                      *tailWatch // nil without Snapshot.Tails
 }
 
 func newDure(pl *planner) *dure {
@@ -822,6 +832,9 @@ func (d *dure) consider(fi int32, id model.JobID, main bool) {
 // considerFacts is consider given the job's facts (or a copy of them).
 func (d *dure) considerFacts(fa *jobFacts, id model.JobID, main bool) {
 	pl := d.pl
+	if d.tails != nil {
+		d.tails.considering(pl, id)
+	}
 	j := fa.j
 	if fa.flags&(factValid|factThrottled) == factValid|factThrottled {
 		if why := d.arraysOf().throttled(j); why != "" {

@@ -32,6 +32,11 @@ type Snapshot struct {
 	// DependencyNames gives how users know the array elements among those
 	// jobs ("123_7"), for reasons; a job not listed is named by its ID.
 	DependencyNames map[model.JobID]string
+	// Tails are more pending jobs, each run like jobs already in Pending
+	// (tails.go): Schedule plans as if they were in Pending, but lists
+	// them in Plan.Tails rather than in Plan.Reasons when they share
+	// their After's reason. Optional; no job may be listed twice.
+	Tails []Tail
 }
 
 // Placement puts one task of a job on one node.
@@ -52,8 +57,13 @@ type Plan struct {
 	// job placed in this pass: a job's placements are contiguous and complete.
 	Placements []Placement
 	// Reasons has an entry for every pending job not placed in this plan, and
-	// for no other job.
+	// for no other job, except the jobs of Tails.
 	Reasons map[model.JobID]model.Reason
+	// Tails gives the jobs of Snapshot.Tails their reason, the same for a
+	// whole tail, when all of them were left as their After was. When
+	// some tail's jobs might not be, the plan holds all of them in
+	// Placements and Reasons instead, and Tails is empty.
+	Tails []TailReason
 	// Preemptions are running jobs to stop so that waiting jobs can start
 	// (PolicyDure only).
 	Preemptions []Preemption
@@ -78,6 +88,9 @@ func Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 }
 
 func schedule(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
+	if len(s.Tails) > 0 && (cfg.policy() != PolicyDure || cfg.firstFit || tailHoldsPreemptor(s)) {
+		s = withTails(s) // tails are PolicyDure's
+	}
 	switch cfg.policy() {
 	case PolicyFIFO, PolicyEASY, PolicyConservative:
 		return scheduleTextbook(s, now, cfg, sc)
@@ -85,7 +98,11 @@ func schedule(s *Snapshot, now time.Time, cfg Config, sc *Scratch) *Plan {
 	if cfg.firstFit {
 		return scheduleFirstFit(s)
 	}
-	return scheduleDure(s, now, cfg, sc)
+	if plan, ok := scheduleDure(s, now, cfg, sc); ok {
+		return plan
+	}
+	plan, _ := scheduleDure(withTails(s), now, cfg, sc)
+	return plan
 }
 
 // scheduleFirstFit is the placement engine alone: jobs by priority, then

@@ -1,0 +1,71 @@
+package sched
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/testkit"
+)
+
+// backlogWorkload is `dure dev` under `dure bench dispatch`: two nodes of
+// one core, each full of 100m tasks but for free slots, and pending
+// identical 100m jobs of one owner in the default queue, with a history
+// window of the owner's finished jobs.
+func backlogWorkload(pending, free int) *Snapshot {
+	s := &Snapshot{}
+	for i := range 2 {
+		s.Nodes = append(s.Nodes, testkit.Node(fmt.Sprintf("dev-%d", i+1)).MilliCPU(1000).Mem("8G").Build())
+	}
+	id := model.JobID(1)
+	for n := range 20 - free {
+		s.Allocs = append(s.Allocs, testkit.Alloc(id, 0, s.Nodes[n%2].Name).Resources(model.Resources{MilliCPU: 100}).Build())
+		id++
+	}
+	for i := range 1000 {
+		end := testkit.Epoch.Add(-time.Duration(1000-i) * time.Millisecond)
+		s.History = append(s.History, model.FinishedJob{ID: id, Owner: "bench", Usage: model.Resources{MilliCPU: 100}, Ran: 6 * time.Millisecond, SubmitTime: end.Add(-10 * time.Millisecond), StartTime: end.Add(-6 * time.Millisecond), EndTime: end})
+		id++
+	}
+	for i := range pending {
+		s.Pending = append(s.Pending, testkit.Job(id).Owner("bench").Name("bench").Resources(model.Resources{MilliCPU: 100}).
+			Submitted(testkit.Epoch.Add(-time.Duration(pending-i)*time.Millisecond)).Build())
+		id++
+	}
+	return s
+}
+
+// BenchmarkBacklogPass is one pass of the server's loop under a backlog of
+// identical jobs on a full dev cluster: a few slots free, the rest wait.
+// Its cost per pass, not per placement, is what paces the loop.
+func BenchmarkBacklogPass(b *testing.B) {
+	for _, c := range []struct {
+		pending int
+		tail    bool
+	}{{100, false}, {1000, false}, {10000, false}, {30000, false}, {10000, true}, {30000, true}} {
+		s := backlogWorkload(c.pending, 4)
+		name := fmt.Sprintf("pending=%d", c.pending)
+		if c.tail {
+			// As the server hands it in: the first jobs of the run
+			// pending, the rest a tail.
+			const head = 64
+			s.Tails = []Tail{{After: s.Pending[head-1].ID, Jobs: s.Pending[head:]}}
+			s.Pending = s.Pending[:head]
+			name += "/tail"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var plan *Plan
+			var sc Scratch
+			cpu0 := cpuTime()
+			for b.Loop() {
+				plan = sc.Schedule(s, testkit.Epoch, Config{})
+			}
+			if len(plan.Placements) != 4 {
+				b.Fatalf("placed %d jobs, want the 4 free slots filled", len(plan.Placements))
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/pass")
+		})
+	}
+}
