@@ -34,6 +34,42 @@ type schedCache struct {
 	pendingSpare []*model.Job
 	windowSpare  []histEntry
 	historySpare []model.FinishedJob
+
+	// The pending jobs again, split for the scheduler (sched.Tail): loose
+	// holds those in no class, ascending ID; classes the others by
+	// sched.ClassKey, each ascending ID; classOf finds a job's class.
+	loose, looseSpare []*model.Job
+	classes           map[string]*jobClass
+	classOf           map[model.JobID]*jobClass
+	// heads is how many of a class's first jobs a pass gets pending; the
+	// rest go in a tail (set from the last pass's placements).
+	heads int
+}
+
+// jobClass is the pending jobs of one sched.ClassKey, ascending ID.
+type jobClass struct {
+	key                   string
+	members, membersSpare []classMember
+}
+
+type classMember struct {
+	id     model.JobID
+	submit int64 // SubmitTime in Unix nanoseconds
+	j      *model.Job
+}
+
+// minHeads is the fewest jobs of a class a pass gets pending: more than a
+// small cluster's free slots, so that the last of them is left waiting
+// and the tail behind it can share its reason.
+const minHeads = 64
+
+// classKey is the job's class, if it may be in one: sched.ClassKey, and
+// no retry backoff (holdBackoff's, which the server applies).
+func classKey(j *model.Job) (string, bool) {
+	if !j.EligibleAt.IsZero() {
+		return "", false
+	}
+	return sched.ClassKey(j)
 }
 
 // snapshot returns a snapshot of store and brings the cache up to it.
@@ -49,17 +85,86 @@ func (c *schedCache) snapshot(store *state.Store) *state.Snapshot {
 // input is the scheduler's input for snap, the cache's last snapshot, as
 // schedInput(snap, now) gives it.
 func (c *schedCache) input(snap *state.Snapshot, now time.Time) (in *sched.Snapshot, held map[model.JobID]model.Reason, wake time.Time) {
-	pending, held, wake := holdBackoff(c.pending, now)
+	pending, tails := c.split()
+	pending, held, wake = holdBackoff(pending, now)
 	pending = withArrayDependencies(snap, pending)
 	states, names := dependencyStates(snap, pending)
 	in = &sched.Snapshot{Nodes: snap.Nodes(), Allocs: snap.LiveAllocs(), Pending: pending, Queues: snap.Queues(),
-		History: c.history, DependencyStates: states, DependencyNames: names}
+		History: c.history, DependencyStates: states, DependencyNames: names, Tails: tails}
 	return in, held, wake
+}
+
+// split gives the pending jobs as the scheduler gets them: each class's
+// first jobs pending with the loose ones, the rest of it as a tail. A
+// class whose later IDs were submitted earlier (clocks of two leaders)
+// is all pending: a tail must come after its class's pending jobs in
+// (SubmitTime, ID) order.
+func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
+	heads := max(c.heads, minHeads)
+	n := len(c.loose)
+	for _, cl := range c.classes {
+		n += min(len(cl.members), heads)
+	}
+	pending := make([]*model.Job, 0, n)
+	pending = append(pending, c.loose...)
+	// Jobs in their retry backoff are loose but may be of a class: a tail
+	// must come after them too, so their classes get none.
+	var retrying map[string]bool
+	for _, j := range c.loose {
+		if j.EligibleAt.IsZero() {
+			continue
+		}
+		if key, ok := sched.ClassKey(j); ok {
+			if retrying == nil {
+				retrying = map[string]bool{}
+			}
+			retrying[key] = true
+		}
+	}
+	var tails []sched.Tail
+	for _, cl := range c.classes {
+		m := cl.members
+		if len(m) <= heads || retrying[cl.key] || !tailFollows(m, heads) {
+			for _, e := range m {
+				pending = append(pending, e.j)
+			}
+			continue
+		}
+		for _, e := range m[:heads] {
+			pending = append(pending, e.j)
+		}
+		jobs := make([]*model.Job, len(m)-heads)
+		for i, e := range m[heads:] {
+			jobs[i] = e.j
+		}
+		tails = append(tails, sched.Tail{After: m[heads-1].id, Jobs: jobs})
+	}
+	// The classes' order is the map's; the scheduler's plan does not
+	// depend on it.
+	return pending, tails
+}
+
+// tailFollows reports whether every member from heads on was submitted
+// no earlier than every member before it (IDs ascend, so ties are in
+// order).
+func tailFollows(m []classMember, heads int) bool {
+	last := m[0].submit
+	for _, e := range m[1:heads] {
+		last = max(last, e.submit)
+	}
+	for _, e := range m[heads:] {
+		if e.submit < last {
+			return false
+		}
+	}
+	return true
 }
 
 // reload reads the pending jobs and the history window from snap.
 func (c *schedCache) reload(snap *state.Snapshot) {
 	c.pending = snap.JobsInState(model.JobPending)
+	c.loose, c.classes, c.classOf = nil, map[string]*jobClass{}, map[model.JobID]*jobClass{}
+	c.classify(c.pending, nil)
 	c.window = c.window[:0:0]
 	c.full = false
 	snap.FinishedJobs(func(j *model.Job) bool {
@@ -114,6 +219,7 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 	}
 	kept = append(kept, added[ai:]...)
 	c.pendingSpare, c.pending = c.pending, kept
+	c.classify(added, changed)
 
 	// History window: find what leaves it and what enters it.
 	var gone map[model.JobID]bool // left the window or changed
@@ -229,4 +335,82 @@ func historyOrder(window []histEntry) []model.FinishedJob {
 	}
 	slices.SortFunc(out, historyCompare)
 	return out
+}
+
+// classify brings loose and the classes up to date: the jobs named in
+// changed (ascending) leave, the pending jobs added (ascending ID, each
+// named in changed unless from a reload) come in.
+func (c *schedCache) classify(added []*model.Job, changed []model.JobID) {
+	if c.classes == nil {
+		c.classes, c.classOf = map[string]*jobClass{}, map[model.JobID]*jobClass{}
+	}
+	type change struct {
+		gone  []model.JobID
+		added []classMember
+	}
+	var touched map[*jobClass]*change
+	touch := func(cl *jobClass) *change {
+		if touched == nil {
+			touched = map[*jobClass]*change{}
+		}
+		ch := touched[cl]
+		if ch == nil {
+			ch = &change{}
+			touched[cl] = ch
+		}
+		return ch
+	}
+	for _, id := range changed {
+		if cl := c.classOf[id]; cl != nil {
+			ch := touch(cl)
+			ch.gone = append(ch.gone, id)
+			delete(c.classOf, id)
+		}
+	}
+	var loose []*model.Job
+	for _, j := range added {
+		key, ok := classKey(j)
+		if !ok {
+			loose = append(loose, j)
+			continue
+		}
+		cl := c.classes[key]
+		if cl == nil {
+			cl = &jobClass{key: key}
+			c.classes[key] = cl
+		}
+		c.classOf[j.ID] = cl
+		ch := touch(cl)
+		ch.added = append(ch.added, classMember{id: j.ID, submit: j.SubmitTime.UnixNano(), j: j})
+	}
+	c.looseSpare, c.loose = c.loose, mergeByID(c.loose, c.looseSpare[:0], changed, loose,
+		func(j *model.Job) model.JobID { return j.ID })
+	for cl, ch := range touched {
+		cl.membersSpare, cl.members = cl.members, mergeByID(cl.members, cl.membersSpare[:0], ch.gone, ch.added,
+			func(e classMember) model.JobID { return e.id })
+		if len(cl.members) == 0 {
+			delete(c.classes, cl.key)
+		}
+	}
+}
+
+// mergeByID returns, in into, old (ascending ID) less the IDs in gone
+// (ascending) and merged with added (ascending ID).
+func mergeByID[T any](old, into []T, gone []model.JobID, added []T, id func(T) model.JobID) []T {
+	gi, ai := 0, 0
+	for _, x := range old {
+		xid := id(x)
+		for ai < len(added) && id(added[ai]) < xid {
+			into = append(into, added[ai])
+			ai++
+		}
+		for gi < len(gone) && gone[gi] < xid {
+			gi++
+		}
+		if gi < len(gone) && gone[gi] == xid {
+			continue
+		}
+		into = append(into, x)
+	}
+	return append(into, added[ai:]...)
 }

@@ -2,12 +2,15 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/sched"
 	"github.com/durehq/dure/internal/state"
 )
 
@@ -21,6 +24,7 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 	store := state.New()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var cache schedCache
+	tails := 0
 	var idx uint64
 	var nextID model.JobID
 	check := func(step int) {
@@ -29,9 +33,18 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 		snap := cache.snapshot(store)
 		in, held, wake := cache.input(snap, now)
 		want, wantHeld, wantWake := schedInput(snap, now)
-		if !reflect.DeepEqual(in.Pending, want.Pending) {
-			t.Fatalf("step %d: pending: cached %d jobs, full read %d", step, len(in.Pending), len(want.Pending))
+		// The cache hands most of each class of identical jobs over as a
+		// tail: with them, the same jobs pending.
+		all := append([]*model.Job(nil), in.Pending...)
+		for _, tl := range in.Tails {
+			all = append(all, tl.Jobs...)
+			tails++
 		}
+		slices.SortFunc(all, func(a, b *model.Job) int { return cmp.Compare(a.ID, b.ID) })
+		if !reflect.DeepEqual(all, want.Pending) {
+			t.Fatalf("step %d: pending: cached %d jobs (%d in tails), full read %d", step, len(in.Pending), len(all)-len(in.Pending), len(want.Pending))
+		}
+		checkTails(t, in)
 		if !reflect.DeepEqual(in.History, want.History) {
 			t.Fatalf("step %d: history differs: cached %d jobs, full read %d", step, len(in.History), len(want.History))
 		}
@@ -55,7 +68,11 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 			if err := store.Write(idx, func(tx *state.WriteTxn) error {
 				for range n {
 					nextID++
-					tx.PutJob(&model.Job{ID: nextID, State: model.JobPending, Owner: "u", Queue: "default",
+					owner := "u"
+					if rng.IntN(3) == 0 {
+						owner = "batch" // never retried: its classes may get tails
+					}
+					tx.PutJob(&model.Job{ID: nextID, State: model.JobPending, Owner: owner, Queue: "default",
 						SubmitTime: base.Add(time.Duration(idx) * time.Second),
 						Groups:     []model.TaskGroup{{Name: "main", Count: 1 + rng.IntN(2), Resources: model.Resources{MilliCPU: 100}}}})
 				}
@@ -77,7 +94,7 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 				c.EndTime = at
 			case c.State == model.JobPending && !c.EligibleAt.After(at):
 				c.State, c.StartTime = model.JobRunning, at
-			case c.State == model.JobRunning && rng.IntN(6) == 0: // retry after a backoff
+			case c.State == model.JobRunning && c.Owner != "batch" && rng.IntN(6) == 0: // retry after a backoff
 				c.State, c.StartTime, c.Attempt = model.JobPending, time.Time{}, c.Attempt+1
 				c.EligibleAt = base.Add(time.Duration(idx/4+uint64(rng.IntN(20))) * time.Second)
 			case c.State == model.JobRunning:
@@ -118,7 +135,46 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 			sawFull = sawFull || cache.full
 		}
 	}
+	if tails == 0 {
+		t.Fatal("no pass got a tail: the test does not cover them")
+	}
 	if !sawFull {
 		t.Fatalf("the history window never filled (%d jobs): the test does not cover eviction", nextID)
+	}
+}
+
+// checkTails checks the scheduler's contract for tails: each tail's jobs
+// are of its After's class and come after every pending job of the class
+// in (SubmitTime, ID) order.
+func checkTails(t *testing.T, in *sched.Snapshot) {
+	t.Helper()
+	if len(in.Tails) == 0 {
+		return
+	}
+	later := func(a, b *model.Job) bool { // a after b
+		return cmp.Or(a.SubmitTime.Compare(b.SubmitTime), cmp.Compare(a.ID, b.ID)) > 0
+	}
+	byID := map[model.JobID]*model.Job{}
+	latest := map[string]*model.Job{} // per class, its pending job last in order
+	for _, j := range in.Pending {
+		byID[j.ID] = j
+		if k, ok := sched.ClassKey(j); ok && (latest[k] == nil || later(j, latest[k])) {
+			latest[k] = j
+		}
+	}
+	for _, tl := range in.Tails {
+		after := byID[tl.After]
+		if after == nil {
+			t.Fatalf("tail after job %d, which is not pending", tl.After)
+		}
+		key, _ := sched.ClassKey(after)
+		for _, j := range tl.Jobs {
+			if k, ok := sched.ClassKey(j); !ok || k != key || !j.EligibleAt.IsZero() {
+				t.Fatalf("tail job %d is not of its After's (%d) class", j.ID, tl.After)
+			}
+			if p := latest[key]; !later(j, p) {
+				t.Fatalf("tail job %d does not come after pending job %d of its class", j.ID, p.ID)
+			}
+		}
 	}
 }

@@ -89,6 +89,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			continue
 		}
 		plan := scratch.Schedule(in, now, s.schedConfig())
+		cache.heads = 2 * len(plan.Placements)
 		if d, ok := recheckAfter(plan, now, s.cfg.SchedRecheck); ok {
 			recheck.Reset(d)
 			recheckWake = recheck.C
@@ -104,10 +105,12 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		// state; hand it only the reasons whose code changed.
 		changes := *plan
 		changes.Reasons = reasonChanges(snap, in.Pending, held, plan.Reasons)
+		tailReasonChanges(plan.Tails, changes.Reasons)
+		live := newLivePass(plan)
 		cmd := verifyPlan(s.store.Snapshot(), &changes, term, s.cfg.Now(), s.cfg.Sched.PreemptGrace)
 		notBefore = time.Now().Add(passPacing * time.Since(passStart))
 		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 && len(cmd.Preemptions) == 0 {
-			s.liveReasons.Store(&plan.Reasons)
+			s.liveReasons.Store(live)
 			continue
 		}
 		f, err := s.propose(ctx, cmd)
@@ -117,7 +120,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		}
 		// Publish live messages only once their codes are in the log, so a
 		// reader never sees a reason that a blocking query has not seen.
-		s.liveReasons.Store(&plan.Reasons)
+		s.liveReasons.Store(live)
 		if err != nil {
 			log.Warn("commit plan failed", "err", err)
 			// Retry after a pause rather than spinning if raft is unhappy.
@@ -150,7 +153,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // and a preemption that waits for a running job's predicted end would never
 // be reconsidered when that job overruns.
 func recheckAfter(plan *sched.Plan, now time.Time, interval time.Duration) (time.Duration, bool) {
-	if len(plan.Reasons) == 0 {
+	if len(plan.Reasons) == 0 && len(plan.Tails) == 0 {
 		return 0, false
 	}
 	d := interval
@@ -262,12 +265,63 @@ func (s *Server) LiveReason(id model.JobID) (r model.Reason, ok bool) {
 	if !s.leading.Load() {
 		return r, false
 	}
-	m := s.liveReasons.Load()
-	if m == nil {
+	live := s.liveReasons.Load()
+	if live == nil {
 		return r, false
 	}
-	r, ok = (*m)[id]
-	return r, ok
+	if r, ok = live.reasons[id]; ok || len(live.tails) == 0 {
+		return r, ok
+	}
+	// A job of a tail: its class's, if it was behind the tail's After.
+	j := s.store.Snapshot().Job(id)
+	if j == nil || j.State != model.JobPending {
+		return r, false
+	}
+	key, ok := classKey(j)
+	if !ok {
+		return r, false
+	}
+	t, ok := live.tails[key]
+	if !ok || id <= t.after || id > t.last {
+		return r, false
+	}
+	return t.reason, true
+}
+
+// livePass is what LiveReason serves: a pass's reasons, and its tails'
+// by class (a tail's jobs are its class's pending jobs with IDs above
+// after, up to last).
+type livePass struct {
+	reasons map[model.JobID]model.Reason
+	tails   map[string]liveTail
+}
+
+type liveTail struct {
+	after, last model.JobID
+	reason      model.Reason
+}
+
+func newLivePass(plan *sched.Plan) *livePass {
+	live := &livePass{reasons: plan.Reasons}
+	for _, tr := range plan.Tails {
+		if len(tr.Jobs) == 0 {
+			continue
+		}
+		key, ok := classKey(tr.Jobs[0])
+		if !ok {
+			continue
+		}
+		t := liveTail{after: tr.Jobs[0].ID, last: tr.Jobs[0].ID, reason: tr.Reason}
+		for _, j := range tr.Jobs {
+			t.after, t.last = min(t.after, j.ID), max(t.last, j.ID)
+		}
+		t.after-- // IDs above after
+		if live.tails == nil {
+			live.tails = map[string]liveTail{}
+		}
+		live.tails[key] = t
+	}
+	return live
 }
 
 // enforcedWalltime is the limit a job's tasks are held to
@@ -340,6 +394,18 @@ func reasonChanges(snap *state.Snapshot, ready []*model.Job, held, reasons map[m
 		}
 	}
 	return out
+}
+
+// tailReasonChanges adds to changes the tail jobs whose logged reason
+// code differs from their tail's.
+func tailReasonChanges(tails []sched.TailReason, changes map[model.JobID]model.Reason) {
+	for _, tr := range tails {
+		for _, j := range tr.Jobs {
+			if j.Reason.Code != tr.Reason.Code {
+				changes[j.ID] = tr.Reason
+			}
+		}
+	}
 }
 
 // holdBackoff splits pending jobs into those the scheduler may place now and

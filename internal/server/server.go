@@ -178,7 +178,7 @@ type Server struct {
 	hbMu     sync.Mutex
 	lastSeen map[string]time.Time
 	// liveReasons is the latest pass's reasons for unplaced pending jobs.
-	liveReasons atomic.Pointer[map[model.JobID]model.Reason]
+	liveReasons atomic.Pointer[livePass]
 
 	// halted is closed when the FSM meets a log entry written by a newer
 	// dure (fsm.ErrNewerEntry): this server can no longer follow the log.

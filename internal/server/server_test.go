@@ -632,3 +632,51 @@ func TestCaughtUpAfterRestartMeansTheLogOnDiskIsApplied(t *testing.T) {
 		t.Errorf("state when CaughtUp closed differs from the state before the restart (-before +after):\n%s", diff)
 	}
 }
+
+// A backlog of identical jobs: the scheduler sees the first of them and a
+// tail (sched.Tail). Every job still gets its reason logged and served
+// live, and the whole backlog runs once there is room.
+func TestBacklogTailJobsGetTheirReasons(t *testing.T) {
+	s := start(t, config(t, t.TempDir()))
+	register(t, s, "n1", 2)
+	jobs := make([]model.Job, 300)
+	for i := range jobs {
+		jobs[i] = *testkit.Job(0).Resources(model.Resources{MilliCPU: 1000}).Build()
+	}
+	ids, err := s.SubmitJobs(ctx(t), jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ids[len(ids)-1]
+	waitFor(t, "the last job's reason in the log", func() bool {
+		return s.Store().Snapshot().Job(last).Reason.Code == model.ReasonResources
+	})
+	r, ok := s.LiveReason(last)
+	if !ok || r.Code != model.ReasonResources || !strings.Contains(r.Message, "fit now") {
+		t.Errorf("live reason of the last job = %+v, %v; want Resources with numbers", r, ok)
+	}
+	running := 0
+	for _, id := range ids {
+		switch j := s.Store().Snapshot().Job(id); j.State {
+		case model.JobRunning:
+			running++
+		case model.JobPending:
+			if j.Reason.Code != model.ReasonResources && j.Reason.Code != model.ReasonReserved {
+				t.Fatalf("job %s pending with reason %+v", id, j.Reason)
+			}
+		}
+	}
+	if running != 2 {
+		t.Errorf("%d jobs running on 2 cores, want 2", running)
+	}
+	// Room for all: the backlog drains through the tails.
+	register(t, s, "n2", 400)
+	waitFor(t, "every job running", func() bool {
+		for _, id := range ids {
+			if jobState(s, id) != model.JobRunning {
+				return false
+			}
+		}
+		return true
+	})
+}
