@@ -33,6 +33,7 @@ type Tail struct {
 
 // TailReason is the reason shared by a tail's jobs: its After's.
 type TailReason struct {
+	After  model.JobID
 	Jobs   []*model.Job // the Tail's, not copied
 	Reason model.Reason
 }
@@ -154,7 +155,7 @@ func (w *tailWatch) tailReasons(pl *planner, tails []Tail) ([]TailReason, bool) 
 		if w.at[t.After] != end || !left {
 			return nil, false
 		}
-		out = append(out, TailReason{Jobs: t.Jobs, Reason: r})
+		out = append(out, TailReason{After: t.After, Jobs: t.Jobs, Reason: r})
 	}
 	return out, true
 }

@@ -14,12 +14,12 @@ import (
 // the cluster's past and backlog, the pending jobs and the history window,
 // up to date from the store's job change feed, so that a pass under a
 // backlog does not walk every pending job and the last historyWindow
-// finished jobs again (a third of a pass's cost). It gives exactly what
-// schedInput gives (TestSchedCacheMatchesSchedInput); it lives in the
+// finished jobs again (a third of a pass's cost). It gives what
+// schedInput gives, but for most jobs of runs of identical ones, handed
+// over as tails (TestSchedCacheMatchesSchedInput); it lives in the
 // leader's scheduling loop, one pass at a time.
 type schedCache struct {
-	seq     uint64       // the store's write number the cache is at; 0: read everything
-	pending []*model.Job // ascending ID, as Snapshot.JobsInState
+	seq uint64 // the store's write number the cache is at; 0: read everything
 	// window is the history window: the historyWindow highest-ID finished
 	// jobs that ran, ascending ID; full tells whether more such jobs exist
 	// below it (then a job leaving the window needs a fresh read).
@@ -31,11 +31,10 @@ type schedCache struct {
 	// The previous pass's slices, whose memory the next change reuses
 	// (the history alone is 160 kB): a slice handed to the scheduler
 	// stays unchanged until the pass after next.
-	pendingSpare []*model.Job
 	windowSpare  []histEntry
 	historySpare []model.FinishedJob
 
-	// The pending jobs again, split for the scheduler (sched.Tail): loose
+	// The pending jobs, split for the scheduler (sched.Tail): loose
 	// holds those in no class, ascending ID; classes the others by
 	// sched.ClassKey, each ascending ID; classOf finds a job's class.
 	loose, looseSpare []*model.Job
@@ -44,6 +43,22 @@ type schedCache struct {
 	// heads is how many of a class's first jobs a pass gets pending; the
 	// rest go in a tail (set from the last pass's placements).
 	heads int
+	// tailed is, by After, the class members the last split put in tails.
+	tailed map[model.JobID][]classMember
+	// codes interns the members' reason codes: comparing two interned
+	// strings compares their pointers.
+	codes map[string]string
+}
+
+func (c *schedCache) intern(code string) string {
+	if v, ok := c.codes[code]; ok {
+		return v
+	}
+	if c.codes == nil {
+		c.codes = map[string]string{}
+	}
+	c.codes[code] = code
+	return code
 }
 
 // jobClass is the pending jobs of one sched.ClassKey, ascending ID.
@@ -54,7 +69,8 @@ type jobClass struct {
 
 type classMember struct {
 	id     model.JobID
-	submit int64 // SubmitTime in Unix nanoseconds
+	submit int64  // SubmitTime in Unix nanoseconds
+	code   string // Reason.Code: the job's logged reason code
 	j      *model.Job
 }
 
@@ -122,6 +138,7 @@ func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
 		}
 	}
 	var tails []sched.Tail
+	clear(c.tailed)
 	for _, cl := range c.classes {
 		m := cl.members
 		if len(m) <= heads || retrying[cl.key] || !tailFollows(m, heads) {
@@ -138,6 +155,10 @@ func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
 			jobs[i] = e.j
 		}
 		tails = append(tails, sched.Tail{After: m[heads-1].id, Jobs: jobs})
+		if c.tailed == nil {
+			c.tailed = map[model.JobID][]classMember{}
+		}
+		c.tailed[m[heads-1].id] = m[heads:]
 	}
 	// The classes' order is the map's; the scheduler's plan does not
 	// depend on it.
@@ -162,9 +183,8 @@ func tailFollows(m []classMember, heads int) bool {
 
 // reload reads the pending jobs and the history window from snap.
 func (c *schedCache) reload(snap *state.Snapshot) {
-	c.pending = snap.JobsInState(model.JobPending)
 	c.loose, c.classes, c.classOf = nil, map[string]*jobClass{}, map[model.JobID]*jobClass{}
-	c.classify(c.pending, nil)
+	c.classify(snap.JobsInState(model.JobPending), nil)
 	c.window = c.window[:0:0]
 	c.full = false
 	snap.FinishedJobs(func(j *model.Job) bool {
@@ -202,23 +222,6 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 			added = append(added, j)
 		}
 	}
-	kept := c.pendingSpare[:0]
-	ci, ai := 0, 0
-	for _, j := range c.pending {
-		for ai < len(added) && added[ai].ID < j.ID {
-			kept = append(kept, added[ai])
-			ai++
-		}
-		for ci < len(changed) && changed[ci] < j.ID {
-			ci++
-		}
-		if ci < len(changed) && changed[ci] == j.ID {
-			continue
-		}
-		kept = append(kept, j)
-	}
-	kept = append(kept, added[ai:]...)
-	c.pendingSpare, c.pending = c.pending, kept
 	c.classify(added, changed)
 
 	// History window: find what leaves it and what enters it.
@@ -254,7 +257,7 @@ func (c *schedCache) update(snap *state.Snapshot, changed []model.JobID) bool {
 		return true
 	}
 	window := c.windowSpare[:0]
-	ai = 0
+	ai := 0
 	for _, e := range c.window {
 		for ai < len(add) && add[ai].f.ID < e.f.ID {
 			window = append(window, add[ai])
@@ -381,7 +384,7 @@ func (c *schedCache) classify(added []*model.Job, changed []model.JobID) {
 		}
 		c.classOf[j.ID] = cl
 		ch := touch(cl)
-		ch.added = append(ch.added, classMember{id: j.ID, submit: j.SubmitTime.UnixNano(), j: j})
+		ch.added = append(ch.added, classMember{id: j.ID, submit: j.SubmitTime.UnixNano(), code: c.intern(j.Reason.Code), j: j})
 	}
 	c.looseSpare, c.loose = c.loose, mergeByID(c.loose, c.looseSpare[:0], changed, loose,
 		func(j *model.Job) model.JobID { return j.ID })
@@ -413,4 +416,20 @@ func mergeByID[T any](old, into []T, gone []model.JobID, added []T, id func(T) m
 		into = append(into, x)
 	}
 	return append(into, added[ai:]...)
+}
+
+// tailReasonChanges adds to changes the jobs of the plan's tails whose
+// logged reason code differs from their tail's. It reads the codes the
+// cache keeps with the class members, not the jobs: a backlog's tail is
+// most of the pending jobs, and reading each job each pass cost more than
+// the rest of the pass.
+func (c *schedCache) tailReasonChanges(tails []sched.TailReason, changes map[model.JobID]model.Reason) {
+	for _, tr := range tails {
+		code := c.intern(tr.Reason.Code)
+		for _, e := range c.tailed[tr.After] {
+			if e.code != code {
+				changes[e.id] = tr.Reason
+			}
+		}
+	}
 }

@@ -105,7 +105,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		// state; hand it only the reasons whose code changed.
 		changes := *plan
 		changes.Reasons = reasonChanges(snap, in.Pending, held, plan.Reasons)
-		tailReasonChanges(plan.Tails, changes.Reasons)
+		cache.tailReasonChanges(plan.Tails, changes.Reasons)
 		live := newLivePass(plan)
 		cmd := verifyPlan(s.store.Snapshot(), &changes, term, s.cfg.Now(), s.cfg.Sched.PreemptGrace)
 		notBefore = time.Now().Add(passPacing * time.Since(passStart))
@@ -311,11 +311,8 @@ func newLivePass(plan *sched.Plan) *livePass {
 		if !ok {
 			continue
 		}
-		t := liveTail{after: tr.Jobs[0].ID, last: tr.Jobs[0].ID, reason: tr.Reason}
-		for _, j := range tr.Jobs {
-			t.after, t.last = min(t.after, j.ID), max(t.last, j.ID)
-		}
-		t.after-- // IDs above after
+		// A tail's jobs ascend by ID (schedCache.split).
+		t := liveTail{after: tr.Jobs[0].ID - 1, last: tr.Jobs[len(tr.Jobs)-1].ID, reason: tr.Reason}
 		if live.tails == nil {
 			live.tails = map[string]liveTail{}
 		}
@@ -394,18 +391,6 @@ func reasonChanges(snap *state.Snapshot, ready []*model.Job, held, reasons map[m
 		}
 	}
 	return out
-}
-
-// tailReasonChanges adds to changes the tail jobs whose logged reason
-// code differs from their tail's.
-func tailReasonChanges(tails []sched.TailReason, changes map[model.JobID]model.Reason) {
-	for _, tr := range tails {
-		for _, j := range tr.Jobs {
-			if j.Reason.Code != tr.Reason.Code {
-				changes[j.ID] = tr.Reason
-			}
-		}
-	}
 }
 
 // holdBackoff splits pending jobs into those the scheduler may place now and

@@ -651,9 +651,14 @@ func TestBacklogTailJobsGetTheirReasons(t *testing.T) {
 	waitFor(t, "the last job's reason in the log", func() bool {
 		return s.Store().Snapshot().Job(last).Reason.Code == model.ReasonResources
 	})
-	r, ok := s.LiveReason(last)
-	if !ok || r.Code != model.ReasonResources || !strings.Contains(r.Message, "fit now") {
-		t.Errorf("live reason of the last job = %+v, %v; want Resources with numbers", r, ok)
+	// The pass publishes its messages once its codes are applied: a moment
+	// after the log shows them.
+	waitFor(t, "the last job's live reason", func() bool {
+		_, ok := s.LiveReason(last)
+		return ok
+	})
+	if r, _ := s.LiveReason(last); r.Code != model.ReasonResources || !strings.Contains(r.Message, "fit now") {
+		t.Errorf("live reason of the last job = %+v; want Resources with numbers", r)
 	}
 	running := 0
 	for _, id := range ids {
