@@ -167,7 +167,7 @@ func applyNodeStatus(tx *state.WriteTxn, c *NodeStatus) Result {
 	if c.Status != model.NodeDown {
 		return Result{}
 	}
-	allocs, _ := tx.AllocsByNode(c.Name)
+	allocs := tx.AllocsByNode(c.Name)
 	affected := map[model.JobID]bool{}
 	for _, a := range allocs {
 		if a.Status.Terminal() {

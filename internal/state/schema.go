@@ -38,17 +38,17 @@ func schema() *memdb.DBSchema {
 			}}},
 		}},
 		tableAllocs: {Name: tableAllocs, Indexes: map[string]*memdb.IndexSchema{
-			"id":   {Name: "id", Unique: true, Indexer: stringField("ID", func(a *model.Allocation) string { return a.ID })},
-			"job":  {Name: "job", Indexer: idField("JobID", func(a *model.Allocation) uint64 { return uint64(a.JobID) })},
-			"node": {Name: "node", Indexer: stringField("Node", func(a *model.Allocation) string { return a.Node })},
+			"id":  {Name: "id", Unique: true, Indexer: stringField("ID", func(a *model.Allocation) string { return a.ID })},
+			"job": {Name: "job", Indexer: idField("JobID", func(a *model.Allocation) uint64 { return uint64(a.JobID) })},
 			"live": {Name: "live", Indexer: &memdb.ConditionalIndex{Conditional: func(obj any) (bool, error) {
 				return !obj.(*model.Allocation).Status.Terminal(), nil
 			}}},
 			// An agent's allocation watch reads these two on every change
 			// of its node: the live allocations, and the newest change of
-			// any allocation there its agent must hear about. The "node"
-			// index would make it walk every allocation the node ever ran
-			// (kept for days).
+			// any allocation there its agent must hear about. An index on
+			// the node alone would make it walk every allocation the node
+			// ever ran (kept for days); every allocation on a node, which
+			// only a node going down reads, comes from node_agent.
 			"live_node": {Name: "live_node", AllowMissing: true, Indexer: liveNodeIndex{}},
 			"node_agent": {Name: "node_agent", Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 				stringField("Node", func(a *model.Allocation) string { return a.Node }),

@@ -37,9 +37,11 @@ func TestTypedIndexesMatchMemdbs(t *testing.T) {
 	}
 	a := &model.Allocation{ID: "7.0.1", JobID: 7, Node: "n1", ModifyIndex: 42}
 	allocs := schema().Tables[tableAllocs].Indexes
-	for name, ref := range map[string]memdb.Indexer{"id": &memdb.StringFieldIndex{Field: "ID"}, "node": &memdb.StringFieldIndex{Field: "Node"}} {
-		_, k1, _ := allocs[name].Indexer.(*stringFieldIndex).FromObject(a)
-		_, k2, _ := ref.(*memdb.StringFieldIndex).FromObject(a)
+	nodeAgent := allocs["node_agent"].Indexer.(*memdb.CompoundIndex).Indexes[0]
+	for name, idx := range map[string]memdb.Indexer{"id": allocs["id"].Indexer, "node_agent's node": nodeAgent} {
+		field := map[string]string{"id": "ID", "node_agent's node": "Node"}[name]
+		_, k1, _ := idx.(*stringFieldIndex).FromObject(a)
+		_, k2, _ := (&memdb.StringFieldIndex{Field: field}).FromObject(a)
 		if !bytes.Equal(k1, k2) {
 			t.Errorf("allocation index %s: typed %q, memdb %q", name, k1, k2)
 		}

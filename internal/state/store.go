@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -284,16 +285,18 @@ func (s *Snapshot) AllocsByJobWatch(id model.JobID) (allocs []*model.Allocation,
 	return allocs, modified, it.WatchCh()
 }
 
-// AllocsByNode returns every allocation placed on a node, and a channel closed
-// when any of them (or the set) changes.
-func (s *Snapshot) AllocsByNode(node string) ([]*model.Allocation, <-chan struct{}) {
-	it, err := s.txn.Get(tableAllocs, "node", node)
+// AllocsByNode returns every allocation placed on a node, in ID order. It reads the node_agent index (node, then
+// AgentIndex): an index on the node alone would cost every allocation
+// write one more tree insert, for this rare read.
+func (s *Snapshot) AllocsByNode(node string) []*model.Allocation {
+	it, err := s.txn.Get(tableAllocs, "node_agent_prefix", node+"\x00") // see LiveAllocsByNode
 	must(err)
 	var out []*model.Allocation
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		out = append(out, obj.(*model.Allocation))
 	}
-	return out, it.WatchCh()
+	slices.SortFunc(out, func(a, b *model.Allocation) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // LiveAllocsByNode returns the allocations on a node that still hold

@@ -203,7 +203,7 @@ func TestReads(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
-	onN1, _ := snap.AllocsByNode("n1")
+	onN1 := snap.AllocsByNode("n1")
 	if diff := cmp.Diff([]string{"10.0.1", "300.1.1"}, allocIDs(onN1)); diff != "" {
 		t.Errorf("AllocsByNode(n1) (-want +got):\n%s", diff)
 	}
@@ -235,30 +235,9 @@ func TestDeleteJobKeepsLastJobIDAndRemovesAllocs(t *testing.T) {
 	if got := snap.LastJobID(); got != 7 {
 		t.Errorf("LastJobID after deleting the newest job = %d; want 7 (IDs are never reused)", got)
 	}
-	onN1, _ := snap.AllocsByNode("n1")
+	onN1 := snap.AllocsByNode("n1")
 	if len(onN1) != 0 {
 		t.Errorf("node index still lists %v", allocIDs(onN1))
-	}
-}
-
-func TestAllocsByNodeWatchFiresOnChange(t *testing.T) {
-	s := state.New()
-	write(t, s, 1, func(tx *state.WriteTxn) {
-		tx.PutAlloc(testkit.Alloc(1, 0, "n1").Build())
-		tx.PutAlloc(testkit.Alloc(2, 0, "n2").Build())
-	})
-	_, watch := s.Snapshot().AllocsByNode("n1")
-	_, watchN2 := s.Snapshot().AllocsByNode("n2")
-	write(t, s, 2, func(tx *state.WriteTxn) {
-		a := tx.Alloc("1.0.1").Copy()
-		a.Desired = model.DesiredStop
-		tx.PutAlloc(a)
-	})
-	if !closed(watch) {
-		t.Error("watch on n1's allocations did not fire when one changed")
-	}
-	if closed(watchN2) {
-		t.Error("watch on n2's allocations fired for a change on n1")
 	}
 }
 
