@@ -597,7 +597,9 @@ func TestTaskTimerSlackIsTheRunners(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	for _, mode := range []string{cgroupOff, usableCgroups(cgroupParentName())} {
+	probe := cgroupParentName()
+	t.Cleanup(func() { RemoveCgroupTree(probe) }) // usableCgroups makes it
+	for _, mode := range []string{cgroupOff, usableCgroups(probe)} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			parent := cgroupParentName()
