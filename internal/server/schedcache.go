@@ -65,6 +65,10 @@ func (c *schedCache) intern(code string) string {
 type jobClass struct {
 	key                   string
 	members, membersSpare []classMember
+	// tail is the memory of the jobs split last handed over as this
+	// class's tail: the scheduler and the plan hold them only during
+	// the pass.
+	tail []*model.Job
 }
 
 type classMember struct {
@@ -150,10 +154,11 @@ func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
 		for _, e := range m[:heads] {
 			pending = append(pending, e.j)
 		}
-		jobs := make([]*model.Job, len(m)-heads)
-		for i, e := range m[heads:] {
-			jobs[i] = e.j
+		jobs := cl.tail[:0]
+		for _, e := range m[heads:] {
+			jobs = append(jobs, e.j)
 		}
+		cl.tail = jobs
 		tails = append(tails, sched.Tail{After: m[heads-1].id, Jobs: jobs})
 		if c.tailed == nil {
 			c.tailed = map[model.JobID][]classMember{}
