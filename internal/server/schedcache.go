@@ -40,6 +40,10 @@ type schedCache struct {
 	loose, looseSpare []*model.Job
 	classes           map[string]*jobClass
 	classOf           map[model.JobID]*jobClass
+	// retrying counts, by class key, the loose jobs in their retry
+	// backoff that are of the class (retryKey: each one's key).
+	retrying map[string]int
+	retryKey map[model.JobID]string
 	// heads is how many of a class's first jobs a pass gets pending; the
 	// rest go in a tail (set from the last pass's placements).
 	heads int
@@ -127,25 +131,11 @@ func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
 	}
 	pending := make([]*model.Job, 0, n)
 	pending = append(pending, c.loose...)
-	// Jobs in their retry backoff are loose but may be of a class: a tail
-	// must come after them too, so their classes get none.
-	var retrying map[string]bool
-	for _, j := range c.loose {
-		if j.EligibleAt.IsZero() {
-			continue
-		}
-		if key, ok := sched.ClassKey(j); ok {
-			if retrying == nil {
-				retrying = map[string]bool{}
-			}
-			retrying[key] = true
-		}
-	}
 	var tails []sched.Tail
 	clear(c.tailed)
 	for _, cl := range c.classes {
 		m := cl.members
-		if len(m) <= heads || retrying[cl.key] || !tailFollows(m, heads) {
+		if len(m) <= heads || c.retrying[cl.key] > 0 || !tailFollows(m, heads) {
 			for _, e := range m {
 				pending = append(pending, e.j)
 			}
@@ -189,6 +179,7 @@ func tailFollows(m []classMember, heads int) bool {
 // reload reads the pending jobs and the history window from snap.
 func (c *schedCache) reload(snap *state.Snapshot) {
 	c.loose, c.classes, c.classOf = nil, map[string]*jobClass{}, map[model.JobID]*jobClass{}
+	c.retrying, c.retryKey = nil, nil
 	c.classify(snap.JobsInState(model.JobPending), nil)
 	c.window = c.window[:0:0]
 	c.full = false
@@ -352,6 +343,9 @@ func (c *schedCache) classify(added []*model.Job, changed []model.JobID) {
 	if c.classes == nil {
 		c.classes, c.classOf = map[string]*jobClass{}, map[model.JobID]*jobClass{}
 	}
+	if c.retrying == nil {
+		c.retrying, c.retryKey = map[string]int{}, map[model.JobID]string{}
+	}
 	type change struct {
 		gone  []model.JobID
 		added []classMember
@@ -374,12 +368,27 @@ func (c *schedCache) classify(added []*model.Job, changed []model.JobID) {
 			ch.gone = append(ch.gone, id)
 			delete(c.classOf, id)
 		}
+		if key, ok := c.retryKey[id]; ok {
+			if c.retrying[key]--; c.retrying[key] == 0 {
+				delete(c.retrying, key)
+			}
+			delete(c.retryKey, id)
+		}
 	}
 	var loose []*model.Job
 	for _, j := range added {
 		key, ok := classKey(j)
 		if !ok {
 			loose = append(loose, j)
+			// A job in its retry backoff is loose but may be of a
+			// class: that class's tail would have to come after it too,
+			// so while it waits its class gets none.
+			if !j.EligibleAt.IsZero() {
+				if key, ok := sched.ClassKey(j); ok {
+					c.retryKey[j.ID] = key
+					c.retrying[key]++
+				}
+			}
 			continue
 		}
 		cl := c.classes[key]
