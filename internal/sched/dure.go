@@ -522,14 +522,14 @@ func (d *dure) groupFacts(fa *jobFacts, j *model.Job, gang int) {
 			}
 		}
 		if d.groups == nil {
-			d.groups = new([groupMemoSize]groupMemo)
+			d.groups, d.groupEpoch = pl.p.sc.groupMemo()
 		}
 		e = &d.groups[(h^h>>29)%groupMemoSize]
-		if e.set && e.k == k {
+		if e.epoch == d.groupEpoch && e.k == k {
 			fa.key, fa.shape, fa.gang, fa.topo = e.key, e.shape, e.gang, e.topo
 			return
 		}
-		e.k, e.set = k, false
+		e.k, e.epoch = k, 0
 	}
 	s := pl.p.shapeFor(g, "", false)
 	fa.key = pl.keyIndex(baseKey{s: s, name: g.Name, count: g.Count, gang: gang, topology: j.Topology, spread: spread}, j)
@@ -545,16 +545,20 @@ func (d *dure) groupFacts(fa *jobFacts, j *model.Job, gang int) {
 		}
 	}
 	if e != nil {
-		e.key, e.shape, e.gang, e.topo, e.set = fa.key, fa.shape, fa.gang, fa.topo, true
+		e.key, e.shape, e.gang, e.topo, e.epoch = fa.key, fa.shape, fa.gang, fa.topo, d.groupEpoch
 	}
 }
 
 // groupMemo remembers what groupFacts worked out for a plain group (no
 // custom resources, at most one constraint). Pending jobs repeat a few group shapes:
-// a direct-mapped table answers most without probing the maps.
+// a direct-mapped table answers most without probing the maps. The table
+// lives in the Scratch (it was a seventh of all the bytes a busy server
+// allocated when each pass made its own); an entry holds for the pass
+// whose epoch it carries (Scratch.groupMemo), since its key numbers names
+// per pass.
 type groupMemo struct {
 	k     groupMemoKey
-	set   bool
+	epoch uint32 // 0: empty
 	shape *shape
 	key   int32
 	gang  int32
@@ -736,7 +740,8 @@ type dure struct {
 	ext          []int64
 	wants        []string
 	topos        []string
-	groups       *[groupMemoSize]groupMemo // groupFacts\' memo
+	groups       *[groupMemoSize]groupMemo // groupFacts' memo
+	groupEpoch   uint32                    // its entries' epoch in this pass
 	queueLevel   bool                      // more than one queue has jobs ready
 	anyPreempted bool                      // some pending job has factPreempted
 	allocQ       []*qnode                  // allocQueue's answers

@@ -31,6 +31,9 @@ type Scratch struct {
 	clones  [][]nodeState
 	// The timeline of live allocations' releases and of events added.
 	tl timeline
+	// groupFacts' memo, and the epoch of the pass that last took it.
+	groups     *[groupMemoSize]groupMemo
+	groupEpoch uint32
 	// PolicyDure's per-job tables (dure.gather, scheduleDure, planner).
 	facts       []jobFacts
 	ordered     []jobFacts
@@ -53,6 +56,19 @@ type Scratch struct {
 // Schedule is the package's Schedule, reusing sc's memory.
 func (sc *Scratch) Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 	return schedule(s, now, cfg, sc)
+}
+
+// groupMemo hands a pass the groupFacts table and a fresh epoch: entries of
+// earlier passes (other epochs) read as empty, so nothing is cleared.
+func (sc *Scratch) groupMemo() (*[groupMemoSize]groupMemo, uint32) {
+	if sc.groups == nil {
+		sc.groups = new([groupMemoSize]groupMemo)
+	}
+	if sc.groupEpoch++; sc.groupEpoch == 0 {
+		clear(sc.groups[:])
+		sc.groupEpoch = 1
+	}
+	return sc.groups, sc.groupEpoch
 }
 
 // maxRecycled bounds the future states' node tables a Scratch keeps (a

@@ -1,10 +1,14 @@
 package sched
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
+
+	"github.com/durehq/dure/internal/model"
+	"github.com/durehq/dure/internal/testkit"
 )
 
 // TestScratchChangesNoPlan: passes that share one Scratch, over snapshots
@@ -37,4 +41,24 @@ func TestScratchChangesNoPlan(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestScratchMemoIsPerPass: what one pass worked out about a job shape
+// (groupFacts' memo, kept in the Scratch) is not taken for the same shape
+// in the next pass, whose numbering differs: here the second pass would
+// explain a 1-CPU job with a 2-CPU job's shortage.
+func TestScratchMemoIsPerPass(t *testing.T) {
+	nodes := []*model.Node{testkit.Node("small").MilliCPU(500).Mem("8G").Build()}
+	first := &Snapshot{Nodes: nodes, Pending: []*model.Job{testkit.Job(1).MilliCPU(1000).Build()}}
+	second := &Snapshot{Nodes: nodes, Pending: []*model.Job{testkit.Job(2).MilliCPU(2000).Build(), testkit.Job(3).MilliCPU(1000).Build()}}
+	var sc Scratch
+	sc.Schedule(first, testkit.Epoch, Config{})
+	got := sc.Schedule(second, testkit.Epoch, Config{})
+	want := Schedule(second, testkit.Epoch, Config{})
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("the second pass on a used Scratch differs (-fresh +scratch):\n%s", diff)
+	}
+	if !strings.Contains(got.Reasons[3].Message, "cpu=1 ") {
+		t.Errorf("job 3 (1 CPU): %q; want its own shortage", got.Reasons[3].Message)
+	}
 }
