@@ -111,10 +111,13 @@ type pass struct {
 	shapes map[shapeKey]*shape
 	plain  map[plainShapeKey]*shape // the same, for plain shapes
 	// front caches shapeOf's answers for groups with at most one
-	// constraint, direct-mapped.
-	front   *[frontSize]frontShape
-	indexes []*shapeIndex
-	matches map[string][]bool // label-match vectors by canonical constraints
+	// constraint, direct-mapped; entries of other epochs are empty. A
+	// pass made by newPassIn borrows the Scratch's table (Scratch.front),
+	// a clone makes its own.
+	front      *[frontSize]frontShape
+	frontEpoch uint32
+	indexes    []*shapeIndex
+	matches    map[string][]bool // label-match vectors by canonical constraints
 	// labelKeys: every label key a shape's constraints name (classes.go).
 	labelKeys map[string]bool
 	// extras caches shapeKey.extra per task group of the snapshot.
@@ -167,6 +170,7 @@ func newPass(nodes []*model.Node, allocs []*model.Allocation) *pass {
 // newPassIn is newPass with its memory taken from sc.
 func newPassIn(sc *Scratch, nodes []*model.Node, allocs []*model.Allocation) *pass {
 	p := &pass{shapes: make(map[shapeKey]*shape), matches: make(map[string][]bool), mark: -1, sc: sc}
+	p.front, p.frontEpoch = sc.frontTable()
 	p.nodes, p.unsched, p.allocNode, p.byName, p.stopping = buildNodes(sc, nodes, allocs)
 	return p
 }
@@ -228,8 +232,9 @@ type lastShape struct {
 // frontShape is an entry of pass.front: the shape of groups with these
 // resources and this one constraint (or none), with no flavor.
 type frontShape struct {
-	k frontKey
-	s *shape
+	k     frontKey
+	s     *shape
+	epoch uint32 // the pass's frontEpoch; 0: empty
 }
 
 type frontKey struct {
@@ -265,10 +270,10 @@ func (p *pass) shapeOf(g *model.TaskGroup, flavor string, spread bool) *shape {
 		h = ^h
 	}
 	if p.front == nil {
-		p.front = new([frontSize]frontShape)
+		p.front, p.frontEpoch = new([frontSize]frontShape), 1
 	}
 	e := &p.front[(h^h>>31)%frontSize]
-	if e.s != nil && e.k == fk {
+	if e.epoch == p.frontEpoch && e.k == fk {
 		return e.s
 	}
 	var s *shape
@@ -284,7 +289,7 @@ func (p *pass) shapeOf(g *model.TaskGroup, flavor string, spread bool) *shape {
 			p.plain[fk.plainShapeKey] = s
 		}
 	}
-	*e = frontShape{fk, s}
+	*e = frontShape{fk, s, p.frontEpoch}
 	return s
 }
 

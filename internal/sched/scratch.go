@@ -31,9 +31,12 @@ type Scratch struct {
 	clones  [][]nodeState
 	// The timeline of live allocations' releases and of events added.
 	tl timeline
-	// groupFacts' memo, and the epoch of the pass that last took it.
+	// groupFacts' memo and shapeOf's table, and the epochs of the passes
+	// that last took them.
 	groups     *[groupMemoSize]groupMemo
 	groupEpoch uint32
+	front      *[frontSize]frontShape
+	frontEpoch uint32
 	// PolicyDure's per-job tables (dure.gather, scheduleDure, planner).
 	facts       []jobFacts
 	ordered     []jobFacts
@@ -56,6 +59,18 @@ type Scratch struct {
 // Schedule is the package's Schedule, reusing sc's memory.
 func (sc *Scratch) Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 	return schedule(s, now, cfg, sc)
+}
+
+// frontTable hands a pass shapeOf's table and a fresh epoch, as groupMemo.
+func (sc *Scratch) frontTable() (*[frontSize]frontShape, uint32) {
+	if sc.front == nil {
+		sc.front = new([frontSize]frontShape)
+	}
+	if sc.frontEpoch++; sc.frontEpoch == 0 {
+		clear(sc.front[:])
+		sc.frontEpoch = 1
+	}
+	return sc.front, sc.frontEpoch
 }
 
 // groupMemo hands a pass the groupFacts table and a fresh epoch: entries of
