@@ -61,29 +61,29 @@ func (sc *Scratch) Schedule(s *Snapshot, now time.Time, cfg Config) *Plan {
 	return schedule(s, now, cfg, sc)
 }
 
-// frontTable hands a pass shapeOf's table and a fresh epoch, as groupMemo.
+// frontTable hands a pass shapeOf's table and a fresh epoch (epochTable).
 func (sc *Scratch) frontTable() (*[frontSize]frontShape, uint32) {
-	if sc.front == nil {
-		sc.front = new([frontSize]frontShape)
-	}
-	if sc.frontEpoch++; sc.frontEpoch == 0 {
-		clear(sc.front[:])
-		sc.frontEpoch = 1
-	}
-	return sc.front, sc.frontEpoch
+	return epochTable(&sc.front, &sc.frontEpoch)
 }
 
-// groupMemo hands a pass the groupFacts table and a fresh epoch: entries of
-// earlier passes (other epochs) read as empty, so nothing is cleared.
+// groupMemo hands a pass the groupFacts table and a fresh epoch.
 func (sc *Scratch) groupMemo() (*[groupMemoSize]groupMemo, uint32) {
-	if sc.groups == nil {
-		sc.groups = new([groupMemoSize]groupMemo)
+	return epochTable(&sc.groups, &sc.groupEpoch)
+}
+
+// epochTable returns the table *t (made on first use) and the next epoch:
+// entries a pass writes carry its epoch, so those of earlier passes read
+// as empty and nothing is cleared, but when the epoch wraps around.
+func epochTable[T any](t **T, epoch *uint32) (*T, uint32) {
+	if *t == nil {
+		*t = new(T)
 	}
-	if sc.groupEpoch++; sc.groupEpoch == 0 {
-		clear(sc.groups[:])
-		sc.groupEpoch = 1
+	if *epoch++; *epoch == 0 {
+		var empty T
+		**t = empty
+		*epoch = 1
 	}
-	return sc.groups, sc.groupEpoch
+	return *t, *epoch
 }
 
 // maxRecycled bounds the future states' node tables a Scratch keeps (a
