@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 
@@ -51,13 +52,6 @@ func ClassKey(j *model.Job) (key string, ok bool) {
 	b := make([]byte, 0, 96)
 	str := func(s string) { b = strconv.AppendInt(b, int64(len(s)), 10); b = append(b, ':'); b = append(b, s...) }
 	num := func(n int64) { b = strconv.AppendInt(b, n, 10); b = append(b, ',') }
-	strMap := func(m map[string]string) {
-		num(int64(len(m)))
-		for _, k := range sortedKeys(m) {
-			str(k)
-			str(m[k])
-		}
-	}
 	str(j.Owner)
 	str(j.Queue)
 	str(j.Topology)
@@ -77,25 +71,17 @@ func ClassKey(j *model.Job) (key string, ok bool) {
 		num(r.GPUs)
 		num(r.ScratchBytes)
 		num(int64(len(r.Custom)))
-		for _, k := range sortedKeys(r.Custom) {
+		for _, k := range slices.Sorted(maps.Keys(r.Custom)) {
 			str(k)
 			num(r.Custom[k])
 		}
-		strMap(g.Constraints)
+		num(int64(len(g.Constraints)))
+		for _, k := range slices.Sorted(maps.Keys(g.Constraints)) {
+			str(k)
+			str(g.Constraints[k])
+		}
 	}
 	return string(b), true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
 
 // withTails is s with its tails' jobs pending and no tails.
