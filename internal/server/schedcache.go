@@ -47,8 +47,9 @@ type schedCache struct {
 	// heads is how many of a class's first jobs a pass gets pending; the
 	// rest go in a tail (set from the last pass's placements).
 	heads int
-	// tailed is, by After, the class members the last split put in tails.
-	tailed map[model.JobID][]classMember
+	// tailed is, by After, the tails the last split made: their class
+	// and members.
+	tailed map[model.JobID]tailed
 	// codes interns the members' reason codes: comparing two interned
 	// strings compares their pointers.
 	codes map[string]string
@@ -73,6 +74,12 @@ type jobClass struct {
 	// class's tail: the scheduler and the plan hold them only during
 	// the pass.
 	tail []*model.Job
+}
+
+// tailed is a tail split made: its class and its members.
+type tailed struct {
+	cl      *jobClass
+	members []classMember
 }
 
 type classMember struct {
@@ -151,9 +158,9 @@ func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
 		cl.tail = jobs
 		tails = append(tails, sched.Tail{After: m[heads-1].id, Jobs: jobs})
 		if c.tailed == nil {
-			c.tailed = map[model.JobID][]classMember{}
+			c.tailed = map[model.JobID]tailed{}
 		}
-		c.tailed[m[heads-1].id] = m[heads:]
+		c.tailed[m[heads-1].id] = tailed{cl, m[heads:]}
 	}
 	// The classes' order is the map's; the scheduler's plan does not
 	// depend on it.
@@ -440,10 +447,27 @@ func mergeByID[T any](old, into []T, gone []model.JobID, added []T, id func(T) m
 func (c *schedCache) tailReasonChanges(tails []sched.TailReason, changes map[model.JobID]model.Reason) {
 	for _, tr := range tails {
 		code := c.intern(tr.Reason.Code)
-		for _, e := range c.tailed[tr.After] {
+		for _, e := range c.tailed[tr.After].members {
 			if e.code != code {
 				changes[e.id] = tr.Reason
 			}
 		}
 	}
+}
+
+// liveTails is what LiveReason needs of the plan's tails: by class key, the
+// tail's first and last job ID and its reason.
+func (c *schedCache) liveTails(tails []sched.TailReason) map[string]liveTail {
+	var out map[string]liveTail
+	for _, tr := range tails {
+		t := c.tailed[tr.After]
+		if len(t.members) == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]liveTail{}
+		}
+		out[t.cl.key] = liveTail{first: t.members[0].id, last: t.members[len(t.members)-1].id, reason: tr.Reason}
+	}
+	return out
 }

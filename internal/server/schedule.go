@@ -106,7 +106,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		changes := *plan
 		changes.Reasons = reasonChanges(snap, in.Pending, held, plan.Reasons)
 		cache.tailReasonChanges(plan.Tails, changes.Reasons)
-		live := newLivePass(plan)
+		live := &livePass{reasons: plan.Reasons, tails: cache.liveTails(plan.Tails)}
 		cmd := verifyPlan(s.store.Snapshot(), &changes, term, s.cfg.Now(), s.cfg.Sched.PreemptGrace)
 		notBefore = time.Now().Add(passPacing * time.Since(passStart))
 		if len(cmd.Jobs) == 0 && len(cmd.Reasons) == 0 && len(cmd.Preemptions) == 0 {
@@ -282,43 +282,23 @@ func (s *Server) LiveReason(id model.JobID) (r model.Reason, ok bool) {
 		return r, false
 	}
 	t, ok := live.tails[key]
-	if !ok || id <= t.after || id > t.last {
+	if !ok || id < t.first || id > t.last {
 		return r, false
 	}
 	return t.reason, true
 }
 
 // livePass is what LiveReason serves: a pass's reasons, and its tails'
-// by class (a tail's jobs are its class's pending jobs with IDs above
-// after, up to last).
+// by class (a tail's jobs are its class's pending jobs with IDs from
+// first to last).
 type livePass struct {
 	reasons map[model.JobID]model.Reason
 	tails   map[string]liveTail
 }
 
 type liveTail struct {
-	after, last model.JobID
+	first, last model.JobID
 	reason      model.Reason
-}
-
-func newLivePass(plan *sched.Plan) *livePass {
-	live := &livePass{reasons: plan.Reasons}
-	for _, tr := range plan.Tails {
-		if len(tr.Jobs) == 0 {
-			continue
-		}
-		key, ok := classKey(tr.Jobs[0])
-		if !ok {
-			continue
-		}
-		// A tail's jobs ascend by ID (schedCache.split).
-		t := liveTail{after: tr.Jobs[0].ID - 1, last: tr.Jobs[len(tr.Jobs)-1].ID, reason: tr.Reason}
-		if live.tails == nil {
-			live.tails = map[string]liveTail{}
-		}
-		live.tails[key] = t
-	}
-	return live
 }
 
 // enforcedWalltime is the limit a job's tasks are held to
