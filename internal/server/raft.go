@@ -40,7 +40,7 @@ func (r raftFSM) Restore(rc io.ReadCloser) error {
 	return r.f.Restore(rc)
 }
 
-// stateSnapshot is taken instantly (a memdb read transaction) and persisted
+// stateSnapshot is taken instantly (a version of the state store) and persisted
 // later without blocking the FSM, as raft.FSMSnapshot allows.
 type stateSnapshot struct{ s *state.Snapshot }
 

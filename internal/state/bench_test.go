@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/durehq/dure/internal/model"
@@ -11,12 +12,18 @@ import (
 // BenchmarkJobLifecycle writes jobs the way the control plane does under a
 // stream of short jobs, in transactions of ten (a raft entry's worth):
 // submitted, placed with one allocation, the allocation running and ended,
-// the job finished, with 20,000 finished jobs kept as history. One op is one
-// job's whole life.
+// the job finished, with 1,000 to 100,000 (the default retention) finished
+// jobs kept as history. One op is one job's whole life.
 func BenchmarkJobLifecycle(b *testing.B) {
+	for _, history := range []int{1000, 20000, 100000} {
+		b.Run(fmt.Sprintf("history=%d", history), func(b *testing.B) { benchJobLifecycle(b, history) })
+	}
+}
+
+func benchJobLifecycle(b *testing.B, history int) {
 	s := state.New()
 	idx := uint64(1)
-	const history, per = 20000, 10
+	const per = 10
 	next := model.JobID(1)
 	life := func(n int) {
 		first := next

@@ -6,11 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
-
-	"github.com/hashicorp/go-memdb"
 
 	"github.com/durehq/dure/internal/model"
 )
@@ -52,32 +51,38 @@ func (s *Snapshot) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	sum := sha256.New()
 	enc := json.NewEncoder(io.MultiWriter(bw, sum))
-	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Index: s.Index}); err != nil {
+	err := enc.Encode(snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Index: s.Index})
+	if err != nil {
 		return err
 	}
 	records := 0
-	for _, table := range []string{tableMeta, tableQueues, tableNodes, tableJobs, tableAllocs} {
-		it, err := s.txn.Get(table, "id")
-		must(err)
-		for obj := it.Next(); obj != nil; obj = it.Next() {
-			var rec snapshotRecord
-			switch v := obj.(type) {
-			case *model.Job:
-				rec.Job = v
-			case *model.Allocation:
-				rec.Alloc = v
-			case *model.Node:
-				rec.Node = v
-			case *model.Queue:
-				rec.Queue = v
-			case *metaEntry:
-				rec.Meta = v
-			}
-			if err := enc.Encode(rec); err != nil {
-				return err
-			}
-			records++
+	emit := func(rec snapshotRecord) bool {
+		if err = enc.Encode(rec); err != nil {
+			return false
 		}
+		records++
+		return true
+	}
+	t := s.v.t
+	// Table by table, each in key order, as the store's first format
+	// (go-memdb's tables and id indexes) wrote them.
+	if t.lastJobID > 0 {
+		emit(snapshotRecord{Meta: &metaEntry{Key: metaLastJobID, Value: uint64(t.lastJobID)}})
+	}
+	if err == nil {
+		t.queues.Ascend(func(q *model.Queue) bool { return emit(snapshotRecord{Queue: q}) })
+	}
+	if err == nil {
+		t.nodes.Ascend(func(n *model.Node) bool { return emit(snapshotRecord{Node: n}) })
+	}
+	if err == nil {
+		t.jobs.Ascend(func(j *model.Job) bool { return emit(snapshotRecord{Job: j}) })
+	}
+	if err == nil {
+		t.allocs.Ascend(func(a *model.Allocation) bool { return emit(snapshotRecord{Alloc: a}) })
+	}
+	if err != nil {
+		return err
 	}
 	end := snapshotEnd{Records: records, SHA256: hex.EncodeToString(sum.Sum(nil))}
 	if err := json.NewEncoder(bw).Encode(snapshotRecord{End: &end}); err != nil {
@@ -115,25 +120,20 @@ func (s *Store) Restore(r io.Reader) error {
 		return fmt.Errorf("state snapshot: version %d is not supported (want %d)", hdr.Version, snapshotVersion)
 	}
 	lines.checked = hdr.Version >= 3
-	db, err := memdb.NewMemDB(schema())
-	if err != nil {
+	t := newTables()
+	if err := restoreRecords(lines, t); err != nil {
 		return err
 	}
-	txn := db.Txn(true)
-	if err := restoreRecords(lines, txn); err != nil {
-		txn.Abort()
-		return err
-	}
-	txn.Commit()
-	s.mu.Lock() // the swap and the feed's reset are one step to SnapshotWithJobChanges
-	s.db.Store(db)
+	s.mu.Lock() // the swap, the feed's reset and the watches' are one step
+	s.writeSeq++
+	s.cur.Store(&version{t: t, seq: s.writeSeq})
 	s.index.Store(hdr.Index)
-	// Only after the swap: a reader holding the old channel may have read
-	// the old database and must wake.
+	// Only after the swap: a reader holding an old channel may have read
+	// the old state and must wake.
 	close(s.restored)
 	s.restored = make(chan struct{})
+	s.watches.fireAll(s.writeSeq)
 	// What changed is unknown: feed readers read everything again.
-	s.writeSeq++
 	s.feedFloor = s.writeSeq
 	s.jobWrites = nil
 	s.mu.Unlock()
@@ -143,7 +143,7 @@ func (s *Store) Restore(r io.Reader) error {
 
 // restoreRecords inserts every record up to the end record, and checks that
 // the end record is there, counts right and is last.
-func restoreRecords(lines *snapshotLines, txn *memdb.Txn) error {
+func restoreRecords(lines *snapshotLines, t *tables) error {
 	for n := 1; ; n++ {
 		var rec snapshotRecord
 		sumBefore := hex.EncodeToString(lines.sum.Sum(nil))
@@ -157,21 +157,13 @@ func restoreRecords(lines *snapshotLines, txn *memdb.Txn) error {
 		if err != nil {
 			return fmt.Errorf("state snapshot: record %d: %w", n, err)
 		}
-		var table string
-		var obj any
 		kinds := 0
-		set := func(ok bool, t string, o any) {
-			if ok {
+		for _, present := range []bool{rec.Job != nil, rec.Alloc != nil, rec.Node != nil, rec.Queue != nil, rec.Meta != nil, rec.End != nil} {
+			if present {
 				kinds++
-				table, obj = t, o
 			}
 		}
-		set(rec.Job != nil, tableJobs, rec.Job)
-		set(rec.Alloc != nil, tableAllocs, rec.Alloc)
-		set(rec.Node != nil, tableNodes, rec.Node)
-		set(rec.Queue != nil, tableQueues, rec.Queue)
-		set(rec.Meta != nil, tableMeta, rec.Meta)
-		set(rec.End != nil, "", nil)
+		var bad error
 		switch {
 		case kinds == 0:
 			return fmt.Errorf("state snapshot: record %d is empty", n)
@@ -188,9 +180,35 @@ func restoreRecords(lines *snapshotLines, txn *memdb.Txn) error {
 				return fmt.Errorf("state snapshot: data after the end record")
 			}
 			return nil
+		case rec.Job != nil:
+			if bad = checkJob(rec.Job); bad == nil {
+				t.putJob(rec.Job)
+			}
+		case rec.Alloc != nil:
+			if bad = checkAlloc(rec.Alloc); bad == nil {
+				t.putAlloc(rec.Alloc)
+			}
+		case rec.Node != nil:
+			if rec.Node.Name == "" {
+				bad = errors.New("node has no name")
+			} else {
+				t.nodes.ReplaceOrInsert(rec.Node)
+			}
+		case rec.Queue != nil:
+			if rec.Queue.Name == "" {
+				bad = errors.New("queue has no name")
+			} else {
+				t.queues.ReplaceOrInsert(rec.Queue)
+			}
+		case rec.Meta != nil:
+			if rec.Meta.Key != metaLastJobID {
+				bad = fmt.Errorf("unknown meta key %q", rec.Meta.Key)
+			} else {
+				t.lastJobID = max(t.lastJobID, model.JobID(rec.Meta.Value))
+			}
 		}
-		if err := txn.Insert(table, obj); err != nil {
-			return fmt.Errorf("state snapshot: record %d (%s): %w", n, table, err)
+		if bad != nil {
+			return fmt.Errorf("state snapshot: record %d: %w", n, bad)
 		}
 	}
 }

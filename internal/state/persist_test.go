@@ -159,8 +159,10 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		{"data after the end", good + lines[1], "data after the end record"},
 		{"empty record", header + "{}\n", "record 1 is empty"},
 		{"two objects in a record", header + `{"queue":{"name":"a"},"node":{"name":"b"}}` + "\n", "record 1 holds more than one object"},
-		{"job without a state", header + `{"job":{"id":5}}` + "\n", "record 1 (jobs): missing value for index 'state'"},
-		{"node without a name", header + `{"node":{"address":"x"}}` + "\n", "record 1 (nodes)"},
+		{"job without a state", header + `{"job":{"id":5}}` + "\n", "record 1: job 5 has no state"},
+		{"node without a name", header + `{"node":{"address":"x"}}` + "\n", "record 1: node has no name"},
+		{"allocation without a node", header + `{"alloc":{"id":"5.0.1","job_id":5}}` + "\n", "record 1: allocation 5.0.1 has no node"},
+		{"unknown meta key", header + `{"meta":{"Key":"next_id","Value":3}}` + "\n", `record 1: unknown meta key "next_id"`},
 		{"wrong type", header + `{"job":{"id":"five"}}` + "\n", "record 1: json: cannot unmarshal string"},
 	}
 	for _, tc := range tests {

@@ -2,13 +2,11 @@ package state
 
 import (
 	"cmp"
-	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/hashicorp/go-memdb"
 
 	"github.com/durehq/dure/internal/model"
 )
@@ -16,12 +14,13 @@ import (
 // Store is the in-memory cluster state. It is safe for concurrent use: one
 // writer at a time (the FSM), any number of snapshot readers.
 type Store struct {
-	db    atomic.Pointer[memdb.MemDB] // replaced whole by Restore
-	index atomic.Uint64               // last applied log index
+	cur   atomic.Pointer[version] // the last committed version
+	index atomic.Uint64           // last applied log index
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced after every write
 	restored chan struct{} // closed and replaced after every Restore
+	watches  watches       // guarded by mu
 	// The jobs each recent write changed, for readers that keep a view
 	// of the jobs up to date instead of reading them all again (the
 	// scheduler's pending list and history window). Guarded by mu.
@@ -29,6 +28,12 @@ type Store struct {
 	writeSeq   uint64 // sequence number of the last write
 	feedFloor  uint64 // jobWrites covers the writes after this one
 	feedMaxLen int
+}
+
+// version is a committed state and the number of the write that made it.
+type version struct {
+	t   *tables
+	seq uint64
 }
 
 // jobWrite is one write's changed jobs.
@@ -43,12 +48,9 @@ const defaultFeedLen = 4096
 
 // New returns an empty store.
 func New() *Store {
-	db, err := memdb.NewMemDB(schema())
-	if err != nil {
-		panic(fmt.Sprintf("state schema is invalid: %v", err)) // a programming error, caught by every test
-	}
 	s := &Store{changed: make(chan struct{}), restored: make(chan struct{}), feedMaxLen: defaultFeedLen, writeSeq: 1, feedFloor: 1} // 0 is "never read"
-	s.db.Store(db)
+	s.watches.init()
+	s.cur.Store(&version{t: newTables(), seq: s.writeSeq})
 	return s
 }
 
@@ -63,10 +65,9 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// Restored returns a channel closed at the next Restore. Restore swaps in a
-// new database, so the watch channels of snapshots taken before it never
-// fire: a blocking reader selects on this channel too, taken before its
-// snapshot, and reads again when it closes.
+// Restored returns a channel closed at the next Restore. A blocking reader
+// selects on this channel too, taken before its snapshot, and reads again
+// when it closes.
 func (s *Store) Restored() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,27 +84,28 @@ func (s *Store) notify() {
 // Snapshot returns a consistent read-only view. It never blocks writers and
 // is never changed by them.
 func (s *Store) Snapshot() *Snapshot {
-	// Load the index before opening the transaction: a reader may then see
-	// data newer than Index (harmless: blocking queries wake early) but never
-	// an Index newer than its data (which would make a watch miss a change).
+	// Load the index before the version: a reader may then see data newer
+	// than Index (harmless: blocking queries wake early) but never an Index
+	// newer than its data (which would make a watch miss a change).
 	idx := s.index.Load()
-	return &Snapshot{txn: s.db.Load().Txn(false), Index: idx}
+	return &Snapshot{v: s.cur.Load(), store: s, Index: idx}
 }
 
 // Write applies fn in one write transaction at log index idx. If fn returns an
 // error nothing is changed. Only the FSM calls Write.
 func (s *Store) Write(idx uint64, fn func(tx *WriteTxn) error) error {
-	txn := s.db.Load().Txn(true)
-	wt := &WriteTxn{Snapshot: Snapshot{txn: txn, Index: idx}}
+	base := s.cur.Load()
+	wt := &WriteTxn{Snapshot: Snapshot{v: &version{t: base.t.clone()}, store: s, Index: idx}}
 	if err := fn(wt); err != nil {
-		txn.Abort()
 		return err
 	}
-	// Commit and record the write's jobs under mu, so that
-	// SnapshotWithJobChanges sees both or neither.
+	// Publish, record the write's jobs and fire its watches under mu, so
+	// that SnapshotWithJobChanges sees both or neither, and a watch taken
+	// under mu is either fired here or registered against this version.
 	s.mu.Lock()
-	txn.Commit()
 	s.writeSeq++
+	wt.v.seq = s.writeSeq
+	s.cur.Store(wt.v)
 	if len(wt.jobs) > 0 {
 		if len(s.jobWrites) >= s.feedMaxLen {
 			drop := len(s.jobWrites) / 2
@@ -112,6 +114,7 @@ func (s *Store) Write(idx uint64, fn func(tx *WriteTxn) error) error {
 		}
 		s.jobWrites = append(s.jobWrites, jobWrite{seq: s.writeSeq, jobs: wt.jobs})
 	}
+	s.watches.fire(s.writeSeq, &wt.touched, wt.jobs)
 	s.mu.Unlock()
 	if idx > s.index.Load() {
 		s.index.Store(idx)
@@ -130,7 +133,7 @@ func (s *Store) SnapshotWithJobChanges(after uint64) (snap *Snapshot, changed []
 	idx := s.index.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap = &Snapshot{txn: s.db.Load().Txn(false), Index: idx}
+	snap = &Snapshot{v: s.cur.Load(), store: s, Index: idx}
 	if after == 0 || after < s.feedFloor || after > s.writeSeq {
 		return snap, nil, s.writeSeq, false
 	}
@@ -143,293 +146,255 @@ func (s *Store) SnapshotWithJobChanges(after uint64) (snap *Snapshot, changed []
 
 // Snapshot is a read-only view of the state at one moment.
 type Snapshot struct {
-	txn   *memdb.Txn
+	v     *version
+	store *Store // for watches
 	Index uint64
-}
-
-func must(err error) {
-	if err != nil {
-		// memdb only fails on schema misuse (unknown table or index): a bug.
-		panic(fmt.Sprintf("state: %v", err))
-	}
 }
 
 // Job returns a job or nil.
 func (s *Snapshot) Job(id model.JobID) *model.Job {
-	obj, err := s.txn.First(tableJobs, "id", id)
-	must(err)
-	if obj == nil {
-		return nil
-	}
-	return obj.(*model.Job)
+	j, _ := s.v.t.jobs.Get(&model.Job{ID: id})
+	return j
 }
 
-// JobWatch returns a job (or nil) and a channel closed when it changes.
+// JobWatch returns a job (or nil) and a channel closed when it changes (or
+// is created, or deleted).
 func (s *Snapshot) JobWatch(id model.JobID) (*model.Job, <-chan struct{}) {
-	ch, obj, err := s.txn.FirstWatch(tableJobs, "id", id)
-	must(err)
-	if obj == nil {
-		return nil, ch
-	}
-	return obj.(*model.Job), ch
+	j := s.Job(id)
+	return j, s.store.watchJob(s.v, id, j)
 }
 
 // Jobs calls fn for every job, newest (highest ID) first, until fn returns false.
-// The returned channel is closed when the jobs table changes.
+// The returned channel is closed when any job changes.
 func (s *Snapshot) Jobs(fn func(*model.Job) bool) <-chan struct{} {
-	it, err := s.txn.GetReverse(tableJobs, "id")
-	must(err)
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if !fn(obj.(*model.Job)) {
-			break
-		}
-	}
-	return it.WatchCh()
+	s.v.t.jobs.Descend(fn)
+	return s.store.watchJobsTable(s.v)
 }
 
 // ArrayElements returns the elements of the array whose ID is parent, in
 // ID order (which is index order), pruned ones left out. An array's
 // elements hold consecutive IDs from parent on, so this reads only them.
 func (s *Snapshot) ArrayElements(parent model.JobID) []*model.Job {
-	it, err := s.txn.LowerBound(tableJobs, "id", parent)
-	must(err)
 	var out []*model.Job
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		j := obj.(*model.Job)
+	s.v.t.jobs.AscendGreaterOrEqual(&model.Job{ID: parent}, func(j *model.Job) bool {
 		if j.ArrayParent != parent {
-			break
+			return false
 		}
 		out = append(out, j)
-	}
+		return true
+	})
 	return out
 }
 
 // FinishedJobs calls fn for every job in a terminal state, newest (highest
 // ID) first, until fn returns false. Pending and running jobs cost nothing.
 func (s *Snapshot) FinishedJobs(fn func(*model.Job) bool) {
-	it, err := s.txn.GetReverse(tableJobs, "finished")
-	must(err)
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if !fn(obj.(*model.Job)) {
-			return
-		}
-	}
+	s.v.t.finished.Descend(fn)
 }
 
 // JobByIdempotencyKey returns the job an owner submitted with key, or nil.
 func (s *Snapshot) JobByIdempotencyKey(owner, key string) *model.Job {
-	if key == "" {
+	if owner == "" || key == "" {
 		return nil
 	}
-	obj, err := s.txn.First(tableJobs, "idem", owner, key)
-	must(err)
-	if obj == nil {
-		return nil
-	}
-	return obj.(*model.Job)
+	var found *model.Job
+	s.v.t.idem.AscendGreaterOrEqual(&model.Job{Owner: owner, IdempotencyKey: key}, func(j *model.Job) bool {
+		if j.Owner == owner && j.IdempotencyKey == key {
+			found = j
+		}
+		return false
+	})
+	return found
 }
 
 // JobsInStateNewest returns an iterator over the jobs in one state, newest
 // (highest ID) first, that reads the index only as far as it is called: a
 // list with a limit costs the limit, not the whole state.
 func (s *Snapshot) JobsInStateNewest(st model.JobState) func() *model.Job {
-	it, err := s.txn.GetReverse(tableJobs, "state", string(st))
-	must(err)
+	t := s.v.t.jobState
+	from := model.JobID(math.MaxUint64) // the highest ID the next call may return
+	done := false
 	return func() *model.Job {
-		obj := it.Next()
-		if obj == nil {
+		if done {
 			return nil
 		}
-		return obj.(*model.Job)
+		var next *model.Job
+		t.DescendLessOrEqual(&model.Job{State: st, ID: from}, func(j *model.Job) bool {
+			if j.State == st {
+				next = j
+			}
+			return false
+		})
+		if next == nil || next.ID == 0 {
+			done = true
+		} else {
+			from = next.ID - 1
+		}
+		return next
 	}
 }
 
 // JobsInState returns jobs in one state, in ascending ID order.
 func (s *Snapshot) JobsInState(st model.JobState) []*model.Job {
-	it, err := s.txn.Get(tableJobs, "state", string(st))
-	must(err)
 	var out []*model.Job
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*model.Job))
-	}
+	s.v.t.jobState.AscendGreaterOrEqual(&model.Job{State: st}, func(j *model.Job) bool {
+		if j.State != st {
+			return false
+		}
+		out = append(out, j)
+		return true
+	})
 	return out
 }
 
 // Alloc returns an allocation or nil.
 func (s *Snapshot) Alloc(id string) *model.Allocation {
-	obj, err := s.txn.First(tableAllocs, "id", id)
-	must(err)
-	if obj == nil {
-		return nil
-	}
-	return obj.(*model.Allocation)
+	a, _ := s.v.t.allocs.Get(&model.Allocation{ID: id})
+	return a
 }
 
 // AllocsByJob returns every allocation of a job (all attempts), ordered by ID.
 func (s *Snapshot) AllocsByJob(id model.JobID) []*model.Allocation {
-	allocs, _, _ := s.AllocsByJobWatch(id)
-	return allocs
+	return s.v.t.jobAllocs(id)
 }
 
 // AllocsByJobWatch is AllocsByJob with the highest ModifyIndex among them
 // and a channel closed when any allocation of the job changes or is added:
 // a task's start or end changes its allocation, not its job.
 func (s *Snapshot) AllocsByJobWatch(id model.JobID) (allocs []*model.Allocation, modified uint64, watch <-chan struct{}) {
-	it, err := s.txn.Get(tableAllocs, "job", id)
-	must(err)
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		a := obj.(*model.Allocation)
-		allocs = append(allocs, a)
+	allocs = s.v.t.jobAllocs(id)
+	for _, a := range allocs {
 		modified = max(modified, a.ModifyIndex)
 	}
-	return allocs, modified, it.WatchCh()
+	return allocs, modified, s.store.watchJobAllocs(s.v, id, allocs)
 }
 
-// AllocsByNode returns every allocation placed on a node, in ID order. It reads the node_agent index (node, then
-// AgentIndex): an index on the node alone would cost every allocation
-// write one more tree insert, for this rare read.
+// AllocsByNode returns every allocation placed on a node, in ID order.
 func (s *Snapshot) AllocsByNode(node string) []*model.Allocation {
-	it, err := s.txn.Get(tableAllocs, "node_agent_prefix", node+"\x00") // see LiveAllocsByNode
-	must(err)
 	var out []*model.Allocation
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*model.Allocation))
-	}
+	s.v.t.nodeAgent.AscendGreaterOrEqual(&model.Allocation{Node: node}, func(a *model.Allocation) bool {
+		if a.Node != node {
+			return false
+		}
+		out = append(out, a)
+		return true
+	})
 	slices.SortFunc(out, func(a, b *model.Allocation) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
+// newestAgentIndexOn is the highest AgentIndex of any allocation on node,
+// 0 if none.
+func (t *tables) newestAgentIndexOn(node string) (modified uint64) {
+	t.nodeAgent.DescendLessOrEqual(&model.Allocation{Node: node, AgentIndex: math.MaxUint64, ID: "\xff"}, func(a *model.Allocation) bool {
+		if a.Node == node {
+			modified = agentIndex(a)
+		}
+		return false
+	})
+	return modified
+}
+
 // LiveAllocsByNode returns the allocations on a node that still hold
 // resources, the highest AgentIndex of any allocation on the node (live or
-// ended; 0 if none), and a channel closed when any allocation on the node
-// changes. Its cost does not grow with the node's finished allocations.
+// ended; 0 if none), and a channel closed when that index may have moved:
+// an allocation on the node was added, changed with something its agent
+// must hear (PutAlloc, not PutAllocReport) or deleted. Its cost does not
+// grow with the node's finished allocations.
 func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modified uint64, watch <-chan struct{}) {
-	it, err := s.txn.Get(tableAllocs, "live_node", node)
-	must(err)
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		live = append(live, obj.(*model.Allocation))
-	}
-	// The prefix of a compound index ends with its last argument as given:
-	// the terminating NUL keeps node "n1" from matching "n10".
-	last, err := s.txn.GetReverse(tableAllocs, "node_agent_prefix", node+"\x00")
-	must(err)
-	if obj := last.Next(); obj != nil {
-		modified = agentIndex(obj.(*model.Allocation))
-	}
-	return live, modified, last.WatchCh()
+	s.v.t.liveNode.AscendGreaterOrEqual(&model.Allocation{Node: node}, func(a *model.Allocation) bool {
+		if a.Node != node {
+			return false
+		}
+		live = append(live, a)
+		return true
+	})
+	return live, s.v.t.newestAgentIndexOn(node), s.store.watchNode(s.v, node)
 }
 
 // AllocChangesOnNode returns the allocations on a node (live or ended)
 // whose agent has something to hear about them after index after (their
 // AgentIndex: new, asked to stop, or ended by the servers; not the agent's
 // own reports), oldest change first, the highest AgentIndex on the node,
-// and a channel closed when any allocation there changes. Its cost grows
-// with the changes, not with the node's allocations.
+// and a channel as LiveAllocsByNode's. Its cost grows with the changes,
+// not with the node's allocations.
 func (s *Snapshot) AllocChangesOnNode(node string, after uint64) (changed []*model.Allocation, modified uint64, watch <-chan struct{}) {
-	it, err := s.txn.GetReverse(tableAllocs, "node_agent_prefix", node+"\x00") // see LiveAllocsByNode
-	must(err)
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		a := obj.(*model.Allocation)
-		if modified == 0 {
-			modified = agentIndex(a)
+	s.v.t.nodeAgent.AscendGreaterOrEqual(&model.Allocation{Node: node, AgentIndex: after + 1}, func(a *model.Allocation) bool {
+		if a.Node != node {
+			return false
 		}
-		if agentIndex(a) <= after {
-			break
+		if agentIndex(a) > after {
+			changed = append(changed, a)
 		}
-		changed = append(changed, a)
-	}
-	slices.Reverse(changed)
-	return changed, modified, it.WatchCh()
+		return true
+	})
+	return changed, s.v.t.newestAgentIndexOn(node), s.store.watchNode(s.v, node)
 }
 
-// LiveAllocs returns every allocation that still holds resources.
+// LiveAllocs returns every allocation that still holds resources, in ID order.
 func (s *Snapshot) LiveAllocs() []*model.Allocation {
-	it, err := s.txn.Get(tableAllocs, "live", true)
-	must(err)
-	var out []*model.Allocation
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*model.Allocation))
-	}
+	out := make([]*model.Allocation, 0, s.v.t.live.Len())
+	s.v.t.live.Ascend(func(a *model.Allocation) bool { out = append(out, a); return true })
 	return out
 }
 
 // Node returns a node or nil.
 func (s *Snapshot) Node(name string) *model.Node {
-	obj, err := s.txn.First(tableNodes, "id", name)
-	must(err)
-	if obj == nil {
-		return nil
-	}
-	return obj.(*model.Node)
+	n, _ := s.v.t.nodes.Get(&model.Node{Name: name})
+	return n
 }
 
 // Nodes returns every node, ordered by name.
 func (s *Snapshot) Nodes() []*model.Node {
-	it, err := s.txn.Get(tableNodes, "id")
-	must(err)
 	var out []*model.Node
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*model.Node))
-	}
+	s.v.t.nodes.Ascend(func(n *model.Node) bool { out = append(out, n); return true })
 	return out
 }
 
 // Queue returns a queue or nil.
 func (s *Snapshot) Queue(name string) *model.Queue {
-	obj, err := s.txn.First(tableQueues, "id", name)
-	must(err)
-	if obj == nil {
-		return nil
-	}
-	return obj.(*model.Queue)
+	q, _ := s.v.t.queues.Get(&model.Queue{Name: name})
+	return q
 }
 
 // Queues returns every queue, ordered by name.
 func (s *Snapshot) Queues() []*model.Queue {
-	it, err := s.txn.Get(tableQueues, "id")
-	must(err)
 	var out []*model.Queue
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*model.Queue))
-	}
+	s.v.t.queues.Ascend(func(q *model.Queue) bool { out = append(out, q); return true })
 	return out
 }
 
 // LastJobID is the highest job ID ever submitted (pruned jobs included).
-func (s *Snapshot) LastJobID() model.JobID {
-	obj, err := s.txn.First(tableMeta, "id", metaLastJobID)
-	must(err)
-	if obj == nil {
-		return 0
-	}
-	return model.JobID(obj.(*metaEntry).Value)
-}
+func (s *Snapshot) LastJobID() model.JobID { return s.v.t.lastJobID }
 
 // WriteTxn is a write transaction; it reads its own writes.
 type WriteTxn struct {
 	Snapshot
-	jobs []model.JobID // written or deleted, for the change feed
+	jobs    []model.JobID // written or deleted, for the change feed and job watches
+	touched touched       // what the other watches follow
 }
 
 // PutJob inserts or replaces a job. The caller passes a fresh copy: stored
 // objects are shared with readers and must never be mutated.
 func (w *WriteTxn) PutJob(j *model.Job) {
-	j.ModifyIndex = w.Index
-	must(w.txn.Insert(tableJobs, j))
-	w.jobs = append(w.jobs, j.ID)
-	if uint64(j.ID) > uint64(w.LastJobID()) {
-		must(w.txn.Insert(tableMeta, &metaEntry{Key: metaLastJobID, Value: uint64(j.ID)}))
+	if err := checkJob(j); err != nil {
+		panic("state: " + err.Error()) // a bug in the caller, as storing it would corrupt the indexes
 	}
+	j.ModifyIndex = w.Index
+	w.v.t.putJob(j)
+	w.jobs = append(w.jobs, j.ID)
 }
 
 // DeleteJob removes a job and all its allocations.
 func (w *WriteTxn) DeleteJob(id model.JobID) {
-	if j := w.Job(id); j != nil {
-		must(w.txn.Delete(tableJobs, j))
+	if w.v.t.deleteJob(id) {
 		w.jobs = append(w.jobs, id)
 	}
-	_, err := w.txn.DeleteAll(tableAllocs, "job", id)
-	must(err)
+	for _, a := range w.v.t.jobAllocs(id) {
+		w.v.t.allocs.Delete(a)
+		w.v.t.unindexAlloc(a, nil)
+		w.touched.alloc(a, true)
+	}
 }
 
 // PutAlloc inserts or replaces an allocation (a fresh copy, see PutJob) with
@@ -437,25 +402,35 @@ func (w *WriteTxn) DeleteJob(id model.JobID) {
 func (w *WriteTxn) PutAlloc(a *model.Allocation) {
 	a.ModifyIndex = w.Index
 	a.AgentIndex = w.Index
-	must(w.txn.Insert(tableAllocs, a))
+	w.putAlloc(a, true)
 }
 
 // PutAllocReport stores what the allocation's agent reported about it (a
 // fresh copy of the stored one, see PutJob). Its AgentIndex stays: the
-// agent knows what it said, and its watch does not echo it back.
+// agent knows what it said, and neither its watch nor its node's wakes.
 func (w *WriteTxn) PutAllocReport(a *model.Allocation) {
 	a.ModifyIndex = w.Index
-	must(w.txn.Insert(tableAllocs, a))
+	w.putAlloc(a, false)
+}
+
+func (w *WriteTxn) putAlloc(a *model.Allocation, forAgent bool) {
+	if err := checkAlloc(a); err != nil {
+		panic("state: " + err.Error()) // see PutJob
+	}
+	if old := w.v.t.putAlloc(a); old != nil && old.Node != a.Node {
+		w.touched.alloc(old, true)
+	}
+	w.touched.alloc(a, forAgent)
 }
 
 // PutNode inserts or replaces a node (a fresh copy, see PutJob).
 func (w *WriteTxn) PutNode(n *model.Node) {
 	n.ModifyIndex = w.Index
-	must(w.txn.Insert(tableNodes, n))
+	w.v.t.nodes.ReplaceOrInsert(n)
 }
 
 // PutQueue inserts or replaces a queue (a fresh copy, see PutJob).
 func (w *WriteTxn) PutQueue(q *model.Queue) {
 	q.ModifyIndex = w.Index
-	must(w.txn.Insert(tableQueues, q))
+	w.v.t.queues.ReplaceOrInsert(q)
 }

@@ -422,3 +422,165 @@ func TestJobChangeFeed(t *testing.T) {
 		t.Fatal("after a restore a reader must read everything")
 	}
 }
+
+func TestJobsInStateNewest(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		for _, id := range []model.JobID{0, 1, 5, 256, 7} {
+			tx.PutJob(testkit.Job(id).Build())
+		}
+		tx.PutJob(testkit.Job(6).State(model.JobRunning).Build())
+		tx.PutJob(testkit.Job(300).State(model.JobRunning).Build())
+	})
+	next := s.Snapshot().JobsInStateNewest(model.JobPending)
+	var got []model.JobID
+	for j := next(); j != nil; j = next() {
+		got = append(got, j.ID)
+	}
+	if diff := cmp.Diff([]model.JobID{256, 7, 5, 1, 0}, got); diff != "" {
+		t.Errorf("pending newest first (-want +got):\n%s", diff)
+	}
+	if next() != nil {
+		t.Error("the iterator returned a job after its end")
+	}
+	if j := s.Snapshot().JobsInStateNewest(model.JobFailed)(); j != nil {
+		t.Errorf("no failed jobs, got %d", j.ID)
+	}
+}
+
+// TestWatchAfterAStaleRead: a change that lands between a reader's
+// snapshot and its asking for a watch is not missed: the watch comes back
+// already closed, and the reader reads again.
+func TestWatchAfterAStaleRead(t *testing.T) {
+	s := state.New()
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutJob(testkit.Job(1).Build())
+		tx.PutAlloc(testkit.Alloc(1, 0, "n1").Build())
+	})
+	snap := s.Snapshot()
+	write(t, s, 2, func(tx *state.WriteTxn) {
+		j := tx.Job(1).Copy()
+		j.Priority = 3
+		tx.PutJob(j)
+		a := tx.Alloc("1.0.1").Copy()
+		a.Status = model.AllocRunning
+		tx.PutAllocReport(a)
+	})
+	if _, ch := snap.JobWatch(1); !closed(ch) {
+		t.Error("JobWatch on a snapshot older than the job's change is open")
+	}
+	if _, _, ch := snap.AllocsByJobWatch(1); !closed(ch) {
+		t.Error("AllocsByJobWatch on a snapshot older than the allocation's change is open")
+	}
+	if ch := snap.Jobs(func(*model.Job) bool { return false }); !closed(ch) {
+		t.Error("the jobs table watch on a snapshot older than a job change is open")
+	}
+	// The agent's own report is nothing new for its node's watch.
+	if _, _, ch := snap.AllocChangesOnNode("n1", 1); closed(ch) {
+		t.Error("node watch fired for the agent's own report")
+	}
+	write(t, s, 3, func(tx *state.WriteTxn) {
+		a := tx.Alloc("1.0.1").Copy()
+		a.Desired = model.DesiredStop
+		tx.PutAlloc(a)
+	})
+	if _, _, ch := snap.LiveAllocsByNode("n1"); !closed(ch) {
+		t.Error("node watch on a snapshot older than a stop request is open")
+	}
+	// Current reads get open watches.
+	now := s.Snapshot()
+	_, jobCh := now.JobWatch(1)
+	_, _, allocCh := now.AllocsByJobWatch(1)
+	_, _, nodeCh := now.LiveAllocsByNode("n1")
+	if closed(jobCh) || closed(allocCh) || closed(nodeCh) {
+		t.Fatal("a watch on the current state is already closed")
+	}
+	// A restore wakes everyone.
+	var buf bytes.Buffer
+	if err := now.Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(jobCh) || !closed(allocCh) || !closed(nodeCh) {
+		t.Error("Restore left a watch open")
+	}
+	if _, ch := now.JobWatch(1); !closed(ch) {
+		t.Error("a watch on a snapshot from before a Restore is open")
+	}
+}
+
+// TestReadersDuringWrites: readers walk snapshots while the writer keeps
+// changing the state (run it under -race). Every snapshot a reader holds
+// stays consistent: each index lists exactly the jobs the table holds, as
+// of that snapshot, however many writes came after it.
+func TestReadersDuringWrites(t *testing.T) {
+	s := state.New()
+	done := make(chan struct{})
+	errs := make(chan string, 4)
+	for range 3 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- ""
+					return
+				default:
+				}
+				snap := s.Snapshot()
+				byID := map[model.JobID]*model.Job{}
+				snap.Jobs(func(j *model.Job) bool { byID[j.ID] = j; return true })
+				inStates := 0
+				for _, st := range []model.JobState{model.JobPending, model.JobRunning, model.JobSucceeded} {
+					for _, j := range snap.JobsInState(st) {
+						if byID[j.ID] != j || j.State != st {
+							errs <- "a state index disagrees with the jobs table in one snapshot"
+							return
+						}
+						inStates++
+					}
+				}
+				if inStates != len(byID) {
+					errs <- "the state index and the jobs table hold different numbers of jobs"
+					return
+				}
+				for _, a := range snap.LiveAllocs() {
+					if j := byID[a.JobID]; j == nil || j.State != model.JobRunning {
+						errs <- "a live allocation belongs to a job that is not running in the same snapshot"
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range 3000 {
+		id := model.JobID(i%500 + 1)
+		write(t, s, uint64(i+1), func(tx *state.WriteTxn) {
+			j := tx.Job(id)
+			switch {
+			case j == nil || j.State == model.JobSucceeded:
+				tx.DeleteJob(id)
+				tx.PutJob(testkit.Job(id).Build())
+			case j.State == model.JobPending:
+				j = j.Copy()
+				j.State = model.JobRunning
+				tx.PutJob(j)
+				tx.PutAlloc(testkit.Alloc(id, 0, "n1").Build())
+			default:
+				j = j.Copy()
+				j.State = model.JobSucceeded
+				tx.PutJob(j)
+				a := tx.Alloc(testkit.Alloc(id, 0, "n1").Build().ID).Copy()
+				a.Status = model.AllocExited
+				tx.PutAllocReport(a)
+			}
+		})
+	}
+	close(done)
+	for range 3 {
+		if msg := <-errs; msg != "" {
+			t.Fatal(msg)
+		}
+	}
+}
