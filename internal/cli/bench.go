@@ -52,6 +52,11 @@ type benchResult struct {
 	E2ES        float64   `json:"e2e_s"`    // first submit to last job seen final
 	LatencyMS   latencyMS `json:"latency_ms"`
 	Failed      int       `json:"failed"`
+	// Pruned jobs finished, but the server had dropped them (its
+	// --max-finished-jobs or --job-retention) before the bench read them:
+	// a run longer than the server keeps. Their outcome and start latency
+	// are unknown; they count as finished, not failed.
+	Pruned int `json:"pruned,omitempty"`
 }
 
 // latencyMS summarises submit→process-start latency in milliseconds.
@@ -271,6 +276,7 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var waitErr error
+	var pruned int
 	for range min(o.concurrency, benchWaiters) {
 		wg.Add(1)
 		go func() {
@@ -282,6 +288,10 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 				j, err := waitFinal(ctx, cl, ids[i])
 				mu.Lock()
 				switch {
+				case api.IsNotFound(err):
+					// Only finished jobs are pruned, and none was
+					// active a moment ago.
+					pruned++
 				case err != nil:
 					if waitErr == nil {
 						waitErr = fmt.Errorf("job %d: %w", ids[i], err)
@@ -304,6 +314,10 @@ func (a *app) benchDispatch(ctx context.Context, js api.JobSpec, o benchOptions)
 	res.Failed = int(failed.Load())
 	if firstErr != nil {
 		fmt.Fprintf(a.stderr, "dure: bench: %d of %d jobs failed; first: %s\n", res.Failed, o.jobs, describeError(firstErr))
+	}
+	if res.Pruned = pruned; pruned > 0 {
+		fmt.Fprintf(a.stderr, "dure: bench: %d jobs finished but the server pruned them (its --max-finished-jobs or --job-retention) before they were read: "+
+			"they count as finished, without their outcome or start latency\n", pruned)
 	}
 	res.SubmitS = round(submitDur.Seconds())
 	res.E2ES = round(e2eDur.Seconds())
@@ -435,6 +449,9 @@ func renderBench(w io.Writer, r benchResult) {
 	}
 	row(t, "jobs", jobs)
 	row(t, "failed", fmt.Sprint(r.Failed))
+	if r.Pruned > 0 {
+		row(t, "pruned", fmt.Sprintf("%d (finished; outcome and latency unknown)", r.Pruned))
+	}
 	row(t, "submit", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.SubmitPerS, r.Jobs, secs(r.SubmitS)))
 	row(t, "end-to-end", fmt.Sprintf("%.1f jobs/s (%d in %s)", r.E2EJobsPerS, r.Jobs-r.Failed, secs(r.E2ES)))
 	l := r.LatencyMS

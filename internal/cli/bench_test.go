@@ -273,3 +273,35 @@ func TestBenchDispatchBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchDispatchCountsPrunedJobs: a run longer than the server keeps
+// finished jobs finds some gone when it reads them. They finished, so the
+// run completes, says how many it could not read, and takes the latency
+// from the rest.
+func TestBenchDispatchCountsPrunedJobs(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.onSubmit = func(id uint64) {
+		runAndFinish(srv, id, time.Duration(id)*time.Millisecond, "succeeded", 0)
+		if id <= 5 {
+			srv.mu.Lock()
+			delete(srv.jobs, id)
+			srv.mu.Unlock()
+		}
+	}
+	res := runCLI(t, srv.srv.URL, "", "bench", "dispatch", "--jobs", "20", "-o", "json")
+	if res.code != 0 || !strings.Contains(res.stderr, "dure: bench: 5 jobs finished but the server pruned them") {
+		t.Fatalf("got %+v; want success and the pruned jobs named on stderr", res)
+	}
+	var got benchResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, res.stdout)
+	}
+	if got.Pruned != 5 || got.Failed != 0 || got.LatencyMS.P50 != 13 || got.LatencyMS.Max != 20 {
+		t.Errorf("pruned %d, failed %d, latency %+v; want 5 pruned, none failed, latencies of jobs 6-20 only", got.Pruned, got.Failed, got.LatencyMS)
+	}
+	var human bytes.Buffer
+	renderBench(&human, got)
+	if !strings.Contains(human.String(), "pruned        5 (finished; outcome and latency unknown)\n") {
+		t.Errorf("the table does not show the pruned jobs:\n%s", human.String())
+	}
+}
