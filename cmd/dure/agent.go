@@ -23,6 +23,7 @@ type agentFlags struct {
 	gpus                                                     int
 	gpuCommand, cgroups, cgroupParent, supervisor            string
 	killGrace, logRetention                                  time.Duration
+	maxEndedTasks                                            int
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -45,6 +46,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.supervisor, "supervisor", exec.SupervisorNode, "how tasks are parented: node (one long-lived supervisor daemon per agent; cheap) or task (one supervisor process per task)")
 	fl.DurationVar(&f.killGrace, "kill-grace", exec.DefaultKillGrace, "pause between SIGTERM and SIGKILL when a task is stopped")
 	fl.DurationVar(&f.logRetention, "log-retention", agent.DefaultLogRetention, "how long an ended task's logs are kept")
+	fl.IntVar(&f.maxEndedTasks, "max-ended-tasks", agent.DefaultMaxEndedTasks, "at most this many ended tasks' logs are kept (those that ended first go first)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -52,7 +54,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 func (f *agentFlags) agentConfig() (agent.Config, error) {
 	cfg := agent.Config{
 		Name: f.name, Listen: f.listen, Advertise: f.advertise, DataDir: f.data,
-		GPUCommand: f.gpuCommand, KillGrace: f.killGrace, LogRetention: f.logRetention, Version: version,
+		GPUCommand: f.gpuCommand, KillGrace: f.killGrace, LogRetention: f.logRetention, MaxEndedTasks: f.maxEndedTasks, Version: version,
 		Exec: exec.Config{Cgroups: f.cgroups, CgroupParent: f.cgroupParent, Supervisor: f.supervisor},
 	}
 	for _, s := range strings.Split(f.servers, ",") {

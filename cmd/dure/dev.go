@@ -132,7 +132,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 			name: fmt.Sprintf("dev-%d", i), servers: apiAddr, listen: "127.0.0.1:0",
 			data: filepath.Join(o.data, "agents", fmt.Sprintf("dev-%d", i)), gpus: -1,
 			gpuCommand: "nvidia-smi", cgroups: o.cgroups, cgroupParent: fmt.Sprintf("dure-dev-%d/dev-%d", os.Getpid(), i),
-			killGrace: 10 * time.Second, logRetention: agent.DefaultLogRetention, supervisor: o.supervisor,
+			killGrace: 10 * time.Second, logRetention: agent.DefaultLogRetention, maxEndedTasks: agent.DefaultMaxEndedTasks, supervisor: o.supervisor,
 			labels: []string{fmt.Sprintf("rack=r%d", (i+1)/2)},
 		}
 		if !o.temporary {

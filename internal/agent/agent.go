@@ -46,6 +46,7 @@ type Agent struct {
 	// onDisk are ended tasks found in the task directory at start, by ID,
 	// with when they ended; the GC removes them after the retention.
 	onDisk map[string]time.Time
+	gcNow  chan struct{} // asks gcLoop for a pass now (MaxEndedTasks reached)
 
 	starts   sync.WaitGroup // Start and Stop calls in flight
 	startSem chan struct{}
@@ -107,6 +108,7 @@ func New(cfg Config) (*Agent, error) {
 		tasks:      map[string]*task{},
 		live:       map[string]*task{},
 		onDisk:     map[string]time.Time{},
+		gcNow:      make(chan struct{}, 1),
 		startSem:   make(chan struct{}, maxConcurrentStarts),
 		registered: make(chan struct{}),
 	}

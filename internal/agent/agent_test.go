@@ -509,6 +509,43 @@ func TestAgentRemovesEndedTasksAfterRetention(t *testing.T) {
 	}
 }
 
+// TestAgentKeepsAtMostMaxEndedTasks: under a stream of short tasks the
+// agent keeps the newest MaxEndedTasks ended ones, whatever the retention,
+// without waiting for its periodic pass.
+func TestAgentKeepsAtMostMaxEndedTasks(t *testing.T) {
+	cp := newControlPlane(t)
+	cfg := testConfig(t, cp.URL())
+	cfg.MaxEndedTasks = 2
+	a := startAgent(t, cfg)
+	var logs []string
+	for i := range 5 {
+		id := fmt.Sprintf("15.%d.0", i)
+		cp.add(shellAlloc(id, "echo task "+id))
+		cp.waitEnded(id)
+		logs = append(logs, a.runner.LogPath(id, "stdout"))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, f := range logs[:3] {
+		for {
+			if _, err := os.Stat(f); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is still there: only the newest 2 of 5 ended tasks should be kept", f)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, f := range logs[3:] {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("one of the newest 2 ended tasks lost its log: %v", err)
+		}
+	}
+	if code, _ := getLogs(t, a, "15.4.0", ""); code != http.StatusOK {
+		t.Errorf("logs of the newest task: status %d, want 200", code)
+	}
+}
+
 func TestAgentRunReturnsOnCancelWithoutKillingTasks(t *testing.T) {
 	cp := newControlPlane(t)
 	a := startAgent(t, testConfig(t, cp.URL()))

@@ -17,6 +17,10 @@ import (
 const (
 	DefaultListen       = "0.0.0.0:7072" // a server uses 7070 (HTTP) and 7071 (raft)
 	DefaultLogRetention = 24 * time.Hour
+	// DefaultMaxEndedTasks matches the servers' default --max-finished-jobs:
+	// at 1,000 short jobs a second, a day's retention alone would keep
+	// 86 million task directories.
+	DefaultMaxEndedTasks = 100_000
 )
 
 // Config configures an Agent. Zero values mean "default" or "detect".
@@ -59,6 +63,11 @@ type Config struct {
 	// LogRetention is how long an ended task's directory (its stdout and
 	// stderr) is kept before it is removed; default DefaultLogRetention.
 	LogRetention time.Duration
+	// MaxEndedTasks caps how many ended tasks (their directories, logs
+	// included, and what the agent remembers of them) are kept within
+	// LogRetention: those that ended first go first. Default
+	// DefaultMaxEndedTasks, as many as the servers keep finished jobs.
+	MaxEndedTasks int
 	// BaseEnv is the environment every task starts from ("K=V"); nil means
 	// DefaultBaseEnv(). The agent never passes its own environment through:
 	// cmd/ may put selected variables of it here.
@@ -151,6 +160,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.LogRetention == 0 {
 		cfg.LogRetention = DefaultLogRetention
+	}
+	if cfg.MaxEndedTasks < 0 {
+		return cfg, fmt.Errorf("agent config: max_ended_tasks: must be >= 0, got %d", cfg.MaxEndedTasks)
+	}
+	if cfg.MaxEndedTasks == 0 {
+		cfg.MaxEndedTasks = DefaultMaxEndedTasks
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen

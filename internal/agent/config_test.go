@@ -31,6 +31,7 @@ func TestConfigValidation(t *testing.T) {
 		{name: "negative custom", edit: func(c *Config) { c.Custom = map[string]int64{"lic": -1} }, wantErr: `custom["lic"]`},
 		{name: "negative grace", edit: func(c *Config) { c.KillGrace = -time.Second }, wantErr: "kill_grace"},
 		{name: "negative retention", edit: func(c *Config) { c.LogRetention = -time.Second }, wantErr: "log_retention"},
+		{name: "negative ended-task cap", edit: func(c *Config) { c.MaxEndedTasks = -1 }, wantErr: "max_ended_tasks: must be >= 0"},
 		{name: "too many labels", edit: func(c *Config) {
 			c.Labels = map[string]string{}
 			for i := range 65 {

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/durehq/dure/internal/exec"
@@ -16,8 +19,9 @@ func gcInterval(retention time.Duration) time.Duration {
 }
 
 // gcLoop removes the directories (logs included) of ended tasks once they
-// are older than Config.LogRetention. It reads the wall clock; gc itself
-// takes the time as an argument so tests can move it.
+// are older than Config.LogRetention, or the oldest beyond
+// Config.MaxEndedTasks. It reads the wall clock; gc itself takes the time as
+// an argument so tests can move it.
 func (a *Agent) gcLoop(ctx context.Context) {
 	t := time.NewTicker(gcInterval(a.cfg.LogRetention))
 	defer t.Stop()
@@ -28,27 +32,54 @@ func (a *Agent) gcLoop(ctx context.Context) {
 			return
 		case now := <-t.C:
 			a.gc(now)
+		case <-a.gcNow:
+			a.gc(time.Now())
 		}
 	}
 }
 
-// gc removes every ended task that ended at least LogRetention before now,
-// with its record: after that long the servers have long stopped listing it.
-func (a *Agent) gc(now time.Time) {
-	cutoff := now.Add(-a.cfg.LogRetention)
-	var ids []string
-	a.mu.Lock()
-	for id, t := range a.tasks {
-		if t.state == taskEnded && !t.endedAt.After(cutoff) {
-			ids = append(ids, id)
+// noteEnded asks gcLoop for a pass once the agent remembers a tenth more
+// tasks than it keeps ended ones; a.mu is held.
+func (a *Agent) noteEnded() {
+	if len(a.tasks)+len(a.onDisk) > a.cfg.MaxEndedTasks+a.cfg.MaxEndedTasks/10 {
+		select {
+		case a.gcNow <- struct{}{}:
+		default: // one is pending
 		}
 	}
-	for id, ended := range a.onDisk {
-		if _, ok := a.tasks[id]; !ok && !ended.After(cutoff) {
-			ids = append(ids, id)
+}
+
+// gc removes every ended task that ended at least LogRetention before now
+// (after that long the servers have long stopped listing it), and the ones
+// that ended first beyond the newest MaxEndedTasks, with their records.
+func (a *Agent) gc(now time.Time) {
+	cutoff := now.Add(-a.cfg.LogRetention)
+	type ended struct {
+		id string
+		at time.Time
+	}
+	var all []ended
+	a.mu.Lock()
+	for id, t := range a.tasks {
+		if t.state == taskEnded {
+			all = append(all, ended{id, t.endedAt})
+		}
+	}
+	for id, at := range a.onDisk {
+		if _, ok := a.tasks[id]; !ok {
+			all = append(all, ended{id, at})
 		}
 	}
 	a.mu.Unlock()
+	slices.SortFunc(all, func(x, y ended) int { return cmp.Or(x.at.Compare(y.at), strings.Compare(x.id, y.id)) })
+	over := len(all) - a.cfg.MaxEndedTasks
+	var ids []string
+	for i, e := range all {
+		if i >= over && e.at.After(cutoff) {
+			break // the rest ended later still
+		}
+		ids = append(ids, e.id)
+	}
 
 	for _, id := range ids {
 		err := a.runner.Remove(id)
@@ -56,7 +87,7 @@ func (a *Agent) gc(now time.Time) {
 			a.log.Warn("removing an ended task's directory failed", "alloc", id, "err", err)
 			continue
 		}
-		a.log.Debug("removed ended task after log retention", "alloc", id)
+		a.log.Debug("removed ended task", "alloc", id)
 		a.mu.Lock()
 		delete(a.tasks, id)
 		delete(a.onDisk, id)

@@ -70,6 +70,7 @@ func (a *Agent) track(id string, t *task) {
 func (a *Agent) markEnded(id string, t *task, at time.Time) {
 	t.state, t.endedAt = taskEnded, at
 	delete(a.live, id)
+	a.noteEnded()
 }
 
 // reconcile acts on one answer of the allocation watch: start what should
