@@ -61,3 +61,35 @@ func benchJobLifecycle(b *testing.B, history int) {
 		life(per)
 	}
 }
+
+// BenchmarkPersist writes a raft snapshot of a state holding 100,000
+// finished jobs, each with one allocation (the default retention's worth).
+func BenchmarkPersist(b *testing.B) {
+	s := state.New()
+	for first := model.JobID(1); first <= 100000; first += 1000 {
+		write(b, s, uint64(first), func(tx *state.WriteTxn) {
+			for id := first; id < first+1000; id++ {
+				tx.PutJob(testkit.Job(id).State(model.JobSucceeded).Build())
+				tx.PutAlloc(testkit.Alloc(id, 0, "n1").Status(model.AllocExited).Build())
+			}
+		})
+	}
+	snap := s.Snapshot()
+	var out countingWriter
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		out = 0
+		if err := snap.Persist(&out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(out)/1e6, "MB")
+}
+
+type countingWriter int
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	*w += countingWriter(len(p))
+	return len(p), nil
+}
