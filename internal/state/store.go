@@ -153,8 +153,7 @@ type Snapshot struct {
 
 // Job returns a job or nil.
 func (s *Snapshot) Job(id model.JobID) *model.Job {
-	j, _ := s.v.t.jobs.Get(&model.Job{ID: id})
-	return j
+	return s.v.t.job(id)
 }
 
 // JobWatch returns a job (or nil) and a channel closed when it changes (or
@@ -198,12 +197,15 @@ func (s *Snapshot) JobByIdempotencyKey(owner, key string) *model.Job {
 		return nil
 	}
 	var found *model.Job
-	s.v.t.idem.AscendGreaterOrEqual(&model.Job{Owner: owner, IdempotencyKey: key}, func(j *model.Job) bool {
+	p := jobPivot()
+	p.Owner, p.IdempotencyKey = owner, key
+	s.v.t.idem.AscendGreaterOrEqual(p, func(j *model.Job) bool {
 		if j.Owner == owner && j.IdempotencyKey == key {
 			found = j
 		}
 		return false
 	})
+	releaseJobPivot(p)
 	return found
 }
 
@@ -249,7 +251,10 @@ func (s *Snapshot) JobsInState(st model.JobState) []*model.Job {
 
 // Alloc returns an allocation or nil.
 func (s *Snapshot) Alloc(id string) *model.Allocation {
-	a, _ := s.v.t.allocs.Get(&model.Allocation{ID: id})
+	p := allocPivot()
+	p.ID = id
+	a, _ := s.v.t.allocs.Get(p)
+	releaseAllocPivot(p)
 	return a
 }
 

@@ -112,7 +112,7 @@ func (s *Store) watchJob(v *version, id model.JobID, seen *model.Job) <-chan str
 	}
 	// Stored jobs are never changed in place: a different pointer is a
 	// different job.
-	if now, _ := s.cur.Load().t.jobs.Get(&model.Job{ID: id}); now != seen {
+	if s.cur.Load().t.job(id) != seen {
 		return s.watches.closed
 	}
 	return channelFor(s.watches.job, id)
