@@ -157,7 +157,7 @@ func reasonOrExit(j *api.Job) string {
 	case "succeeded":
 		return "exit 0"
 	case "failed":
-		if j.ExitCode != 0 {
+		if j.ExitCode > 0 { // a negative code is none: the reason says why
 			return "exit " + strconv.Itoa(j.ExitCode)
 		}
 		return orDash(j.Reason.Code)
@@ -297,7 +297,7 @@ func renderJobWith(w io.Writer, j *api.Job, now time.Time, loc *time.Location, q
 		kv("Reason", r)
 	}
 	if j.Terminal() {
-		kv("Exit code", strconv.Itoa(j.ExitCode))
+		kv("Exit code", exitCodeText(j.ExitCode))
 	}
 	tasks := strconv.Itoa(taskCount(j))
 	if j.StartedTasks > 0 && j.StartedTasks < taskCount(j) {
@@ -401,12 +401,21 @@ func gangText(j *api.Job) string {
 	return strings.Join(parts, "; ")
 }
 
-// allocExit renders how a task ended: "0", "137 (OOM)", "-1 (SIGKILL)".
+// exitCodeText is an exit code, or "none" for the -1 of a task whose end
+// was never recorded (its supervisor died) or that never started.
+func exitCodeText(code int) string {
+	if code < 0 {
+		return "none"
+	}
+	return strconv.Itoa(code)
+}
+
+// allocExit renders how a task ended: "0", "137 (OOM)", "none" (lost).
 func allocExit(al *api.Allocation) string {
 	if al.Status != "exited" {
 		return "-"
 	}
-	s := strconv.Itoa(al.ExitCode)
+	s := exitCodeText(al.ExitCode)
 	switch {
 	case al.OOMKilled:
 		s += " (OOM)"

@@ -186,7 +186,7 @@ func stillState(state string) string {
 func outcome(j *api.Job) string {
 	s := j.Ref() + " " + j.State
 	switch {
-	case j.State == "succeeded" || j.ExitCode != 0:
+	case j.State == "succeeded" || j.ExitCode > 0: // a negative code is none: the reason says why
 		return s + " (exit " + strconv.Itoa(j.ExitCode) + ")"
 	case j.Reason.Code != "" && j.Reason.Message != "":
 		return s + " (" + j.Reason.Code + ": " + j.Reason.Message + ")"

@@ -120,6 +120,9 @@ func TestOutcome(t *testing.T) {
 		{api.Job{ID: 3, State: "failed", Reason: api.Reason{Code: "NodeLost", Message: "node n3 went down"}}, "3 failed (NodeLost: node n3 went down)"},
 		{api.Job{ID: 4, State: "cancelled", Reason: api.Reason{Code: "Cancelled"}}, "4 cancelled (Cancelled)"},
 		{api.Job{ID: 5, State: "cancelled"}, "5 cancelled"},
+		// A task whose supervisor died has no exit code (-1): the reason says so.
+		{api.Job{ID: 6, State: "failed", ExitCode: -1, Reason: api.Reason{Code: "TaskFailed", Message: "task 0 on n1 ended without an exit status (lost)"}},
+			"6 failed (TaskFailed: task 0 on n1 ended without an exit status (lost))"},
 	}
 	for _, tt := range tests {
 		if got := outcome(&tt.job); got != tt.want {
@@ -203,5 +206,21 @@ func TestBadServerAddressNamesTheSetting(t *testing.T) {
 	want := "dure: invalid server address (from --addr or DURE_ADDR): invalid port \"::\" after host; want host:port or http://host:port\n"
 	if res.code != 1 || res.stderr != want {
 		t.Errorf("got %+v; want exit 1 and %q", res, want)
+	}
+}
+
+// TestNoExitCodeShowsTheReason: a job whose task ended without an exit
+// status (-1: its supervisor died) shows its reason in `dure jobs` and
+// "none" where an exit code would go, never "-1".
+func TestNoExitCodeShowsTheReason(t *testing.T) {
+	lost := api.Job{ID: 7, State: "failed", ExitCode: -1, Reason: api.Reason{Code: "TaskFailed", Message: "task 0 on n1 ended without an exit status (lost)"}}
+	if got := reasonOrExit(&lost); got != "TaskFailed" {
+		t.Errorf("REASON/EXIT column = %q, want TaskFailed", got)
+	}
+	if got := allocExit(&api.Allocation{Status: "exited", ExitCode: -1}); got != "none" {
+		t.Errorf("allocation exit = %q, want none", got)
+	}
+	if got := reasonOrExit(&api.Job{ID: 8, State: "failed", ExitCode: 3}); got != "exit 3" {
+		t.Errorf("REASON/EXIT column of an exit 3 = %q", got)
 	}
 }

@@ -122,6 +122,16 @@ func TestTaskFailureFailsJob(t *testing.T) {
 			reason:   model.Reason{Code: model.ReasonTaskFailed, Message: "task 1 on n2 was killed by SIGKILL"},
 		},
 		{
+			name: "its supervisor died",
+			update: func(a *model.Allocation) fsm.AllocUpdate {
+				u := exited(a, -1)
+				u.Message = "lost: its supervisor ended without recording how the task ended"
+				return u
+			},
+			exitCode: -1,
+			reason:   model.Reason{Code: model.ReasonTaskFailed, Message: "task 1 on n2 ended without an exit status (lost: its supervisor ended without recording how the task ended)"},
+		},
+		{
 			name: "could not start",
 			update: func(a *model.Allocation) fsm.AllocUpdate {
 				return fsm.AllocUpdate{AllocID: a.ID, Node: a.Node, Status: model.AllocFailed, ExitCode: -1, Message: `exec "trian.py": no such file`}

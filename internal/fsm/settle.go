@@ -95,6 +95,14 @@ func failureReason(a *model.Allocation) model.Reason {
 		return model.Reason{Code: model.ReasonWalltime, Message: fmt.Sprintf("task %d on %s exceeded the walltime %s", a.TaskIndex, a.Node, a.Walltime)}
 	case a.Signal != "":
 		return model.Reason{Code: model.ReasonTaskFailed, Message: fmt.Sprintf("task %d on %s was killed by %s", a.TaskIndex, a.Node, a.Signal)}
+	case a.ExitCode < 0:
+		// No exit status: its supervisor died (killed, out of memory)
+		// before recording one; the agent says so in the message.
+		msg := a.Message
+		if msg == "" {
+			msg = "lost"
+		}
+		return model.Reason{Code: model.ReasonTaskFailed, Message: fmt.Sprintf("task %d on %s ended without an exit status (%s)", a.TaskIndex, a.Node, msg)}
 	}
 	return model.Reason{Code: model.ReasonTaskFailed, Message: fmt.Sprintf("task %d on %s exited with code %d", a.TaskIndex, a.Node, a.ExitCode)}
 }
