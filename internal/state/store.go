@@ -291,12 +291,15 @@ func (s *Snapshot) AllocsByNode(node string) []*model.Allocation {
 // newestAgentIndexOn is the highest AgentIndex of any allocation on node,
 // 0 if none.
 func (t *tables) newestAgentIndexOn(node string) (modified uint64) {
-	t.nodeAgent.DescendLessOrEqual(&model.Allocation{Node: node, AgentIndex: math.MaxUint64, ID: "\xff"}, func(a *model.Allocation) bool {
+	p := allocPivot()
+	p.Node, p.AgentIndex, p.ID = node, math.MaxUint64, "\xff"
+	t.nodeAgent.DescendLessOrEqual(p, func(a *model.Allocation) bool {
 		if a.Node == node {
 			modified = agentIndex(a)
 		}
 		return false
 	})
+	releaseAllocPivot(p)
 	return modified
 }
 
@@ -307,13 +310,16 @@ func (t *tables) newestAgentIndexOn(node string) (modified uint64) {
 // must hear (PutAlloc, not PutAllocReport) or deleted. Its cost does not
 // grow with the node's finished allocations.
 func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modified uint64, watch <-chan struct{}) {
-	s.v.t.liveNode.AscendGreaterOrEqual(&model.Allocation{Node: node}, func(a *model.Allocation) bool {
+	p := allocPivot()
+	p.Node = node
+	s.v.t.liveNode.AscendGreaterOrEqual(p, func(a *model.Allocation) bool {
 		if a.Node != node {
 			return false
 		}
 		live = append(live, a)
 		return true
 	})
+	releaseAllocPivot(p)
 	return live, s.v.t.newestAgentIndexOn(node), s.store.watchNode(s.v, node)
 }
 
@@ -324,7 +330,9 @@ func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modi
 // and a channel as LiveAllocsByNode's. Its cost grows with the changes,
 // not with the node's allocations.
 func (s *Snapshot) AllocChangesOnNode(node string, after uint64) (changed []*model.Allocation, modified uint64, watch <-chan struct{}) {
-	s.v.t.nodeAgent.AscendGreaterOrEqual(&model.Allocation{Node: node, AgentIndex: after + 1}, func(a *model.Allocation) bool {
+	p := allocPivot()
+	p.Node, p.AgentIndex = node, after+1
+	s.v.t.nodeAgent.AscendGreaterOrEqual(p, func(a *model.Allocation) bool {
 		if a.Node != node {
 			return false
 		}
@@ -333,6 +341,7 @@ func (s *Snapshot) AllocChangesOnNode(node string, after uint64) (changed []*mod
 		}
 		return true
 	})
+	releaseAllocPivot(p)
 	return changed, s.v.t.newestAgentIndexOn(node), s.store.watchNode(s.v, node)
 }
 
