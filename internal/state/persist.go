@@ -56,12 +56,14 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		return err
 	}
 	records := 0
+	// emit writes one record; after the first error it writes nothing
+	// more, and each table's walk stops at its first record.
 	emit := func(rec snapshotRecord) bool {
-		if err = enc.Encode(rec); err != nil {
-			return false
+		if err == nil {
+			err = enc.Encode(rec)
+			records++
 		}
-		records++
-		return true
+		return err == nil
 	}
 	t := s.v.t
 	// Table by table, each in key order, as the store's first format
@@ -69,18 +71,10 @@ func (s *Snapshot) Persist(w io.Writer) error {
 	if t.lastJobID > 0 {
 		emit(snapshotRecord{Meta: &metaEntry{Key: metaLastJobID, Value: uint64(t.lastJobID)}})
 	}
-	if err == nil {
-		t.queues.Ascend(func(q *model.Queue) bool { return emit(snapshotRecord{Queue: q}) })
-	}
-	if err == nil {
-		t.nodes.Ascend(func(n *model.Node) bool { return emit(snapshotRecord{Node: n}) })
-	}
-	if err == nil {
-		t.jobs.Ascend(func(j *model.Job) bool { return emit(snapshotRecord{Job: j}) })
-	}
-	if err == nil {
-		t.allocs.Ascend(func(a *model.Allocation) bool { return emit(snapshotRecord{Alloc: a}) })
-	}
+	t.queues.Ascend(func(q *model.Queue) bool { return emit(snapshotRecord{Queue: q}) })
+	t.nodes.Ascend(func(n *model.Node) bool { return emit(snapshotRecord{Node: n}) })
+	t.jobs.Ascend(func(j *model.Job) bool { return emit(snapshotRecord{Job: j}) })
+	t.allocs.Ascend(func(a *model.Allocation) bool { return emit(snapshotRecord{Alloc: a}) })
 	if err != nil {
 		return err
 	}

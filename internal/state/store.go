@@ -174,15 +174,7 @@ func (s *Snapshot) Jobs(fn func(*model.Job) bool) <-chan struct{} {
 // ID order (which is index order), pruned ones left out. An array's
 // elements hold consecutive IDs from parent on, so this reads only them.
 func (s *Snapshot) ArrayElements(parent model.JobID) []*model.Job {
-	var out []*model.Job
-	s.v.t.jobs.AscendGreaterOrEqual(&model.Job{ID: parent}, func(j *model.Job) bool {
-		if j.ArrayParent != parent {
-			return false
-		}
-		out = append(out, j)
-		return true
-	})
-	return out
+	return ascendWhile(s.v.t.jobs, &model.Job{ID: parent}, func(j *model.Job) bool { return j.ArrayParent == parent })
 }
 
 // FinishedJobs calls fn for every job in a terminal state, newest (highest
@@ -238,15 +230,7 @@ func (s *Snapshot) JobsInStateNewest(st model.JobState) func() *model.Job {
 
 // JobsInState returns jobs in one state, in ascending ID order.
 func (s *Snapshot) JobsInState(st model.JobState) []*model.Job {
-	var out []*model.Job
-	s.v.t.jobState.AscendGreaterOrEqual(&model.Job{State: st}, func(j *model.Job) bool {
-		if j.State != st {
-			return false
-		}
-		out = append(out, j)
-		return true
-	})
-	return out
+	return ascendWhile(s.v.t.jobState, &model.Job{State: st}, func(j *model.Job) bool { return j.State == st })
 }
 
 // Alloc returns an allocation or nil.
@@ -276,14 +260,7 @@ func (s *Snapshot) AllocsByJobWatch(id model.JobID) (allocs []*model.Allocation,
 
 // AllocsByNode returns every allocation placed on a node, in ID order.
 func (s *Snapshot) AllocsByNode(node string) []*model.Allocation {
-	var out []*model.Allocation
-	s.v.t.nodeAgent.AscendGreaterOrEqual(&model.Allocation{Node: node}, func(a *model.Allocation) bool {
-		if a.Node != node {
-			return false
-		}
-		out = append(out, a)
-		return true
-	})
+	out := ascendWhile(s.v.t.nodeAgent, &model.Allocation{Node: node}, func(a *model.Allocation) bool { return a.Node == node })
 	slices.SortFunc(out, func(a, b *model.Allocation) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
@@ -312,13 +289,7 @@ func (t *tables) newestAgentIndexOn(node string) (modified uint64) {
 func (s *Snapshot) LiveAllocsByNode(node string) (live []*model.Allocation, modified uint64, watch <-chan struct{}) {
 	p := allocPivot()
 	p.Node = node
-	s.v.t.liveNode.AscendGreaterOrEqual(p, func(a *model.Allocation) bool {
-		if a.Node != node {
-			return false
-		}
-		live = append(live, a)
-		return true
-	})
+	live = ascendWhile(s.v.t.liveNode, p, func(a *model.Allocation) bool { return a.Node == node })
 	releaseAllocPivot(p)
 	return live, s.v.t.newestAgentIndexOn(node), s.store.watchNode(s.v, node)
 }

@@ -270,17 +270,25 @@ func (t *tables) unindexAlloc(old, next *model.Allocation) {
 
 // jobAllocs returns a job's allocations in ID order.
 func (t *tables) jobAllocs(id model.JobID) []*model.Allocation {
-	var out []*model.Allocation
 	p := allocPivot()
 	p.JobID = id
-	t.allocJob.AscendGreaterOrEqual(p, func(a *model.Allocation) bool {
-		if a.JobID != id {
+	out := ascendWhile(t.allocJob, p, func(a *model.Allocation) bool { return a.JobID == id })
+	releaseAllocPivot(p)
+	return out
+}
+
+// ascendWhile returns tree's items from the first at or after from, in
+// order, for as long as in holds: one run of an index's keys (a job's
+// allocations, a node's, the jobs in a state).
+func ascendWhile[T any](tree *btree.BTreeG[T], from T, in func(T) bool) []T {
+	var out []T
+	tree.AscendGreaterOrEqual(from, func(x T) bool {
+		if !in(x) {
 			return false
 		}
-		out = append(out, a)
+		out = append(out, x)
 		return true
 	})
-	releaseAllocPivot(p)
 	return out
 }
 
