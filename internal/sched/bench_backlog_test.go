@@ -12,8 +12,16 @@ import (
 // backlogWorkload is `dure dev` under `dure bench dispatch`: two nodes of
 // one core, each full of 100m tasks but for free slots, and pending
 // identical 100m jobs of one owner in the default queue, with a history
-// window of the owner's finished jobs.
+// window of the owner's finished jobs as the server hands it (by end time
+// then ID; jobs whose ends were reported in one write end at the same
+// time).
 func backlogWorkload(pending, free int) *Snapshot {
+	return backlogWorkloadOf(pending, free, "bench")
+}
+
+// backlogWorkloadOf is backlogWorkload with the pending jobs and the
+// history spread over owners in turn.
+func backlogWorkloadOf(pending, free int, owners ...string) *Snapshot {
 	s := &Snapshot{}
 	for i := range 2 {
 		s.Nodes = append(s.Nodes, testkit.Node(fmt.Sprintf("dev-%d", i+1)).MilliCPU(1000).Mem("8G").Build())
@@ -24,12 +32,12 @@ func backlogWorkload(pending, free int) *Snapshot {
 		id++
 	}
 	for i := range 1000 {
-		end := testkit.Epoch.Add(-time.Duration(1000-i) * time.Millisecond)
-		s.History = append(s.History, model.FinishedJob{ID: id, Owner: "bench", Usage: model.Resources{MilliCPU: 100}, Ran: 6 * time.Millisecond, SubmitTime: end.Add(-10 * time.Millisecond), StartTime: end.Add(-6 * time.Millisecond), EndTime: end})
+		end := testkit.Epoch.Add(-time.Duration(1000-i/5*5) * time.Millisecond)
+		s.History = append(s.History, model.FinishedJob{ID: id, Owner: owners[i%len(owners)], Usage: model.Resources{MilliCPU: 100}, Ran: 6 * time.Millisecond, SubmitTime: end.Add(-10 * time.Millisecond), StartTime: end.Add(-6 * time.Millisecond), EndTime: end})
 		id++
 	}
 	for i := range pending {
-		s.Pending = append(s.Pending, testkit.Job(id).Owner("bench").Name("bench").Resources(model.Resources{MilliCPU: 100}).
+		s.Pending = append(s.Pending, testkit.Job(id).Owner(owners[i%len(owners)]).Name("bench").Resources(model.Resources{MilliCPU: 100}).
 			Submitted(testkit.Epoch.Add(-time.Duration(pending-i)*time.Millisecond)).Build())
 		id++
 	}
@@ -43,9 +51,16 @@ func BenchmarkBacklogPass(b *testing.B) {
 	for _, c := range []struct {
 		pending int
 		tail    bool
-	}{{100, false}, {1000, false}, {10000, false}, {30000, false}, {10000, true}, {30000, true}} {
+		owners  int
+	}{{100, false, 1}, {1000, false, 1}, {10000, false, 1}, {30000, false, 1}, {10000, true, 1}, {30000, true, 1}, {100, false, 2}} {
 		s := backlogWorkload(c.pending, 4)
 		name := fmt.Sprintf("pending=%d", c.pending)
+		if c.owners == 2 {
+			// Two owners' jobs compete: their shares, read from the
+			// history, decide the order.
+			s = backlogWorkloadOf(c.pending, 4, "ann", "bob")
+			name += "/owners=2"
+		}
 		if c.tail {
 			// As the server hands it in: the first jobs of the run
 			// pending, the rest a tail.

@@ -207,16 +207,34 @@ func newFairState(now int64, cfg Config, capacity usage) *fair {
 // the k-th allocation.
 func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order historyOrder, allocQ func(k int, a *model.Allocation) *qnode) {
 	now := f.now
+	// An owner's usage is only ever compared with another owner's in the
+	// same queue (userHeap): owners alone in their queue need none, and
+	// when no owner needs it and queues do not compete, the history is
+	// not read at all.
+	contested := map[string]bool{}
+	for k := range f.users {
+		if _, ok := contested[k.queue]; ok {
+			contested[k.queue] = true
+		} else {
+			contested[k.queue] = false
+		}
+	}
 	owners := map[string][]*userList{} // an owner's lists, one per queue
 	for k, u := range f.users {
 		u.queue = k.queue
-		owners[k.owner] = append(owners[k.owner], u)
+		if contested[k.queue] {
+			owners[k.owner] = append(owners[k.owner], u)
+		}
+	}
+	history := len(s.History)
+	if !queueLevel && len(owners) == 0 {
+		history = 0
 	}
 	// Usage that ended more than historyHalfLives half-lives ago weighs
 	// under 0.1%: the scan runs newest first and stops there.
 	horizon := now - int64(historyHalfLives*f.halfLife)
 	lastName, lastQ := "", (*qnode)(nil)
-	for k := range s.History {
+	for k := range history {
 		h := &s.History[order.newest(k)]
 		end := h.EndTime.UnixNano()
 		if end < horizon {

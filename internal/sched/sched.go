@@ -24,7 +24,8 @@ type Snapshot struct {
 	Queues []*model.Queue
 	// History is recently finished jobs (the caller keeps a bounded window,
 	// e.g. the last few days or thousands of jobs), for runtime predictions
-	// and fair-share usage decay.
+	// and fair-share usage decay. Any order gives the same plan; sorted by
+	// end time then ID, it spares every pass a sort.
 	History []model.FinishedJob
 	// DependencyStates gives the state of every job a pending job depends
 	// on. A dependency on a job missing here can never be satisfied.

@@ -26,7 +26,7 @@ type schedCache struct {
 	window []histEntry
 	full   bool
 	// history is window in the order recentHistory gives (end time, then
-	// newest first).
+	// ID).
 	history []model.FinishedJob
 	// The previous pass's slices, whose memory the next change reuses
 	// (the history alone is 160 kB): a slice handed to the scheduler
@@ -323,13 +323,14 @@ func inWindow(window []histEntry, e histEntry) bool {
 }
 
 // historyCompare is the order of the scheduler's history: by end time,
-// newest job first among equal end times (what recentHistory's stable sort
-// of a newest-first walk gives).
+// then ID. It is the order the scheduler visits the history in
+// (sched.Snapshot.History), so a pass need not sort it; jobs that end in
+// one write share their end time.
 func historyCompare(a, b model.FinishedJob) int {
 	if c := a.EndTime.Compare(b.EndTime); c != 0 {
 		return c
 	}
-	return cmp.Compare(b.ID, a.ID)
+	return cmp.Compare(a.ID, b.ID)
 }
 
 // historyOrder is window (ascending ID) in the order of the scheduler's

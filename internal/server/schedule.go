@@ -484,7 +484,7 @@ func waitsForRoom(code string) bool {
 const historyWindow = 1000
 
 // recentHistory returns up to n most recently submitted finished jobs that
-// ran, oldest end first, as the scheduler wants them.
+// ran, by end time then ID (historyCompare), as the scheduler wants them.
 func recentHistory(snap *state.Snapshot, n int) []model.FinishedJob {
 	out := make([]model.FinishedJob, 0, n) // allocated once per pass (a fifth of the pass's garbage when grown)
 	snap.FinishedJobs(func(j *model.Job) bool {
@@ -493,7 +493,7 @@ func recentHistory(snap *state.Snapshot, n int) []model.FinishedJob {
 		}
 		return len(out) < n
 	})
-	slices.SortStableFunc(out, func(a, b model.FinishedJob) int { return a.EndTime.Compare(b.EndTime) })
+	slices.SortFunc(out, historyCompare)
 	return out
 }
 
