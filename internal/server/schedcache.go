@@ -66,27 +66,11 @@ func (c *schedCache) intern(code string) string {
 	return code
 }
 
-// jobClass is the pending jobs of one sched.ClassKey, ascending ID.
-type jobClass struct {
-	key                   string
-	members, membersSpare []classMember
-	// tail is the memory of the jobs split last handed over as this
-	// class's tail: the scheduler and the plan hold them only during
-	// the pass.
-	tail []*model.Job
-}
-
-// tailed is a tail split made: its class and its members.
+// tailed is a tail split made: its class, whose members from heads on
+// are the tail.
 type tailed struct {
-	cl      *jobClass
-	members []classMember
-}
-
-type classMember struct {
-	id     model.JobID
-	submit int64  // SubmitTime in Unix nanoseconds
-	code   string // Reason.Code: the job's logged reason code
-	j      *model.Job
+	cl    *jobClass
+	heads int
 }
 
 // minHeads is the fewest jobs of a class a pass gets pending: more than a
@@ -141,46 +125,21 @@ func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
 	var tails []sched.Tail
 	clear(c.tailed)
 	for _, cl := range c.classes {
-		m := cl.members
-		if len(m) <= heads || c.retrying[cl.key] > 0 || !tailFollows(m, heads) {
-			for _, e := range m {
-				pending = append(pending, e.j)
-			}
+		if len(cl.members) <= heads || c.retrying[cl.key] > 0 || !cl.tailFollows(heads) {
+			pending = append(pending, cl.jobs...)
 			continue
 		}
-		for _, e := range m[:heads] {
-			pending = append(pending, e.j)
-		}
-		jobs := cl.tail[:0]
-		for _, e := range m[heads:] {
-			jobs = append(jobs, e.j)
-		}
-		cl.tail = jobs
-		tails = append(tails, sched.Tail{After: m[heads-1].id, Jobs: jobs})
+		pending = append(pending, cl.jobs[:heads]...)
+		after := cl.members[heads-1].id
+		tails = append(tails, sched.Tail{After: after, Jobs: cl.jobs[heads:]})
 		if c.tailed == nil {
 			c.tailed = map[model.JobID]tailed{}
 		}
-		c.tailed[m[heads-1].id] = tailed{cl, m[heads:]}
+		c.tailed[after] = tailed{cl, heads}
 	}
 	// The classes' order is the map's; the scheduler's plan does not
 	// depend on it.
 	return pending, tails
-}
-
-// tailFollows reports whether every member from heads on was submitted
-// no earlier than every member before it (IDs ascend, so ties are in
-// order).
-func tailFollows(m []classMember, heads int) bool {
-	last := m[0].submit
-	for _, e := range m[1:heads] {
-		last = max(last, e.submit)
-	}
-	for _, e := range m[heads:] {
-		if e.submit < last {
-			return false
-		}
-	}
-	return true
 }
 
 // reload reads the pending jobs and the history window from snap.
@@ -345,8 +304,9 @@ func historyOrder(window []histEntry) []model.FinishedJob {
 }
 
 // classify brings loose and the classes up to date: the jobs named in
-// changed (ascending) leave, the pending jobs added (ascending ID, each
-// named in changed unless from a reload) come in.
+// changed (ascending) leave or are updated where they are, the pending
+// jobs added (ascending ID, each named in changed unless from a reload)
+// come in.
 func (c *schedCache) classify(added []*model.Job, changed []model.JobID) {
 	if c.classes == nil {
 		c.classes, c.classOf = map[string]*jobClass{}, map[model.JobID]*jobClass{}
@@ -354,65 +314,83 @@ func (c *schedCache) classify(added []*model.Job, changed []model.JobID) {
 	if c.retrying == nil {
 		c.retrying, c.retryKey = map[string]int{}, map[model.JobID]string{}
 	}
-	type change struct {
-		gone  []model.JobID
-		added []classMember
-	}
-	var touched map[*jobClass]*change
-	touch := func(cl *jobClass) *change {
+	var touched map[*jobClass]*classChange
+	touch := func(cl *jobClass) *classChange {
 		if touched == nil {
-			touched = map[*jobClass]*change{}
+			touched = map[*jobClass]*classChange{}
 		}
 		ch := touched[cl]
 		if ch == nil {
-			ch = &change{}
+			ch = &classChange{}
 			touched[cl] = ch
 		}
 		return ch
 	}
-	for _, id := range changed {
-		if cl := c.classOf[id]; cl != nil {
+	var loose []*model.Job
+	// file puts job id, now j (nil: no longer pending), where it belongs:
+	// loose, or its class, where it stays if it was there.
+	file := func(id model.JobID, j *model.Job) {
+		var cl *jobClass
+		var m classMember
+		if j != nil {
+			if key, ok := classKey(j); ok {
+				if cl = c.classes[key]; cl == nil {
+					cl = &jobClass{key: key}
+					c.classes[key] = cl
+				}
+				m = classMember{id: j.ID, submit: j.SubmitTime.UnixNano(), code: c.intern(j.Reason.Code), j: j}
+			} else {
+				loose = append(loose, j)
+				// A job in its retry backoff is loose but may be of a
+				// class: that class's tail would have to come after it
+				// too, so while it waits its class gets none.
+				if !j.EligibleAt.IsZero() {
+					if key, ok := sched.ClassKey(j); ok {
+						c.retryKey[j.ID] = key
+						c.retrying[key]++
+					}
+				}
+			}
+		}
+		old := c.classOf[id]
+		if old != nil && old == cl {
 			ch := touch(cl)
+			ch.updated = append(ch.updated, m)
+			return
+		}
+		if old != nil {
+			ch := touch(old)
 			ch.gone = append(ch.gone, id)
 			delete(c.classOf, id)
 		}
+		if cl != nil {
+			ch := touch(cl)
+			ch.added = append(ch.added, m)
+			c.classOf[id] = cl
+		}
+	}
+	ai := 0
+	for _, id := range changed {
 		if key, ok := c.retryKey[id]; ok {
 			if c.retrying[key]--; c.retrying[key] == 0 {
 				delete(c.retrying, key)
 			}
 			delete(c.retryKey, id)
 		}
+		var j *model.Job
+		if ai < len(added) && added[ai].ID == id {
+			j = added[ai]
+			ai++
+		}
+		file(id, j)
 	}
-	var loose []*model.Job
-	for _, j := range added {
-		key, ok := classKey(j)
-		if !ok {
-			loose = append(loose, j)
-			// A job in its retry backoff is loose but may be of a
-			// class: that class's tail would have to come after it too,
-			// so while it waits its class gets none.
-			if !j.EligibleAt.IsZero() {
-				if key, ok := sched.ClassKey(j); ok {
-					c.retryKey[j.ID] = key
-					c.retrying[key]++
-				}
-			}
-			continue
-		}
-		cl := c.classes[key]
-		if cl == nil {
-			cl = &jobClass{key: key}
-			c.classes[key] = cl
-		}
-		c.classOf[j.ID] = cl
-		ch := touch(cl)
-		ch.added = append(ch.added, classMember{id: j.ID, submit: j.SubmitTime.UnixNano(), code: c.intern(j.Reason.Code), j: j})
+	for _, j := range added[ai:] { // a reload: nothing was changed
+		file(j.ID, j)
 	}
 	c.looseSpare, c.loose = c.loose, mergeByID(c.loose, c.looseSpare[:0], changed, loose,
 		func(j *model.Job) model.JobID { return j.ID })
 	for cl, ch := range touched {
-		cl.membersSpare, cl.members = cl.members, mergeByID(cl.members, cl.membersSpare[:0], ch.gone, ch.added,
-			func(e classMember) model.JobID { return e.id })
+		cl.apply(ch)
 		if len(cl.members) == 0 {
 			delete(c.classes, cl.key)
 		}
@@ -447,12 +425,8 @@ func mergeByID[T any](old, into []T, gone []model.JobID, added []T, id func(T) m
 // the rest of the pass.
 func (c *schedCache) tailReasonChanges(tails []sched.TailReason, changes map[model.JobID]model.Reason) {
 	for _, tr := range tails {
-		code := c.intern(tr.Reason.Code)
-		for _, e := range c.tailed[tr.After].members {
-			if e.code != code {
-				changes[e.id] = tr.Reason
-			}
-		}
+		t := c.tailed[tr.After]
+		t.cl.tailReasonChanges(t.heads, c.intern(tr.Reason.Code), tr.Reason, changes)
 	}
 }
 
@@ -462,13 +436,14 @@ func (c *schedCache) liveTails(tails []sched.TailReason) map[string]liveTail {
 	var out map[string]liveTail
 	for _, tr := range tails {
 		t := c.tailed[tr.After]
-		if len(t.members) == 0 {
+		m := t.cl.members
+		if len(m) <= t.heads {
 			continue
 		}
 		if out == nil {
 			out = map[string]liveTail{}
 		}
-		out[t.cl.key] = liveTail{first: t.members[0].id, last: t.members[len(t.members)-1].id, reason: tr.Reason}
+		out[t.cl.key] = liveTail{first: m[t.heads].id, last: m[len(m)-1].id, reason: tr.Reason}
 	}
 	return out
 }

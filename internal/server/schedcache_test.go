@@ -16,9 +16,10 @@ import (
 
 // TestSchedCacheMatchesSchedInput drives a store through random job
 // lifecycles (submissions, starts, ends with tied end times, retries
-// in backoff, rewrites and pruning of finished jobs, a restore) and checks
-// after every write that the cached scheduler input is exactly what
-// reading the whole state gives.
+// in backoff, reasons logged, rewrites and pruning of finished jobs, a
+// restore) and checks after every write that the cached scheduler input
+// is exactly what reading the whole state gives, and that the tails'
+// reason changes and live ranges are what their jobs say.
 func TestSchedCacheMatchesSchedInput(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	store := state.New()
@@ -45,6 +46,23 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 			t.Fatalf("step %d: pending: cached %d jobs (%d in tails), full read %d", step, len(in.Pending), len(all)-len(in.Pending), len(want.Pending))
 		}
 		checkTails(t, in)
+		checkTailReasons(t, &cache, in, step, func(changes map[model.JobID]model.Reason) {
+			// As the server does, sometimes: the changed reasons logged.
+			if rng.IntN(2) == 0 || len(changes) == 0 {
+				return
+			}
+			idx++
+			if err := store.Write(idx, func(tx *state.WriteTxn) error {
+				for id, r := range changes {
+					c := *store.Snapshot().Job(id)
+					c.Reason = r
+					tx.PutJob(&c)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
 		if !reflect.DeepEqual(in.History, want.History) {
 			t.Fatalf("step %d: history differs: cached %d jobs, full read %d", step, len(in.History), len(want.History))
 		}
@@ -65,6 +83,10 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 		case op < 2 || nextID < 5: // submit one or a few
 			idx++
 			n := 1 + rng.IntN(3)
+			at := base.Add(time.Duration(idx) * time.Second)
+			if rng.IntN(40) == 0 { // another leader's clock, behind
+				at = at.Add(-time.Duration(rng.IntN(100)) * time.Second)
+			}
 			if err := store.Write(idx, func(tx *state.WriteTxn) error {
 				for range n {
 					nextID++
@@ -73,7 +95,7 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 						owner = "batch" // never retried: its classes may get tails
 					}
 					tx.PutJob(&model.Job{ID: nextID, State: model.JobPending, Owner: owner, Queue: "default",
-						SubmitTime: base.Add(time.Duration(idx) * time.Second),
+						SubmitTime: at,
 						Groups:     []model.TaskGroup{{Name: "main", Count: 1 + rng.IntN(2), Resources: model.Resources{MilliCPU: 100}}}})
 				}
 				return nil
@@ -89,6 +111,8 @@ func TestSchedCacheMatchesSchedInput(t *testing.T) {
 			c := *j
 			at := base.Add(time.Duration(idx/4) * time.Second) // coarse: ties in end times
 			switch {
+			case c.State == model.JobPending && rng.IntN(5) == 0: // a reason logged
+				c.Reason = model.Reason{Code: reasonCodes[rng.IntN(len(reasonCodes))]}
 			case c.State == model.JobPending && rng.IntN(8) == 0:
 				c.State = model.JobCancelled // never ran: not history
 				c.EndTime = at
@@ -177,4 +201,38 @@ func checkTails(t *testing.T, in *sched.Snapshot) {
 			}
 		}
 	}
+}
+
+var reasonCodes = []string{"resources", "priority", "quota"}
+
+// checkTailReasons checks, for a plan giving each tail of in a reason,
+// that the cache names exactly the tail jobs whose logged code differs
+// (then hands them to logged) and the tails' first and last jobs.
+func checkTailReasons(t *testing.T, c *schedCache, in *sched.Snapshot, step int, logged func(map[model.JobID]model.Reason)) {
+	t.Helper()
+	var trs []sched.TailReason
+	want := map[model.JobID]model.Reason{}
+	for i, tl := range in.Tails {
+		r := model.Reason{Code: reasonCodes[(step+i)%len(reasonCodes)]}
+		trs = append(trs, sched.TailReason{After: tl.After, Jobs: tl.Jobs, Reason: r})
+		for _, j := range tl.Jobs {
+			if j.Reason.Code != r.Code {
+				want[j.ID] = r
+			}
+		}
+	}
+	got := map[model.JobID]model.Reason{}
+	c.tailReasonChanges(trs, got)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("step %d: tail reason changes: cached %d jobs, the tails' jobs say %d", step, len(got), len(want))
+	}
+	live := c.liveTails(trs)
+	for _, tr := range trs {
+		key, _ := sched.ClassKey(tr.Jobs[0])
+		lt := live[key]
+		if lt.first != tr.Jobs[0].ID || lt.last != tr.Jobs[len(tr.Jobs)-1].ID || lt.reason != tr.Reason {
+			t.Fatalf("step %d: live tail of class %q: %d to %d, want %d to %d", step, key, lt.first, lt.last, tr.Jobs[0].ID, tr.Jobs[len(tr.Jobs)-1].ID)
+		}
+	}
+	logged(got)
 }
