@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/durehq/dure/internal/model"
@@ -13,7 +14,9 @@ import (
 // stream of short jobs, in transactions of ten (a raft entry's worth):
 // submitted, placed with one allocation, the allocation running and ended,
 // the job finished, with 1,000 to 100,000 (the default retention) finished
-// jobs kept as history. One op is one job's whole life.
+// jobs kept as history. Jobs carry an owner and a random idempotency key,
+// as the API client gives every submission. One op is one job's whole
+// life.
 func BenchmarkJobLifecycle(b *testing.B) {
 	for _, history := range []int{1000, 20000, 100000} {
 		b.Run(fmt.Sprintf("history=%d", history), func(b *testing.B) { benchJobLifecycle(b, history) })
@@ -22,6 +25,7 @@ func BenchmarkJobLifecycle(b *testing.B) {
 
 func benchJobLifecycle(b *testing.B, history int) {
 	s := state.New()
+	rng := rand.New(rand.NewPCG(1, 2))
 	idx := uint64(1)
 	const per = 10
 	next := model.JobID(1)
@@ -36,7 +40,11 @@ func benchJobLifecycle(b *testing.B, history int) {
 			})
 			idx++
 		}
-		step(func(tx *state.WriteTxn, id model.JobID) { tx.PutJob(testkit.Job(id).Build()) })
+		step(func(tx *state.WriteTxn, id model.JobID) {
+			j := testkit.Job(id).Build()
+			j.Owner, j.IdempotencyKey = "bench", fmt.Sprintf("auto-%016x", rng.Uint64())
+			tx.PutJob(j)
+		})
 		step(func(tx *state.WriteTxn, id model.JobID) {
 			j := tx.Job(id).Copy()
 			j.State = model.JobRunning

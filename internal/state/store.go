@@ -189,15 +189,12 @@ func (s *Snapshot) JobByIdempotencyKey(owner, key string) *model.Job {
 		return nil
 	}
 	var found *model.Job
-	p := jobPivot()
-	p.Owner, p.IdempotencyKey = owner, key
-	s.v.t.idem.AscendGreaterOrEqual(p, func(j *model.Job) bool {
-		if j.Owner == owner && j.IdempotencyKey == key {
-			found = j
+	s.v.t.idem.AscendGreaterOrEqual(idemEntry{owner: owner, key: key}, func(e idemEntry) bool {
+		if e.owner == owner && e.key == key {
+			found = s.Job(e.id)
 		}
 		return false
 	})
-	releaseJobPivot(p)
 	return found
 }
 

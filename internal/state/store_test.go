@@ -216,6 +216,43 @@ func TestReads(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyFollowsTheJob: the key finds the job's newest version
+// after updates that keep the key, finds nothing once the job is deleted,
+// and follows a job whose key changed (an operator's rewrite).
+func TestIdempotencyKeyFollowsTheJob(t *testing.T) {
+	s := state.New()
+	keyed := func(id model.JobID, owner, key string, st model.JobState) *model.Job {
+		j := testkit.Job(id).State(st).Build()
+		j.Owner, j.IdempotencyKey = owner, key
+		return j
+	}
+	write(t, s, 1, func(tx *state.WriteTxn) {
+		tx.PutJob(keyed(1, "ada", "k1", model.JobPending))
+		tx.PutJob(keyed(2, "ada", "k2", model.JobPending))
+		tx.PutJob(keyed(3, "bob", "k1", model.JobPending))
+	})
+	write(t, s, 2, func(tx *state.WriteTxn) { tx.PutJob(keyed(1, "ada", "k1", model.JobRunning)) })
+	if j := s.Snapshot().JobByIdempotencyKey("ada", "k1"); j == nil || j.ID != 1 || j.State != model.JobRunning {
+		t.Fatalf("after an update, ada's k1 finds %+v; want job 1 running", j)
+	}
+	write(t, s, 3, func(tx *state.WriteTxn) { tx.PutJob(keyed(2, "ada", "k9", model.JobPending)) })
+	snap := s.Snapshot()
+	if j := snap.JobByIdempotencyKey("ada", "k2"); j != nil {
+		t.Errorf("the replaced key k2 still finds job %d", j.ID)
+	}
+	if j := snap.JobByIdempotencyKey("ada", "k9"); j == nil || j.ID != 2 {
+		t.Errorf("the new key k9 finds %+v; want job 2", j)
+	}
+	write(t, s, 4, func(tx *state.WriteTxn) { tx.DeleteJob(1) })
+	snap = s.Snapshot()
+	if j := snap.JobByIdempotencyKey("ada", "k1"); j != nil {
+		t.Errorf("a deleted job's key still finds job %d", j.ID)
+	}
+	if j := snap.JobByIdempotencyKey("bob", "k1"); j == nil || j.ID != 3 {
+		t.Errorf("bob's k1 finds %+v; want job 3 (keys are per owner)", j)
+	}
+}
+
 func TestDeleteJobKeepsLastJobIDAndRemovesAllocs(t *testing.T) {
 	s := state.New()
 	write(t, s, 1, func(tx *state.WriteTxn) {

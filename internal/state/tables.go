@@ -23,7 +23,12 @@ type tables struct {
 	jobs     *btree.BTreeG[*model.Job] // by ID
 	jobState *btree.BTreeG[*model.Job] // by State, then ID
 	finished *btree.BTreeG[*model.Job] // jobs in a terminal state, by ID
-	idem     *btree.BTreeG[*model.Job] // jobs with an owner and an idempotency key, by both, then ID
+	// Jobs with an owner and an idempotency key, by both, then ID. It
+	// holds keys, not jobs: a job's key never changes, so the index is
+	// written when a job is stored first and when it is deleted, not on
+	// every update (idempotency keys are random: every write of the index
+	// is a walk down a different path).
+	idem *btree.BTreeG[idemEntry]
 
 	allocs   *btree.BTreeG[*model.Allocation] // by ID
 	allocJob *btree.BTreeG[*model.Allocation] // by JobID, then ID
@@ -50,7 +55,7 @@ func newTables() *tables {
 		jobs:      btree.NewG(treeDegree, jobByID),
 		jobState:  btree.NewG(treeDegree, jobByState),
 		finished:  btree.NewG(treeDegree, jobByID),
-		idem:      btree.NewG(treeDegree, jobByIdem),
+		idem:      btree.NewG(treeDegree, idemLess),
 		allocs:    btree.NewG(treeDegree, allocByID),
 		allocJob:  btree.NewG(treeDegree, allocByJob),
 		live:      btree.NewG(treeDegree, allocByID),
@@ -90,11 +95,19 @@ func jobByState(a, b *model.Job) bool {
 	return a.ID < b.ID
 }
 
-func jobByIdem(a, b *model.Job) bool {
-	if c := cmp.Or(strings.Compare(a.Owner, b.Owner), strings.Compare(a.IdempotencyKey, b.IdempotencyKey)); c != 0 {
+// idemEntry is a job's entry in the idempotency index.
+type idemEntry struct {
+	owner, key string
+	id         model.JobID
+}
+
+func idemOf(j *model.Job) idemEntry { return idemEntry{j.Owner, j.IdempotencyKey, j.ID} }
+
+func idemLess(a, b idemEntry) bool {
+	if c := cmp.Or(strings.Compare(a.owner, b.owner), strings.Compare(a.key, b.key)); c != 0 {
 		return c < 0
 	}
-	return a.ID < b.ID
+	return a.id < b.id
 }
 
 func allocByID(a, b *model.Allocation) bool { return a.ID < b.ID }
@@ -168,6 +181,10 @@ func (t *tables) job(id model.JobID) *model.Job {
 // hasIdem says whether a job is in the idempotency index.
 func hasIdem(j *model.Job) bool { return j.Owner != "" && j.IdempotencyKey != "" }
 
+// sameIdem says whether two versions of a job have the same idempotency
+// index entry.
+func sameIdem(a, b *model.Job) bool { return a.Owner == b.Owner && a.IdempotencyKey == b.IdempotencyKey }
+
 // isLive says whether an allocation still holds resources.
 func isLive(a *model.Allocation) bool { return !a.Status.Terminal() }
 
@@ -201,8 +218,8 @@ func (t *tables) putJob(j *model.Job) {
 	if j.State.Terminal() {
 		t.finished.ReplaceOrInsert(j)
 	}
-	if hasIdem(j) {
-		t.idem.ReplaceOrInsert(j)
+	if hasIdem(j) && (!replaced || !sameIdem(old, j)) {
+		t.idem.ReplaceOrInsert(idemOf(j))
 	}
 	if j.ID > t.lastJobID {
 		t.lastJobID = j.ID
@@ -218,8 +235,8 @@ func (t *tables) unindexJob(old, next *model.Job) {
 	if old.State.Terminal() && (next == nil || !next.State.Terminal()) {
 		t.finished.Delete(old)
 	}
-	if hasIdem(old) && (next == nil || old.Owner != next.Owner || old.IdempotencyKey != next.IdempotencyKey) {
-		t.idem.Delete(old)
+	if hasIdem(old) && (next == nil || !sameIdem(old, next)) {
+		t.idem.Delete(idemOf(old))
 	}
 }
 
