@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/durehq/dure/internal/fsm"
@@ -48,7 +47,9 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 }
 
 // pruneLoop forgets finished jobs past their retention or beyond the cap on
-// finished jobs, those that ended first, in bounded batches.
+// finished jobs, those that ended first, in small batches: each is one
+// raft entry the FSM applies at once, so other writes wait behind it no
+// longer than a few milliseconds.
 func (s *Server) pruneLoop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.PruneInterval)
 	defer tick.Stop()
@@ -60,7 +61,7 @@ func (s *Server) pruneLoop(ctx context.Context) {
 		}
 		ids := s.jobsToPrune(s.cfg.Now())
 		for len(ids) > 0 {
-			batch := ids[:min(len(ids), 1000)]
+			batch := ids[:min(len(ids), pruneBatch)]
 			ids = ids[len(batch):]
 			if _, err := s.apply(ctx, &fsm.PruneJobs{IDs: batch}); err != nil {
 				s.log.Warn("prune finished jobs", "err", err)
@@ -70,39 +71,31 @@ func (s *Server) pruneLoop(ctx context.Context) {
 	}
 }
 
+// pruneBatch is the most jobs one PruneJobs entry forgets.
+const pruneBatch = 250
+
+// jobsToPrune lists the finished jobs to forget: those that ended before
+// the retention's cutoff and, past the cap, those that ended first (not
+// the lowest IDs: a long job that has just ended stays). Both are a prefix
+// of the store's end-time order, so it reads only the jobs it returns. A
+// job whose tasks are still stopping is kept (the FSM would keep it;
+// asking would only add a useless entry to the log every interval) but
+// counts toward the cap.
 func (s *Server) jobsToPrune(now time.Time) []model.JobID {
 	cutoff := now.Add(-s.cfg.JobRetention)
-	var ids []model.JobID
-	var kept []*model.Job // finished, within the retention
 	snap := s.store.Snapshot()
-	// Everything older than the cutoff goes, and past the cap the jobs that
-	// ended first (not the lowest IDs: a long job that has just ended
-	// stays), except jobs whose tasks are still stopping (the FSM keeps
-	// those; asking would only add a useless entry to the log every
-	// interval).
-	snap.Jobs(func(j *model.Job) bool {
-		if !j.State.Terminal() {
-			return true
+	over := snap.FinishedJobCount() - s.cfg.MaxFinishedJobs
+	var ids []model.JobID
+	snap.FinishedJobsByEnd(func(id model.JobID, end time.Time) bool {
+		if !end.Before(cutoff) && over <= 0 {
+			return false
 		}
-		if j.EndTime.Before(cutoff) {
-			if !stillStopping(snap, j.ID) {
-				ids = append(ids, j.ID)
-			}
-		} else {
-			kept = append(kept, j)
+		over--
+		if !stillStopping(snap, id) {
+			ids = append(ids, id)
 		}
 		return true
 	})
-	if len(kept) > s.cfg.MaxFinishedJobs {
-		// Latest to end first; Jobs gave them newest ID first, which the
-		// stable sort keeps among equal end times.
-		slices.SortStableFunc(kept, func(a, b *model.Job) int { return b.EndTime.Compare(a.EndTime) })
-		for _, j := range kept[s.cfg.MaxFinishedJobs:] {
-			if !stillStopping(snap, j.ID) {
-				ids = append(ids, j.ID)
-			}
-		}
-	}
 	return ids
 }
 

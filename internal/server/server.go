@@ -47,7 +47,10 @@ type Config struct {
 	// first go first).
 	JobRetention    time.Duration
 	MaxFinishedJobs int
-	PruneInterval   time.Duration // default 1m
+	// PruneInterval is how often finished jobs are pruned (default 10s):
+	// often, so that a busy server forgets a few thousand at a time rather
+	// than a minute's worth in one burst.
+	PruneInterval time.Duration
 
 	// Raft snapshots: one is taken when SnapshotThreshold entries were
 	// applied since the last (checked every SnapshotInterval), and the log
@@ -123,7 +126,7 @@ func (c *Config) setDefaults() error {
 		c.MaxFinishedJobs = 100_000
 	}
 	if c.PruneInterval <= 0 {
-		c.PruneInterval = time.Minute
+		c.PruneInterval = 10 * time.Second
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 16384

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/durehq/dure/internal/model"
 )
@@ -181,6 +182,16 @@ func (s *Snapshot) ArrayElements(parent model.JobID) []*model.Job {
 // ID) first, until fn returns false. Pending and running jobs cost nothing.
 func (s *Snapshot) FinishedJobs(fn func(*model.Job) bool) {
 	s.v.t.finished.Descend(fn)
+}
+
+// FinishedJobCount is how many jobs are in a terminal state.
+func (s *Snapshot) FinishedJobCount() int { return s.v.t.finished.Len() }
+
+// FinishedJobsByEnd calls fn with the ID and end time of every job in a
+// terminal state, the first to end first (then by ID), until fn returns
+// false: it reads only as far as it is called.
+func (s *Snapshot) FinishedJobsByEnd(fn func(id model.JobID, end time.Time) bool) {
+	s.v.t.ended.Ascend(func(e endEntry) bool { return fn(e.id, e.endTime()) })
 }
 
 // JobByIdempotencyKey returns the job an owner submitted with key, or nil.

@@ -2,10 +2,14 @@ package state_test
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/durehq/dure/internal/model"
 	"github.com/durehq/dure/internal/state"
@@ -199,19 +203,19 @@ func TestReads(t *testing.T) {
 		{"JobByIdempotencyKey empty key", snap.JobByIdempotencyKey("tester", "") == nil, true},
 	}
 	for _, tc := range tests {
-		if diff := cmp.Diff(tc.want, tc.got); diff != "" {
+		if diff := gocmp.Diff(tc.want, tc.got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
 	onN1 := snap.AllocsByNode("n1")
-	if diff := cmp.Diff([]string{"10.0.1", "300.1.1"}, allocIDs(onN1)); diff != "" {
+	if diff := gocmp.Diff([]string{"10.0.1", "300.1.1"}, allocIDs(onN1)); diff != "" {
 		t.Errorf("AllocsByNode(n1) (-want +got):\n%s", diff)
 	}
 
 	// Stopping early stops.
 	var first []model.JobID
 	snap.Jobs(func(j *model.Job) bool { first = append(first, j.ID); return len(first) < 2 })
-	if diff := cmp.Diff([]model.JobID{300, 256}, first); diff != "" {
+	if diff := gocmp.Diff([]model.JobID{300, 256}, first); diff != "" {
 		t.Errorf("Jobs stopping after 2 (-want +got):\n%s", diff)
 	}
 }
@@ -290,7 +294,7 @@ func TestLiveAllocsByNode(t *testing.T) {
 	})
 	snap := s.Snapshot()
 	live, modified, watch := snap.LiveAllocsByNode("n1")
-	if diff := cmp.Diff([]string{"1.0.1", "4.0.1"}, allocIDs(live)); diff != "" {
+	if diff := gocmp.Diff([]string{"1.0.1", "4.0.1"}, allocIDs(live)); diff != "" {
 		t.Errorf("live on n1 (-want +got):\n%s", diff)
 	}
 	if modified != 2 {
@@ -315,7 +319,7 @@ func TestLiveAllocsByNode(t *testing.T) {
 		t.Error("watch on n10 fired for a change on n1")
 	}
 	live, modified, _ = s.Snapshot().LiveAllocsByNode("n1")
-	if diff := cmp.Diff([]string{"4.0.1"}, allocIDs(live)); diff != "" || modified != 3 {
+	if diff := gocmp.Diff([]string{"4.0.1"}, allocIDs(live)); diff != "" || modified != 3 {
 		t.Errorf("after the end: live %v, modified %d; want [4.0.1] and 3", allocIDs(live), modified)
 	}
 
@@ -329,7 +333,7 @@ func TestLiveAllocsByNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	live, modified, _ = restored.Snapshot().LiveAllocsByNode("n1")
-	if diff := cmp.Diff([]string{"4.0.1"}, allocIDs(live)); diff != "" || modified != 3 {
+	if diff := gocmp.Diff([]string{"4.0.1"}, allocIDs(live)); diff != "" || modified != 3 {
 		t.Errorf("restored: live %v, modified %d; want [4.0.1] and 3", allocIDs(live), modified)
 	}
 }
@@ -352,7 +356,7 @@ func TestFinishedJobsNewestFirst(t *testing.T) {
 	})
 	var got []model.JobID
 	s.Snapshot().FinishedJobs(func(j *model.Job) bool { got = append(got, j.ID); return true })
-	if diff := cmp.Diff([]model.JobID{300, 256, 1}, got); diff != "" {
+	if diff := gocmp.Diff([]model.JobID{300, 256, 1}, got); diff != "" {
 		t.Errorf("finished jobs (-want +got):\n%s", diff)
 	}
 	// A job that finishes joins; fn returning false stops the walk.
@@ -363,7 +367,7 @@ func TestFinishedJobsNewestFirst(t *testing.T) {
 	})
 	got = nil
 	s.Snapshot().FinishedJobs(func(j *model.Job) bool { got = append(got, j.ID); return len(got) < 3 })
-	if diff := cmp.Diff([]model.JobID{300, 256, 3}, got); diff != "" {
+	if diff := gocmp.Diff([]model.JobID{300, 256, 3}, got); diff != "" {
 		t.Errorf("first three finished jobs (-want +got):\n%s", diff)
 	}
 }
@@ -396,7 +400,7 @@ func TestAllocChangesOnNode(t *testing.T) {
 		{3, nil, 3},
 	} {
 		got, modified, _ := snap.AllocChangesOnNode("n1", tt.after)
-		if diff := cmp.Diff(tt.want, allocIDs(got)); diff != "" || modified != tt.wantModified {
+		if diff := gocmp.Diff(tt.want, allocIDs(got)); diff != "" || modified != tt.wantModified {
 			t.Errorf("changes after %d: modified %d (want %d), allocations (-want +got):\n%s", tt.after, modified, tt.wantModified, diff)
 		}
 	}
@@ -428,12 +432,12 @@ func TestJobChangeFeed(t *testing.T) {
 		tx.PutJob(&model.Job{ID: 3, State: model.JobPending})
 	})
 	snap, changed, seq2, ok := s.SnapshotWithJobChanges(seq)
-	if !ok || cmp.Diff([]model.JobID{1, 2, 3}, changed) != "" || snap.Job(3) == nil {
+	if !ok || gocmp.Diff([]model.JobID{1, 2, 3}, changed) != "" || snap.Job(3) == nil {
 		t.Fatalf("changes after the first read: %v, ok %v", changed, ok)
 	}
 	write(t, s, 4, func(tx *state.WriteTxn) { tx.DeleteJob(2) })
 	_, changed, seq3, ok := s.SnapshotWithJobChanges(seq2)
-	if !ok || cmp.Diff([]model.JobID{2}, changed) != "" {
+	if !ok || gocmp.Diff([]model.JobID{2}, changed) != "" {
 		t.Fatalf("a deletion: %v, ok %v", changed, ok)
 	}
 	if _, changed, _, ok := s.SnapshotWithJobChanges(seq3); !ok || len(changed) != 0 {
@@ -474,7 +478,7 @@ func TestJobsInStateNewest(t *testing.T) {
 	for j := next(); j != nil; j = next() {
 		got = append(got, j.ID)
 	}
-	if diff := cmp.Diff([]model.JobID{256, 7, 5, 1, 0}, got); diff != "" {
+	if diff := gocmp.Diff([]model.JobID{256, 7, 5, 1, 0}, got); diff != "" {
 		t.Errorf("pending newest first (-want +got):\n%s", diff)
 	}
 	if next() != nil {
@@ -620,4 +624,69 @@ func TestReadersDuringWrites(t *testing.T) {
 			t.Fatal(msg)
 		}
 	}
+}
+
+// TestFinishedJobsByEnd drives jobs through random ends, rewrites of their
+// end times, requeues and deletions, and checks after each write (and
+// after a restore) that the end-time order lists exactly the finished
+// jobs, first to end first, then by ID.
+func TestFinishedJobsByEnd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	s := state.New()
+	check := func(step int, snap *state.Snapshot) {
+		t.Helper()
+		var want []*model.Job
+		snap.FinishedJobs(func(j *model.Job) bool { want = append(want, j); return true })
+		slices.SortFunc(want, func(a, b *model.Job) int { return cmp.Or(a.EndTime.Compare(b.EndTime), cmp.Compare(a.ID, b.ID)) })
+		var got []model.JobID
+		snap.FinishedJobsByEnd(func(id model.JobID, end time.Time) bool {
+			if j := snap.Job(id); j == nil || !j.EndTime.Equal(end) {
+				t.Fatalf("step %d: job %d listed as ending at %v; the job says %v", step, id, end, j)
+			}
+			got = append(got, id)
+			return true
+		})
+		if !slices.Equal(got, jobIDs(want)) || snap.FinishedJobCount() != len(want) {
+			t.Fatalf("step %d: by end %v (count %d); finished jobs by end %v", step, got, snap.FinishedJobCount(), jobIDs(want))
+		}
+	}
+	for step := range 2000 {
+		id := model.JobID(1 + rng.IntN(60))
+		write(t, s, uint64(step+1), func(tx *state.WriteTxn) {
+			j := tx.Job(id)
+			switch {
+			case j == nil:
+				tx.PutJob(testkit.Job(id).Build())
+			case rng.IntN(10) == 0:
+				tx.DeleteJob(id)
+			case j.State == model.JobPending:
+				j = j.Copy()
+				j.State = model.JobSucceeded
+				if rng.IntN(20) > 0 { // a few finished jobs have no end time
+					j.EndTime = testkit.Epoch.Add(time.Duration(rng.IntN(30)) * time.Second) // ties
+				}
+				tx.PutJob(j)
+			case rng.IntN(3) == 0: // requeued
+				j = j.Copy()
+				j.State, j.EndTime = model.JobPending, time.Time{}
+				tx.PutJob(j)
+			default: // rewritten: the same end time, or a new one
+				j = j.Copy()
+				if rng.IntN(2) == 0 {
+					j.EndTime = j.EndTime.Add(time.Duration(rng.IntN(5)-2) * time.Second)
+				}
+				tx.PutJob(j)
+			}
+		})
+		check(step, s.Snapshot())
+	}
+	var buf bytes.Buffer
+	if err := s.Snapshot().Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := state.New()
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	check(-1, restored.Snapshot())
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/btree"
 
@@ -23,6 +24,8 @@ type tables struct {
 	jobs     *btree.BTreeG[*model.Job] // by ID
 	jobState *btree.BTreeG[*model.Job] // by State, then ID
 	finished *btree.BTreeG[*model.Job] // jobs in a terminal state, by ID
+	// The same jobs by end time, then ID (keys only): which to prune first.
+	ended *btree.BTreeG[endEntry]
 	// Jobs with an owner and an idempotency key, by both, then ID. It
 	// holds keys, not jobs: a job's key never changes, so the index is
 	// written when a job is stored first and when it is deleted, not on
@@ -55,6 +58,7 @@ func newTables() *tables {
 		jobs:      btree.NewG(treeDegree, jobByID),
 		jobState:  btree.NewG(treeDegree, jobByState),
 		finished:  btree.NewG(treeDegree, jobByID),
+		ended:     btree.NewG(treeDegree, endLess),
 		idem:      btree.NewG(treeDegree, idemLess),
 		allocs:    btree.NewG(treeDegree, allocByID),
 		allocJob:  btree.NewG(treeDegree, allocByJob),
@@ -74,6 +78,7 @@ func (t *tables) clone() *tables {
 		jobs:      t.jobs.Clone(),
 		jobState:  t.jobState.Clone(),
 		finished:  t.finished.Clone(),
+		ended:     t.ended.Clone(),
 		idem:      t.idem.Clone(),
 		allocs:    t.allocs.Clone(),
 		allocJob:  t.allocJob.Clone(),
@@ -93,6 +98,32 @@ func jobByState(a, b *model.Job) bool {
 		return a.State < b.State
 	}
 	return a.ID < b.ID
+}
+
+// endEntry is a finished job's entry in the end-time index: its end time
+// in seconds and nanoseconds (any time.Time fits; Unix nanoseconds would
+// not before 1678).
+type endEntry struct {
+	sec  int64
+	nsec int32
+	id   model.JobID
+}
+
+func endOf(j *model.Job) endEntry {
+	return endEntry{j.EndTime.Unix(), int32(j.EndTime.Nanosecond()), j.ID}
+}
+
+// endTime is the end time an entry was made from (in UTC).
+func (e endEntry) endTime() time.Time { return time.Unix(e.sec, int64(e.nsec)).UTC() }
+
+func endLess(a, b endEntry) bool {
+	switch {
+	case a.sec != b.sec:
+		return a.sec < b.sec
+	case a.nsec != b.nsec:
+		return a.nsec < b.nsec
+	}
+	return a.id < b.id
 }
 
 // idemEntry is a job's entry in the idempotency index.
@@ -183,7 +214,9 @@ func hasIdem(j *model.Job) bool { return j.Owner != "" && j.IdempotencyKey != ""
 
 // sameIdem says whether two versions of a job have the same idempotency
 // index entry.
-func sameIdem(a, b *model.Job) bool { return a.Owner == b.Owner && a.IdempotencyKey == b.IdempotencyKey }
+func sameIdem(a, b *model.Job) bool {
+	return a.Owner == b.Owner && a.IdempotencyKey == b.IdempotencyKey
+}
 
 // isLive says whether an allocation still holds resources.
 func isLive(a *model.Allocation) bool { return !a.Status.Terminal() }
@@ -217,6 +250,9 @@ func (t *tables) putJob(j *model.Job) {
 	t.jobState.ReplaceOrInsert(j)
 	if j.State.Terminal() {
 		t.finished.ReplaceOrInsert(j)
+		if !replaced || !old.State.Terminal() || !old.EndTime.Equal(j.EndTime) {
+			t.ended.ReplaceOrInsert(endOf(j))
+		}
 	}
 	if hasIdem(j) && (!replaced || !sameIdem(old, j)) {
 		t.idem.ReplaceOrInsert(idemOf(j))
@@ -234,6 +270,9 @@ func (t *tables) unindexJob(old, next *model.Job) {
 	}
 	if old.State.Terminal() && (next == nil || !next.State.Terminal()) {
 		t.finished.Delete(old)
+	}
+	if old.State.Terminal() && (next == nil || !next.State.Terminal() || !old.EndTime.Equal(next.EndTime)) {
+		t.ended.Delete(endOf(old))
 	}
 	if hasIdem(old) && (next == nil || !sameIdem(old, next)) {
 		t.idem.Delete(idemOf(old))
