@@ -8,7 +8,9 @@
 // The store also remembers which jobs its recent writes touched
 // (SnapshotWithJobChanges), so that a reader keeping its own view of the
 // jobs (the scheduler's pending list and history window) applies the
-// changes instead of reading everything again.
+// changes instead of reading everything again. Finished jobs are also kept
+// by end time (FinishedJobsByEnd), so the server finds the jobs to prune in
+// what it prunes, not in everything it keeps.
 //
 // The tables replaced go-memdb (DESIGN.md §8 allowed either): its radix
 // trees copied a node and made a channel per key byte for every index of

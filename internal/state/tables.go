@@ -17,9 +17,11 @@ import (
 // write clones it (O(1) per tree) and the clone copies only the tree nodes
 // the write touches, so readers holding the old version keep it intact.
 //
-// Every index holds the stored objects themselves, ordered by a key made of
-// their fields. Stored objects are never mutated (writers store fresh
-// copies), so an object's key is fixed while it is in a tree.
+// Most indexes hold the stored objects themselves, ordered by a key made
+// of their fields; two hold only keys (idem, ended), because they are
+// written far less often than the jobs they point to change. Stored
+// objects are never mutated (writers store fresh copies), so an object's
+// key is fixed while it is in a tree.
 type tables struct {
 	jobs     *btree.BTreeG[*model.Job] // by ID
 	jobState *btree.BTreeG[*model.Job] // by State, then ID
