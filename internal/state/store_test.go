@@ -24,6 +24,20 @@ func write(t testing.TB, s *state.Store, idx uint64, fn func(tx *state.WriteTxn)
 	}
 }
 
+// persisted is a new store restored from a snapshot of s.
+func persisted(t testing.TB, s *state.Store) *state.Store {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := s.Snapshot().Persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := state.New()
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return restored
+}
+
 func closed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
@@ -324,14 +338,7 @@ func TestLiveAllocsByNode(t *testing.T) {
 	}
 
 	// Restoring from a snapshot rebuilds the indexes.
-	var buf bytes.Buffer
-	if err := s.Snapshot().Persist(&buf); err != nil {
-		t.Fatal(err)
-	}
-	restored := state.New()
-	if err := restored.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	restored := persisted(t, s)
 	live, modified, _ = restored.Snapshot().LiveAllocsByNode("n1")
 	if diff := gocmp.Diff([]string{"4.0.1"}, allocIDs(live)); diff != "" || modified != 3 {
 		t.Errorf("restored: live %v, modified %d; want [4.0.1] and 3", allocIDs(live), modified)
@@ -680,13 +687,5 @@ func TestFinishedJobsByEnd(t *testing.T) {
 		})
 		check(step, s.Snapshot())
 	}
-	var buf bytes.Buffer
-	if err := s.Snapshot().Persist(&buf); err != nil {
-		t.Fatal(err)
-	}
-	restored := state.New()
-	if err := restored.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
-	check(-1, restored.Snapshot())
+	check(-1, persisted(t, s).Snapshot())
 }
