@@ -131,7 +131,8 @@ func (c *schedCache) split() ([]*model.Job, []sched.Tail) {
 		}
 		pending = append(pending, cl.jobs[:heads]...)
 		after := cl.members[heads-1].id
-		tails = append(tails, sched.Tail{After: after, Jobs: cl.jobs[heads:]})
+		// Capped: an append by a reader cannot reach the class's array.
+		tails = append(tails, sched.Tail{After: after, Jobs: cl.jobs[heads:len(cl.jobs):len(cl.jobs)]})
 		if c.tailed == nil {
 			c.tailed = map[model.JobID]tailed{}
 		}
