@@ -211,18 +211,14 @@ func (f *fair) load(s *Snapshot, tree *queueTree, queueLevel bool, order history
 	// same queue (userHeap): owners alone in their queue need none, and
 	// when no owner needs it and queues do not compete, the history is
 	// not read at all.
-	contested := map[string]bool{}
+	ownersIn := map[string]int{} // by queue
 	for k := range f.users {
-		if _, ok := contested[k.queue]; ok {
-			contested[k.queue] = true
-		} else {
-			contested[k.queue] = false
-		}
+		ownersIn[k.queue]++
 	}
 	owners := map[string][]*userList{} // an owner's lists, one per queue
 	for k, u := range f.users {
 		u.queue = k.queue
-		if contested[k.queue] {
+		if ownersIn[k.queue] > 1 {
 			owners[k.owner] = append(owners[k.owner], u)
 		}
 	}

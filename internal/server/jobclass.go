@@ -64,13 +64,15 @@ func (cl *jobClass) apply(ch *classChange) {
 		}
 		cl.members[i], cl.jobs[i] = m, m.j
 	}
+	// The common change: the first members leave, newer jobs join at the
+	// back. Anything else rebuilds the class.
 	k := len(ch.gone)
 	prefix := k <= len(cl.members)
 	for i := 0; prefix && i < k; i++ {
 		prefix = cl.members[i].id == ch.gone[i]
 	}
-	appends := len(ch.added) == 0 || !prefix || len(cl.members) == k || ch.added[0].id > cl.members[len(cl.members)-1].id
-	if !prefix || !appends {
+	behind := len(ch.added) > 0 && len(cl.members) > k && ch.added[0].id <= cl.members[len(cl.members)-1].id
+	if !prefix || behind {
 		cl.rebuild(mergeByID(cl.members, make([]classMember, 0, len(cl.members)+len(ch.added)), ch.gone, ch.added, memberID))
 		return
 	}
@@ -85,16 +87,13 @@ func (cl *jobClass) apply(ch *classChange) {
 	if len(ch.added) == 0 {
 		return
 	}
-	if len(cl.members) == 0 {
+	if n := len(cl.members); n == 0 {
 		cl.ordered = true
+	} else if ch.added[0].submit < cl.members[n-1].submit {
+		cl.ordered = false
 	}
-	last := int64(0)
-	if n := len(cl.members); n > 0 {
-		last = cl.members[n-1].submit
-	}
+	cl.ordered = cl.ordered && submitsAscend(ch.added)
 	for _, m := range ch.added {
-		cl.ordered = cl.ordered && m.submit >= last
-		last = m.submit
 		cl.count(m.code, 1)
 		cl.members = append(cl.members, m)
 		cl.jobs = append(cl.jobs, m.j)

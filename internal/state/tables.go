@@ -220,6 +220,12 @@ func sameIdem(a, b *model.Job) bool {
 	return a.Owner == b.Owner && a.IdempotencyKey == b.IdempotencyKey
 }
 
+// sameEnded says whether two versions of a job have the same end-time
+// index entry: both finished, at the same time.
+func sameEnded(a, b *model.Job) bool {
+	return a.State.Terminal() && b.State.Terminal() && a.EndTime.Equal(b.EndTime)
+}
+
 // isLive says whether an allocation still holds resources.
 func isLive(a *model.Allocation) bool { return !a.Status.Terminal() }
 
@@ -252,7 +258,7 @@ func (t *tables) putJob(j *model.Job) {
 	t.jobState.ReplaceOrInsert(j)
 	if j.State.Terminal() {
 		t.finished.ReplaceOrInsert(j)
-		if !replaced || !old.State.Terminal() || !old.EndTime.Equal(j.EndTime) {
+		if !replaced || !sameEnded(old, j) {
 			t.ended.ReplaceOrInsert(endOf(j))
 		}
 	}
@@ -273,7 +279,7 @@ func (t *tables) unindexJob(old, next *model.Job) {
 	if old.State.Terminal() && (next == nil || !next.State.Terminal()) {
 		t.finished.Delete(old)
 	}
-	if old.State.Terminal() && (next == nil || !next.State.Terminal() || !old.EndTime.Equal(next.EndTime)) {
+	if old.State.Terminal() && (next == nil || !sameEnded(old, next)) {
 		t.ended.Delete(endOf(old))
 	}
 	if hasIdem(old) && (next == nil || !sameIdem(old, next)) {
